@@ -1,0 +1,3 @@
+from modemgw.cli import main
+
+main()
