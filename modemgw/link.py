@@ -1,0 +1,325 @@
+"""One serial port: a reader thread that frames lines (and the bare `> ` prompt), and one command at a time.
+
+The only module that touches pyserial. The port is passed in open; the link never builds it.
+
+Rules (docs/design.md, "AT engine rules"):
+1. One command in flight; a prompt command (`AT+CMGS`) is one atomic step: command, `> `, payload + Ctrl-Z,
+   final result. No prompt in time: ESC, then resynchronise.
+2. URCs are recognised by prefix at every moment, also in the middle of a reply, and never join a reply.
+3. A reply ends only on an anchored final result.
+4. After any timeout the link is *dirty*: before the next command it sends `AT` and waits for an `OK` that no
+   stray reply lines preceded, then for a quiet moment, so a late reply never reaches the next command. Bytes
+   are decoded with errors="replace"; nothing kills the reader.
+5. A lost port fails the command in flight at once with PortLost, and every later one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import serial
+
+from modemgw import at
+from modemgw.errors import ModemTimeout, PortLost, PromptTimeout
+
+log = logging.getLogger("modemgw.link")
+
+CTRL_Z = b"\x1a"
+ESC = b"\x1b"
+_HEX_LINE = re.compile(r"[0-9A-Fa-f]+")
+
+
+@dataclass
+class Reply:
+    """A command's complete reply: information lines (URCs excluded) and the final result."""
+
+    command: str
+    lines: list[str]
+    final: str
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return self.final == "OK"
+
+    def line(self, prefix: str) -> str | None:
+        """The first information line starting with `prefix`."""
+        return next((line for line in self.lines if line.startswith(prefix)), None)
+
+
+@dataclass
+class _InFlight:
+    command: str
+    expect: str | None
+    ends_with: str | None = None       # a prefix that ends the reply when the modem sends no final result
+    wants_prompt: bool = False
+    resync: bool = False
+    lines: list[str] = field(default_factory=list)
+    final: str | None = None
+    prompted: bool = False
+    error: Exception | None = None
+    echo: set[str] = field(default_factory=set)
+
+
+class Link:
+    """AT command channel over one open serial port."""
+
+    def __init__(self, port: serial.SerialBase, on_urc: Callable[[at.Urc], None] | None = None,
+                 on_lost: Callable[[Exception], None] | None = None, name: str | None = None,
+                 resync_timeout: float = 2.0, quiet_time: float = 0.05):
+        self.port = port
+        self.name = name or getattr(port, "port", None) or "modem"
+        self.on_urc = on_urc or (lambda urc: None)
+        self.on_lost = on_lost or (lambda error: None)
+        self.resync_timeout = resync_timeout
+        self.quiet_time = quiet_time
+        self._command_lock = threading.Lock()  # one command in flight
+        self._state = threading.Condition()    # guards everything below; notified on every line
+        self._current: _InFlight | None = None
+        self._partial = bytearray()
+        self._pending_urc: str | None = None
+        self._lines_seen = 0
+        self._dirty = False
+        self._lost: Exception | None = None
+        self._closing = False
+        self._reader = threading.Thread(target=self._read_loop, name=f"link-{self.name}", daemon=True)
+        self._reader.start()
+
+    # --- public --------------------------------------------------------------------------------------
+
+    @property
+    def lost(self) -> Exception | None:
+        return self._lost
+
+    def command(self, command: str, timeout: float = 5.0, *, expect: str | None = None,
+                ends_with: str | None = None, check: bool = True) -> Reply:
+        """Send one command line and return its reply.
+
+        `expect` overrides the information prefix the reply carries (default from the command name);
+        `ends_with` names a prefix that completes the reply for modems that omit the final result.
+        Raises ModemTimeout, PortLost, and (when `check`) the final result's error (CmeError, CmsError,
+        CommandError).
+        """
+        with self._command_lock:
+            self._ensure_ready()
+            flight = _InFlight(command, expect or at.expected_prefix(command), ends_with)
+            flight.echo.add(command)
+            return self._finish(flight, self._exchange(flight, command.encode() + b"\r", timeout), check)
+
+    def prompt_command(self, command: str, payload: str, timeout: float = 60.0, prompt_timeout: float = 5.0,
+                       check: bool = True) -> Reply:
+        """`command`, wait for `> `, then `payload` + Ctrl-Z, as one step no other command can enter.
+
+        Raises PromptTimeout (after sending ESC) when no prompt comes, ModemTimeout, PortLost, or the error
+        of the final result (e.g. CmsError) when `check`.
+        """
+        with self._command_lock:
+            self._ensure_ready()
+            flight = _InFlight(command, at.expected_prefix(command), wants_prompt=True)
+            flight.echo.update({command, payload})
+            started = time.monotonic()
+            with self._state:
+                self._begin(flight)
+            self._write(command.encode() + b"\r")
+            with self._state:
+                self._state.wait_for(lambda: flight.prompted or flight.final or flight.error, prompt_timeout)
+                if flight.error is None and flight.final is None and not flight.prompted:
+                    self._current = None
+                    self._dirty = True
+            if flight.error is None and flight.final is None and not flight.prompted:
+                self._write(ESC)
+                raise PromptTimeout(f"{command}: no '> ' prompt in {prompt_timeout:g} s (sent ESC)")
+            if flight.prompted and flight.final is None and flight.error is None:
+                self._write(payload.encode() + CTRL_Z)
+            remaining = max(0.0, timeout - (time.monotonic() - started))
+            return self._finish(flight, self._wait(flight, remaining), check)
+
+    def close(self) -> None:
+        """Stop the reader and close the port; commands in flight fail with PortLost."""
+        self._closing = True
+        self._fail(PortLost(f"{self.name}: link closed"))
+        try:
+            self.port.cancel_read()
+        except Exception:  # a port that is already gone cannot be cancelled; closing it is what matters
+            pass
+        try:
+            self.port.close()
+        except Exception as error:  # noqa: BLE001 - closing a vanished device may raise anything pyserial has
+            log.debug("%s: close: %s", self.name, error)
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout=2)
+
+    # --- command plumbing ----------------------------------------------------------------------------
+
+    def _begin(self, flight: _InFlight) -> None:
+        if self._lost is not None:
+            raise PortLost(f"{self.name}: {self._lost}")
+        self._current = flight
+
+    def _exchange(self, flight: _InFlight, data: bytes, timeout: float) -> float:
+        started = time.monotonic()
+        with self._state:
+            self._begin(flight)
+        self._write(data)
+        return self._wait(flight, timeout, started)
+
+    def _wait(self, flight: _InFlight, timeout: float, started: float | None = None) -> float:
+        started = started or time.monotonic()
+        with self._state:
+            done = self._state.wait_for(lambda: flight.final is not None or flight.error is not None, timeout)
+            if self._current is flight:
+                self._current = None
+            if not done:
+                self._dirty = True
+        if flight.error is not None:
+            raise flight.error
+        if not done:
+            raise ModemTimeout(f"{self.name}: {flight.command} got no final result in {timeout:g} s")
+        return time.monotonic() - started
+
+    def _finish(self, flight: _InFlight, elapsed: float, check: bool) -> Reply:
+        reply = Reply(flight.command, flight.lines, flight.final or "", elapsed)
+        if check:
+            error = at.final_error(reply.final, flight.command) if reply.final != "" else None
+            if error is not None:
+                error.reply = reply
+                raise error
+        return reply
+
+    def _write(self, data: bytes) -> None:
+        if self._lost is not None:
+            raise PortLost(f"{self.name}: {self._lost}")
+        try:
+            self.port.write(data)
+            log.debug("%s <- %r", self.name, data)
+        except (serial.SerialException, OSError, TypeError, AttributeError) as error:
+            self._port_lost(error)
+            raise PortLost(f"{self.name}: write failed: {error}") from None
+
+    def _ensure_ready(self) -> None:
+        """Rule 4: after a timeout, prove the modem is in step again before anything else is sent."""
+        if self._lost is not None:
+            raise PortLost(f"{self.name}: {self._lost}")
+        if not self._dirty:
+            return
+        for _attempt in range(5):
+            flight = _InFlight("AT", None, resync=True)
+            try:
+                self._exchange(flight, b"AT\r", self.resync_timeout)
+            except ModemTimeout:
+                continue
+            with self._state:
+                seen = self._lines_seen
+                self._state.wait_for(lambda: self._lines_seen != seen, self.quiet_time)
+                quiet = self._lines_seen == seen
+            if quiet:
+                self._dirty = False
+                return
+        raise ModemTimeout(f"{self.name}: no clean OK to AT after a timeout; the modem is out of step")
+
+    # --- reader thread ---------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        while not self._closing:
+            try:
+                data = self.port.read(max(1, self.port.in_waiting))
+            except (serial.SerialException, OSError, TypeError, AttributeError) as error:
+                if not self._closing:
+                    self._port_lost(error)
+                return
+            if data:
+                log.debug("%s -> %r", self.name, data)
+                self._feed(data)
+
+    def _port_lost(self, error: Exception) -> None:
+        with self._state:
+            if self._lost is not None:
+                return
+            self._lost = error
+        log.warning("%s: port lost: %s", self.name, error)
+        self._fail(PortLost(f"{self.name}: port lost: {error}"))
+        self.on_lost(error)
+
+    def _fail(self, error: Exception) -> None:
+        with self._state:
+            if self._current is not None and self._current.final is None:
+                self._current.error = error
+            self._state.notify_all()
+
+    def _feed(self, data: bytes) -> None:
+        buffer = self._partial
+        buffer += data
+        while True:
+            cut = min((index for index in (buffer.find(b"\r"), buffer.find(b"\n")) if index >= 0), default=-1)
+            if cut < 0:
+                break
+            raw = bytes(buffer[:cut])
+            del buffer[:cut + 1]
+            line = raw.decode("utf-8", errors="replace").strip()
+            if line:
+                self._line(line)
+        if buffer == b"> " or buffer == b">":
+            with self._state:
+                flight = self._current
+                if flight is not None and flight.wants_prompt:
+                    buffer.clear()
+                    flight.prompted = True
+                    self._state.notify_all()
+                elif buffer == b"> ":
+                    buffer.clear()  # a stray prompt (ours was given up): forget it
+
+    def _line(self, line: str) -> None:
+        urcs: list[at.Urc] = []
+        with self._state:
+            self._lines_seen += 1
+            if self._pending_urc is not None:
+                header, self._pending_urc = self._pending_urc, None
+                if _HEX_LINE.fullmatch(line):
+                    urcs.append(at.parse_urc(header, pdu=line))
+                    line = ""
+                else:  # the header promised a PDU that never came: report it bare, then read this line
+                    urcs.append(at.parse_urc(header))
+            if line:
+                urcs += self._classify(line)
+            self._state.notify_all()
+        for urc in urcs:
+            self._deliver_urc(urc)
+
+    def _classify(self, line: str) -> list[at.Urc]:
+        """Place one line: a URC (returned), part of the reply in flight, or a stray. Caller holds _state."""
+        flight = self._current
+        if at.is_urc(line, flight.expect if flight is not None else None):
+            if at.is_two_line_urc(line):
+                self._pending_urc = line
+                return []
+            return [at.parse_urc(line)]
+        if flight is None:
+            log.info("%s: stray line with no command in flight: %r", self.name, line)
+        elif line in flight.echo:
+            pass  # the modem echoes (echo was still on, or came back after a reset)
+        elif flight.resync:
+            if line == "OK" and not flight.lines:
+                flight.final = line
+            elif at.is_final(line):
+                flight.lines.clear()  # the end of a late reply, not the answer to our AT
+            else:
+                flight.lines.append(line)
+        elif at.is_final(line):
+            flight.final = line
+        elif flight.ends_with and line.startswith(flight.ends_with):
+            flight.lines.append(line)
+            flight.final = "OK"
+        else:
+            flight.lines.append(line)
+        return []
+
+    def _deliver_urc(self, urc: at.Urc) -> None:
+        try:
+            self.on_urc(urc)
+        except Exception:  # a consumer's fault must not kill the reader (rule 4)
+            log.exception("%s: URC handler failed for %r", self.name, urc.line)
