@@ -7,3 +7,49 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+import pytest  # noqa: E402
+
+from modemgw.modem import Modem, ModemSettings  # noqa: E402
+from modemgw.sim import Simulator  # noqa: E402
+
+FAST = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, ussd_timeout=2.0,
+                     settle_delay=0.05)
+
+
+@pytest.fixture
+def make_sim(tmp_path):
+    """Start simulators on real ptys; all are stopped at the end of the test."""
+    started = []
+
+    def make(count=2, profile="generic", **options):
+        options.setdefault("link_dir", tmp_path / "dev")
+        sim = Simulator(count, profile, **options).start()
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def open_modem():
+    """Open (and by default initialise) the driver on a simulated device; closed at the end of the test."""
+    opened = []
+
+    def open_(device, initialize=True, settings=FAST):
+        modem = Modem.open(str(device), settings)
+        opened.append(modem)
+        if initialize:
+            try:
+                modem.initialize()
+            except Exception:
+                modem.close()  # let go of the port, as a daemon would before trying again
+                raise
+        return modem
+
+    yield open_
+    for modem in opened:
+        modem.close()

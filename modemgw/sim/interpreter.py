@@ -559,8 +559,8 @@ class SimModem:
         return None
 
     def _urc_now(self) -> None:
-        """An unsolicited code that lands at an awkward moment: a fresh message notification."""
-        self.emit_urc(f'+CIEV: "MESSAGE",1' if not self.storages else "+CSQN: 20,99")
+        """An unsolicited code that lands at an awkward moment: a new-message indicator."""
+        self.emit_urc('+CIEV: "MESSAGE",1')
 
     def _take_prompt_input(self) -> bool:
         """Consume prompt-mode input up to Ctrl-Z or ESC; False while it is incomplete."""

@@ -112,6 +112,7 @@ class Simulator:
         self._calls: list[tuple[Callable[[], Any], Future]] = []
         self._calls_lock = threading.Lock()
         self._changed = threading.Condition()  # notified after every turn of the loop
+        self._turns = 0
         self._running = False
         self._thread: threading.Thread | None = None
         self._control: socket.socket | None = None
@@ -196,13 +197,15 @@ class Simulator:
         deadline = time.monotonic() + timeout
         while True:
             with self._changed:
-                value = self.call(predicate)
-                if value:
-                    return value
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"simulator condition not met in {timeout:g} s")
-                self._changed.wait(remaining)
+                turn = self._turns
+            value = self.call(predicate)
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"simulator condition not met in {timeout:g} s")
+            with self._changed:
+                self._changed.wait_for(lambda: self._turns != turn, remaining)
 
     def modem(self, which: int | str) -> Device:
         if isinstance(which, int):
@@ -265,6 +268,7 @@ class Simulator:
                 _, _, action = heapq.heappop(self._timers)
                 action()
             with self._changed:
+                self._turns += 1
                 self._changed.notify_all()
 
     def _drain_wake(self) -> None:
