@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import sys
+import threading
+from pathlib import Path
 
 import click
 
 from modemgw import __version__, pdu, text
+
+DEFAULT_SIM_DIR = os.environ.get("MODEMGW_SIM_DIR", "/tmp/modemgw-sim")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -86,6 +93,202 @@ def text_info(message: str, smart: bool) -> None:
     except text.TextError as error:
         raise click.ClickException(str(error)) from None
     _print_json(result.as_dict())
+
+
+# --- the simulated modem --------------------------------------------------------------------------------------
+
+def _sim_dir_option(function):
+    return click.option("--link-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_SIM_DIR,
+                        show_default=True, help="Where the running simulator keeps its links and control socket.")(
+        function)
+
+
+@main.group("sim", invoke_without_command=True)
+@click.option("--count", type=click.IntRange(1, 64), default=2, show_default=True, help="How many modems.")
+@click.option("--profile", default="generic", show_default=True,
+              help="Modem family: generic, huawei, simcom, quectel, wavecom (or a comma-separated list, one each).")
+@click.option("--send-latency", type=click.FloatRange(min=0), default=0.5, show_default=True, metavar="S",
+              help="Seconds a modem takes to answer AT+CMGS.")
+@click.option("--report-delay", type=click.FloatRange(min=0), default=2.0, show_default=True, metavar="S",
+              help="Seconds from a send to its status report.")
+@click.option("--link-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_SIM_DIR,
+              show_default=True, help="Directory for stable device links (name -> /dev/pts/N) and the control socket.")
+@click.option("--seed", type=int, default=0, help="Varies IMEIs, ICCIDs and IMSIs between simulators.")
+@click.option("--outcome", "outcomes", multiple=True, metavar="PREFIX=ST[,ST...]",
+              help="Status reports for recipients starting with PREFIX carry these TP-ST codes in turn, e.g. "
+                   "+4477009005=0x21,0 (pending, then delivered) or +1555=0x46 (expired). Repeatable.")
+@click.pass_context
+def sim_group(ctx: click.Context, count: int, profile: str, send_latency: float, report_delay: float,
+              link_dir: Path, seed: int, outcomes: tuple[str, ...]) -> None:
+    """Run simulated modems on pseudo-terminals until SIGINT or SIGTERM.
+
+    Any program opens the printed devices like USB modems (pyserial, gammu, smstools, minicom). Subcommands
+    drive a running simulator: inject inbound SMS and faults, list what it sent.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from modemgw.sim import NetworkSettings, Simulator
+
+    settings = NetworkSettings(report_delay=report_delay, outcomes=_parse_outcomes(outcomes))
+    profiles = profile.split(",")
+    if len(profiles) not in (1, count):
+        raise click.BadParameter(f"give one profile or {count}", param_hint="--profile")
+    try:
+        simulator = Simulator(count, profiles if len(profiles) > 1 else profiles[0], send_latency=send_latency,
+                              link_dir=link_dir, seed=seed, settings=settings)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with simulator:
+        for device in simulator.devices:
+            info = simulator.describe(device)
+            click.echo(f"{info['name']}  {info['device']}  IMEI {info['imei']}  ICCID {info['iccid']}  "
+                       f"{info['number']}  ({info['profile']}, {info['path']})")
+        click.echo(f"{count} simulated modem(s) ready; control socket {link_dir / 'control.sock'}; "
+                   "Ctrl-C to stop.")
+        sys.stdout.flush()
+        stop.wait()
+    click.echo("stopped")
+
+
+def _parse_outcomes(outcomes: tuple[str, ...]) -> dict[str, list[int]]:
+    parsed = {}
+    for item in outcomes:
+        prefix, separator, codes = item.partition("=")
+        try:
+            values = [int(code, 0) for code in codes.split(",")]
+        except ValueError:
+            values = []
+        if not separator or not prefix or not values or not all(0 <= value <= 255 for value in values):
+            raise click.BadParameter(f"{item!r} is not PREFIX=ST[,ST...] with TP-ST codes 0-255",
+                                     param_hint="--outcome")
+        parsed[prefix] = values
+    return parsed
+
+
+def _control(link_dir: Path, request: dict) -> dict:
+    path = link_dir / "control.sock"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as error:
+        raise click.ClickException(f"no simulator answers at {path} ({error}); start one with "
+                                   f"'modemgw sim --link-dir {link_dir}'") from None
+    reply = json.loads(data or b'{"ok": false, "error": "no answer"}')
+    if not reply.get("ok"):
+        raise click.ClickException(reply.get("error", "the simulator refused"))
+    return reply
+
+
+@sim_group.command("list")
+@_sim_dir_option
+def sim_list(link_dir: Path) -> None:
+    """List the modems of a running simulator."""
+    for info in _control(link_dir, {"command": "list"})["modems"]:
+        state = "plugged" if info["plugged"] else "unplugged"
+        click.echo(f"{info['name']}  {info['device']}  IMEI {info['imei']}  {info['number']}  {state}")
+
+
+@sim_group.group("inject")
+def sim_inject() -> None:
+    """Inject inbound SMS or faults into a running simulator."""
+
+
+@sim_inject.command("sms")
+@_sim_dir_option
+@click.option("--modem", "modem_name", default="sim0", show_default=True, help="Which modem receives it.")
+@click.option("--from", "sender", required=True, help="Sender: a number or an alphanumeric name.")
+@click.option("--text", "body", required=True, help="Message text; `-` reads standard input.")
+@click.option("--parts", type=click.IntRange(1, 255), default=None, help="Split into this many parts.")
+@click.option("--order", default=None, help="Deliver parts in this order, e.g. 3,1,2.")
+@click.option("--encoding", type=click.Choice([text.GSM7, text.UCS2]), default=None)
+def sim_inject_sms(link_dir: Path, modem_name: str, sender: str, body: str, parts: int | None, order: str | None,
+                   encoding: str | None) -> None:
+    """Deliver an inbound SMS (multi-part when long or when --parts says so)."""
+    request = {"command": "sms", "modem": modem_name, "sender": sender, "text": _read_argument(body)}
+    if parts:
+        request["parts"] = parts
+    if order:
+        request["order"] = [int(part) for part in order.split(",")]
+    if encoding:
+        request["encoding"] = encoding
+    reply = _control(link_dir, request)
+    click.echo(f"delivered to {modem_name} in {reply['parts']} part(s)")
+
+
+@sim_inject.command("fault", context_settings={"ignore_unknown_options": False})
+@_sim_dir_option
+@click.option("--modem", "modem_name", default="sim0", show_default=True)
+@click.argument("kind")
+@click.argument("params", nargs=-1, metavar="[KEY=VALUE]...")
+def sim_inject_fault(link_dir: Path, modem_name: str, kind: str, params: tuple[str, ...]) -> None:
+    """Inject a fault: unplug, replug [name=N], hang [seconds=S], unhang, cms-error code=C [count=N],
+    registration lost=1|0, pin required=1|0, garbage [count=N], slow-prompt seconds=S, no-prompt,
+    delay-reply seconds=S, urc-before-prompt, urc-before-result, urc-in-reply, signal rssi=N, clear."""
+    request: dict = {"command": "fault", "modem": modem_name, "kind": kind}
+    for item in params:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="PARAMS")
+        request[key.replace("-", "_")] = _fault_value(value)
+    info = _control(link_dir, request)["modem"]
+    click.echo(f"{kind}: {info['name']} now {'plugged' if info['plugged'] else 'unplugged'} at {info['device']}")
+
+
+def _fault_value(value: str):
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            pass
+    return value
+
+
+@sim_group.command("sent")
+@_sim_dir_option
+@click.option("--modem", "modem_name", default="sim0", show_default=True)
+def sim_sent(link_dir: Path, modem_name: str) -> None:
+    """Print what a simulated modem has transmitted: TP-MR, recipient, text and the PDU."""
+    for record in _control(link_dir, {"command": "sent", "modem": modem_name})["sent"]:
+        click.echo(f"{record['reference']}  {record['recipient']}  {record['text']!r}  {record['hex']}")
+
+
+# --- diagnostics on a port ---------------------------------------------------------------------------------------
+
+@main.command("console")
+@click.argument("device")
+@click.option("--baud", type=int, default=115200, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds to wait for each reply.")
+def console(device: str, baud: int, timeout: float) -> None:
+    """Interactive AT console on DEVICE (a modem's tty), with history, reply timing and URCs marked."""
+    import serial
+
+    from modemgw.console import Console
+    from modemgw.link import Link
+
+    try:
+        port = serial.Serial(device, baud, timeout=None, exclusive=True)
+    except (serial.SerialException, OSError) as error:
+        raise click.ClickException(f"cannot open {device}: {error}") from None
+    session: Console | None = None
+    link = Link(port, on_urc=lambda urc: session.on_urc(urc) if session else None, name=device)
+    session = Console(link, timeout=timeout)
+    try:
+        status = session.run()
+    finally:
+        link.close()
+    sys.exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover

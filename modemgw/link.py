@@ -111,17 +111,20 @@ class Link:
             flight.echo.add(command)
             return self._finish(flight, self._exchange(flight, command.encode() + b"\r", timeout), check)
 
-    def prompt_command(self, command: str, payload: str, timeout: float = 60.0, prompt_timeout: float = 5.0,
-                       check: bool = True) -> Reply:
+    def prompt_command(self, command: str, payload: str | Callable[[], str | None], timeout: float = 60.0,
+                       prompt_timeout: float = 5.0, check: bool = True) -> Reply:
         """`command`, wait for `> `, then `payload` + Ctrl-Z, as one step no other command can enter.
 
-        Raises PromptTimeout (after sending ESC) when no prompt comes, ModemTimeout, PortLost, or the error
-        of the final result (e.g. CmsError) when `check`.
+        `payload` may be a function called once the prompt has come (the console asks its user then);
+        when it returns None the input is cancelled with ESC. Raises PromptTimeout (after sending ESC) when
+        no prompt comes, ModemTimeout, PortLost, or the error of the final result (e.g. CmsError) when `check`.
         """
         with self._command_lock:
             self._ensure_ready()
             flight = _InFlight(command, at.expected_prefix(command), wants_prompt=True)
-            flight.echo.update({command, payload})
+            flight.echo.add(command)
+            if isinstance(payload, str):
+                flight.echo.add(payload)
             started = time.monotonic()
             with self._state:
                 self._begin(flight)
@@ -135,9 +138,14 @@ class Link:
                 self._write(ESC)
                 raise PromptTimeout(f"{command}: no '> ' prompt in {prompt_timeout:g} s (sent ESC)")
             if flight.prompted and flight.final is None and flight.error is None:
-                self._write(payload.encode() + CTRL_Z)
-            remaining = max(0.0, timeout - (time.monotonic() - started))
-            return self._finish(flight, self._wait(flight, remaining), check)
+                body = payload() if callable(payload) else payload
+                if body is None:
+                    self._write(ESC)
+                else:
+                    flight.echo.add(body)
+                    self._write(body.encode() + CTRL_Z)
+                    started = time.monotonic()  # `timeout` is for the network's answer, not for typing
+            return self._finish(flight, self._wait(flight, timeout, started), check)
 
     def close(self) -> None:
         """Stop the reader and close the port; commands in flight fail with PortLost."""

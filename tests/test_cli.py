@@ -23,7 +23,7 @@ def run():
 def test_help_lists_the_commands(run):
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("pdu", "text-info"):
+    for command in ("pdu", "text-info", "sim", "console"):
         assert f"  {command} " in result.output
 
 

@@ -171,3 +171,22 @@ def test_messages_stored_while_nobody_listened_are_listed(make_sim, open_modem):
     modem = open_modem(sim.devices[0].device)
     assert [(item.stat, item.message.text) for item in modem.list_stored()] == [(0, "while you were away")]
     assert [(item.stat, item.message.text) for item in modem.list_stored()] == [(1, "while you were away")]
+
+
+def test_status_report_outcomes_follow_the_recipient_prefix(make_sim, open_modem):
+    from modemgw.sim import NetworkSettings
+
+    sim = make_sim(count=1, settings=NetworkSettings(report_delay=0.02, outcomes={"+1555": [0x21, 0x46]}))
+    modem = open_modem(sim.devices[0].device)
+    [reference] = modem.send("+15551234", "will expire")
+    modem.send("+4930123456", "will arrive")
+    modem.select_storage("SR")
+    reports = []
+    for _ in range(3):
+        urc = next_urc(modem, "+CDSI")
+        reports.append(modem.read_stored(int(urc.params[1])).message)
+    by_recipient = sorted((r.recipient.number, r.status, r.status_code) for r in reports)
+    assert by_recipient == [("+15551234", "failed", 0x46), ("+15551234", "pending", 0x21),
+                            ("+4930123456", "delivered", 0)]
+    assert {r.reference for r in reports if r.recipient.number == "+15551234"} == {reference}
+    assert [r.reason for r in reports if r.status == "failed"] == ["validity period expired"]
