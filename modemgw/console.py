@@ -23,6 +23,7 @@ After '> ' type the PDU (or text in text mode) and Enter; an empty line cancels.
 Commands of the console itself: help, timeout SECONDS, exit (or Ctrl-D)."""
 
 PROMPT_COMMANDS = ("AT+CMGS=", "AT+CMGW")
+PROMPT = "AT> "
 
 
 class Console:
@@ -58,7 +59,14 @@ class Console:
             self.stdout.flush()
 
     def on_urc(self, urc: at.Urc) -> None:
-        self.say(f"URC  {urc.line}" + (f"\nURC  {urc.pdu}" if urc.pdu else ""))
+        """Print a URC as it arrives; at an interactive prompt, on its own line with the input redrawn."""
+        text = f"URC  {urc.line}" + (f"\nURC  {urc.pdu}" if urc.pdu else "")
+        if self._readline is None:
+            self.say(text)
+            return
+        with self._write_lock:
+            self.stdout.write("\r" + text + "\n" + PROMPT + self._readline.get_line_buffer())
+            self.stdout.flush()
 
     def _read(self, prompt: str) -> str | None:
         if self._interactive:
@@ -83,7 +91,7 @@ class Console:
         """The read-eval-print loop; returns an exit status (1 when the port was lost)."""
         self.say(f"modemgw console on {self.link.name}. 'help' for help, 'exit' or Ctrl-D to quit.")
         while True:
-            line = self._read("AT> " if self._interactive else "")
+            line = self._read(PROMPT if self._interactive else "")
             if line is None:
                 break
             line = line.strip()
