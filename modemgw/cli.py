@@ -263,6 +263,173 @@ def sim_sent(link_dir: Path, modem_name: str) -> None:
         click.echo(f"{record['reference']}  {record['recipient']}  {record['text']!r}  {record['hex']}")
 
 
+# --- the daemon ------------------------------------------------------------------------------------------------
+
+def _demo_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "modemgw" / "demo"
+
+
+def _data_option(function):
+    return click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Data directory (database, control socket); default from the config, else "
+                             "/var/lib/modemgw.")(function)
+
+
+def _config_option(function):
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="TOML configuration file (see docs and deploy/ for a commented example).")(function)
+
+
+def _load_config(config_path: Path | None, data_dir: Path | None):
+    from modemgw import config as configuration
+
+    try:
+        return configuration.load(config_path, data_dir)
+    except configuration.ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _run_daemon(daemon, banner) -> None:
+    import logging
+
+    logging.basicConfig(level=os.environ.get("MODEMGW_LOG", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        daemon.start()
+    except OSError as error:
+        raise click.ClickException(f"cannot start: {error}") from None
+    try:
+        daemon.pool.wait_ready(timeout=15)
+        banner(daemon)
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        daemon.stop()
+    click.echo("stopped")
+
+
+@main.command("serve")
+@_config_option
+@_data_option
+@click.option("--listen", default=None, metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:8080).")
+@click.option("--simulate", type=click.IntRange(0, 64), default=0, metavar="N",
+              help="Also run N simulated modems (no hardware needed).")
+@click.option("--sim-send-latency", type=click.FloatRange(min=0), default=0.5, show_default=True, metavar="S")
+@click.option("--sim-report-delay", type=click.FloatRange(min=0), default=2.0, show_default=True, metavar="S")
+@click.option("--sim-profile", default="generic", show_default=True)
+def serve(config_path, data_dir, listen, simulate, sim_send_latency, sim_report_delay, sim_profile) -> None:
+    """Run the gateway: modem workers, queue, scheduler and HTTP, until SIGINT or SIGTERM."""
+    from modemgw.daemon import Daemon
+
+    config = _load_config(config_path, data_dir)
+    if listen:
+        config.listen = listen
+    if not config.modems and not simulate and not config.pool.ports:
+        raise click.ClickException("no modems configured: add [[modem]] entries to the config, or run with "
+                                   "--simulate N to try it without hardware")
+    daemon = Daemon(config, simulate=simulate, sim_send_latency=sim_send_latency,
+                    sim_report_delay=sim_report_delay, sim_profile=sim_profile)
+    _run_daemon(daemon, _banner)
+
+
+def _banner(daemon) -> None:
+    for modem in daemon.pool.status():
+        click.echo(f"modem {modem['label']}: {modem['state']} on {modem['device']} (IMEI {modem['imei']})")
+    click.echo(f"modemgw is running: {daemon.url} (health: {daemon.url}health); data in {daemon.data_dir}")
+    click.echo(f"send from another terminal: modemgw send --data {daemon.data_dir} --to NUMBER --text TEXT")
+
+
+@main.command("demo")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT")
+@_data_option
+@click.option("--modems", type=click.IntRange(1, 16), default=3, show_default=True)
+def demo(listen: str, data_dir: Path | None, modems: int) -> None:
+    """Try modemgw with no hardware and no configuration: simulated modems and an embedded SQLite file."""
+    from modemgw.daemon import Daemon
+
+    config = _load_config(None, data_dir or _demo_dir())
+    config.listen = listen
+    config.gateway.default_region = config.gateway.default_region or "GB"
+    daemon = Daemon(config, simulate=modems, sim_send_latency=0.3, sim_report_delay=1.0)
+
+    def banner(running) -> None:
+        _banner(running)
+        numbers = ", ".join(device.modem.identity.number for device in running.simulator.devices)
+        click.echo(f"simulated SIMs: {numbers} (messages between them arrive in their inboxes)")
+        click.echo("try: modemgw send --data {} --to +447700900123 --text 'Hello from modemgw' --wait"
+                   .format(running.data_dir))
+
+    _run_daemon(daemon, banner)
+
+
+def _daemon_request(data_dir: Path | None, request: dict, timeout: float = 120.0) -> dict:
+    from modemgw.daemon import control_request
+
+    directory = data_dir or _default_data_dir()
+    try:
+        reply = control_request(directory, request, timeout)
+    except ConnectionError as error:
+        raise click.ClickException(str(error)) from None
+    if not reply.get("ok"):
+        field = f" ({reply['field']})" if reply.get("field") else ""
+        raise click.ClickException(f"{reply.get('error')}{field}")
+    return reply
+
+
+def _default_data_dir() -> Path:
+    """The daemon's data directory when none is given: the system one if a daemon runs there, else the demo's."""
+    system = Path("/var/lib/modemgw")
+    return system if (system / "modemgw.sock").exists() else _demo_dir()
+
+
+@main.command("send")
+@_data_option
+@click.option("--to", "recipients", required=True, multiple=True, help="Recipient (repeatable).")
+@click.option("--text", "body", required=True, help="Message text; `-` reads standard input.")
+@click.option("--priority", type=click.IntRange(-100, 100), default=0)
+@click.option("--send-at", default=None, metavar="ISO-TIME", help="Send later, e.g. 2026-12-01T09:00:00+01:00.")
+@click.option("--validity", type=click.IntRange(min=1), default=None, metavar="SECONDS")
+@click.option("--modem", "route", default=None, help="A modem label or group to send through.")
+@click.option("--smart", is_flag=True, help="Smart encoding: replace look-alikes so the text fits GSM-7.")
+@click.option("--wait", is_flag=True, help="Wait until the message is delivered (or finally fails).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="How long --wait waits.")
+def send(data_dir, recipients, body, priority, send_at, validity, route, smart, wait, timeout) -> None:
+    """Queue an SMS on the running daemon and print its id (and, with --wait, its outcome)."""
+    request = {"command": "submit", "to": list(recipients), "body": _read_argument(body), "priority": priority,
+               "send_at": send_at, "validity": validity, "route": route, "smart_encoding": smart}
+    result = _daemon_request(data_dir, request)["result"]
+    for message in result["messages"]:
+        click.echo(f"message {message['id']} to {message['to']}: {message['status']} "
+                   f"({message['segments']} segment(s), {message['encoding']})")
+    for skipped in result["skipped"]:
+        click.echo(f"skipped {skipped['to']}: {skipped['reason']}")
+    if wait:
+        for message in result["messages"]:
+            final = _daemon_request(data_dir, {"command": "wait", "id": message["id"], "timeout": timeout,
+                                               "until": "report"}, timeout + 10)["message"]
+            reason = f" ({final['error_reason']})" if final.get("error_reason") else ""
+            click.echo(f"message {final['id']}: {final['status']}{reason}")
+
+
+@main.command("status")
+@_data_option
+def status(data_dir) -> None:
+    """The modem pool and the queue of the running daemon, as a table."""
+    reply = _daemon_request(data_dir, {"command": "status"})
+    click.echo(f"{'MODEM':<12} {'STATE':<11} {'SIGNAL':>7} {'TODAY':>6}  {'OPERATOR':<12} DEVICE")
+    for modem in reply["modems"]:
+        signal_text = f"{modem['signal_dbm']}dBm" if modem["signal_dbm"] is not None else "-"
+        click.echo(f"{modem['label'][:12]:<12} {modem['state']:<11} {signal_text:>7} {modem['sent_today']:>6}  "
+                   f"{(modem['operator'] or '-')[:12]:<12} {modem['device'] or '-'}")
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(reply["counts"].items())) or "no messages"
+    click.echo(f"queue: {reply['queue']} waiting; {counts}")
+
+
 # --- diagnostics on a port ---------------------------------------------------------------------------------------
 
 @main.command("console")

@@ -1,0 +1,29 @@
+"""`create_app(daemon)`: the Flask application (API, web UI and metrics register here). Nothing opens at import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+
+
+def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
+    """The WSGI application over a running `Daemon` (its gateway, store and pool)."""
+    app = Flask("modemgw")
+    app.config.update(JSON_SORT_KEYS=False)
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["modemgw"] = daemon
+
+    @app.get("/health")
+    def health():
+        """Liveness and a modem summary; no authentication, so load balancers and monitors can ask."""
+        if daemon is None:
+            return jsonify(status="starting"), 503
+        modems = daemon.pool.status()
+        online = sum(1 for modem in modems if modem["state"] in ("ready", "busy"))
+        body = {"status": "ok" if online else "degraded", "modems": {"total": len(modems), "online": online},
+                "queue": daemon.store.queue_depth()}
+        return jsonify(body), 200 if online else 503
+
+    return app

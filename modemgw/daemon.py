@@ -1,0 +1,251 @@
+"""The running gateway: store, gateway, modem pool, scheduled jobs, the local control socket and HTTP.
+
+`modemgw serve` and `modemgw demo` build a `Daemon`; tests build one too, on port 0 and a temporary directory.
+The control socket (`<data>/modemgw.sock`, mode 0600) lets local administrators' commands (`modemgw send`,
+`modemgw status`) reach the running daemon without a network round trip or an API key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from modemgw import config as configuration
+from modemgw.gateway import Gateway, SubmitError
+from modemgw.pool import ModemConfig, Pool
+from modemgw.store import FINAL_STATUSES, NotFound, Store, StoreError
+
+log = logging.getLogger("modemgw.daemon")
+
+
+class Daemon:
+    """Everything `modemgw serve` runs, started and stopped as one."""
+
+    def __init__(self, config: configuration.Config, simulate: int = 0, sim_send_latency: float = 0.5,
+                 sim_report_delay: float = 2.0, sim_profile: str = "generic", http: bool = True):
+        self.config = config
+        self.simulate = simulate
+        self.sim_options = {"send_latency": sim_send_latency, "report_delay": sim_report_delay,
+                            "profile": sim_profile}
+        self.http_enabled = http
+        self.simulator = None
+        self.http_server = None
+        self.http_port: int | None = None
+        self._threads: list[threading.Thread] = []
+        self._changed = threading.Condition()
+        self._control: socket.socket | None = None
+        self._stopping = False
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "modemgw.sock"
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> "Daemon":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.data_dir / "modemgw.db")
+        self.gateway = Gateway(self.store, self.config.gateway)
+        self.gateway.subscribe(self._on_event)
+        modems = list(self.config.modems)
+        if self.simulate:
+            from modemgw.sim import Simulator
+
+            link_dir = self.data_dir / "sim"
+            self.simulator = Simulator(self.simulate, self.sim_options["profile"], link_dir=link_dir,
+                                       send_latency=self.sim_options["send_latency"],
+                                       report_delay=self.sim_options["report_delay"]).start()
+            modems += [ModemConfig(device=device.device, label=device.modem.name) for device in self.simulator.devices]
+            self.config.pool.ports = list(self.config.pool.ports) + [str(link_dir / "*")]
+        self.pool = Pool(self.gateway, self.store, modems, self.config.pool)
+        self.pool.start()
+        self.scheduler = self._schedule()
+        self._serve_control()
+        if self.http_enabled:
+            self._serve_http()
+        return self
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.http_server is not None:
+            self.http_server.close()
+        if self._control is not None:
+            self._control.close()
+            self.socket_path.unlink(missing_ok=True)
+        self.scheduler.shutdown(wait=False)
+        self.pool.stop()
+        if self.simulator is not None:
+            self.simulator.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> "Daemon":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def _on_event(self, event: str, data: dict) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    # --- scheduled jobs ----------------------------------------------------------------------------------
+
+    def _schedule(self) -> BackgroundScheduler:
+        """Periodic work that never sits in the send path: health, expiry, report deadlines, inbound flush,
+        retention. Scheduled sends and retries are woken by the pool's alarm at their exact time."""
+        scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
+                                                      "misfire_grace_time": 30})
+        jobs = [
+            (self.pool.health_check, 30, "health"),
+            (self.gateway.expire, 10, "expire"),
+            (self.gateway.release_scheduled, 60, "release"),
+            (self.gateway.close_overdue_reports, 300, "reports"),
+            (self.gateway.flush_stale_inbound, 30, "inbound"),
+            (self.gateway.purge, 86400, "retention"),
+        ]
+        for function, seconds, name in jobs:
+            scheduler.add_job(self._guard(function), "interval", seconds=seconds, id=name)
+        scheduler.start()
+        return scheduler
+
+    @staticmethod
+    def _guard(function):
+        def run() -> None:
+            try:
+                function()
+            except StoreError as error:
+                log.error("%s: %s", function.__name__, error)
+        run.__name__ = function.__name__
+        return run
+
+    # --- HTTP --------------------------------------------------------------------------------------------
+
+    def _serve_http(self) -> None:
+        from waitress.server import create_server
+
+        from modemgw.app import create_app
+
+        host, port = configuration.parse_listen(self.config.listen)
+        self.app = create_app(self)
+        self.http_server = create_server(self.app, host=host, port=port, threads=8, clear_untrusted_proxy_headers=True)
+        self.http_port = self.http_server.effective_port
+        thread = threading.Thread(target=self._run_http, name="http", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _run_http(self) -> None:
+        try:
+            self.http_server.run()
+        except OSError:  # closed on stop
+            if not self._stopping:
+                raise
+
+    @property
+    def url(self) -> str:
+        host, _ = configuration.parse_listen(self.config.listen)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{shown}:{self.http_port}/"
+
+    # --- control socket ------------------------------------------------------------------------------------
+
+    def _serve_control(self) -> None:
+        self.socket_path.unlink(missing_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        previous = os.umask(0o177)
+        try:
+            server.bind(str(self.socket_path))
+        finally:
+            os.umask(previous)
+        server.listen(16)
+        self._control = server
+        thread = threading.Thread(target=self._accept_loop, name="control", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _accept_loop(self) -> None:
+        while not self._stopping:
+            try:
+                connection, _ = self._control.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._converse, args=(connection,), name="control-client", daemon=True).start()
+
+    def _converse(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rwb") as stream:
+            for line in stream:
+                try:
+                    reply = self.control(json.loads(line))
+                except (ValueError, KeyError, TypeError) as error:
+                    reply = {"ok": False, "error": f"bad request: {error}"}
+                stream.write(json.dumps(reply, default=str).encode() + b"\n")
+                stream.flush()
+
+    def control(self, request: dict) -> dict:
+        """One control request: submit, message, wait, status."""
+        command = request.pop("command")
+        try:
+            if command == "submit":
+                return {"ok": True, "result": self.gateway.submit(**request)}
+            if command == "message":
+                return {"ok": True, "message": self.gateway.message(int(request["id"]))}
+            if command == "wait":
+                return {"ok": True, "message": self.wait_for_final(int(request["id"]), float(request.get("timeout", 60)),
+                                                                   request.get("until", "final"))}
+            if command == "status":
+                return {"ok": True, "modems": self.pool.status(), "queue": self.store.queue_depth(),
+                        "counts": self.store.status_counts(), "url": self.url if self.http_server else None}
+        except SubmitError as error:
+            return {"ok": False, "error": error.detail, "field": error.field}
+        except (NotFound, StoreError) as error:
+            return {"ok": False, "error": str(error)}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+    def wait_for_final(self, message_id: int, timeout: float, until: str = "final") -> dict:
+        """The message once it is final (or `delivered`/`undelivered` when until='report'), or as it stands at the
+        timeout. Woken by the gateway's events, not by polling."""
+        wanted = FINAL_STATUSES if until == "final" else ("delivered", "undelivered", "failed", "expired",
+                                                           "canceled")
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                message = self.store.message(message_id)
+                remaining = deadline - time.monotonic()
+                if message["status"] in wanted or remaining <= 0:
+                    return message
+                self._changed.wait(min(remaining, 1.0))
+
+
+def control_request(data_dir: Path, request: dict, timeout: float = 120.0) -> dict:
+    """Send one request to the daemon running on `data_dir`. Raises ConnectionError with what to do."""
+    path = Path(data_dir) / "modemgw.sock"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as error:
+        raise ConnectionError(f"no modemgw daemon answers at {path} ({error.strerror or error}); start one with "
+                              f"'modemgw serve --data {data_dir}' (or 'modemgw demo')") from None
+    return json.loads(data)
+
+
+__all__: list[Any] = ["Daemon", "control_request"]

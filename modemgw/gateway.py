@@ -1,0 +1,399 @@
+"""The façade every entry point uses (API, web UI, CLI, scheduler): submit, cancel, query, inbound and report
+handling, and the events other parts listen to (webhooks, metrics, the pool's wake-ups)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from modemgw import numbers, pdu, text
+from modemgw.store import NotFound, Store, StoreError
+
+log = logging.getLogger("modemgw.gateway")
+
+MAX_RECIPIENTS = 10_000
+
+
+class SubmitError(ValueError):
+    """A submission that cannot be accepted. `field` names the input at fault, `recipient` the recipient."""
+
+    def __init__(self, detail: str, field: str | None = None, recipient: str | None = None,
+                 kind: str = "invalid-request"):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.recipient = recipient
+        self.kind = kind
+
+
+class Conflict(SubmitError):
+    """The idempotency key was used before with a different request."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail, "Idempotency-Key", kind="idempotency-conflict")
+
+
+@dataclass
+class Route:
+    prefix: str
+    modem: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class GatewaySettings:
+    default_region: str | None = None
+    strict_numbers: bool = False
+    max_segments: int = 10
+    max_recipients: int = MAX_RECIPIENTS
+    routes: list[Route] = field(default_factory=list)
+    stop_words: tuple[str, ...] = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
+    start_words: tuple[str, ...] = ("START", "UNSTOP")
+    report_window: float = 3 * 86400      # a status report matches parts sent this recently
+    report_deadline: float = 2 * 86400    # no report by then: `report: none`
+    inbound_assembly_timeout: float = 600.0
+    retry_base: float = 5.0
+    retry_max: float = 600.0
+    max_attempts: int = 6
+    retention_days: int = 90
+
+
+def _epoch(value: float | dt.datetime | str | None, what: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise SubmitError(f"{what} {value!r} is not an ISO 8601 time (e.g. 2026-12-01T09:30:00+01:00)",
+                              what) from None
+    if value.tzinfo is None:
+        value = value.astimezone()
+    return value.timestamp()
+
+
+class Gateway:
+    """Business rules over the store. Thread-safe: every call uses the calling thread's connection."""
+
+    def __init__(self, store: Store, settings: GatewaySettings | None = None):
+        self.store = store
+        self.settings = settings or GatewaySettings()
+        self._listeners: list[Callable[[str, dict], None]] = []
+        self.wake: Callable[[int], None] = lambda count: None  # the pool installs its own
+        self.wake_at: Callable[[float], None] = lambda when: None
+        self.modem_labels: Callable[[], dict[str, str | None]] = self._labels_from_store
+
+    # --- events ------------------------------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[str, dict], None]) -> None:
+        """`listener(event, data)` for message.sent/delivered/undelivered/failed/expired, inbound.received,
+        modem.online/offline/quota_reached. Listeners must not block."""
+        self._listeners.append(listener)
+
+    def emit(self, event: str, data: dict) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event, data)
+            except Exception:  # one listener's fault must not stop a send or the others
+                log.exception("listener failed for %s", event)
+
+    # --- submit ----------------------------------------------------------------------------------------
+
+    def _labels_from_store(self) -> dict[str, str | None]:
+        return {row["label"]: row["grp"] for row in self.store.modems()}
+
+    def _route(self, recipient: str, hint: str | None, labels: dict[str, str | None],
+               key_group: str | None) -> tuple[str | None, str | None]:
+        if hint:
+            if hint in labels:
+                return hint, None
+            if hint in set(labels.values()) or any(route.group == hint for route in self.settings.routes):
+                return None, hint
+            raise SubmitError(f"no modem or modem group is called {hint!r}", "modem")
+        matches = [route for route in self.settings.routes if recipient.startswith(route.prefix)]
+        if matches:
+            best = max(matches, key=lambda route: len(route.prefix))
+            return best.modem, best.group
+        return None, key_group
+
+    def submit(self, body: str | None = None, to: str | list[str] | None = None, *,
+               recipients: list[dict] | None = None, priority: int = 0,
+               send_at: float | dt.datetime | str | None = None, validity: int | None = None,
+               route: str | None = None, client_ref: str | None = None, idempotency_key: str | None = None,
+               spintax: bool = False, smart_encoding: bool = False, api_key_id: int | None = None,
+               key_group: str | None = None, callback_url: str | None = None, request_report: bool = True,
+               seed: int | None = None) -> dict:
+        """Validate, normalise and queue a message to one or many recipients in one transaction.
+
+        `to` is a number or a list; `recipients` is [{"to": ..., "fields": {...}}] for templates. Returns
+        {"submission_id", "messages": [...], "skipped": [...], "segments"}. Raises SubmitError (with the field
+        and recipient at fault), Conflict, or StoreError (nothing stored).
+        """
+        request = {"body": body, "to": to, "recipients": recipients, "priority": priority,
+                   "send_at": send_at if not isinstance(send_at, dt.datetime) else send_at.isoformat(),
+                   "validity": validity, "route": route, "client_ref": client_ref, "spintax": spintax,
+                   "smart_encoding": smart_encoding, "request_report": request_report}
+        body_hash = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+        if idempotency_key:
+            previous = self.store.find_submission(idempotency_key)
+            if previous is not None:
+                if previous["body_hash"] != body_hash:
+                    raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request")
+                if previous["result"]:
+                    return json.loads(previous["result"]) | {"idempotent_replay": True}
+        prepared, skipped = self._prepare(body, to, recipients, priority, send_at, validity, route, client_ref,
+                                          spintax, smart_encoding, api_key_id, key_group, callback_url,
+                                          request_report, seed)
+        def result_for(submission_id: int, ids: list[int]) -> dict:
+            return {
+                "submission_id": submission_id,
+                "messages": [{"id": message_id, "to": row["recipient"], "status": row["status"],
+                              "segments": row["segments"], "encoding": row["encoding"]}
+                             for message_id, row in zip(ids, prepared)],
+                "skipped": skipped,
+                "segments": sum(row["segments"] for row in prepared),
+            }
+
+        try:
+            result = self.store.insert_messages(prepared, idempotency_key, body_hash, api_key_id, result_for)
+        except StoreError as error:
+            if idempotency_key and "idempotency" in str(error):  # a concurrent request with the same key won
+                previous = self.store.find_submission(idempotency_key)
+                if previous is not None and previous["body_hash"] == body_hash and previous["result"]:
+                    return json.loads(previous["result"]) | {"idempotent_replay": True}
+                raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request") from None
+            raise
+        due_now = sum(1 for row in prepared if row["status"] == "queued")
+        if due_now:
+            self.wake(due_now)
+        if len(prepared) > due_now:
+            self.wake_at(min(row["due_at"] for row in prepared if row["status"] == "scheduled"))
+        return result
+
+    def _prepare(self, body, to, recipients, priority, send_at, validity, route, client_ref, spintax,
+                 smart_encoding, api_key_id, key_group, callback_url, request_report, seed):
+        if body is None or not isinstance(body, str) or body == "":
+            raise SubmitError("body is empty: give the message text in 'body'", "body")
+        entries = self._entries(to, recipients)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
+            raise SubmitError("priority must be a whole number from -100 to 100 (higher goes first)", "priority")
+        now = time.time()
+        due = _epoch(send_at, "send_at")
+        if validity is not None and (not isinstance(validity, int) or validity <= 0):
+            raise SubmitError("validity must be a positive number of seconds", "validity")
+        start = max(now, due or now)
+        expires = start + validity if validity else None
+        try:
+            renderer = text.Renderer(body, spintax=spintax, templates=recipients is not None)
+        except text.SpintaxError as error:
+            raise SubmitError(f"body: {error}", "body") from None
+        labels = self.modem_labels()
+        rng = random.Random(seed)
+        normalized = []
+        for position, (raw, fields) in enumerate(entries):
+            try:
+                normalized.append((numbers.normalize(raw, self.settings.default_region,
+                                                     self.settings.strict_numbers), fields))
+            except numbers.NumberError as error:
+                raise SubmitError(f"recipient {position + 1}: {error}", "to", str(raw)) from None
+        opted_out = self.store.optouts_among([number for number, _ in normalized])
+        rows, skipped, seen = [], [], set()
+        cache: dict[str, tuple[str, text.TextInfo]] = {}
+        for number, fields in normalized:
+            if number in opted_out:
+                skipped.append({"to": number, "reason": "opted out"})
+                continue
+            if recipients is None and number in seen:
+                skipped.append({"to": number, "reason": "duplicate recipient in this request"})
+                continue
+            seen.add(number)
+            try:
+                rendered = renderer.render(fields, rng)
+            except text.TemplateError as error:
+                raise SubmitError(f"recipient {number}: {error}", "recipients", number) from None
+            if rendered not in cache:
+                info = text.info(rendered, smart=smart_encoding)
+                cache[rendered] = (info.text, info)
+            sent_text, info = cache[rendered]
+            if not sent_text.strip():
+                raise SubmitError(f"recipient {number}: the message text is empty after filling the template",
+                                  "body", number)
+            if info.segments > self.settings.max_segments:
+                raise SubmitError(f"body needs {info.segments} segments ({info.units} "
+                                  f"{'septets' if info.encoding == 'gsm7' else 'UTF-16 units'}, {info.encoding}); "
+                                  f"the limit is {self.settings.max_segments}", "body", number)
+            route_modem, route_group = self._route(number, route, labels, key_group)
+            rows.append({
+                "recipient": number, "body": sent_text, "encoding": info.encoding, "segments": info.segments,
+                "status": "scheduled" if due and due > now else "queued", "priority": priority,
+                "due_at": start, "expires_at": expires, "created_at": now, "updated_at": now,
+                "client_ref": client_ref, "api_key_id": api_key_id, "route_modem": route_modem,
+                "route_group": route_group, "request_report": 1 if request_report else 0, "validity": validity,
+                "callback_url": callback_url,
+            })
+        if not rows and not skipped:
+            raise SubmitError("no recipients", "to")
+        return rows, skipped
+
+    def _entries(self, to, recipients) -> list[tuple[str, dict | None]]:
+        if to is not None and recipients is not None:
+            raise SubmitError("give either 'to' or 'recipients', not both", "to")
+        if recipients is not None:
+            if not isinstance(recipients, list) or not recipients:
+                raise SubmitError("'recipients' must be a non-empty list of {to, fields}", "recipients")
+            entries = []
+            for position, item in enumerate(recipients):
+                if not isinstance(item, dict) or "to" not in item:
+                    raise SubmitError(f"recipients[{position}] must be an object with 'to'", "recipients")
+                fields = item.get("fields") or {}
+                if not isinstance(fields, dict):
+                    raise SubmitError(f"recipients[{position}].fields must be an object", "recipients")
+                entries.append((item["to"], fields))
+        elif isinstance(to, str):
+            entries = [(to, None)]
+        elif isinstance(to, list) and to:
+            entries = [(item, None) for item in to]
+        else:
+            raise SubmitError("'to' is missing: give a phone number or a list of them", "to")
+        if len(entries) > self.settings.max_recipients:
+            raise SubmitError(f"{len(entries)} recipients; at most {self.settings.max_recipients} in one request",
+                              "to")
+        for raw, _ in entries:
+            if not isinstance(raw, str):
+                raise SubmitError(f"recipient {raw!r} must be a string", "to", str(raw))
+        return entries
+
+    # --- queries and changes ----------------------------------------------------------------------------
+
+    def message(self, message_id: int) -> dict:
+        message = self.store.message(message_id)
+        message["timeline"] = self.store.events(message_id=message_id)
+        return message
+
+    def cancel(self, message_id: int) -> str:
+        return self.store.cancel(message_id)
+
+    # --- delivery reports --------------------------------------------------------------------------------
+
+    def handle_report(self, modem_id: int, report: pdu.StatusReport) -> dict | None:
+        """Match a status report to the part it is about: same modem, same TP-MR, same recipient, sent within
+        the window, newest first. Returns what changed, or None when nothing matched (logged)."""
+        now = time.time()
+        candidates = self.store.candidates_for_report(modem_id, report.reference, now - self.settings.report_window)
+        match = next((row for row in candidates if numbers.same_number(row["recipient"], report.recipient.number)),
+                     None)
+        if match is None:
+            self.store.log_event("report.unmatched", modem_id=modem_id, reference=report.reference,
+                                 recipient=report.recipient.number, status=report.status, code=report.status_code)
+            return None
+        outcome = report.status
+        result = self.store.record_report(match["message_id"], match["seq"], modem_id, outcome,
+                                          report.status_code, now)
+        if result["changed"] and result["status"] in ("delivered", "undelivered"):
+            self.emit(f"message.{result['status']}", {"id": match["message_id"], "status_code": report.status_code,
+                                                     "reason": report.reason})
+        return {"message_id": match["message_id"], "seq": match["seq"]} | result
+
+    def close_overdue_reports(self) -> int:
+        return self.store.close_reports(time.time() - self.settings.report_deadline)
+
+    # --- inbound -----------------------------------------------------------------------------------------
+
+    def handle_inbound(self, modem_id: int, message: pdu.Deliver) -> int | None:
+        """Store an inbound SMS (reassembling concatenated ones; duplicates dropped). Returns the inbox id
+        once a message is complete, None while parts are missing or for a duplicate. Call before deleting
+        the message from the SIM."""
+        user_data = message.user_data
+        sender = message.sender.number
+        sent_at = message.timestamp.timestamp()
+        concat = user_data.concat
+        key_material = f"{sender}|{message.timestamp.isoformat()}|{user_data.encoding}|{user_data.payload.hex()}"
+        if concat is not None:
+            key_material += f"|{concat.bits}:{concat.reference}:{concat.total}:{concat.sequence}"
+        dedupe_key = hashlib.sha256(key_material.encode()).hexdigest()
+        if concat is None or concat.total == 1:
+            body = user_data.text if user_data.text is not None else user_data.payload.hex()
+            return self._store_inbound(modem_id, sender, body, sent_at, dedupe_key, 1, False)
+        # 8- and 16-bit references are separate name spaces
+        reference = concat.reference | (0x10000 if concat.bits == 16 else 0)
+        parts = self.store.insert_inbound_part(modem_id, sender, reference,
+                                               concat.total, concat.sequence, user_data.encoding,
+                                               user_data.payload, sent_at, dedupe_key)
+        if parts is None:
+            return None
+        return self._assemble(modem_id, parts, partial=False)
+
+    def _assemble(self, modem_id: int, parts: list[dict], partial: bool) -> int | None:
+        encoding = parts[0]["encoding"]
+        payload = b"".join(part["payload"] for part in parts)
+        body = pdu.decode_payload(encoding, payload)
+        if body is None:
+            body = payload.hex()
+        if partial:
+            have = [part["seq"] for part in parts]
+            missing = [seq for seq in range(1, parts[0]["total"] + 1) if seq not in have]
+            body += f" [parts {', '.join(map(str, missing))} of {parts[0]['total']} never arrived]"
+        key = hashlib.sha256(("assembled|" + "|".join(part["dedupe_key"] for part in parts)).encode()).hexdigest()
+        return self._store_inbound(modem_id or parts[0]["modem_id"], parts[0]["sender"], body, parts[0]["sent_at"],
+                                   key, len(parts), partial)
+
+    def _store_inbound(self, modem_id: int, sender: str, body: str, sent_at: float | None, dedupe_key: str,
+                       parts: int, partial: bool) -> int | None:
+        inbox_id = self.store.insert_inbound(modem_id, sender, body, sent_at, dedupe_key, parts, partial)
+        if inbox_id is None:
+            return None
+        self._keywords(sender, body)
+        self.emit("inbound.received", {"id": inbox_id, "from": sender, "body": body, "modem_id": modem_id,
+                                       "partial": partial})
+        return inbox_id
+
+    def _keywords(self, sender: str, body: str) -> None:
+        word = body.strip().strip(".!").upper()
+        try:
+            number = numbers.normalize(sender, self.settings.default_region)
+        except numbers.NumberError:
+            return  # alphanumeric senders cannot be messaged back; nothing to opt out
+        if word in self.settings.stop_words:
+            if self.store.add_optout(number, "keyword", f"replied {word}"):
+                self.store.log_event("optout.added", number=number, keyword=word)
+        elif word in self.settings.start_words:
+            if self.store.remove_optout(number):
+                self.store.log_event("optout.removed", number=number, keyword=word)
+
+    def flush_stale_inbound(self) -> list[int]:
+        """Store incomplete concatenated messages whose missing parts are overdue, flagged partial."""
+        older_than = time.time() - self.settings.inbound_assembly_timeout
+        stored = []
+        for parts in self.store.stale_inbound_groups(older_than):
+            inbox_id = self._assemble(parts[0]["modem_id"], parts, partial=True)
+            if inbox_id is not None:
+                stored.append(inbox_id)
+        return stored
+
+    # --- housekeeping ----------------------------------------------------------------------------------
+
+    def release_scheduled(self) -> int:
+        released = self.store.release_scheduled(time.time())
+        if released:
+            self.wake(released)
+        return released
+
+    def expire(self) -> list[int]:
+        expired = self.store.expire_due(time.time())
+        for message_id in expired:
+            self.emit("message.expired", {"id": message_id})
+        return expired
+
+    def purge(self) -> int:
+        return self.store.purge(time.time() - self.settings.retention_days * 86400)
+
+
+__all__ = ["Conflict", "Gateway", "GatewaySettings", "NotFound", "Route", "SubmitError"]

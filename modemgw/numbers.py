@@ -1,0 +1,81 @@
+"""Recipients to E.164, with the default region from config; alphanumeric sender rules. Pure.
+
+Numbers are checked for a *possible* length and shape for their country (phonenumbers' metadata); the stricter
+`strict=True` also demands an allocated range, which rejects typos but also fictional and newly opened ranges.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from modemgw import text
+
+
+class NumberError(ValueError):
+    """A recipient or sender that cannot be used; the message says what is wrong with it."""
+
+
+_DIALLED = re.compile(r"[\s().\-/]")
+
+
+def normalize(number: str, region: str | None = None, strict: bool = False) -> str:
+    """`number` as E.164 (`+4915112345678`). National numbers need `region` (ISO 3166 alpha-2, e.g. "DE").
+
+    Raises NumberError naming the number and the problem.
+    """
+    raw = (number or "").strip()
+    if not raw:
+        raise NumberError("recipient is empty")
+    cleaned = _DIALLED.sub("", raw)
+    if cleaned.startswith("00"):
+        cleaned = "+" + cleaned[2:]
+    if not re.fullmatch(r"\+?[0-9]+", cleaned):
+        raise NumberError(f"{raw!r} is not a phone number (only digits, spaces, dashes, dots, brackets and a "
+                          "leading + are allowed)")
+    if not cleaned.startswith("+") and not region:
+        raise NumberError(f"{raw!r} has no country code; write it as +<country><number> or configure "
+                          "default_region")
+    try:
+        parsed = phonenumbers.parse(cleaned, None if cleaned.startswith("+") else region.upper())
+    except phonenumbers.NumberParseException as error:
+        raise NumberError(f"{raw!r} is not a phone number: {error._msg}") from None
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        explanation = {
+            phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "has an unknown country code",
+            phonenumbers.ValidationResult.TOO_SHORT: "is too short",
+            phonenumbers.ValidationResult.TOO_LONG: "is too long",
+            phonenumbers.ValidationResult.INVALID_LENGTH: "has a length no number in its country has",
+        }.get(reason, "is not a possible number")
+        raise NumberError(f"{raw!r} {explanation}")
+    if strict and not phonenumbers.is_valid_number(parsed):
+        raise NumberError(f"{raw!r} is not in any allocated number range")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def same_number(a: str, b: str) -> bool:
+    """True when two renderings name the same subscriber: status reports may carry a national form."""
+    digits_a, digits_b = re.sub(r"\D", "", a), re.sub(r"\D", "", b)
+    if not digits_a or not digits_b:
+        return False
+    if digits_a == digits_b:
+        return True
+    shorter, longer = sorted((digits_a.lstrip("0"), digits_b.lstrip("0")), key=len)
+    return len(shorter) >= 7 and longer.endswith(shorter)
+
+
+def check_sender_id(sender: str) -> str:
+    """An alphanumeric sender ID: 1-11 GSM-7 characters, not all digits. Raises NumberError.
+
+    Note: an SMS sent through a modem carries the SIM's own number; sender IDs matter only for display and
+    for networks that honour them.
+    """
+    if not sender or not sender.strip():
+        raise NumberError("sender ID is empty")
+    if not text.is_gsm7(sender):
+        raise NumberError(f"sender ID {sender!r} has characters outside the GSM-7 alphabet")
+    if len(text.gsm7_septets(sender)) > 11:
+        raise NumberError(f"sender ID {sender!r} is longer than 11 characters")
+    return sender

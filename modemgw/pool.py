@@ -1,0 +1,615 @@
+"""Modem workers: one thread per modem owns its port, pulls work from the store, handles its URCs, heals itself.
+
+Lifecycle of a worker: connecting -> ready <-> busy -> faulted -> recovering -> ready. A worker pulls: when
+idle it waits on its own queue for a wake-up (a submit, a released schedule, a health check, a URC), never
+polling. Modems are bound by identity (IMEI), not by tty path: after an unplug the worker looks for its IMEI
+wherever it reappears among the configured ports.
+"""
+
+from __future__ import annotations
+
+import glob
+import heapq
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from modemgw import at, dispatch, pdu
+from modemgw.errors import CmsError, ModemError, PortLost
+from modemgw.gateway import Gateway
+from modemgw.modem import Modem, ModemSettings, locate
+from modemgw.store import Claimed, Store, StoreError
+
+log = logging.getLogger("modemgw.pool")
+
+WAKE = "wake"
+HEALTH = "health"
+STOP = "stop"
+
+
+@dataclass
+class ModemConfig:
+    """One configured modem: a device path, or an IMEI to find among the pool's ports (or both)."""
+
+    device: str | None = None
+    imei: str | None = None
+    label: str | None = None
+    group: str | None = None
+    pin: str | None = None
+    baudrate: int = 115200
+    rate_per_minute: int | None = None
+    quota_day: int | None = None
+    quota_month: int | None = None
+    storage: str | None = None
+
+
+@dataclass
+class PoolSettings:
+    strategy: str = "least-used"
+    sticky: bool = False
+    ports: list[str] = field(default_factory=list)   # globs where modems may reappear (e.g. /dev/modemgw/*)
+    reconnect_min: float = 0.2
+    reconnect_max: float = 30.0
+    modem: ModemSettings = field(default_factory=ModemSettings)
+    failures_before_reset: int = 3
+
+
+class ModemWorker(threading.Thread):
+    """Owns one modem. Every modem conversation happens on this thread."""
+
+    def __init__(self, pool: "Pool", config: ModemConfig, order: int):
+        super().__init__(name=f"modem-{config.label or config.device or config.imei}", daemon=True)
+        self.pool = pool
+        self.config = config
+        self.order = order
+        self.inbox: queue.Queue = queue.Queue()
+        self.modem: Modem | None = None
+        self.modem_id: int | None = None
+        self.row: dict = {}
+        self.device = config.device
+        self.imei = config.imei
+        self.state = "connecting"
+        self.window = dispatch.RateWindow()
+        self.failures = 0
+        self.recent: list[bool] = []      # outcomes of recent sends, for health-weighted dispatch
+        self._stopping = False
+        self._backoff = pool.settings.reconnect_min
+        self._concat_ref = random.randrange(256)
+        self._quota_reported = False
+
+    # --- what the pool sees -------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return self.row.get("label") or self.config.label or self.device or "?"
+
+    @property
+    def live(self) -> bool:
+        return self.state in ("ready", "busy") and self.modem is not None
+
+    def candidate(self) -> dispatch.Candidate:
+        errors = self.recent.count(False) / len(self.recent) if self.recent else 0.0
+        delivered = self.row.get("delivered_total") or 0
+        sent = self.row.get("sent_total") or 0
+        return dispatch.Candidate(key=self.order, sent_today=self._sent_today(), signal_dbm=self.row.get("signal_dbm"),
+                                  error_rate=errors, delivery_rate=(delivered / sent) if sent else 1.0, order=self.order)
+
+    def _sent_today(self) -> int:
+        return self.row.get("sent_day", 0) if self.row.get("day_key") == time.strftime("%Y-%m-%d") else 0
+
+    def snapshot(self) -> dict:
+        return {"label": self.label, "device": self.device, "imei": self.imei, "state": self.state,
+                "modem_id": self.modem_id, "sent_today": self._sent_today(),
+                "signal_dbm": self.row.get("signal_dbm"), "operator": self.row.get("operator")}
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.inbox.put(STOP)
+
+    # --- main loop -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self._stopping:
+            try:
+                if self.modem is None:
+                    self._connect()
+                    continue
+                self._cycle()
+            except PortLost as error:
+                self._lost(error)
+            except ModemError as error:
+                self._trouble(error)
+            except StoreError as error:  # the database is unwell (full disk?): nothing is lost, wait and retry
+                log.error("%s: database error: %s", self.label, error)
+                self._wait(5.0)
+            except Exception:  # a bug must not silently end the modem's thread
+                log.exception("%s: unexpected error", self.label)
+                self._wait(1.0)
+        self._close()
+
+    def _cycle(self) -> None:
+        """One turn: handle what arrived, send if allowed and there is work, else wait to be woken."""
+        self._drain()
+        if not self.row.get("enabled", 1):
+            self._set_state("ready")
+            self._handle(self.inbox.get())
+            return
+        blocked = self._blocked()
+        if blocked is None:
+            self.pool.idle(self)  # idle before the claim, so a submit racing with it still wakes us
+            claimed = self.pool.claim(self)
+            if claimed is not None:
+                self.pool.busy(self)
+                self._set_state("busy")
+                self._send(claimed)
+                return
+        else:
+            self.pool.busy(self)
+        self._set_state("ready")
+        try:
+            item = self.inbox.get(timeout=blocked)
+        except queue.Empty:
+            return
+        self.pool.busy(self)
+        self._handle(item)
+
+    def _wait(self, seconds: float) -> None:
+        try:
+            item = self.inbox.get(timeout=seconds)
+            if item == STOP:
+                self._stopping = True
+        except queue.Empty:
+            pass
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(item)
+
+    def _handle(self, item) -> None:
+        if item == STOP:
+            self._stopping = True
+        elif item == HEALTH:
+            self._health()
+        elif isinstance(item, at.Urc):
+            self._urc(item)
+
+    def _blocked(self) -> float | None:
+        """None when this SIM may send now; else seconds until a rate limit or quota allows it."""
+        now = time.time()
+        wait = self.window.wait(self.row.get("rate_per_minute"), now)
+        if wait > 0:
+            return wait
+        quota = dispatch.quota_block(dispatch.QuotaState(
+            self.row.get("quota_day"), self.row.get("quota_month"), self.row.get("sent_day") or 0,
+            self.row.get("day_key"), self.row.get("sent_month") or 0, self.row.get("month_key")), now)
+        if quota is not None:
+            which, seconds = quota
+            if not self._quota_reported:
+                self._quota_reported = True
+                self.pool.store.log_event("modem.quota_reached", modem_id=self.modem_id, quota=which)
+                self.pool.gateway.emit("modem.quota_reached", {"modem_id": self.modem_id, "label": self.label,
+                                                               "quota": which})
+            return seconds
+        self._quota_reported = False
+        return None
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            if self.modem_id is not None and state in ("ready", "faulted"):
+                self.pool.store.set_modem_state(self.modem_id, "online" if state == "ready" else state)
+            self.pool.changed()
+
+    # --- sending -------------------------------------------------------------------------------------
+
+    def _send(self, claimed: Claimed) -> None:
+        store = self.pool.store
+        reference = claimed.concat_ref
+        if reference is None and claimed.segments > 1:
+            reference = self._concat_ref = (self._concat_ref + 1) % 256
+            store.set_concat_ref(claimed.id, reference)
+        validity = claimed.validity
+        try:
+            parts = pdu.encode_message(claimed.recipient, claimed.body, claimed.encoding,
+                                       concat_reference=reference or 0, request_report=claimed.request_report,
+                                       validity=validity)
+        except pdu.PduError as error:
+            store.fail(claimed.id, self.modem_id, None, f"cannot encode: {error}")
+            self.pool.gateway.emit("message.failed", {"id": claimed.id, "reason": str(error)})
+            return
+        try:
+            for seq, part in enumerate(parts, start=1):
+                if seq in claimed.sent_parts:
+                    continue
+                tp_mr = self.modem.send_pdu(part)
+                now = time.time()
+                self.window.add(now)
+                store.record_part_sent(claimed.id, seq, self.modem_id, tp_mr, now, self.pool.settings.sticky,
+                                       claimed.recipient)
+                claimed.sent_parts[seq] = tp_mr
+            store.mark_sent(claimed.id, self.modem_id, time.time())
+        except CmsError as error:
+            self._send_failed(claimed, error, error.temporary)
+            if error.modem_fault:
+                raise
+            return
+        except ModemError as error:  # timeouts, a lost port: not the message's fault
+            self._send_failed(claimed, error, True, count_attempt=False)
+            raise
+        self.recent = (self.recent + [True])[-20:]
+        self.failures = 0
+        self.row = store.modem(self.modem_id)
+        self.pool.gateway.emit("message.sent", {"id": claimed.id, "modem_id": self.modem_id})
+
+    def _send_failed(self, claimed: Claimed, error: ModemError, temporary: bool, count_attempt: bool = True) -> None:
+        store, settings = self.pool.store, self.pool.gateway.settings
+        self.recent = (self.recent + [False])[-20:]
+        code = getattr(error, "code", None)
+        if not temporary or claimed.attempts >= settings.max_attempts and count_attempt:
+            reason = str(error) if not temporary else f"gave up after {claimed.attempts} attempts: {error}"
+            store.fail(claimed.id, self.modem_id, code, reason)
+            self.pool.gateway.emit("message.failed", {"id": claimed.id, "code": code, "reason": reason})
+            return
+        delay = dispatch.retry_delay(claimed.attempts, settings.retry_base, settings.retry_max) if count_attempt else 0
+        store.requeue(claimed.id, self.modem_id, time.time() + delay, str(error), code=code,
+                      pin=bool(claimed.sent_parts), count_attempt=count_attempt)
+        self.pool.wake(1, exclude=self, delay=delay)
+
+    # --- URCs: inbound messages and status reports ------------------------------------------------------
+
+    def _urc(self, urc: at.Urc) -> None:
+        if urc.name == "PORT-LOST":
+            raise PortLost(urc.line)
+        if urc.name in ("+CMTI", "+CDSI"):
+            storage, index = at.urc_storage_index(urc)
+            self._take_stored(storage, index)
+        elif urc.name in ("+CMT", "+CDS") and urc.pdu:
+            try:
+                message = pdu.decode(urc.pdu, tpdu_length=at.urc_pdu_length(urc))
+            except (pdu.PduError, ModemError) as error:
+                self.pool.store.log_event("inbound.undecodable", modem_id=self.modem_id, pdu=urc.pdu,
+                                          error=str(error))
+                message = None
+            if message is not None:
+                self._commit(message)
+            if self.modem.needs_ack:
+                self.modem.ack()  # only after the commit: an unacknowledged message is delivered again
+        elif urc.name in ("^RSSI", "+CSQN"):
+            pass  # signal chatter; the health check reads the signal when it matters
+
+    def _take_stored(self, storage: str, index: int) -> None:
+        default = self.modem.settings.storage or self.modem.profile.storage
+        switch = storage != default
+        if switch:
+            self.modem.select_storage(storage)
+        try:
+            item = self.modem.read_stored(index)
+            if item is not None:
+                self._commit_stored(item)
+                self.modem.delete_stored(index)  # deleted only after it is safely in our database
+        finally:
+            if switch:
+                self.modem.select_storage(default)
+
+    def _commit_stored(self, item) -> None:
+        if item.message is None:
+            self.pool.store.log_event("inbound.undecodable", modem_id=self.modem_id, pdu=item.pdu, error=item.error)
+        elif not isinstance(item.message, pdu.Submit):
+            self._commit(item.message)
+
+    def _commit(self, message) -> None:
+        if isinstance(message, pdu.StatusReport):
+            self.pool.gateway.handle_report(self.modem_id, message)
+        elif isinstance(message, pdu.Deliver):
+            self.pool.gateway.handle_inbound(self.modem_id, message)
+
+    def _read_everything_stored(self) -> None:
+        """At start-up: messages and reports that arrived while nobody listened."""
+        storages = [self.modem.settings.storage or self.modem.profile.storage]
+        if self.modem.state.report_route == 2:
+            storages.append("SR")
+        for storage in storages:
+            if storage != storages[0]:
+                try:
+                    self.modem.select_storage(storage)
+                except ModemError:
+                    continue  # no separate report storage: reports land in the message storage
+            try:
+                for item in self.modem.list_stored(4):
+                    if item.message is None or not isinstance(item.message, pdu.Submit):
+                        self._commit_stored(item)
+                        self.modem.delete_stored(item.index)
+            finally:
+                if storage != storages[0]:
+                    self.modem.select_storage(storages[0])
+
+    # --- health and recovery -------------------------------------------------------------------------
+
+    def _health(self) -> None:
+        status = self.modem.network_status()
+        self.row = self.pool.store.update_modem(
+            self.modem_id, signal_dbm=status.signal.dbm, registration=status.registration.state,
+            operator=status.operator, last_seen=time.time())
+        if not status.registration.registered:
+            raise ModemError(f"not registered ({status.registration.state})")
+
+    def _connect(self) -> None:
+        self._set_state("connecting" if self.modem_id is None else "recovering")
+        device = self._find_device()
+        if device is None:
+            self._retry_later(f"no port found for {self.imei or self.device}")
+            return
+        settings = ModemSettings(**{**vars(self.pool.settings.modem), "pin": self.config.pin,
+                                    "storage": self.config.storage})
+        try:
+            modem = Modem.open(device, settings)
+        except Exception as error:  # pyserial raises SerialException/OSError/ValueError for absent devices
+            self._retry_later(f"cannot open {device}: {error}")
+            return
+        modem.events = self.inbox  # URCs arrive on the worker's own queue, beside wake-ups
+        try:
+            identity = modem.initialize()
+            if self.imei and identity.imei != self.imei:
+                modem.close()
+                self.pool.release_device(device)
+                self._retry_later(f"{device} holds IMEI {identity.imei}, not {self.imei}")
+                return
+        except ModemError as error:
+            modem.close()
+            self.pool.release_device(device)
+            self._retry_later(f"{device}: {error}")
+            return
+        self.modem, self.device, self.imei = modem, device, identity.imei
+        limits = {key: value for key, value in (("rate_per_minute", self.config.rate_per_minute),
+                                                 ("quota_day", self.config.quota_day),
+                                                 ("quota_month", self.config.quota_month),
+                                                 ("grp", self.config.group)) if value is not None}
+        self.row = self.pool.store.attach_modem(
+            identity.imei, identity.iccid or None, imsi=identity.imsi, number=identity.number,
+            manufacturer=identity.manufacturer, model=identity.model, profile=identity.profile, device=device,
+            label=self.config.label, **limits)
+        if self.config.label and self.row["label"] != self.config.label:
+            self.row = self.pool.store.update_modem(self.row["id"], label=self.config.label)
+        self.modem_id = self.row["id"]
+        self.window = dispatch.RateWindow(self.pool.store.sent_in_window(self.modem_id, time.time() - 60))
+        self._backoff = self.pool.settings.reconnect_min
+        self.failures = 0
+        self._read_everything_stored()
+        self._health()
+        self._set_state("ready")
+        self.pool.gateway.emit("modem.online", {"modem_id": self.modem_id, "label": self.label})
+        log.info("%s: online on %s (IMEI %s)", self.label, device, identity.imei)
+
+    def _find_device(self) -> str | None:
+        candidates = []
+        if self.device:
+            candidates.append(self.device)
+        if self.imei:
+            for pattern in self.pool.settings.ports:
+                candidates += sorted(glob.glob(pattern))
+        for device in dict.fromkeys(candidates):
+            if not self.pool.claim_device(device, self):
+                continue
+            if device == self.device and (not self.imei or self.modem_id is None):
+                return device
+            if self.imei and locate(self.imei, [device], timeout=0.5) == device:
+                return device
+            self.pool.release_device(device)
+        return None
+
+    def _retry_later(self, reason: str) -> None:
+        if self.modem_id is not None and self.state != "faulted" and self._backoff >= self.pool.settings.reconnect_max / 4:
+            self._set_state("faulted")
+            self.pool.store.set_modem_state(self.modem_id, "offline", reason)
+            self.pool.gateway.emit("modem.offline", {"modem_id": self.modem_id, "label": self.label,
+                                                     "reason": reason})
+        log.info("%s: %s; retrying in %.1f s", self.label, reason, self._backoff)
+        self._wait(self._backoff)
+        self._backoff = min(self.pool.settings.reconnect_max, self._backoff * 2)
+
+    def _lost(self, error: Exception) -> None:
+        log.warning("%s: port lost: %s", self.label, error)
+        self._close()
+        if self.modem_id is not None:
+            self.pool.store.set_modem_state(self.modem_id, "offline", str(error))
+            self.pool.gateway.emit("modem.offline", {"modem_id": self.modem_id, "label": self.label,
+                                                     "reason": str(error)})
+            self._unpin()
+        self._set_state("recovering")
+
+    def _unpin(self) -> None:
+        """Messages whose first parts went out through this modem cannot wait for it: all parts go again."""
+        for message_id in self.pool.store.pinned_to(self.modem_id):
+            self.pool.store.unpin(message_id, f"{self.label} went away mid-message")
+        self.pool.wake(1, exclude=self)
+
+    def _trouble(self, error: ModemError) -> None:
+        """Self-healing, staged: the link resyncs by itself; repeated trouble re-initialises (ATZ), then resets
+        the modem (AT+CFUN=1,1) and re-opens it; a modem that still fails is faulted and retried with backoff."""
+        self.failures += 1
+        log.warning("%s: %s (failure %d)", self.label, error, self.failures)
+        if self.modem_id is not None:
+            self.pool.store.update_modem(self.modem_id, last_error=str(error))
+        if self.failures < 2:
+            return
+        try:
+            if self.failures == 2:
+                self.modem.command("ATZ")
+                self.modem.initialize()
+                return
+            self.modem.raw("AT+CFUN=1,1")
+        except ModemError as next_error:
+            log.warning("%s: recovery step failed: %s", self.label, next_error)
+        self._close()
+        self._unpin()
+        self._set_state("faulted")
+
+    def _close(self) -> None:
+        if self.modem is not None:
+            self.modem.close()
+            self.pool.release_device(self.device)
+            self.modem = None
+
+
+class Pool:
+    """All modem workers, and the choice of whom to wake."""
+
+    def __init__(self, gateway: Gateway, store: Store, configs: list[ModemConfig],
+                 settings: PoolSettings | None = None):
+        self.gateway = gateway
+        self.store = store
+        self.settings = settings or PoolSettings()
+        if self.settings.strategy not in dispatch.STRATEGIES:
+            raise ValueError(f"unknown strategy {self.settings.strategy!r}; choose from "
+                             f"{', '.join(dispatch.STRATEGIES)}")
+        self.workers = [ModemWorker(self, config, order) for order, config in enumerate(configs)]
+        self._idle: set[ModemWorker] = set()
+        self._devices: dict[str, ModemWorker] = {}
+        self._lock = threading.Lock()
+        self._round_robin = dispatch.RoundRobin()
+        self._changed = threading.Condition()
+        self.alarm = Alarm(self._alarm_rang)
+        gateway.wake = self.wake
+        gateway.wake_at = self.alarm.at
+
+    def start(self) -> None:
+        for message in self.store.recover_in_flight():
+            log.warning("message %s was in flight when the gateway stopped: %s", message["id"], message["action"])
+        for worker in self.workers:
+            worker.start()
+        self.alarm.start()
+        due = self.store.next_due()
+        if due is not None:
+            self.alarm.at(due)
+
+    def stop(self) -> None:
+        self.alarm.stop()
+        for worker in self.workers:
+            worker.stop()
+        for worker in self.workers:
+            worker.join(timeout=10)
+
+    # --- ports -------------------------------------------------------------------------------------------
+
+    def claim_device(self, device: str, worker: ModemWorker) -> bool:
+        """One owner per serial port: False when another worker holds `device`."""
+        with self._lock:
+            owner = self._devices.get(device)
+            if owner is not None and owner is not worker:
+                return False
+            self._devices[device] = worker
+            return True
+
+    def release_device(self, device: str | None) -> None:
+        with self._lock:
+            self._devices.pop(device, None)
+
+    # --- dispatch ----------------------------------------------------------------------------------------
+
+    def idle(self, worker: ModemWorker) -> None:
+        with self._lock:
+            self._idle.add(worker)
+
+    def busy(self, worker: ModemWorker) -> None:
+        with self._lock:
+            self._idle.discard(worker)
+
+    def claim(self, worker: ModemWorker) -> Claimed | None:
+        live = [other for other in self.workers if other.live and other.row.get("enabled", 1)]
+        alone = all(other is worker for other in live)
+        sticky_to = [other.modem_id for other in live] if self.settings.sticky else None
+        return self.store.claim_next(worker.modem_id, worker.label, worker.row.get("grp"), alone, time.time(),
+                                     sticky_to)
+
+    def wake(self, count: int = 1, exclude: ModemWorker | None = None, delay: float = 0.0) -> None:
+        """Wake up to `count` idle workers, chosen by the strategy (now, or after `delay` seconds)."""
+        if delay > 0:
+            self.alarm.at(time.time() + delay)
+            return
+        with self._lock:
+            idle = [worker for worker in self._idle if worker is not exclude and worker.live]
+            by_order = {worker.order: worker for worker in idle}
+            chosen = dispatch.choose([worker.candidate() for worker in idle], self.settings.strategy,
+                                     count, self._round_robin)
+            for order in chosen:
+                worker = by_order[order]
+                self._idle.discard(worker)
+                worker.inbox.put(WAKE)
+        if not chosen and exclude is not None and exclude.live:
+            exclude.inbox.put(WAKE)
+
+    def health_check(self) -> None:
+        """Ask idle workers to check signal and registration (busy ones are not interrupted)."""
+        with self._lock:
+            idle = list(self._idle)
+        for worker in idle:
+            worker.inbox.put(HEALTH)
+
+    def status(self) -> list[dict]:
+        return [worker.snapshot() for worker in self.workers]
+
+    def _alarm_rang(self) -> None:
+        """A scheduled message or a backed-off retry has become due."""
+        self.gateway.release_scheduled()
+        self.wake(len(self.workers))
+
+    def changed(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_until(self, predicate, timeout: float = 10.0) -> bool:
+        """Wait until `predicate()` holds; re-checked whenever a worker changes state (start-up and tests)."""
+        with self._changed:
+            return self._changed.wait_for(predicate, timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """True once every worker is online."""
+        return self.wait_until(lambda: all(worker.live for worker in self.workers), timeout)
+
+
+class Alarm(threading.Thread):
+    """One thread that calls `ring()` at the times asked for (the earliest first): scheduled sends and retries
+    wake the pool on time without anyone polling the queue."""
+
+    def __init__(self, ring):
+        super().__init__(name="pool-alarm", daemon=True)
+        self.ring = ring
+        self._times: list[float] = []
+        self._condition = threading.Condition()
+        self._stopping = False
+
+    def at(self, when: float) -> None:
+        with self._condition:
+            heapq.heappush(self._times, when)
+            self._condition.notify()
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+        if self.is_alive():
+            self.join(timeout=5)
+
+    def run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._stopping:
+                    now = time.time()
+                    if self._times and self._times[0] <= now:
+                        break
+                    self._condition.wait(self._times[0] - now if self._times else None)
+                if self._stopping:
+                    return
+                while self._times and self._times[0] <= time.time():
+                    heapq.heappop(self._times)
+            try:
+                self.ring()
+            except Exception:  # the alarm must keep ringing for the next due message
+                log.exception("alarm callback failed")
