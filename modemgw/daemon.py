@@ -82,6 +82,10 @@ class Daemon:
         if self.http_server is not None:
             self.http_server.close()
         if self._control is not None:
+            try:
+                self._control.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the control thread
+            except OSError:
+                pass
             self._control.close()
             self.socket_path.unlink(missing_ok=True)
         self.scheduler.shutdown(wait=False)
@@ -212,6 +216,17 @@ class Daemon:
         except (NotFound, StoreError) as error:
             return {"ok": False, "error": str(error)}
         return {"ok": False, "error": f"unknown command {command!r}"}
+
+    def wait_until(self, predicate, timeout: float = 30.0) -> bool:
+        """Wait until `predicate()` holds, re-checking whenever the gateway reports an event."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.5))
+            return True
 
     def wait_for_final(self, message_id: int, timeout: float, until: str = "final") -> dict:
         """The message once it is final (or `delivered`/`undelivered` when until='report'), or as it stands at the

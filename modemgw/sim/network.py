@@ -76,7 +76,7 @@ class Network:
                                          ports=user_data.ports, message_class=message.coding.message_class,
                                          smsc=target.identity.smsc)
             self.call_at(self.now() + self.settings.delivery_delay,
-                         lambda: self._offer(target, "sms", encoded, message.coding.message_class))
+                         lambda: self.offer(target, "sms", encoded, message.coding.message_class))
 
     def ussd(self, modem: SimModem, request: str) -> tuple[int, str]:
         if request == "*#100#":
@@ -86,12 +86,12 @@ class Network:
 
     def redeliver_later(self, modem: SimModem, kind: str, encoded: pdu.EncodedPdu) -> None:
         what = "sms" if kind == "+CMT" else "report"
-        self.call_at(self.now() + self.settings.retry_delay, lambda: self._offer(modem, what, encoded, None))
+        self.call_at(self.now() + self.settings.retry_delay, lambda: self.offer(modem, what, encoded, None))
 
     def memory_available(self, modem: SimModem) -> None:
         waiting = self._pending.pop(modem.name, [])
         for kind, encoded, message_class in waiting:
-            self._offer(modem, kind, encoded, message_class)
+            self.offer(modem, kind, encoded, message_class)
 
     # --- to modems -----------------------------------------------------------------------------------
 
@@ -116,15 +116,16 @@ class Network:
             for index, piece in enumerate(pieces, start=1)
         ]
         for sequence in order or range(1, total + 1):
-            self._offer(modem, "sms", encoded[sequence - 1], message_class)
+            self.offer(modem, "sms", encoded[sequence - 1], message_class)
         return encoded
 
     def _report(self, modem: SimModem, reference: int, recipient: str, code: int, sent_at: dt.datetime) -> None:
         encoded = pdu.encode_status_report(reference, recipient, code, sc_timestamp=sent_at,
                                            discharge_time=self._timestamp(), smsc=modem.identity.smsc)
-        self._offer(modem, "report", encoded, None)
+        self.offer(modem, "report", encoded, None)
 
-    def _offer(self, modem: SimModem, kind: str, encoded: pdu.EncodedPdu, message_class: int | None) -> None:
+    def offer(self, modem: SimModem, kind: str, encoded: pdu.EncodedPdu, message_class: int | None = None) -> None:
+        """Hand `encoded` (kind "sms" or "report") to `modem`; kept and offered again while it cannot take it."""
         taken = modem.plugged and (modem.deliver_sms(encoded, message_class) if kind == "sms"
                                    else modem.deliver_report(encoded))
         if not taken:
