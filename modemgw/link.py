@@ -32,6 +32,7 @@ log = logging.getLogger("modemgw.link")
 CTRL_Z = b"\x1a"
 ESC = b"\x1b"
 _HEX_LINE = re.compile(r"[0-9A-Fa-f]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # never part of a modem's line (echoed ESC, NUL, ...)
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Link:
         self._partial = bytearray()
         self._pending_urc: str | None = None
         self._lines_seen = 0
-        self._dirty = False
+        self._dirty = True  # the port may still carry a previous owner's late reply: resync before the first command
         self._lost: Exception | None = None
         self._closing = False
         self._reader = threading.Thread(target=self._read_loop, name=f"link-{self.name}", daemon=True)
@@ -138,18 +139,41 @@ class Link:
                 self._write(ESC)
                 raise PromptTimeout(f"{command}: no '> ' prompt in {prompt_timeout:g} s (sent ESC)")
             if flight.prompted and flight.final is None and flight.error is None:
-                body = payload() if callable(payload) else payload
+                try:
+                    body = payload() if callable(payload) else payload
+                except BaseException:
+                    self._abandon(flight)
+                    raise
                 if body is None:
                     self._write(ESC)
                 else:
                     flight.echo.add(body)
                     self._write(body.encode() + CTRL_Z)
                     started = time.monotonic()  # `timeout` is for the network's answer, not for typing
-            return self._finish(flight, self._wait(flight, timeout, started), check)
+            try:
+                elapsed = self._wait(flight, timeout, started)
+            except ModemTimeout as error:
+                error.after_payload = flight.prompted  # the modem may have sent it: a retry may duplicate
+                raise
+            return self._finish(flight, elapsed, check)
+
+    def _abandon(self, flight: _InFlight) -> None:
+        """Give up a prompt command: ESC out of the modem's prompt, and resync before the next command."""
+        with self._state:
+            if self._current is flight:
+                self._current = None
+            self._dirty = True
+        try:
+            self._write(ESC)
+        except PortLost:
+            pass
 
     def close(self) -> None:
         """Stop the reader and close the port; commands in flight fail with PortLost."""
         self._closing = True
+        with self._state:
+            if self._lost is None:
+                self._lost = PortLost("link closed")
         self._fail(PortLost(f"{self.name}: link closed"))
         try:
             self.port.cancel_read()
@@ -217,8 +241,10 @@ class Link:
             return
         for _attempt in range(5):
             flight = _InFlight("AT", None, resync=True)
+            flight.echo.add("AT")  # echo may be on again (power-up, ATZ, a reset)
             try:
-                self._exchange(flight, b"AT\r", self.resync_timeout)
+                # ESC first: a modem left waiting at "> " would take our AT as PDU text; elsewhere it is ignored
+                self._exchange(flight, ESC + b"AT\r", self.resync_timeout)
             except ModemTimeout:
                 continue
             with self._state:
@@ -268,7 +294,7 @@ class Link:
                 break
             raw = bytes(buffer[:cut])
             del buffer[:cut + 1]
-            line = raw.decode("utf-8", errors="replace").strip()
+            line = _CONTROL.sub("", raw.decode("utf-8", errors="replace")).strip()
             if line:
                 self._line(line)
         if buffer == b"> " or buffer == b">":
@@ -301,6 +327,7 @@ class Link:
     def _classify(self, line: str) -> list[at.Urc]:
         """Place one line: a URC (returned), part of the reply in flight, or a stray. Caller holds _state."""
         flight = self._current
+        urcs: list[at.Urc] = []
         if at.is_urc(line, flight.expect if flight is not None else None):
             if at.is_two_line_urc(line):
                 self._pending_urc = line
@@ -310,12 +337,17 @@ class Link:
             log.info("%s: stray line with no command in flight: %r", self.name, line)
         elif line in flight.echo:
             pass  # the modem echoes (echo was still on, or came back after a reset)
+        elif line == ">" and flight.wants_prompt and not flight.prompted:
+            flight.prompted = True  # "> " arrived together with more bytes (a URC right after the prompt)
         elif flight.resync:
             if line == "OK" and not flight.lines:
                 flight.final = line
             elif at.is_final(line):
                 flight.lines.clear()  # the end of a late reply, not the answer to our AT
             else:
+                if line.startswith("+CMGS:"):
+                    log.warning("%s: late %s after a send timed out: that message did go out", self.name, line)
+                    urcs.append(at.parse_urc("LATE-CMGS: " + line[len("+CMGS:"):].strip()))
                 flight.lines.append(line)
         elif at.is_final(line):
             flight.final = line
@@ -324,7 +356,7 @@ class Link:
             flight.final = "OK"
         else:
             flight.lines.append(line)
-        return []
+        return urcs
 
     def _deliver_urc(self, urc: at.Urc) -> None:
         try:

@@ -259,7 +259,8 @@ class ModemWorker(threading.Thread):
             return
         delay = dispatch.retry_delay(claimed.attempts, settings.retry_base, settings.retry_max) if count_attempt else 0
         store.requeue(claimed.id, self.modem_id, time.time() + delay, str(error), code=code,
-                      pin=bool(claimed.sent_parts), count_attempt=count_attempt)
+                      pin=bool(claimed.sent_parts), count_attempt=count_attempt,
+                      possible_duplicate=getattr(error, "after_payload", False))
         self.pool.wake(1, exclude=self, delay=delay)
 
     # --- URCs: inbound messages and status reports ------------------------------------------------------
@@ -281,6 +282,9 @@ class ModemWorker(threading.Thread):
                 self._commit(message)
             if self.modem.needs_ack:
                 self.modem.ack()  # only after the commit: an unacknowledged message is delivered again
+        elif urc.name == "LATE-CMGS":
+            self.pool.store.log_event("modem.late_cmgs", modem_id=self.modem_id, reference=urc.params[0],
+                                      note="a send that timed out did go out; its retry may be a duplicate")
         elif urc.name in ("^RSSI", "+CSQN"):
             pass  # signal chatter; the health check reads the signal when it matters
 

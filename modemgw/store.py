@@ -538,7 +538,8 @@ class Store:
             self._event(conn, "message.sent", message_id, modem_id, now=now)
 
     def requeue(self, message_id: int, modem_id: int, due_at: float, reason: str, *, code: int | None = None,
-                pin: bool = False, avoid: bool = True, count_attempt: bool = True) -> None:
+                pin: bool = False, avoid: bool = True, count_attempt: bool = True,
+                possible_duplicate: bool = False) -> None:
         """Back to the queue: after a temporary error (retry at `due_at`, elsewhere when possible), or when a
         modem went away under it. `pin` keeps it on this modem (its first parts went out through it)."""
         now = time.time()
@@ -546,9 +547,10 @@ class Store:
             conn.execute(
                 "UPDATE messages SET status = 'queued', due_at = ?, updated_at = ?, error_code = ?, "
                 "error_reason = ?, pinned_modem_id = ?, avoid_modem_id = ?, "
-                "attempts = attempts - ? WHERE id = ? AND status = 'sending'",
+                "attempts = attempts - ?, possible_duplicate = MAX(possible_duplicate, ?) "
+                "WHERE id = ? AND status = 'sending'",
                 (due_at, now, code, reason, modem_id if pin else None, modem_id if avoid and not pin else None,
-                 0 if count_attempt else 1, message_id))
+                 0 if count_attempt else 1, 1 if possible_duplicate else 0, message_id))
             self._event(conn, "message.retry", message_id, modem_id, now=now, reason=reason, code=code,
                         due_at=due_at)
 

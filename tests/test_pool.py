@@ -124,7 +124,7 @@ def test_messages_stored_while_the_gateway_was_down_are_read_at_start_up(tmp_pat
         try:
             assert daemon.wait_until(lambda: len(daemon.store.inbox()) == 1, 10)
             assert daemon.store.inbox()[0]["body"] == "while you were out"
-            assert sim.call(lambda: not sim.devices[0].modem.storages["SM"].slots)  # deleted only after storing
+            sim.wait_until(lambda: not sim.devices[0].modem.storages["SM"].slots)  # deleted after storing
         finally:
             daemon.stop()
     finally:

@@ -33,7 +33,7 @@ CMS_TEXT = {300: "ME failure", 302: "operation not allowed", 303: "operation not
 CME_TEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",
             11: "SIM PIN required", 12: "SIM PUK required", 16: "incorrect password", 21: "invalid index",
             30: "no network service", 100: "unknown",
-            515: "please wait, init or command processing in progress"}
+            515: "please wait, initialisation or command processing in progress"}
 
 
 class Host(Protocol):
@@ -160,7 +160,6 @@ class SimModem:
         self.creg_n = 0
         self._prompt: dict | None = None
         self._pending_ack: list[tuple[str, pdu.EncodedPdu]] = []
-        self._ack_generation = 0
         self.pin_ok = not self.faults.pin_required
         self.pin_attempts = 3
 
@@ -240,8 +239,9 @@ class SimModem:
             line = raw.decode("latin-1").replace("\n", "").strip()
             if self.echo:
                 self._write(raw.replace(b"\n", b"") + b"\r")
-            if line.upper().startswith("AT"):
-                self._run_line(line)
+            start = line.upper().find("AT")  # V.250: whatever precedes the "AT" prefix is ignored
+            if start >= 0:
+                self._run_line(line[start:])
 
     def _finish(self, lines: list[str], final: str, delay: float = 0.0) -> None:
         delay += self.faults.reply_delay
@@ -256,7 +256,7 @@ class SimModem:
         try:
             if self.busy_left:
                 self.busy_left -= 1
-                raise CommandFailed("+CME ERROR: 515")
+                raise self.cme(515)
             position = 0
             while position < len(body):
                 if body[position] in "; ":
@@ -715,7 +715,6 @@ class SimModem:
         if not self._pending_ack:
             raise self.cms(340)
         self._pending_ack.pop(0)
-        self._ack_generation += 1
         return []
 
     def _cusd(self, op: str, args: str) -> list[str]:
@@ -796,14 +795,15 @@ class SimModem:
             else:
                 self._write(f'\r\n+CDS: 6,{message.reference},"{message.recipient.number}"\r\n'.encode())
         if self.csms == 1:
-            self._pending_ack.append((kind, encoded))
-            generation = self._ack_generation
-            self.host.call_at(self.host.now() + self.ack_timeout, lambda: self._ack_missed(generation, kind, encoded))
+            entry = (kind, encoded)
+            self._pending_ack.append(entry)
+            self.host.call_at(self.host.now() + self.ack_timeout, lambda: self._ack_missed(entry))
 
-    def _ack_missed(self, generation: int, kind: str, encoded: pdu.EncodedPdu) -> None:
+    def _ack_missed(self, entry: tuple[str, pdu.EncodedPdu]) -> None:
         """TS 27.005 3.4.1: with no +CNMA in time, the ME stops routing (mt=ds=0); the network retries later."""
-        if generation != self._ack_generation or not self._pending_ack:
+        if not any(pending is entry for pending in self._pending_ack):
             return
+        kind, encoded = entry
         self._pending_ack.clear()
         mode, _mt, bm, _ds, bfr = self.cnmi
         self.cnmi = (mode, 0, bm, 0, bfr)

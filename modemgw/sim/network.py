@@ -40,6 +40,7 @@ class Network:
         self.modems: list[SimModem] = []
         self._pending: dict[str, list[tuple[str, pdu.EncodedPdu, int | None]]] = defaultdict(list)
         self._next_reference = 1
+        self._retry_pending: set[str] = set()  # modems with a retry timer set: one timer each
 
     def attach(self, modem: SimModem) -> None:
         self.modems.append(modem)
@@ -89,6 +90,7 @@ class Network:
         self.call_at(self.now() + self.settings.retry_delay, lambda: self.offer(modem, what, encoded, None))
 
     def memory_available(self, modem: SimModem) -> None:
+        self._retry_pending.discard(modem.name)
         waiting = self._pending.pop(modem.name, [])
         for kind, encoded, message_class in waiting:
             self.offer(modem, kind, encoded, message_class)
@@ -130,7 +132,9 @@ class Network:
                                    else modem.deliver_report(encoded))
         if not taken:
             self._pending[modem.name].append((kind, encoded, message_class))
-            self.call_at(self.now() + self.settings.retry_delay, lambda: self.memory_available(modem))
+            if modem.name not in self._retry_pending:
+                self._retry_pending.add(modem.name)
+                self.call_at(self.now() + self.settings.retry_delay, lambda: self.memory_available(modem))
 
     @staticmethod
     def _timestamp() -> dt.datetime:
