@@ -269,16 +269,18 @@ def decode_gsm7_packed(data: bytes, count: int | None = None) -> str:
     Without `count`, a trailing CR that only pads the last octet (TS 23.038 6.1.2.3.1) is removed.
     """
     septets = unpack_septets(data, count)
-    if count is None and len(data) % 7 == 0 and septets.endswith(b"\r"):
-        septets = septets[:-1]
+    if count is None and septets.endswith(b"\r\r"):
+        septets = septets[:-1]  # the second CR only protected a wanted final CR
+    elif count is None and len(data) % 7 == 0 and septets.endswith(b"\r"):
+        septets = septets[:-1]  # a CR that only filled the last octet
     return textmod.septets_to_text(septets)
 
 
 def encode_gsm7_packed(text: str) -> bytes:
     """Packed GSM-7 for USSD: when 7 spare bits would remain, a CR pads them (TS 23.038 6.1.2.3.1)."""
     septets = textmod.gsm7_septets(text)
-    if len(septets) % 8 == 7:
-        septets += b"\r"
+    if len(septets) % 8 == 7 or len(septets) % 8 == 0 and septets.endswith(b"\r"):
+        septets += b"\r"  # a CR that only pads, or a second CR so that a wanted final CR survives
     return pack_septets(septets)
 
 
@@ -384,6 +386,8 @@ def _read_smsc(reader: _Reader) -> str | None:
     if length > 12:
         raise PduError(f"SMSC field length {length} is more than 12 octets", start)
     toa = reader.octet("SMSC type")
+    if not toa & 0x80:  # TS 24.008 10.5.4.7: the type-of-address octet always has bit 8 set
+        raise PduError(f"SMSC type of address 0x{toa:02X} lacks its extension bit: no SMSC field here", start + 1)
     digits = _decode_digits(reader.take(length - 1, "SMSC address"), (length - 1) * 2)
     return "+" + digits if (toa >> 4) & 0x07 == 1 and digits else digits
 
@@ -639,8 +643,9 @@ def decode(pdu: str | bytes, tpdu_length: int | None = None) -> Deliver | Submit
 
 def relative_validity_octet(seconds: int) -> int:
     """TP-VP (relative) for a validity of at least `seconds`, rounded up; 5 minutes to 63 weeks."""
-    if seconds <= 0:
-        raise PduError(f"validity must be positive, not {seconds} seconds")
+    if not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise PduError(f"validity must be a positive number of seconds, not {seconds!r}")
+    seconds = int(-(-seconds // 1))
     minutes = -(-seconds // 60)
     if minutes <= 12 * 60:
         return max(0, -(-minutes // 5) - 1)
@@ -671,8 +676,9 @@ def _encode_address(address: str, what: str) -> bytes:
 
 def _encode_sender(sender: str) -> bytes:
     """Originating address: a number, or alphanumeric text (up to 11 GSM-7 characters)."""
-    stripped = sender.strip().replace(" ", "")
-    if stripped.lstrip("+").isdigit():
+    if not sender.strip().lstrip("+"):
+        raise PduError(f"sender {sender!r} is empty")
+    if sender.strip().replace(" ", "").replace("-", "").lstrip("+").isdigit():
         return _encode_address(sender, "sender")
     try:
         septets = textmod.gsm7_septets(sender)
@@ -695,7 +701,11 @@ def encode_smsc(smsc: str | None) -> bytes:
 
 def _encode_timestamp(moment: dt.datetime) -> bytes:
     offset = moment.utcoffset() or dt.timedelta(0)
-    quarters = int(offset.total_seconds() // 900)
+    quarters = int(offset.total_seconds() / 900)  # towards zero, alike for both signs
+    if abs(quarters) > 79:
+        raise PduError(f"time zone {offset} is beyond the +/-19:45 a PDU can carry")
+    if not 1990 <= moment.year <= 2089:
+        raise PduError(f"year {moment.year} cannot be told apart from another century in a PDU (1990-2089)")
     values = [moment.year % 100, moment.month, moment.day, moment.hour, moment.minute, moment.second]
     octets = [(value % 10) << 4 | (value // 10) for value in values]
     zone = abs(quarters)
@@ -712,6 +722,8 @@ def _header_bytes(concat: Concat | None, ports: Ports | None) -> bytes:
             elements += bytes([IEI_CONCAT_8, 3, concat.reference])
         elements += bytes([concat.total, concat.sequence])
     if ports is not None:
+        if not all(0 <= port < (1 << ports.bits) for port in (ports.destination, ports.source)):
+            raise PduError(f"ports {ports.destination}/{ports.source} do not fit {ports.bits} bits")
         if ports.bits == 8:
             elements += bytes([IEI_PORTS_8, 2, ports.destination, ports.source])
         else:
@@ -807,7 +819,10 @@ def encode_message(recipient: str, message: str | bytes, encoding: str | None = 
     """
     if isinstance(message, (bytes, bytearray)):
         encoding = BINARY
-        parts: list = textmod.split_data(bytes(message), concat_bits)
+        try:
+            parts: list = textmod.split_data(bytes(message), concat_bits)
+        except textmod.TextError as error:
+            raise PduError(str(error)) from None
     else:
         encoding = encoding or textmod.choose_encoding(message)
         try:

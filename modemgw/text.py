@@ -315,6 +315,7 @@ def info(text: str, smart: bool = False, concat_bits: int = 8) -> TextInfo:
 # else stays literal text. `\{`, `\}`, `\|` and `\\` are literal characters whenever either feature is on.
 
 _FIELD_NAME = re.compile(r"\s*([A-Za-z_][\w .-]*?)\s*")
+MAX_NESTING = 20  # spintax groups inside groups; deeper is a mistake (and would exhaust the parser's stack)
 
 
 @dataclass(frozen=True)
@@ -376,6 +377,8 @@ def _parse_group(body: str, start: int, spintax: bool, fields: bool, depth: int)
         if match:
             return _Field(match.group(1)), end + 1
         return "{", start + 1
+    if depth >= MAX_NESTING:
+        raise SpintaxError(f"spintax nested deeper than {MAX_NESTING} levels", start)
     options: list[tuple] = []
     position = start + 1
     while True:

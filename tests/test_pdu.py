@@ -280,7 +280,7 @@ def test_every_truncation_of_a_valid_pdu_is_a_pdu_error():
     (dict(payload="ж"), "not in the GSM-7 alphabet"),
     (dict(concat=Concat(256, 2, 1)), "does not fit 8 bits"),
     (dict(concat=Concat(1, 2, 3)), "not a valid concatenation position"),
-    (dict(validity=0), "validity must be positive"),
+    (dict(validity=0), "validity must be a positive number"),
     (dict(encoding="latin1"), "unknown encoding"),
 ])
 def test_encode_refuses_what_cannot_be_sent(bad, message):
@@ -351,7 +351,8 @@ def test_single_octet_corruption_raises_only_pdu_error(hex_pdu, position, value)
 
 @given(st.text(alphabet="ABCXYZabcxyz0189 &@£$€[]-_.", min_size=1, max_size=11))
 def test_alphanumeric_sender_round_trip(sender):
-    assume(len(text.gsm7_septets(sender)) <= 11 and not sender.replace(" ", "").lstrip("+").isdigit())
+    assume(len(text.gsm7_septets(sender)) <= 11 and sender.strip()
+           and not sender.replace(" ", "").replace("-", "").lstrip("+").isdigit())
     encoded = pdu.encode_deliver(sender, "x", timestamp=MOMENT)
     assert pdu.decode(encoded.hex).sender.number == sender
 
@@ -361,3 +362,30 @@ def test_packed_gsm7_for_ussd_pads_with_cr():
     assert len(packed) == 7
     assert pdu.decode_gsm7_packed(packed) == "1234567"
     assert pdu.decode_gsm7_packed(pdu.encode_gsm7_packed("*100#")) == "*100#"
+
+
+def test_a_pdu_without_smsc_is_not_misread_as_having_one():
+    # Found by review: "04 0B 91 ..." also parses as a 4-octet SMSC field; its type octet lacks bit 8.
+    hex_pdu = ("040B919574380185F400004250607080330032E3F7994C0E8BDB6EB2380C08A7C969B5792D260340A0321CD01E03D280B1"
+               "9B4C168BC7E2F2B9AD0600D0EA31")
+    assert pdu.decode(hex_pdu).sender.number == pdu.decode(hex_pdu, 63).sender.number == "+59478310584"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: pdu.encode_message("+491", bytes(134 * 256)), "at most 255"),
+    (lambda: pdu.encode_submit("+491", b"x", "8bit", ports=Ports(70000, 1)), "do not fit 16 bits"),
+    (lambda: pdu.encode_deliver("+491", "x", timestamp=dt.datetime(2026, 1, 1, tzinfo=zone(20))), "19:45"),
+    (lambda: pdu.encode_deliver("+491", "x", timestamp=dt.datetime(1985, 1, 1, tzinfo=zone(0))), "century"),
+    (lambda: pdu.encode_deliver("", "x", timestamp=MOMENT), "is empty"),
+])
+def test_encoders_raise_only_pdu_error(call, message):
+    with pytest.raises(PduError, match=message):
+        call()
+
+
+def test_fractional_validity_rounds_up():
+    assert pdu.decode(pdu.encode_message("+491", "x", validity=7200.5)[0].hex).validity == 7500
+
+
+def test_ussd_keeps_a_wanted_final_cr():
+    assert pdu.decode_gsm7_packed(pdu.encode_gsm7_packed("abcdefg\r")) == "abcdefg\r"

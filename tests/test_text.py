@@ -246,3 +246,10 @@ def test_render_never_raises_anything_but_text_errors(body, fields):
         text.render(body, fields, spintax=True, seed=0)
     except text.TextError:
         pass
+
+
+def test_deep_spintax_nesting_is_a_spintax_error_not_a_crash():
+    with pytest.raises(text.SpintaxError, match="nested deeper"):
+        text.render("{" * 500, spintax=True)
+    with pytest.raises(text.SpintaxError):
+        text.variant_count("{" * 498 + "x" + "}" * 498)
