@@ -224,6 +224,7 @@ class ModemWorker(threading.Thread):
             store.fail(claimed.id, self.modem_id, None, f"cannot encode: {error}")
             self.pool.gateway.emit("message.failed", {"id": claimed.id, "reason": str(error)})
             return
+        marked = False
         try:
             for seq, part in enumerate(parts, start=1):
                 if seq in claimed.sent_parts:
@@ -232,9 +233,12 @@ class ModemWorker(threading.Thread):
                 now = time.time()
                 self.window.add(now)
                 store.record_part_sent(claimed.id, seq, self.modem_id, tp_mr, now, self.pool.settings.sticky,
-                                       claimed.recipient)
+                                       claimed.recipient, last=seq == len(parts))
+                marked = seq == len(parts)
+                self._count(now)
                 claimed.sent_parts[seq] = tp_mr
-            store.mark_sent(claimed.id, self.modem_id, time.time())
+            if not marked:  # the last part had gone out before (recovered after a crash)
+                store.mark_sent(claimed.id, self.modem_id, time.time())
         except CmsError as error:
             self._send_failed(claimed, error, error.temporary)
             if error.modem_fault:
@@ -245,8 +249,15 @@ class ModemWorker(threading.Thread):
             raise
         self.recent = (self.recent + [True])[-20:]
         self.failures = 0
-        self.row = store.modem(self.modem_id)
         self.pool.gateway.emit("message.sent", {"id": claimed.id, "modem_id": self.modem_id})
+
+    def _count(self, now: float) -> None:
+        """Keep the in-memory copy of the SIM's counters in step with what record_part_sent stored."""
+        day, month = time.strftime("%Y-%m-%d", time.localtime(now)), time.strftime("%Y-%m", time.localtime(now))
+        row = self.row
+        row["sent_day"] = row.get("sent_day", 0) + 1 if row.get("day_key") == day else 1
+        row["sent_month"] = row.get("sent_month", 0) + 1 if row.get("month_key") == month else 1
+        row["day_key"], row["month_key"] = day, month
 
     def _send_failed(self, claimed: Claimed, error: ModemError, temporary: bool, count_attempt: bool = True) -> None:
         store, settings = self.pool.store, self.pool.gateway.settings

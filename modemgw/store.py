@@ -251,6 +251,7 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._local = threading.local()
+        self._write_lock = threading.RLock()
         self._migrate()
 
     # --- connections and transactions --------------------------------------------------------------------
@@ -272,22 +273,27 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; rolled back on any error, and SQLite errors become StoreError."""
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any error, and SQLite errors become StoreError.
+
+        Writers of this process queue on a lock first: SQLite's own busy handler sleeps in steps of
+        milliseconds when two writers collide, which would put sleeps in the send path. Other processes
+        (the CLI) still meet the busy timeout."""
         conn = self.connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise StoreError(f"database {self.path}: {error}") from None
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"database {self.path}: commit failed: {error}") from None
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise StoreError(f"database {self.path}: {error}") from None
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"database {self.path}: commit failed: {error}") from None
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         try:
@@ -512,10 +518,13 @@ class Store:
             conn.execute("UPDATE messages SET concat_ref = ? WHERE id = ?", (reference, message_id))
 
     def record_part_sent(self, message_id: int, seq: int, modem_id: int, tp_mr: int, now: float,
-                         sticky: bool = False, recipient: str | None = None) -> None:
-        """One part has its +CMGS: record it and count it against the SIM's limits, in one transaction."""
+                         sticky: bool = False, recipient: str | None = None, last: bool = False) -> None:
+        """One part has its +CMGS: record it and count it against the SIM's limits, in one transaction;
+        with `last`, the message is marked sent in the same transaction (one commit per SMS on the hot path)."""
         day, month = day_key(now), month_key(now)
         with self.transaction() as conn:
+            if last:
+                self._mark_sent(conn, message_id, modem_id, now)
             conn.execute("INSERT INTO parts (message_id, seq, modem_id, tp_mr, sent_at) VALUES (?, ?, ?, ?, ?) "
                          "ON CONFLICT (message_id, seq) DO UPDATE SET modem_id = excluded.modem_id, "
                          "tp_mr = excluded.tp_mr, sent_at = excluded.sent_at, report_status = NULL, "
@@ -532,10 +541,13 @@ class Store:
 
     def mark_sent(self, message_id: int, modem_id: int, now: float) -> None:
         with self.transaction() as conn:
-            conn.execute("UPDATE messages SET status = 'sent', sent_at = ?, updated_at = ?, pinned_modem_id = NULL, "
-                         "avoid_modem_id = NULL WHERE id = ?", (now, now, message_id))
-            conn.execute("UPDATE modems SET sent_total = sent_total + 1 WHERE id = ?", (modem_id,))
-            self._event(conn, "message.sent", message_id, modem_id, now=now)
+            self._mark_sent(conn, message_id, modem_id, now)
+
+    def _mark_sent(self, conn: sqlite3.Connection, message_id: int, modem_id: int, now: float) -> None:
+        conn.execute("UPDATE messages SET status = 'sent', sent_at = ?, updated_at = ?, pinned_modem_id = NULL, "
+                     "avoid_modem_id = NULL WHERE id = ?", (now, now, message_id))
+        conn.execute("UPDATE modems SET sent_total = sent_total + 1 WHERE id = ?", (modem_id,))
+        self._event(conn, "message.sent", message_id, modem_id, now=now)
 
     def requeue(self, message_id: int, modem_id: int, due_at: float, reason: str, *, code: int | None = None,
                 pin: bool = False, avoid: bool = True, count_attempt: bool = True,

@@ -136,6 +136,7 @@ class SimModem:
         self.storages = {name: Storage(name, 30 if name == "SM" else 100) for name in profile.storages}
         self.sent: list[SentRecord] = []
         self.commands: list[str] = []  # every command line, for tests and diagnostics
+        self.on_command: Callable[[str], None] | None = None  # benchmarks time commands as the modem sees them
         self.faults = Faults()
         self.plugged = True
         self.reference = self.random.randrange(256)
@@ -251,6 +252,8 @@ class SimModem:
 
     def _run_line(self, line: str) -> None:
         self.commands.append(line)
+        if self.on_command is not None:
+            self.on_command(line)
         body = line[2:]
         lines: list[str] = []
         try:
