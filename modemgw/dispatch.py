@@ -95,9 +95,11 @@ class RoundRobin:
 
 
 def health_score(candidate: Candidate) -> float:
-    """Higher is better: signal (−113..−51 dBm mapped to 0..1), fewer errors, more deliveries."""
-    signal = 0.5 if candidate.signal_dbm is None else min(1.0, max(0.0, (candidate.signal_dbm + 113) / 62))
-    return signal * (1.0 - min(1.0, candidate.error_rate)) * max(0.05, candidate.delivery_rate)
+    """Higher is better: signal (−113..−51 dBm mapped to 0.05..1), few send errors (squared, so a failing modem
+    ranks below a merely weak one), and a good delivery rate."""
+    signal = 0.5 if candidate.signal_dbm is None else min(1.0, max(0.05, (candidate.signal_dbm + 113) / 62))
+    success = 1.0 - min(1.0, candidate.error_rate)
+    return signal * success * success * max(0.05, candidate.delivery_rate)
 
 
 def choose(candidates: list[Candidate], strategy: str, count: int, state: RoundRobin | None = None) -> list[int]:
