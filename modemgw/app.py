@@ -9,11 +9,20 @@ from flask import Flask, jsonify
 
 def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
     """The WSGI application over a running `Daemon` (its gateway, store and pool)."""
+    from modemgw.api import api, compat, register_errors
+    from modemgw.auth import Authenticator
+
     app = Flask("modemgw")
-    app.config.update(JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=4 * 1024 * 1024)  # 10,000 recipients with fields fit easily
+    app.json.sort_keys = False
     if test_config:
         app.config.update(test_config)
     app.extensions["modemgw"] = daemon
+    if daemon is not None:
+        app.extensions["modemgw.auth"] = Authenticator(daemon.store)
+    app.register_blueprint(api)
+    app.register_blueprint(compat)
+    register_errors(app)
 
     @app.get("/health")
     def health():

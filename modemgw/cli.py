@@ -358,7 +358,13 @@ def demo(listen: str, data_dir: Path | None, modems: int) -> None:
     daemon = Daemon(config, simulate=modems, sim_send_latency=0.3, sim_report_delay=1.0)
 
     def banner(running) -> None:
+        from modemgw import auth
+
+        key, _ = auth.create_key(running.store, "demo", ("send", "read", "admin"))
         _banner(running)
+        click.echo(f"API key (admin, shown once): {key}")
+        click.echo(f"try: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+                   f"-d '{{\"to\": \"+447700900123\", \"body\": \"Hello\"}}' {running.url}api/v1/messages")
         numbers = ", ".join(device.modem.identity.number for device in running.simulator.devices)
         click.echo(f"simulated SIMs: {numbers} (messages between them arrive in their inboxes)")
         click.echo("try: modemgw send --data {} --to +447700900123 --text 'Hello from modemgw' --wait"
@@ -428,6 +434,77 @@ def status(data_dir) -> None:
                    f"{(modem['operator'] or '-')[:12]:<12} {modem['device'] or '-'}")
     counts = ", ".join(f"{name} {count}" for name, count in sorted(reply["counts"].items())) or "no messages"
     click.echo(f"queue: {reply['queue']} waiting; {counts}")
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """API keys: create (shown once), list, revoke. Works on the data directory, daemon running or not."""
+
+
+def _store_for(config_path: Path | None, data_dir: Path | None):
+    from modemgw.store import Store, StoreError
+
+    config = _load_config(config_path, data_dir)
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        return Store(config.data_dir / "modemgw.db")
+    except (OSError, StoreError) as error:
+        raise click.ClickException(f"cannot open the database in {config.data_dir}: {error}") from None
+
+
+@keys_group.command("create")
+@_config_option
+@_data_option
+@click.option("--name", required=True, help="Who or what uses the key (an application, a person).")
+@click.option("--scopes", default="send,read", show_default=True, help="Comma-separated: send, read, admin.")
+@click.option("--group", default=None, help="Route this key's messages to a modem group by default.")
+@click.option("--rate", "rate_per_minute", type=click.IntRange(min=1), default=None,
+              help="Requests a minute this key may make (default: unlimited).")
+def keys_create(config_path, data_dir, name, scopes, group, rate_per_minute) -> None:
+    """Create an API key and print it; it is stored hashed and cannot be shown again."""
+    from modemgw import auth
+
+    try:
+        parsed = auth.parse_scopes(scopes)
+        key, record = auth.create_key(_store_for(config_path, data_dir), name, parsed, group, rate_per_minute)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(key)
+    click.echo(f"key {record.id} '{record.name}' with scopes {','.join(record.scopes)}: store it now, it is "
+               "not shown again", err=True)
+
+
+@keys_group.command("list")
+@_config_option
+@_data_option
+def keys_list(config_path, data_dir) -> None:
+    """List API keys (never the keys themselves)."""
+    import time as clock
+
+    from modemgw import auth
+
+    for key in auth.list_keys(_store_for(config_path, data_dir)):
+        used = clock.strftime("%Y-%m-%d %H:%M", clock.localtime(key["last_used_at"])) if key["last_used_at"] \
+            else "never"
+        state = "revoked" if key["revoked_at"] else "active"
+        click.echo(f"{key['id']:>4}  mgw_{key['prefix']}_…  {key['name'][:24]:<24} {key['scopes']:<16} "
+                   f"{state:<8} last used {used}")
+
+
+@keys_group.command("revoke")
+@_config_option
+@_data_option
+@click.argument("key_id", type=int)
+def keys_revoke(config_path, data_dir, key_id) -> None:
+    """Revoke a key by its id (from `modemgw keys list`)."""
+    from modemgw import auth
+    from modemgw.store import NotFound
+
+    try:
+        auth.revoke_key(_store_for(config_path, data_dir), key_id)
+    except NotFound as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"key {key_id} revoked")
 
 
 # --- diagnostics on a port ---------------------------------------------------------------------------------------

@@ -523,8 +523,6 @@ class Store:
         with `last`, the message is marked sent in the same transaction (one commit per SMS on the hot path)."""
         day, month = day_key(now), month_key(now)
         with self.transaction() as conn:
-            if last:
-                self._mark_sent(conn, message_id, modem_id, now)
             conn.execute("INSERT INTO parts (message_id, seq, modem_id, tp_mr, sent_at) VALUES (?, ?, ?, ?, ?) "
                          "ON CONFLICT (message_id, seq) DO UPDATE SET modem_id = excluded.modem_id, "
                          "tp_mr = excluded.tp_mr, sent_at = excluded.sent_at, report_status = NULL, "
@@ -534,6 +532,8 @@ class Store:
                 "sent_month = CASE WHEN month_key = ? THEN sent_month + 1 ELSE 1 END, month_key = ? WHERE id = ?",
                 (day, day, month, month, modem_id))
             self._event(conn, "part.sent", message_id, modem_id, now=now, seq=seq, reference=tp_mr)
+            if last:
+                self._mark_sent(conn, message_id, modem_id, now)
             if sticky and recipient:
                 conn.execute("INSERT INTO sticky (recipient, modem_id, at) VALUES (?, ?, ?) ON CONFLICT (recipient) "
                              "DO UPDATE SET modem_id = excluded.modem_id, at = excluded.at",

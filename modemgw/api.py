@@ -1,0 +1,305 @@
+"""The REST API: blueprint `/api/v1` and the cloud-style `POST /send`, thin over `gateway`.
+
+JSON in and out. Every error is `application/problem+json` with a stable `type` (`urn:modemgw:problem:<kind>`),
+a `title` and a `detail` that says what to fix; never an HTML page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from typing import Any, Callable
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+from modemgw import text
+from modemgw.auth import ApiKey, AuthError, Authenticator
+from modemgw.gateway import Conflict, SubmitError
+from modemgw.store import NotFound, StoreError
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+compat = Blueprint("compat", __name__)
+
+PROBLEM_TITLES = {
+    "invalid-request": "The request is not valid",
+    "invalid-json": "The body is not valid JSON",
+    "unsupported-media-type": "The body must be JSON",
+    "unauthorized": "Authentication required",
+    "forbidden": "The API key lacks the scope for this",
+    "not-found": "Not found",
+    "method-not-allowed": "Method not allowed",
+    "payload-too-large": "The request body is too large",
+    "rate-limited": "Too many requests",
+    "idempotency-conflict": "Idempotency-Key reused with a different request",
+    "conflict": "The resource is not in a state that allows this",
+    "storage-error": "The gateway could not store the request",
+    "internal-error": "Internal error",
+}
+
+
+class ApiProblem(Exception):
+    def __init__(self, status: int, kind: str, detail: str, **extra: Any):
+        super().__init__(detail)
+        self.status, self.kind, self.detail, self.extra = status, kind, detail, extra
+
+
+def problem(status: int, kind: str, detail: str, **extra: Any) -> Response:
+    body = {"type": f"urn:modemgw:problem:{kind}", "title": PROBLEM_TITLES.get(kind, kind), "status": status,
+            "detail": detail, **{key: value for key, value in extra.items() if value is not None}}
+    response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/problem+json")
+    return response
+
+
+def _daemon():
+    return current_app.extensions["modemgw"]
+
+
+def _iso(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return dt.datetime.fromtimestamp(value, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+# --- authentication -----------------------------------------------------------------------------------------
+
+def requires(scope: str) -> Callable:
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            authenticator: Authenticator = current_app.extensions["modemgw.auth"]
+            try:
+                key = authenticator.authenticate(request.headers.get("Authorization"))
+            except AuthError as error:
+                response = problem(401, "unauthorized", error.detail)
+                response.headers["WWW-Authenticate"] = 'Bearer realm="modemgw"'
+                return response
+            if not key.allows(scope):
+                return problem(403, "forbidden", f"this API key ({key.name}) has scopes {', '.join(key.scopes)}; "
+                                                 f"this needs '{scope}'")
+            wait = authenticator.throttle(key)
+            if wait > 0:
+                response = problem(429, "rate-limited", f"this key may make {key.rate_per_minute} requests a minute",
+                                   retry_after=round(wait))
+                response.headers["Retry-After"] = str(max(1, round(wait)))
+                return response
+            g.api_key = key
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+# --- input ----------------------------------------------------------------------------------------------------
+
+def _json_body() -> dict:
+    if not request.is_json:
+        raise ApiProblem(415, "unsupported-media-type",
+                         f"send the body as JSON with 'Content-Type: application/json' (got "
+                         f"{request.content_type or 'no content type'!r})")
+    try:
+        body = json.loads(request.get_data(as_text=True) or "null")
+    except json.JSONDecodeError as error:
+        raise ApiProblem(400, "invalid-json", f"the body is not valid JSON: {error.msg} at line {error.lineno}, "
+                                              f"column {error.colno}") from None
+    if not isinstance(body, dict):
+        raise ApiProblem(400, "invalid-request", "the body must be a JSON object")
+    return body
+
+
+def _check_fields(body: dict, allowed: dict[str, tuple]) -> None:
+    for name, value in body.items():
+        if name not in allowed:
+            raise ApiProblem(400, "invalid-request", f"unknown field '{name}' (fields: {', '.join(allowed)})",
+                             field=name)
+        types = allowed[name]
+        if value is not None and not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+            names = " or ".join("string" if t is str else "integer" if t is int else "boolean" if t is bool else
+                                "list" if t is list else "object" if t is dict else t.__name__ for t in types)
+            raise ApiProblem(400, "invalid-request", f"'{name}' must be {names}, not {json.dumps(value)}",
+                             field=name)
+
+
+SUBMIT_FIELDS: dict[str, tuple] = {
+    "to": (str, list), "recipients": (list,), "body": (str,), "message": (str,), "priority": (int,),
+    "send_at": (str, int, float), "validity": (int,), "modem": (str,), "group": (str,), "client_ref": (str,),
+    "callback_url": (str,), "spintax": (bool,), "smart_encoding": (bool,), "request_report": (bool,),
+}
+
+
+def _submit(body: dict, key: ApiKey) -> dict:
+    _check_fields(body, SUBMIT_FIELDS)
+    if "body" in body and "message" in body:
+        raise ApiProblem(400, "invalid-request", "give 'body' or its alias 'message', not both", field="body")
+    callback = body.get("callback_url")
+    if callback is not None and not callback.startswith(("http://", "https://")):
+        raise ApiProblem(400, "invalid-request", "'callback_url' must be an http:// or https:// URL",
+                         field="callback_url")
+    if body.get("modem") and body.get("group"):
+        raise ApiProblem(400, "invalid-request", "give 'modem' or 'group', not both", field="modem")
+    return _daemon().gateway.submit(
+        body.get("body", body.get("message")), body.get("to"), recipients=body.get("recipients"),
+        priority=body.get("priority", 0), send_at=body.get("send_at"), validity=body.get("validity"),
+        route=body.get("modem") or body.get("group"), client_ref=body.get("client_ref"),
+        idempotency_key=request.headers.get("Idempotency-Key"), spintax=body.get("spintax", False),
+        smart_encoding=body.get("smart_encoding", False), api_key_id=key.id, key_group=key.group,
+        callback_url=callback, request_report=body.get("request_report", True))
+
+
+def message_view(row: dict, detail: bool = False) -> dict:
+    view = {
+        "id": row["id"], "to": row["recipient"], "body": row["body"], "status": row["status"],
+        "segments": row["segments"], "encoding": row["encoding"], "priority": row["priority"],
+        "client_ref": row["client_ref"], "modem_id": row["modem_id"], "created_at": _iso(row["created_at"]),
+        "send_at": _iso(row["due_at"]) if row["status"] == "scheduled" else None,
+        "expires_at": _iso(row["expires_at"]), "sent_at": _iso(row["sent_at"]),
+        "delivered_at": _iso(row["delivered_at"]), "report": row["report"],
+        "error": {"code": row["error_code"], "reason": row["error_reason"]} if row["error_reason"] else None,
+        "possible_duplicate": bool(row["possible_duplicate"]), "attempts": row["attempts"],
+    }
+    if detail:
+        view["parts"] = [{"seq": part["seq"], "modem_id": part["modem_id"], "reference": part["tp_mr"],
+                          "sent_at": _iso(part["sent_at"]), "report": part["report_status"],
+                          "report_code": part["report_code"], "report_at": _iso(part["report_at"])}
+                         for part in row.get("parts", [])]
+        view["timeline"] = [{"at": _iso(event["at"]), "event": event["kind"], "modem_id": event["modem_id"],
+                             **({"detail": event["detail"]} if event["detail"] else {})}
+                            for event in row.get("timeline", [])]
+    return view
+
+
+# --- messages -------------------------------------------------------------------------------------------------
+
+@api.post("/messages")
+@requires("send")
+def create_messages():
+    result = _submit(_json_body(), g.api_key)
+    return result, 202
+
+
+@api.post("/messages/preview")
+@requires("send")
+def preview():
+    body = _json_body()
+    _check_fields(body, {"body": (str,), "message": (str,), "smart_encoding": (bool,), "spintax": (bool,)})
+    message = body.get("body", body.get("message"))
+    if not message:
+        raise ApiProblem(400, "invalid-request", "'body' is empty", field="body")
+    try:
+        rendered = text.render(message, spintax=True, seed=0) if body.get("spintax") else message
+        info = text.info(rendered, smart=body.get("smart_encoding", False))
+    except text.TextError as error:
+        raise ApiProblem(400, "invalid-request", f"body: {error}", field="body") from None
+    result = info.as_dict() | {"text": info.text}
+    if body.get("spintax"):
+        result["variants"] = text.variant_count(message)
+    return result
+
+
+@api.get("/messages")
+@requires("read")
+def list_messages():
+    args = request.args
+    try:
+        limit = min(500, max(1, int(args.get("limit", 50))))
+        cursor = int(args["cursor"]) if args.get("cursor") else None
+    except ValueError:
+        raise ApiProblem(400, "invalid-request", "'limit' and 'cursor' must be whole numbers") from None
+    clauses, params = [], []
+    for name, column in (("status", "status"), ("client_ref", "client_ref"), ("modem", "modem_id")):
+        if args.get(name):
+            clauses.append(f"{column} = ?")
+            params.append(args[name])
+    if args.get("to"):
+        clauses.append("recipient = ?")
+        params.append(args["to"])
+    for name, operator in (("since", ">="), ("until", "<")):
+        if args.get(name):
+            try:
+                moment = dt.datetime.fromisoformat(args[name].replace("Z", "+00:00"))
+            except ValueError:
+                raise ApiProblem(400, "invalid-request", f"'{name}' must be an ISO 8601 time", field=name) from None
+            if moment.tzinfo is None:
+                moment = moment.astimezone()
+            clauses.append(f"created_at {operator} ?")
+            params.append(moment.timestamp())
+    if cursor is not None:
+        clauses.append("id < ?")
+        params.append(cursor)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = _daemon().store.query(f"SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?", (*params, limit + 1))
+    data = [message_view(dict(row)) for row in rows[:limit]]
+    return {"data": data, "next_cursor": data[-1]["id"] if len(rows) > limit else None}
+
+
+@api.get("/messages/<int:message_id>")
+@requires("read")
+def get_message(message_id: int):
+    return message_view(_daemon().gateway.message(message_id), detail=True)
+
+
+@api.delete("/messages/<int:message_id>")
+@requires("send")
+def cancel_message(message_id: int):
+    status = _daemon().gateway.cancel(message_id)
+    if status != "canceled":
+        raise ApiProblem(409, "conflict", f"message {message_id} is {status}; only queued or scheduled messages "
+                                          "can be canceled")
+    return {"id": message_id, "status": status}
+
+
+# --- cloud-style compatibility ---------------------------------------------------------------------------------
+
+@compat.post("/send")
+@requires("send")
+def send_compat():
+    """`{"to", "message"}` -> `{"message_id", "status"}`, as common cloud SMS APIs answer."""
+    result = _submit(_json_body(), g.api_key)
+    if not result["messages"]:
+        skipped = result["skipped"][0] if result["skipped"] else {"to": "?", "reason": "no recipient"}
+        raise ApiProblem(422, "invalid-request", f"{skipped['to']}: {skipped['reason']}", field="to")
+    first = result["messages"][0]
+    response = {"message_id": first["id"], "status": first["status"]}
+    if len(result["messages"]) > 1:
+        response["message_ids"] = [message["id"] for message in result["messages"]]
+    return response, 202
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+def register_errors(app: Flask) -> None:
+    @app.errorhandler(ApiProblem)
+    def on_problem(error: ApiProblem):
+        return problem(error.status, error.kind, error.detail, **error.extra)
+
+    @app.errorhandler(Conflict)
+    def on_conflict(error: Conflict):
+        return problem(409, "idempotency-conflict", error.detail, field=error.field)
+
+    @app.errorhandler(SubmitError)
+    def on_submit_error(error: SubmitError):
+        return problem(400, error.kind, error.detail, field=error.field, recipient=error.recipient)
+
+    @app.errorhandler(NotFound)
+    def on_not_found(error: NotFound):
+        return problem(404, "not-found", str(error))
+
+    @app.errorhandler(StoreError)
+    def on_store_error(error: StoreError):
+        return problem(503, "storage-error", f"{error}; nothing was stored, try again")
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(error: HTTPException):
+        kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
+                400: "invalid-request"}.get(error.code, "invalid-request")
+        detail = error.description or error.name
+        if error.code == 404:
+            detail = f"no such endpoint: {request.method} {request.path}"
+        elif error.code == 413:
+            detail = f"the body is larger than {current_app.config['MAX_CONTENT_LENGTH'] // 1024} KiB"
+        return problem(error.code or 400, kind, detail)
+
+    @app.errorhandler(Exception)
+    def on_unexpected(error: Exception):
+        current_app.logger.exception("unexpected error on %s %s", request.method, request.path)
+        return problem(500, "internal-error", "the gateway failed on this request; the error is in its log")

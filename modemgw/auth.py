@@ -1,0 +1,127 @@
+"""API keys: created once and shown once, stored hashed, scoped, revocable, rate limited per key.
+
+A key looks like `mgw_<prefix>_<secret>`: the prefix finds the row, the SHA-256 of the whole key is compared
+in constant time. Keys are long random strings, so a fast hash is right for them (passwords, which people
+choose, are hashed with werkzeug's slow scheme in the web UI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from modemgw.dispatch import RateWindow
+from modemgw.store import NotFound, Store
+
+SCOPES = ("send", "read", "admin")
+
+
+class AuthError(Exception):
+    """Authentication failed (401) or the key lacks a scope (403: `status`)."""
+
+    def __init__(self, detail: str, status: int = 401):
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+@dataclass
+class ApiKey:
+    id: int
+    name: str
+    prefix: str
+    scopes: tuple[str, ...]
+    group: str | None
+    rate_per_minute: int | None
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_scopes(text: str | list[str]) -> tuple[str, ...]:
+    scopes = tuple(dict.fromkeys(item.strip() for item in (text.split(",") if isinstance(text, str) else text)
+                                 if item.strip()))
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be a comma-separated list of {', '.join(SCOPES)}; got {text!r}")
+    return scopes
+
+
+def create_key(store: Store, name: str, scopes: tuple[str, ...], group: str | None = None,
+               rate_per_minute: int | None = None) -> tuple[str, ApiKey]:
+    """A new key; returns (the key itself, to be shown once, and its record)."""
+    if not name.strip():
+        raise ValueError("a key needs a name (who or what uses it)")
+    prefix = secrets.token_hex(4)
+    key = f"mgw_{prefix}_{secrets.token_urlsafe(24)}"
+    with store.transaction() as conn:
+        cursor = conn.execute("INSERT INTO api_keys (name, prefix, hash, scopes, grp, rate_per_minute, created_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?)", (name.strip(), prefix, _hash(key), ",".join(scopes),
+                                                              group, rate_per_minute, time.time()))
+    return key, ApiKey(cursor.lastrowid, name.strip(), prefix, scopes, group, rate_per_minute)
+
+
+def list_keys(store: Store) -> list[dict]:
+    return [dict(row) for row in store.query("SELECT id, name, prefix, scopes, grp, rate_per_minute, created_at, "
+                                             "last_used_at, revoked_at FROM api_keys ORDER BY id")]
+
+
+def revoke_key(store: Store, key_id: int) -> None:
+    with store.transaction() as conn:
+        if conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                        (time.time(), key_id)).rowcount == 0:
+            raise NotFound(f"no active key {key_id}")
+
+
+class Authenticator:
+    """Checks bearer keys against the store, records last use, and applies per-key rate limits."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._windows: dict[int, RateWindow] = {}
+        self._lock = threading.Lock()
+        self._last_used: dict[int, float] = {}
+
+    def authenticate(self, header: str | None) -> ApiKey:
+        if not header:
+            raise AuthError("no API key: send the header 'Authorization: Bearer <key>'")
+        scheme, _, key = header.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise AuthError("the Authorization header must be 'Bearer <key>'")
+        parts = key.split("_")
+        if len(parts) < 3 or parts[0] != "mgw":
+            raise AuthError("that is not a modemgw API key (they start with 'mgw_')")
+        rows = self.store.query("SELECT * FROM api_keys WHERE prefix = ?", (parts[1],))
+        if not rows or not hmac.compare_digest(rows[0]["hash"], _hash(key)):
+            raise AuthError("unknown API key")
+        row = rows[0]
+        if row["revoked_at"] is not None:
+            raise AuthError("this API key has been revoked")
+        now = time.time()
+        if now - self._last_used.get(row["id"], 0) > 60:  # at most one write a minute per key
+            self._last_used[row["id"]] = now
+            with self.store.transaction() as conn:
+                conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, row["id"]))
+        return ApiKey(row["id"], row["name"], row["prefix"], tuple(row["scopes"].split(",")), row["grp"],
+                      row["rate_per_minute"])
+
+    def throttle(self, key: ApiKey) -> float:
+        """0 when the key may make another request now, else the seconds to wait (Retry-After)."""
+        if not key.rate_per_minute:
+            return 0.0
+        with self._lock:
+            window = self._windows.setdefault(key.id, RateWindow())
+            now = time.time()
+            wait = window.wait(key.rate_per_minute, now)
+            if wait == 0:
+                window.add(now)
+            return wait

@@ -1,0 +1,173 @@
+"""The REST API on a live server on 127.0.0.1 (port 0), over simulated modems."""
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from modemgw import auth
+from modemgw import config as configuration
+from modemgw.daemon import Daemon
+from modemgw.modem import ModemSettings
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    config = configuration.load(None, tmp_path_factory.mktemp("api"))
+    config.listen = "127.0.0.1:0"
+    config.gateway.default_region = "GB"
+    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
+    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
+    assert running.pool.wait_ready(10)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def key(daemon):
+    return auth.create_key(daemon.store, "tests", ("send", "read"))[0]
+
+
+class Client:
+    def __init__(self, base, key):
+        self.base, self.key = base, key
+
+    def call(self, method, path, body=None, key="default", headers=None, raw=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.base + path.lstrip("/"), data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        key = self.key if key == "default" else key
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.headers, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            payload = error.read()
+            return error.code, error.headers, json.loads(payload) if payload else None
+
+
+@pytest.fixture(scope="module")
+def client(daemon, key):
+    return Client(daemon.url, key)
+
+
+def test_post_message_then_it_is_delivered(client, daemon):
+    status, _, body = client.call("POST", "/api/v1/messages", {"to": "+447700901234", "body": "Hello",
+                                                                "client_ref": "order-1"})
+    assert status == 202
+    [message] = body["messages"]
+    assert (message["status"], message["segments"], message["encoding"]) == ("queued", 1, "gsm7")
+    daemon.wait_for_final(message["id"], 10, until="report")
+    status, _, detail = client.call("GET", f"/api/v1/messages/{message['id']}")
+    assert status == 200
+    assert (detail["status"], detail["report"], detail["client_ref"]) == ("delivered", "delivered", "order-1")
+    assert detail["parts"][0]["reference"] is not None and detail["parts"][0]["report"] == "delivered"
+    assert [event["event"] for event in detail["timeline"]][:2] == ["message.created", "message.sending"]
+
+
+def test_cloud_style_send(client, daemon):
+    status, _, body = client.call("POST", "/send", {"to": "+447700901235", "message": "Your code is 4321"})
+    assert status == 202
+    assert set(body) == {"message_id", "status"} and body["status"] == "queued"
+
+
+@pytest.mark.parametrize("payload, field, words", [
+    ({"body": "hi"}, "to", "'to' is missing"),
+    ({"to": "+447700901234"}, "body", "body is empty"),
+    ({"to": "12ab", "body": "hi"}, "to", "'12ab' is not a phone number"),
+    ({"to": "+447700901234", "body": "x" * 50 * 153}, "body", "needs 50 segments"),
+    ({"to": "+447700901234", "body": 42}, "body", "'body' must be string, not 42"),
+    ({"to": "+447700901234", "body": "hi", "priority": "high"}, "priority", "must be integer"),
+    ({"to": "+447700901234", "body": "hi", "txt": "?"}, "txt", "unknown field 'txt'"),
+    ({"to": [f"+4477009{n:05d}" for n in range(10_001)], "body": "hi"}, "to", "at most 10000"),
+    ({"to": "+447700901234", "body": "hi", "send_at": "soon"}, "send_at", "ISO 8601"),
+    ({"to": "+447700901234", "body": "hi", "callback_url": "ftp://x"}, "callback_url", "http:// or https://"),
+])
+def test_bad_input_gets_a_problem_that_names_it(client, payload, field, words):
+    status, headers, body = client.call("POST", "/api/v1/messages", payload)
+    assert status == 400
+    assert headers["Content-Type"] == "application/problem+json"
+    assert body["type"].startswith("urn:modemgw:problem:") and body["title"]
+    assert body.get("field") == field
+    assert words in body["detail"]
+
+
+def test_bad_json_wrong_type_and_wrong_key(client):
+    status, headers, body = client.call("POST", "/api/v1/messages", raw=b'{"to": ')
+    assert (status, body["type"]) == (400, "urn:modemgw:problem:invalid-json")
+    assert "line 1" in body["detail"]
+    status, _, body = client.call("POST", "/api/v1/messages", raw=b"[1, 2]")
+    assert status == 400 and "JSON object" in body["detail"]
+    status, headers, body = client.call("GET", "/api/v1/messages", key="mgw_00000000_wrong")
+    assert (status, body["detail"]) == (401, "unknown API key")
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    status, _, body = client.call("GET", "/api/v1/messages", key=None)
+    assert status == 401 and "Authorization: Bearer" in body["detail"]
+    status, headers, body = client.call("GET", "/api/v1/nothing")
+    assert status == 404 and headers["Content-Type"] == "application/problem+json"
+
+
+def test_scopes_and_rate_limit(client, daemon):
+    reader = auth.create_key(daemon.store, "reader", ("read",))[0]
+    status, _, body = client.call("POST", "/api/v1/messages", {"to": "+447700901234", "body": "x"}, key=reader)
+    assert status == 403 and "needs 'send'" in body["detail"]
+    limited = auth.create_key(daemon.store, "limited", ("read",), rate_per_minute=2)[0]
+    statuses = [client.call("GET", "/api/v1/messages?limit=1", key=limited)[0] for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    status, headers, body = client.call("GET", "/api/v1/messages?limit=1", key=limited)
+    assert status == 429 and int(headers["Retry-After"]) >= 1
+
+
+def test_idempotency_key(client):
+    payload = {"to": "+447700901236", "body": "Once only"}
+    first = client.call("POST", "/api/v1/messages", payload, headers={"Idempotency-Key": "abc-1"})
+    again = client.call("POST", "/api/v1/messages", payload, headers={"Idempotency-Key": "abc-1"})
+    assert first[2]["messages"] == again[2]["messages"]
+    status, _, body = client.call("POST", "/api/v1/messages", {**payload, "body": "Other"},
+                                  headers={"Idempotency-Key": "abc-1"})
+    assert (status, body["type"]) == (409, "urn:modemgw:problem:idempotency-conflict")
+
+
+def test_scheduled_message_can_be_canceled(client):
+    status, _, body = client.call("POST", "/api/v1/messages", {"to": "+447700901237", "body": "Later",
+                                                                "send_at": "2099-01-01T09:00:00Z"})
+    message_id = body["messages"][0]["id"]
+    assert body["messages"][0]["status"] == "scheduled"
+    status, _, body = client.call("DELETE", f"/api/v1/messages/{message_id}")
+    assert (status, body["status"]) == (200, "canceled")
+    status, _, body = client.call("DELETE", f"/api/v1/messages/{message_id}")
+    assert (status, body["status"]) == (200, "canceled")  # DELETE is idempotent
+    status, _, body = client.call("GET", "/api/v1/messages/999999")
+    assert status == 404
+
+
+def test_a_sent_message_cannot_be_canceled(client, daemon):
+    _, _, body = client.call("POST", "/api/v1/messages", {"to": "+447700901238", "body": "Now"})
+    message_id = body["messages"][0]["id"]
+    daemon.wait_for_final(message_id, 10)
+    status, _, body = client.call("DELETE", f"/api/v1/messages/{message_id}")
+    assert status == 409 and "only queued or scheduled messages" in body["detail"]
+
+
+def test_list_filters_and_cursor(client, daemon):
+    for n in range(3):
+        client.call("POST", "/api/v1/messages", {"to": f"+4477009012{n}", "body": "page", "client_ref": "pages"})
+    status, _, page = client.call("GET", "/api/v1/messages?client_ref=pages&limit=2")
+    assert status == 200 and len(page["data"]) == 2 and page["next_cursor"]
+    status, _, rest = client.call("GET", f"/api/v1/messages?client_ref=pages&limit=2&cursor={page['next_cursor']}")
+    assert len(rest["data"]) == 1 and rest["next_cursor"] is None
+    ids = [item["id"] for item in page["data"] + rest["data"]]
+    assert ids == sorted(ids, reverse=True)
+
+
+def test_preview_counts_and_names_unicode(client):
+    status, _, body = client.call("POST", "/api/v1/messages/preview", {"body": "Hi 😀 “there”"})
+    assert status == 200
+    assert (body["encoding"], body["segments"], body["unicode_characters"]) == ("ucs2", 1, ["😀", "“", "”"])
+    status, _, body = client.call("POST", "/api/v1/messages/preview", {"body": "“there”", "smart_encoding": True})
+    assert (body["encoding"], body["text"]) == ("gsm7", '"there"')
