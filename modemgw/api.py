@@ -156,6 +156,7 @@ def message_view(row: dict, detail: bool = False) -> dict:
         "delivered_at": _iso(row["delivered_at"]), "report": row["report"],
         "error": {"code": row["error_code"], "reason": row["error_reason"]} if row["error_reason"] else None,
         "possible_duplicate": bool(row["possible_duplicate"]), "attempts": row["attempts"],
+        "callback_url": row["callback_url"],
     }
     if detail:
         view["parts"] = [{"seq": part["seq"], "modem_id": part["modem_id"], "reference": part["tp_mr"],
@@ -246,6 +247,71 @@ def cancel_message(message_id: int):
         raise ApiProblem(409, "conflict", f"message {message_id} is {status}; only queued or scheduled messages "
                                           "can be canceled")
     return {"id": message_id, "status": status}
+
+
+# --- webhooks -------------------------------------------------------------------------------------------------
+
+def _webhook_view(row: dict, secret: bool = False) -> dict:
+    view = {"id": row["id"], "url": row["url"], "events": row["events"].split(","), "enabled": bool(row["enabled"]),
+            "created_at": _iso(row["created_at"])}
+    if secret:
+        view["secret"] = row["secret"]
+    return view
+
+
+def _delivery_view(row: dict) -> dict:
+    return {"id": row["id"], "event": row["event"], "event_id": row["event_id"], "message_id": row["message_id"],
+            "status": row["status"], "attempts": row["attempts"], "next_attempt_at": _iso(row["next_attempt_at"]),
+            "last_status_code": row["last_status_code"], "last_error": row["last_error"],
+            "created_at": _iso(row["created_at"]), "delivered_at": _iso(row["delivered_at"])}
+
+
+@api.get("/webhooks")
+@requires("admin")
+def list_webhooks():
+    from modemgw import webhooks
+
+    return {"data": [_webhook_view(row) for row in webhooks.webhooks(_daemon().store)],
+            "callback_secret": webhooks.callback_secret(_daemon().store)}
+
+
+@api.post("/webhooks")
+@requires("admin")
+def create_webhook():
+    from modemgw import webhooks
+
+    body = _json_body()
+    _check_fields(body, {"url": (str,), "events": (list,)})
+    if "url" not in body:
+        raise ApiProblem(400, "invalid-request", "'url' is missing", field="url")
+    try:
+        row = webhooks.create_webhook(_daemon().store, body["url"], body.get("events") or ["*"])
+    except ValueError as error:
+        raise ApiProblem(400, "invalid-request", str(error), field="events" if "events" in str(error) else "url")
+    return _webhook_view(row, secret=True), 201
+
+
+@api.delete("/webhooks/<int:webhook_id>")
+@requires("admin")
+def delete_webhook(webhook_id: int):
+    from modemgw import webhooks
+
+    webhooks.delete_webhook(_daemon().store, webhook_id)
+    return "", 204
+
+
+@api.get("/webhooks/<int:webhook_id>/deliveries")
+@requires("admin")
+def webhook_deliveries(webhook_id: int):
+    from modemgw import webhooks
+
+    return {"data": [_delivery_view(row) for row in webhooks.deliveries(_daemon().store, webhook_id)]}
+
+
+@api.post("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver")
+@requires("admin")
+def redeliver(webhook_id: int, delivery_id: int):
+    return _delivery_view(_daemon().webhooks.redeliver(webhook_id, delivery_id)), 202
 
 
 # --- cloud-style compatibility ---------------------------------------------------------------------------------

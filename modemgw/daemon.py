@@ -30,12 +30,14 @@ class Daemon:
     """Everything `modemgw serve` runs, started and stopped as one."""
 
     def __init__(self, config: configuration.Config, simulate: int = 0, sim_send_latency: float = 0.5,
-                 sim_report_delay: float = 2.0, sim_profile: str = "generic", http: bool = True):
+                 sim_report_delay: float = 2.0, sim_profile: str = "generic", http: bool = True,
+                 webhook_schedule: tuple[float, ...] | None = None):
         self.config = config
         self.simulate = simulate
         self.sim_options = {"send_latency": sim_send_latency, "report_delay": sim_report_delay,
                             "profile": sim_profile}
         self.http_enabled = http
+        self.webhook_schedule = webhook_schedule
         self.simulator = None
         self.http_server = None
         self.http_port: int | None = None
@@ -70,6 +72,13 @@ class Daemon:
             modems += [ModemConfig(device=device.device, label=device.modem.name) for device in self.simulator.devices]
             self.config.pool.ports = list(self.config.pool.ports) + [str(link_dir / "*")]
         self.pool = Pool(self.gateway, self.store, modems, self.config.pool)
+        from modemgw.api import message_view
+        from modemgw.webhooks import RETRY_SCHEDULE, WebhookSender
+
+        self.webhooks = WebhookSender(self.store, lambda message_id: message_view(self.store.message(message_id)),
+                                      schedule=self.webhook_schedule or RETRY_SCHEDULE)
+        self.gateway.subscribe(self.webhooks.on_event)
+        self.webhooks.start()
         self.pool.start()
         self.scheduler = self._schedule()
         self._serve_control()
@@ -90,6 +99,7 @@ class Daemon:
             self.socket_path.unlink(missing_ok=True)
         self.scheduler.shutdown(wait=False)
         self.pool.stop()
+        self.webhooks.stop()
         if self.simulator is not None:
             self.simulator.stop()
         for thread in self._threads:

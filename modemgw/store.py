@@ -218,6 +218,37 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
     """,
+    # 2: webhook deliveries also go to a message's own callback_url (no subscription), carry their target
+    # and event id, and are ordered per message; a settings table holds the gateway's signing secret.
+    """
+    CREATE TABLE webhook_deliveries_new (
+        id INTEGER PRIMARY KEY,
+        webhook_id INTEGER REFERENCES webhooks(id) ON DELETE CASCADE,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        message_id INTEGER,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        delivered_at REAL
+    );
+    INSERT INTO webhook_deliveries_new (id, webhook_id, url, event, event_id, payload, status, attempts,
+        next_attempt_at, last_status_code, last_error, created_at, delivered_at)
+        SELECT d.id, d.webhook_id, w.url, d.event, 'evt_' || d.id, d.payload, d.status, d.attempts,
+               d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.delivered_at
+        FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id;
+    DROP TABLE webhook_deliveries;
+    ALTER TABLE webhook_deliveries_new RENAME TO webhook_deliveries;
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_order ON webhook_deliveries(url, message_id, id);
+    CREATE INDEX webhook_deliveries_hook ON webhook_deliveries(webhook_id, id);
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]
 
 

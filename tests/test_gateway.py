@@ -8,7 +8,7 @@ import pytest
 
 from modemgw import pdu, text
 from modemgw.gateway import Conflict, Gateway, GatewaySettings, Route, SubmitError
-from modemgw.store import Store, StoreError
+from modemgw.store import MIGRATIONS, Store, StoreError
 
 
 @pytest.fixture
@@ -29,9 +29,9 @@ def modem(store, imei="356938030000005", iccid="8944010000000000001", label="a",
 
 def test_schema_is_migrated_once_and_reopens(tmp_path):
     first = Store(tmp_path / "x.db")
-    assert first.schema_version == 1
+    assert first.schema_version == len(MIGRATIONS)
     first.close()
-    assert Store(tmp_path / "x.db").schema_version == 1
+    assert Store(tmp_path / "x.db").schema_version == len(MIGRATIONS)
     conn = sqlite3.connect(tmp_path / "x.db")
     conn.execute("PRAGMA user_version = 99")
     conn.commit()
@@ -279,3 +279,16 @@ def test_expiry_and_cancel(gateway, store):
     assert gateway.cancel(cancelable) == "canceled"
     assert gateway.cancel(expiring) == "expired"
     assert store.queue_depth() == 0
+
+
+def test_migration_2_keeps_webhook_deliveries(tmp_path):
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (1, 'http://h/x', '*', 's', 0)")
+    conn.execute("INSERT INTO webhook_deliveries (webhook_id, event, payload, status, created_at) "
+                 "VALUES (1, 'message.sent', '{}', 'pending', 0)")
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path / "old.db")
+    [row] = store.query("SELECT url, event, event_id, status FROM webhook_deliveries")
+    assert tuple(row) == ("http://h/x", "message.sent", "evt_1", "pending")
