@@ -35,6 +35,7 @@ PROBLEM_TITLES = {
     "idempotency-conflict": "Idempotency-Key reused with a different request",
     "conflict": "The resource is not in a state that allows this",
     "storage-error": "The gateway could not store the request",
+    "modem-error": "The modem could not do this",
     "internal-error": "Internal error",
 }
 
@@ -146,6 +147,27 @@ def _submit(body: dict, key: ApiKey) -> dict:
         callback_url=callback, request_report=body.get("request_report", True))
 
 
+MAX_ID = 2**63 - 1
+
+
+def _whole(args, name: str, default: int | None = None) -> int | None:
+    value = args.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiProblem(400, "invalid-request", f"'{name}' must be a whole number, not {value!r}",
+                         field=name) from None
+    if not 0 <= number <= MAX_ID:
+        raise ApiProblem(400, "invalid-request", f"'{name}' is out of range", field=name)
+    return number
+
+
+def _page_args(args) -> tuple[int, int | None]:
+    return min(500, max(1, _whole(args, "limit", 50))), _whole(args, "cursor")
+
+
 def message_view(row: dict, detail: bool = False) -> dict:
     view = {
         "id": row["id"], "to": row["recipient"], "body": row["body"], "status": row["status"],
@@ -201,16 +223,15 @@ def preview():
 @requires("read")
 def list_messages():
     args = request.args
-    try:
-        limit = min(500, max(1, int(args.get("limit", 50))))
-        cursor = int(args["cursor"]) if args.get("cursor") else None
-    except ValueError:
-        raise ApiProblem(400, "invalid-request", "'limit' and 'cursor' must be whole numbers") from None
+    limit, cursor = _page_args(args)
     clauses, params = [], []
-    for name, column in (("status", "status"), ("client_ref", "client_ref"), ("modem", "modem_id")):
+    for name, column in (("status", "status"), ("client_ref", "client_ref")):
         if args.get(name):
             clauses.append(f"{column} = ?")
             params.append(args[name])
+    if args.get("modem"):
+        clauses.append("modem_id = ?")
+        params.append(_whole(args, "modem"))
     if args.get("to"):
         clauses.append("recipient = ?")
         params.append(args["to"])
@@ -233,13 +254,13 @@ def list_messages():
     return {"data": data, "next_cursor": data[-1]["id"] if len(rows) > limit else None}
 
 
-@api.get("/messages/<int:message_id>")
+@api.get("/messages/<id:message_id>")
 @requires("read")
 def get_message(message_id: int):
     return message_view(_daemon().gateway.message(message_id), detail=True)
 
 
-@api.delete("/messages/<int:message_id>")
+@api.delete("/messages/<id:message_id>")
 @requires("send")
 def cancel_message(message_id: int):
     status = _daemon().gateway.cancel(message_id)
@@ -247,6 +268,196 @@ def cancel_message(message_id: int):
         raise ApiProblem(409, "conflict", f"message {message_id} is {status}; only queued or scheduled messages "
                                           "can be canceled")
     return {"id": message_id, "status": status}
+
+
+# --- modems ---------------------------------------------------------------------------------------------------
+
+def _modem_view(row: dict) -> dict:
+    daemon = _daemon()
+    try:
+        worker = daemon.pool.worker(row["id"])
+        state = worker.state
+    except KeyError:
+        state = "offline"
+    return {"id": row["id"], "label": row["label"], "group": row["grp"], "state": state,
+            "enabled": bool(row["enabled"]), "imei": row["imei"], "iccid": row["iccid"], "imsi": row["imsi"],
+            "number": row["number"], "manufacturer": row["manufacturer"], "model": row["model"],
+            "profile": row["profile"], "device": row["device"], "operator": row["operator"],
+            "signal_dbm": row["signal_dbm"], "registration": row["registration"],
+            "limits": {"rate_per_minute": row["rate_per_minute"], "quota_day": row["quota_day"],
+                       "quota_month": row["quota_month"]},
+            "sent_today": row["sent_day"] if row["day_key"] == dt.date.today().isoformat() else 0,
+            "sent_total": row["sent_total"], "failed_total": row["failed_total"],
+            "delivered_total": row["delivered_total"], "last_error": row["last_error"],
+            "last_seen": _iso(row["last_seen"])}
+
+
+@api.get("/modems")
+@requires("read")
+def list_modems():
+    return {"data": [_modem_view(row) for row in _daemon().store.modems()]}
+
+
+@api.get("/modems/<id:modem_id>")
+@requires("read")
+def get_modem(modem_id: int):
+    return _modem_view(_daemon().store.modem(modem_id))
+
+
+@api.patch("/modems/<id:modem_id>")
+@requires("admin")
+def update_modem(modem_id: int):
+    body = _json_body()
+    _check_fields(body, {"enabled": (bool,), "label": (str,), "group": (str,), "rate_per_minute": (int,),
+                         "quota_day": (int,), "quota_month": (int,)})
+    for name in ("rate_per_minute", "quota_day", "quota_month"):
+        if body.get(name) is not None and body[name] < 1:
+            raise ApiProblem(400, "invalid-request", f"'{name}' must be at least 1 (null removes the limit)",
+                             field=name)
+    if "label" in body and not body["label"].strip():
+        raise ApiProblem(400, "invalid-request", "'label' must not be empty", field="label")
+    fields = {("grp" if name == "group" else name): (int(value) if isinstance(value, bool) else value)
+              for name, value in body.items()}
+    daemon = _daemon()
+    try:
+        row = daemon.store.update_modem(modem_id, **fields)
+    except StoreError as error:
+        if "UNIQUE" in str(error):
+            raise ApiProblem(409, "conflict", f"another modem is already labelled {body.get('label')!r}",
+                             field="label") from None
+        raise
+    try:
+        daemon.pool.refresh(modem_id)
+    except KeyError:
+        pass
+    return _modem_view(row)
+
+
+def _run_on_modem(modem_id: int, function, what: str):
+    from modemgw.errors import ModemError
+
+    daemon = _daemon()
+    daemon.store.modem(modem_id)
+    try:
+        return daemon.pool.run_on(modem_id, function, timeout=60)
+    except KeyError:
+        raise ApiProblem(409, "conflict", f"modem {modem_id} is not attached to this gateway") from None
+    except ModemError as error:
+        raise ApiProblem(502, "modem-error", f"{what}: {error}") from None
+    except TimeoutError:
+        raise ApiProblem(504, "modem-error", f"{what}: the modem did not answer in time") from None
+
+
+@api.post("/modems/<id:modem_id>/ussd")
+@requires("send")
+def ussd(modem_id: int):
+    body = _json_body()
+    _check_fields(body, {"code": (str,)})
+    code = body.get("code", "")
+    if not code or any(char not in "0123456789*#+" for char in code):
+        raise ApiProblem(400, "invalid-request", "'code' must be a USSD code such as *100#", field="code")
+    reply = _run_on_modem(modem_id, lambda modem: modem.ussd(code), f"USSD {code}")
+    return {"code": code, "status": reply.status, "text": reply.text}
+
+
+@api.post("/modems/<id:modem_id>/at")
+@requires("admin")
+def at_command(modem_id: int):
+    body = _json_body()
+    _check_fields(body, {"command": (str,), "timeout": (int, float)})
+    command = body.get("command", "").strip()
+    if not command.upper().startswith("AT") or "\r" in command or "\n" in command or "\x1a" in command:
+        raise ApiProblem(400, "invalid-request", "'command' must be one AT command line, e.g. AT+CSQ",
+                         field="command")
+    if command.upper().startswith(("AT+CMGS", "AT+CMGW")):
+        raise ApiProblem(400, "invalid-request", "commands that wait for a '> ' prompt are not available here; "
+                                                 "use the messages API", field="command")
+    timeout = min(60.0, float(body.get("timeout", 10)))
+    reply = _run_on_modem(modem_id, lambda modem: modem.raw(command, timeout), command)
+    _daemon().store.log_event("modem.at_command", modem_id=modem_id, command=command, final=reply.final,
+                              key=g.api_key.name)
+    return {"command": command, "lines": reply.lines, "final": reply.final,
+            "elapsed_ms": round(reply.elapsed * 1000, 1)}
+
+
+# --- inbox and opt-outs ----------------------------------------------------------------------------------------
+
+def _inbox_view(row: dict) -> dict:
+    return {"id": row["id"], "from": row["sender"], "body": row["body"], "modem_id": row["modem_id"],
+            "sent_at": _iso(row["sent_at"]), "received_at": _iso(row["received_at"]), "parts": row["parts"],
+            "partial": bool(row["partial"]), "read": bool(row["read"])}
+
+
+@api.get("/inbox")
+@requires("read")
+def list_inbox():
+    args = request.args
+    limit, cursor = _page_args(args)
+    clauses, params = [], []
+    if args.get("from"):
+        clauses.append("sender = ?")
+        params.append(args["from"])
+    if cursor is not None:
+        clauses.append("id < ?")
+        params.append(cursor)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = _daemon().store.query(f"SELECT * FROM inbox {where} ORDER BY id DESC LIMIT ?", (*params, limit + 1))
+    data = [_inbox_view(dict(row)) for row in rows[:limit]]
+    return {"data": data, "next_cursor": data[-1]["id"] if len(rows) > limit else None}
+
+
+@api.get("/inbox/<id:inbox_id>")
+@requires("read")
+def get_inbox(inbox_id: int):
+    rows = _daemon().store.query("SELECT * FROM inbox WHERE id = ?", (inbox_id,))
+    if not rows:
+        raise NotFound(f"no inbound message {inbox_id}")
+    return _inbox_view(dict(rows[0]))
+
+
+@api.delete("/inbox/<id:inbox_id>")
+@requires("send")
+def delete_inbox(inbox_id: int):
+    with _daemon().store.transaction() as conn:
+        if conn.execute("DELETE FROM inbox WHERE id = ?", (inbox_id,)).rowcount == 0:
+            raise NotFound(f"no inbound message {inbox_id}")
+    return "", 204
+
+
+@api.get("/optouts")
+@requires("read")
+def list_optouts():
+    return {"data": [{"number": row["number"], "source": row["source"], "note": row["note"],
+                      "created_at": _iso(row["created_at"])} for row in _daemon().store.optouts()]}
+
+
+@api.post("/optouts")
+@requires("send")
+def add_optout():
+    from modemgw import numbers
+
+    body = _json_body()
+    _check_fields(body, {"number": (str,), "note": (str,)})
+    try:
+        number = numbers.normalize(body.get("number", ""), _daemon().gateway.settings.default_region)
+    except numbers.NumberError as error:
+        raise ApiProblem(400, "invalid-request", str(error), field="number") from None
+    created = _daemon().store.add_optout(number, "api", body.get("note"))
+    return {"number": number, "created": created}, 201 if created else 200
+
+
+@api.delete("/optouts/<path:number>")
+@requires("send")
+def remove_optout(number: str):
+    from modemgw import numbers
+
+    try:
+        normalized = numbers.normalize(number, _daemon().gateway.settings.default_region)
+    except numbers.NumberError as error:
+        raise ApiProblem(400, "invalid-request", str(error), field="number") from None
+    if not _daemon().store.remove_optout(normalized):
+        raise NotFound(f"{normalized} is not on the opt-out list")
+    return "", 204
 
 
 # --- webhooks -------------------------------------------------------------------------------------------------
@@ -291,7 +502,7 @@ def create_webhook():
     return _webhook_view(row, secret=True), 201
 
 
-@api.delete("/webhooks/<int:webhook_id>")
+@api.delete("/webhooks/<id:webhook_id>")
 @requires("admin")
 def delete_webhook(webhook_id: int):
     from modemgw import webhooks
@@ -300,7 +511,7 @@ def delete_webhook(webhook_id: int):
     return "", 204
 
 
-@api.get("/webhooks/<int:webhook_id>/deliveries")
+@api.get("/webhooks/<id:webhook_id>/deliveries")
 @requires("admin")
 def webhook_deliveries(webhook_id: int):
     from modemgw import webhooks
@@ -308,7 +519,7 @@ def webhook_deliveries(webhook_id: int):
     return {"data": [_delivery_view(row) for row in webhooks.deliveries(_daemon().store, webhook_id)]}
 
 
-@api.post("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver")
+@api.post("/webhooks/<id:webhook_id>/deliveries/<id:delivery_id>/redeliver")
 @requires("admin")
 def redeliver(webhook_id: int, delivery_id: int):
     return _delivery_view(_daemon().webhooks.redeliver(webhook_id, delivery_id)), 202

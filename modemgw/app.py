@@ -5,6 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify
+from werkzeug.routing import IntegerConverter
+
+
+class IdConverter(IntegerConverter):
+    """Row ids in URLs. One larger than SQLite can hold names no row: it becomes -1, which is not found."""
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        return number if number <= 2**63 - 1 else -1
 
 
 def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
@@ -13,6 +22,7 @@ def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
     from modemgw.auth import Authenticator
 
     app = Flask("modemgw")
+    app.url_map.converters["id"] = IdConverter
     app.config.update(MAX_CONTENT_LENGTH=4 * 1024 * 1024)  # 10,000 recipients with fields fit easily
     app.json.sort_keys = False
     if test_config:
@@ -23,6 +33,23 @@ def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(compat)
     register_errors(app)
+
+    if daemon is not None:
+        from modemgw.metrics import Metrics
+
+        metrics = Metrics(daemon)
+        daemon.pool.observe_send = metrics.send_seconds.observe
+
+        @app.get("/metrics")
+        def prometheus():
+            """Prometheus text format; no authentication, like most exporters on a LAN."""
+            return metrics.render(), 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+
+    @app.get("/openapi.json")
+    def openapi():
+        from modemgw.openapi import document
+
+        return document()
 
     @app.get("/health")
     def health():

@@ -15,6 +15,7 @@ import queue
 import random
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from modemgw import at, dispatch, pdu
@@ -173,7 +174,16 @@ class ModemWorker(threading.Thread):
             self._handle(item)
 
     def _handle(self, item) -> None:
-        if item == STOP:
+        if isinstance(item, tuple) and item[0] == "call":
+            _, function, future = item
+            try:
+                future.set_result(function(self.modem))
+            except ModemError as error:
+                future.set_exception(error)
+                raise
+            except Exception as error:  # handed to the caller; the worker goes on
+                future.set_exception(error)
+        elif item == STOP:
             self._stopping = True
         elif item == HEALTH:
             self._health()
@@ -229,7 +239,9 @@ class ModemWorker(threading.Thread):
             for seq, part in enumerate(parts, start=1):
                 if seq in claimed.sent_parts:
                     continue
+                started = time.monotonic()
                 tp_mr = self.modem.send_pdu(part)
+                self.pool.observe_send(time.monotonic() - started)
                 now = time.time()
                 self.window.add(now)
                 store.record_part_sent(claimed.id, seq, self.modem_id, tp_mr, now, self.pool.settings.sticky,
@@ -559,6 +571,31 @@ class Pool:
                 worker.inbox.put(WAKE)
         if not chosen and exclude is not None and exclude.live:
             exclude.inbox.put(WAKE)
+
+    def observe_send(self, seconds: float) -> None:
+        """Hook for metrics (the daemon installs one)."""
+
+    def worker(self, modem_id: int) -> ModemWorker:
+        for worker in self.workers:
+            if worker.modem_id == modem_id:
+                return worker
+        raise KeyError(modem_id)
+
+    def run_on(self, modem_id: int, function, timeout: float = 30.0):
+        """Run `function(modem)` on the modem's own worker thread (the port has one owner) and return its result.
+        Raises KeyError (no such modem), ModemError (offline, or what the modem said), TimeoutError."""
+        worker = self.worker(modem_id)
+        if not worker.live:
+            raise ModemError(f"modem {worker.label} is {worker.state}")
+        future: Future = Future()
+        worker.inbox.put(("call", function, future))
+        return future.result(timeout)
+
+    def refresh(self, modem_id: int) -> None:
+        """The modem's row changed (enabled, limits, label): let its worker see it and try again."""
+        worker = self.worker(modem_id)
+        worker.row = self.store.modem(modem_id)
+        worker.inbox.put(WAKE)
 
     def health_check(self) -> None:
         """Ask idle workers to check signal and registration (busy ones are not interrupted)."""

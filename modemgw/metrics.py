@@ -1,0 +1,52 @@
+"""Prometheus metrics at `/metrics`: per-modem counters and signal, queue depth, webhook backlog, send latency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+
+class GatewayCollector:
+    """Reads the store and the pool at scrape time, so nothing is counted twice or kept in step by hand."""
+
+    def __init__(self, daemon: Any):
+        self.daemon = daemon
+
+    def collect(self):
+        store, pool = self.daemon.store, self.daemon.pool
+        counters = {name: CounterMetricFamily(f"modemgw_messages_{name}", f"Messages {name} through the modem",
+                                              labels=["modem"]) for name in ("sent", "failed", "delivered")}
+        signal = GaugeMetricFamily("modemgw_modem_signal_dbm", "Signal strength at the last health check",
+                                   labels=["modem"])
+        up = GaugeMetricFamily("modemgw_modem_up", "1 when the modem is online", labels=["modem"])
+        live = {worker.modem_id: worker.live for worker in pool.workers}
+        for row in store.modems():
+            label = row["label"] or str(row["id"])
+            for name in counters:
+                counters[name].add_metric([label], row[f"{name}_total"])
+            if row["signal_dbm"] is not None:
+                signal.add_metric([label], row["signal_dbm"])
+            up.add_metric([label], 1 if live.get(row["id"]) else 0)
+        yield from counters.values()
+        yield signal
+        yield up
+        statuses = GaugeMetricFamily("modemgw_messages", "Messages by status", labels=["status"])
+        for status, count in store.status_counts().items():
+            statuses.add_metric([status], count)
+        yield statuses
+        yield GaugeMetricFamily("modemgw_queue_depth", "Messages waiting to be sent", value=store.queue_depth())
+        yield GaugeMetricFamily("modemgw_webhook_backlog", "Webhook deliveries waiting",
+                                value=self.daemon.webhooks.backlog())
+
+
+class Metrics:
+    def __init__(self, daemon: Any):
+        self.registry = CollectorRegistry()
+        self.registry.register(GatewayCollector(daemon))
+        self.send_seconds = Histogram("modemgw_send_seconds", "From AT+CMGS to the modem's +CMGS, per part",
+                                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,248 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at `/openapi.json` (tests check responses against it)."""
+
+from __future__ import annotations
+
+from modemgw import __version__
+from modemgw.webhooks import EVENTS
+
+STATUSES = ["scheduled", "queued", "sending", "sent", "delivered", "undelivered", "failed", "expired", "canceled"]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict) -> dict:
+    kind = schema.get("type")
+    if kind:
+        return {**schema, "type": [kind, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+TIME = {"type": "string", "format": "date-time"}
+PROBLEM = {"application/problem+json": {"schema": _ref("Problem")}}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "Invalid request", 401: "No valid API key", 403: "The key lacks the scope", 404: "Not found",
+            409: "Conflict", 413: "Body too large", 415: "Body is not JSON", 429: "Rate limited (Retry-After)",
+            502: "The modem failed", 503: "Storage unavailable", 504: "The modem did not answer"}
+    return {str(code): {"description": text[code], "content": PROBLEM} for code in codes}
+
+
+AUTH = (401, 403, 429)
+
+
+def _op(summary: str, scope: str | None, responses: dict, body: dict | None = None, parameters: list | None = None,
+        errors: tuple = ()) -> dict:
+    operation: dict = {"summary": summary, "responses": {**responses, **_errors(*(AUTH if scope else ()), *errors)}}
+    if scope:
+        operation["security"] = [{"bearer": []}]
+        operation["description"] = f"Needs the `{scope}` scope (or `admin`)."
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(body)}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_id(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _list(item: str) -> dict:
+    return {"type": "object", "required": ["data", "next_cursor"],
+            "properties": {"data": {"type": "array", "items": _ref(item)},
+                           "next_cursor": {"type": ["integer", "null"]}}}
+
+
+SCHEMAS = {
+    "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "field": {"type": "string"}, "recipient": {"type": "string"},
+        "retry_after": {"type": "integer"}}},
+    "SubmitRequest": {"type": "object", "additionalProperties": False, "properties": {
+        "to": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 10000}]},
+        "recipients": {"type": "array", "maxItems": 10000, "items": {
+            "type": "object", "required": ["to"], "properties": {"to": {"type": "string"},
+                                                                  "fields": {"type": "object"}}}},
+        "body": {"type": "string"}, "message": {"type": "string", "description": "alias of body"},
+        "priority": {"type": "integer", "minimum": -100, "maximum": 100},
+        "send_at": {"oneOf": [TIME, {"type": "number"}]}, "validity": {"type": "integer", "minimum": 1},
+        "modem": {"type": "string"}, "group": {"type": "string"}, "client_ref": {"type": "string"},
+        "callback_url": {"type": "string", "format": "uri"}, "spintax": {"type": "boolean"},
+        "smart_encoding": {"type": "boolean"}, "request_report": {"type": "boolean"}}},
+    "SubmitResult": {"type": "object", "required": ["submission_id", "messages", "skipped", "segments"],
+                     "properties": {
+                         "submission_id": {"type": "integer"}, "segments": {"type": "integer"},
+                         "idempotent_replay": {"type": "boolean"},
+                         "messages": {"type": "array", "items": {"type": "object", "required": [
+                             "id", "to", "status", "segments", "encoding"], "properties": {
+                             "id": {"type": "integer"}, "to": {"type": "string"}, "status": {"enum": STATUSES},
+                             "segments": {"type": "integer"}, "encoding": {"enum": ["gsm7", "ucs2"]}}}},
+                         "skipped": {"type": "array", "items": {"type": "object", "properties": {
+                             "to": {"type": "string"}, "reason": {"type": "string"}}}}}},
+    "Message": {"type": "object", "required": ["id", "to", "body", "status", "segments", "encoding"], "properties": {
+        "id": {"type": "integer"}, "to": {"type": "string"}, "body": {"type": "string"},
+        "status": {"enum": STATUSES}, "segments": {"type": "integer"}, "encoding": {"enum": ["gsm7", "ucs2"]},
+        "priority": {"type": "integer"}, "client_ref": {"type": ["string", "null"]},
+        "modem_id": {"type": ["integer", "null"]}, "created_at": TIME, "send_at": _nullable(TIME),
+        "expires_at": _nullable(TIME), "sent_at": _nullable(TIME), "delivered_at": _nullable(TIME),
+        "report": {"type": ["string", "null"]}, "possible_duplicate": {"type": "boolean"},
+        "attempts": {"type": "integer"}, "callback_url": {"type": ["string", "null"]},
+        "error": _nullable({"type": "object", "properties": {"code": {"type": ["integer", "null"]},
+                                                               "reason": {"type": "string"}}}),
+        "parts": {"type": "array", "items": {"type": "object"}},
+        "timeline": {"type": "array", "items": {"type": "object"}}}},
+    "Preview": {"type": "object", "required": ["encoding", "characters", "segments"], "properties": {
+        "encoding": {"enum": ["gsm7", "ucs2"]}, "characters": {"type": "integer"}, "units": {"type": "integer"},
+        "segments": {"type": "integer"}, "per_segment": {"type": "integer"}, "remaining": {"type": "integer"},
+        "unicode_characters": {"type": "array", "items": {"type": "string"}},
+        "replacements": {"type": "object"}, "text": {"type": "string"}, "variants": {"type": "integer"}}},
+    "Modem": {"type": "object", "required": ["id", "label", "state", "enabled"], "properties": {
+        "id": {"type": "integer"}, "label": {"type": ["string", "null"]}, "group": {"type": ["string", "null"]},
+        "state": {"type": "string"}, "enabled": {"type": "boolean"}, "imei": {"type": ["string", "null"]},
+        "iccid": {"type": ["string", "null"]}, "imsi": {"type": ["string", "null"]},
+        "number": {"type": ["string", "null"]}, "operator": {"type": ["string", "null"]},
+        "signal_dbm": {"type": ["integer", "null"]}, "limits": {"type": "object"},
+        "sent_today": {"type": "integer"}}},
+    "ModemUpdate": {"type": "object", "additionalProperties": False, "properties": {
+        "enabled": {"type": "boolean"}, "label": {"type": "string", "minLength": 1}, "group": {"type": "string"},
+        "rate_per_minute": {"type": ["integer", "null"], "minimum": 1},
+        "quota_day": {"type": ["integer", "null"], "minimum": 1},
+        "quota_month": {"type": ["integer", "null"], "minimum": 1}}},
+    "Inbound": {"type": "object", "required": ["id", "from", "body"], "properties": {
+        "id": {"type": "integer"}, "from": {"type": "string"}, "body": {"type": "string"},
+        "modem_id": {"type": ["integer", "null"]}, "sent_at": _nullable(TIME), "received_at": TIME,
+        "parts": {"type": "integer"}, "partial": {"type": "boolean"}, "read": {"type": "boolean"}}},
+    "OptOut": {"type": "object", "required": ["number"], "properties": {
+        "number": {"type": "string"}, "source": {"type": "string"}, "note": {"type": ["string", "null"]},
+        "created_at": TIME}},
+    "Webhook": {"type": "object", "required": ["id", "url", "events"], "properties": {
+        "id": {"type": "integer"}, "url": {"type": "string"},
+        "events": {"type": "array", "items": {"enum": [*EVENTS, "*"]}}, "enabled": {"type": "boolean"},
+        "secret": {"type": "string", "description": "shown when created"}, "created_at": TIME}},
+    "Delivery": {"type": "object", "required": ["id", "event", "status"], "properties": {
+        "id": {"type": "integer"}, "event": {"type": "string"}, "event_id": {"type": "string"},
+        "message_id": {"type": ["integer", "null"]}, "status": {"enum": ["pending", "delivered", "dead"]},
+        "attempts": {"type": "integer"}}},
+}
+
+
+def document() -> dict:
+    messages_filters = [
+        _query("status", {"enum": STATUSES}, "only messages in this status"),
+        _query("to", {"type": "string"}, "recipient in E.164"),
+        _query("since", TIME, "created at or after"), _query("until", TIME, "created before"),
+        _query("client_ref", {"type": "string"}, "your reference"),
+        _query("modem", {"type": "integer"}, "modem id"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (default 50)"),
+        _query("cursor", {"type": "integer"}, "next_cursor of the previous page"),
+    ]
+    paths = {
+        "/health": {"get": _op("Liveness and a modem summary", None, {
+            "200": {"description": "At least one modem online", "content": _json({"type": "object"})},
+            "503": {"description": "No modem online", "content": _json({"type": "object"})}})},
+        "/metrics": {"get": _op("Prometheus metrics", None, {
+            "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+        })},
+        "/send": {"post": _op("Send one SMS, cloud style: {to, message} -> {message_id, status}", "send", {
+            "202": {"description": "Accepted", "content": _json({"type": "object", "required": ["message_id",
+                                                                                                "status"]})}},
+            body=_ref("SubmitRequest"), errors=(400, 409, 413, 415, 503))},
+        "/api/v1/messages": {
+            "post": _op("Queue a message to one or many recipients", "send", {
+                "202": {"description": "Accepted", "content": _json(_ref("SubmitResult"))}},
+                body=_ref("SubmitRequest"), errors=(400, 409, 413, 415, 503)),
+            "get": _op("List messages, newest first", "read", {
+                "200": {"description": "A page", "content": _json(_list("Message"))}},
+                parameters=messages_filters, errors=(400,))},
+        "/api/v1/messages/preview": {"post": _op("Encoding, characters and segments of a text; sends nothing",
+                                                 "send", {"200": {"description": "Counted",
+                                                                  "content": _json(_ref("Preview"))}},
+                                                 body={"type": "object", "properties": {
+                                                     "body": {"type": "string"}, "message": {"type": "string"},
+                                                     "smart_encoding": {"type": "boolean"},
+                                                     "spintax": {"type": "boolean"}}},
+                                                 errors=(400, 415))},
+        "/api/v1/messages/{message_id}": {
+            "parameters": [_path_id("message_id")],
+            "get": _op("A message with its parts and timeline", "read", {
+                "200": {"description": "The message", "content": _json(_ref("Message"))}}, errors=(404,)),
+            "delete": _op("Cancel a queued or scheduled message", "send", {
+                "200": {"description": "Canceled", "content": _json({"type": "object"})}}, errors=(404, 409))},
+        "/api/v1/inbox": {"get": _op("Inbound messages, newest first", "read", {
+            "200": {"description": "A page", "content": _json(_list("Inbound"))}}, parameters=[
+            _query("from", {"type": "string"}, "sender"), messages_filters[-2], messages_filters[-1]],
+            errors=(400,))},
+        "/api/v1/inbox/{inbox_id}": {
+            "parameters": [_path_id("inbox_id")],
+            "get": _op("An inbound message", "read", {"200": {"description": "It",
+                                                              "content": _json(_ref("Inbound"))}}, errors=(404,)),
+            "delete": _op("Delete an inbound message", "send", {"204": {"description": "Deleted"}}, errors=(404,))},
+        "/api/v1/optouts": {
+            "get": _op("The opt-out list", "read", {"200": {"description": "All", "content": _json({
+                "type": "object", "properties": {"data": {"type": "array", "items": _ref("OptOut")}}})}}),
+            "post": _op("Add a number to the opt-out list", "send", {
+                "201": {"description": "Added", "content": _json({"type": "object"})},
+                "200": {"description": "Already there", "content": _json({"type": "object"})}},
+                body={"type": "object", "required": ["number"], "properties": {
+                    "number": {"type": "string"}, "note": {"type": "string"}}}, errors=(400, 415))},
+        "/api/v1/optouts/{number}": {"delete": _op("Remove a number from the opt-out list", "send", {
+            "204": {"description": "Removed"}}, parameters=[{"name": "number", "in": "path", "required": True,
+                                                            "schema": {"type": "string"}}], errors=(400, 404))},
+        "/api/v1/modems": {"get": _op("The modems", "read", {"200": {"description": "All", "content": _json({
+            "type": "object", "properties": {"data": {"type": "array", "items": _ref("Modem")}}})}})},
+        "/api/v1/modems/{modem_id}": {
+            "parameters": [_path_id("modem_id")],
+            "get": _op("A modem", "read", {"200": {"description": "It", "content": _json(_ref("Modem"))}},
+                       errors=(404,)),
+            "patch": _op("Enable or disable a modem, rename it, set its limits", "admin", {
+                "200": {"description": "Updated", "content": _json(_ref("Modem"))}}, body=_ref("ModemUpdate"),
+                errors=(400, 404, 409, 415))},
+        "/api/v1/modems/{modem_id}/ussd": {"post": _op("Send a USSD code (e.g. *100#) and return the answer", "send", {
+            "200": {"description": "The network's answer", "content": _json({"type": "object"})}},
+            parameters=[_path_id("modem_id")], body={"type": "object", "required": ["code"], "properties": {
+                "code": {"type": "string"}}}, errors=(400, 404, 409, 415, 502, 504))},
+        "/api/v1/modems/{modem_id}/at": {"post": _op("Run one AT command on the modem (diagnostics)", "admin", {
+            "200": {"description": "The reply", "content": _json({"type": "object"})}},
+            parameters=[_path_id("modem_id")], body={"type": "object", "required": ["command"], "properties": {
+                "command": {"type": "string"}, "timeout": {"type": "number"}}},
+            errors=(400, 404, 409, 415, 502, 504))},
+        "/api/v1/webhooks": {
+            "get": _op("Webhook subscriptions and the secret that signs callback_url deliveries", "admin", {
+                "200": {"description": "All", "content": _json({"type": "object"})}}),
+            "post": _op("Subscribe a URL to events", "admin", {
+                "201": {"description": "Created, with its signing secret", "content": _json(_ref("Webhook"))}},
+                body={"type": "object", "required": ["url"], "properties": {
+                    "url": {"type": "string"}, "events": {"type": "array", "items": {"enum": [*EVENTS, "*"]}}}},
+                errors=(400, 415))},
+        "/api/v1/webhooks/{webhook_id}": {"delete": _op("Unsubscribe", "admin", {"204": {"description": "Deleted"}},
+                                                        parameters=[_path_id("webhook_id")], errors=(404,))},
+        "/api/v1/webhooks/{webhook_id}/deliveries": {"get": _op("Recent deliveries", "admin", {
+            "200": {"description": "Newest first", "content": _json({"type": "object", "properties": {
+                "data": {"type": "array", "items": _ref("Delivery")}}})}},
+            parameters=[_path_id("webhook_id")], errors=(404,))},
+        "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": {"post": _op(
+            "Send a delivery again", "admin", {"202": {"description": "Queued",
+                                                        "content": _json(_ref("Delivery"))}},
+            parameters=[_path_id("webhook_id"), _path_id("delivery_id")], errors=(404,))},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "modemgw", "version": __version__,
+                 "description": "On-premises SMS gateway. Errors are application/problem+json. Webhooks are "
+                                "signed: X-Modemgw-Signature = sha256=HMAC(secret, timestamp + '.' + body)."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "mgw_... API key"}}},
+    }
