@@ -171,3 +171,42 @@ def test_preview_counts_and_names_unicode(client):
     assert (body["encoding"], body["segments"], body["unicode_characters"]) == ("ucs2", 1, ["😀", "“", "”"])
     status, _, body = client.call("POST", "/api/v1/messages/preview", {"body": "“there”", "smart_encoding": True})
     assert (body["encoding"], body["text"]) == ("gsm7", '"there"')
+
+
+def test_modems_patch_ussd_and_the_at_console_only_for_admins(client, daemon):
+    admin = Client(daemon.url, auth.create_key(daemon.store, "admin", ("admin",))[0])
+    status, _, listing = client.call("GET", "/api/v1/modems")
+    assert status == 200 and len(listing["data"]) == 2
+    modem_id = listing["data"][0]["id"]
+    assert listing["data"][0]["state"] in ("ready", "busy") and listing["data"][0]["imei"]
+    status, _, body = client.call("POST", f"/api/v1/modems/{modem_id}/ussd", {"code": "*100#"})
+    assert status == 200 and body["text"].startswith("Your balance is")
+    status, _, body = client.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": "AT+CSQ"})
+    assert status == 403
+    status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": "AT+CSQ"})
+    assert (status, body["lines"], body["final"]) == (200, ["+CSQ: 20,99"], "OK")
+    status, _, body = admin.call("PATCH", f"/api/v1/modems/{modem_id}", {"rate_per_minute": 30, "label": "front"})
+    assert (status, body["label"], body["limits"]["rate_per_minute"]) == (200, "front", 30)
+    status, _, body = admin.call("PATCH", f"/api/v1/modems/{modem_id}", {"rate_per_minute": 0})
+    assert status == 400 and body["field"] == "rate_per_minute"
+    assert client.call("PATCH", f"/api/v1/modems/{modem_id}", {"enabled": False})[0] == 403
+
+
+def test_a_keys_group_is_its_default_route(client, daemon):
+    [first, second] = daemon.store.modems()
+    daemon.store.update_modem(second["id"], grp="otp")
+    daemon.pool.refresh(second["id"])
+    otp = Client(daemon.url, auth.create_key(daemon.store, "otp-app", ("send", "read"), group="otp")[0])
+    status, _, body = otp.call("POST", "/api/v1/messages", {"to": "+447700901299", "body": "Code 1"})
+    final = daemon.wait_for_final(body["messages"][0]["id"], 10)
+    assert final["modem_id"] == second["id"]
+
+
+def test_metrics_show_modems_queue_and_latency(client, daemon):
+    request = urllib.request.Request(daemon.url + "metrics")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    assert "modemgw_messages_sent_total{modem=" in text
+    assert "modemgw_queue_depth" in text and "modemgw_webhook_backlog" in text
+    assert "modemgw_send_seconds_bucket" in text
+    assert 'modemgw_modem_up{modem="' in text
