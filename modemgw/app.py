@@ -33,6 +33,10 @@ def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(compat)
     register_errors(app)
+    if daemon is not None:
+        import webui
+
+        webui.init_app(app, daemon)
 
     if daemon is not None:
         from modemgw.metrics import Metrics

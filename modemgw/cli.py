@@ -360,8 +360,15 @@ def demo(listen: str, data_dir: Path | None, modems: int) -> None:
     def banner(running) -> None:
         from modemgw import auth
 
+        import secrets as random_secrets
+
+        import webui
+
         key, _ = auth.create_key(running.store, "demo", ("send", "read", "admin"))
+        username, password = f"admin-{random_secrets.token_hex(2)}", random_secrets.token_urlsafe(12)
+        webui.add_user(running.store, username, password, "admin")
         _banner(running)
+        click.echo(f"web UI: {running.url} — log in as {username} with password {password} (shown once)")
         click.echo(f"API key (admin, shown once): {key}")
         click.echo(f"try: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
                    f"-d '{{\"to\": \"+447700900123\", \"body\": \"Hello\"}}' {running.url}api/v1/messages")
@@ -434,6 +441,32 @@ def status(data_dir) -> None:
                    f"{(modem['operator'] or '-')[:12]:<12} {modem['device'] or '-'}")
     counts = ", ".join(f"{name} {count}" for name, count in sorted(reply["counts"].items())) or "no messages"
     click.echo(f"queue: {reply['queue']} waiting; {counts}")
+
+
+@main.group("users")
+def users_group() -> None:
+    """Web UI users (admin or operator); passwords are stored hashed."""
+
+
+@users_group.command("add")
+@_config_option
+@_data_option
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["admin", "operator"]), default="operator", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+def users_add(config_path, data_dir, username, role, password_stdin) -> None:
+    """Add a user; asks for the password (at least 10 characters) unless --password-stdin."""
+    import webui
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        webui.add_user(_store_for(config_path, data_dir), username, password, role)
+    except webui.UserError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"user {username} ({role}) added")
 
 
 @main.group("keys")

@@ -1,0 +1,141 @@
+"""The web UI in real headless Chromium (Debian's chromium, driven by Playwright with executable_path)."""
+
+import os
+import shutil
+
+import pytest
+
+from modemgw import config as configuration
+from modemgw.daemon import Daemon
+from modemgw.modem import ModemSettings
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by the test extra")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    import webui
+
+    config = configuration.load(None, tmp_path_factory.mktemp("webui"))
+    config.listen = "127.0.0.1:0"
+    config.gateway.default_region = "GB"
+    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
+    running = Daemon(config, simulate=2, sim_send_latency=0.05, sim_report_delay=0.2).start()
+    assert running.pool.wait_ready(10)
+    webui.add_user(running.store, "alice", PASSWORD, "admin")
+    webui.add_user(running.store, "oscar", PASSWORD, "operator")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+def logged_in(browser, daemon, username="alice"):
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(daemon.url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    return page
+
+
+def test_login_refuses_a_wrong_password_and_shows_the_dashboard(browser, daemon):
+    page = browser.new_page()
+    page.goto(daemon.url)
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    playwright_api.expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+    page = logged_in(browser, daemon)
+    playwright_api.expect(page.locator("article.modem")).to_have_count(2)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+
+def test_compose_sends_and_the_message_reaches_delivered(browser, daemon):
+    page = logged_in(browser, daemon)
+    page.get_by_role("link", name="Compose").click()
+    page.get_by_label("Recipients").fill("+447700901234")
+    page.get_by_label("Message", exact=True).fill("Hello from the web UI 😀")
+    playwright_api.expect(page.locator("#counter")).to_contain_text("UCS-2")
+    playwright_api.expect(page.locator("#unicode mark")).to_have_text("😀")
+    page.get_by_role("button", name="Review…").click()
+    playwright_api.expect(page.locator("#recipient-count")).to_have_text("1")
+    page.get_by_role("button", name="Send 1 message(s)").click()
+    playwright_api.expect(page.locator("#message-status")).to_have_text("delivered", timeout=20_000)
+    playwright_api.expect(page.locator(".timeline")).to_contain_text("message.delivered")
+    page.screenshot(path=str(daemon.data_dir / "message.png"), full_page=True)
+
+
+def test_csv_upload_fills_placeholders(browser, daemon, tmp_path):
+    csv_file = tmp_path / "guests.csv"
+    csv_file.write_text("phone,name,time\n+447700901301,Ann,9:30\n+447700901302,Bo,10:00\n")
+    page = logged_in(browser, daemon)
+    page.get_by_role("link", name="Compose").click()
+    page.get_by_label("…or a CSV file").set_input_files(str(csv_file))
+    page.get_by_label("Message", exact=True).fill("Hi {name}, see you at {time}.")
+    page.get_by_role("button", name="Review…").click()
+    playwright_api.expect(page.locator("#recipient-count")).to_have_text("2")
+    page.get_by_role("button", name="Send 2 message(s)").click()
+    playwright_api.expect(page.get_by_role("heading", name="Messages")).to_be_visible()
+    bodies = {row["recipient"]: row["body"] for row in daemon.store.query(
+        "SELECT recipient, body FROM messages WHERE recipient IN ('+447700901301', '+447700901302')")}
+    assert bodies == {"+447700901301": "Hi Ann, see you at 9:30.", "+447700901302": "Hi Bo, see you at 10:00."}
+
+
+def test_an_inbound_reply_shows_in_the_inbox_and_is_answered(browser, daemon):
+    daemon.simulator.inject_sms(0, "+447700905555", "Can we move to Friday?")
+    assert daemon.wait_until(lambda: any(row["sender"] == "+447700905555" for row in daemon.store.inbox()), 10)
+    page = logged_in(browser, daemon)
+    page.get_by_role("link", name="Inbox").click()
+    conversation = page.get_by_role("link", name="+447700905555")
+    playwright_api.expect(conversation).to_contain_text("1 new")
+    conversation.click()
+    playwright_api.expect(page.locator(".thread li.in")).to_contain_text("Can we move to Friday?")
+    page.get_by_label("Reply").fill("Friday is fine.")
+    page.get_by_role("button", name="Send reply").click()
+    playwright_api.expect(page.locator(".thread li.out")).to_contain_text("Friday is fine.")
+    assert daemon.store.query("SELECT COUNT(*) FROM messages WHERE recipient = '+447700905555'")[0][0] == 1
+
+
+def test_at_console_for_admins_only(browser, daemon):
+    modem_id = daemon.store.modems()[0]["id"]
+    page = logged_in(browser, daemon)
+    page.goto(f"{daemon.url}ui/modems/{modem_id}")
+    page.get_by_label("Command").fill("AT+CSQ")
+    page.get_by_role("button", name="Run").click()
+    playwright_api.expect(page.locator("#console-output")).to_contain_text("+CSQ: 20,99")
+    playwright_api.expect(page.locator("#console-output")).to_contain_text("OK")
+    operator = logged_in(browser, daemon, "oscar")
+    operator.goto(f"{daemon.url}ui/modems/{modem_id}")
+    playwright_api.expect(operator.get_by_role("heading", name="AT console")).to_have_count(0)
+    token = operator.locator('meta[name="csrf-token"]').get_attribute("content")
+    response = operator.request.post(f"{daemon.url}ui/modems/{modem_id}",
+                                     form={"csrf_token": token, "action": "at", "command": "AT+CSQ"})
+    assert response.status == 403
+    assert operator.goto(f"{daemon.url}ui/settings").status == 403
+
+
+def test_a_form_post_without_its_csrf_token_is_rejected(browser, daemon):
+    page = logged_in(browser, daemon)
+    response = page.request.post(f"{daemon.url}ui/compose", form={"to": "+447700901234", "body": "x",
+                                                                  "confirm": "yes"})
+    assert response.status == 400
+    assert "CSRF" in response.text()
+    assert daemon.store.query("SELECT COUNT(*) FROM messages WHERE body = 'x'")[0][0] == 0

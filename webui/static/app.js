@@ -1,0 +1,71 @@
+// modemgw web UI: the live character counter on Compose and live numbers on the Dashboard. No libraries.
+"use strict";
+
+function csrf() { return document.querySelector('meta[name="csrf-token"]').content; }
+
+function setupCounter() {
+  const body = document.getElementById("body");
+  if (!body || !body.dataset.preview) return;
+  const counter = document.getElementById("counter");
+  const unicode = document.getElementById("unicode");
+  const spin = document.getElementById("spin");
+  let timer = null;
+  async function update() {
+    const form = new FormData();
+    form.append("body", body.value);
+    for (const name of ["smart", "spintax"]) {
+      const box = document.getElementById(name);
+      if (box && box.checked) form.append(name, "on");
+    }
+    const response = await fetch(body.dataset.preview, {method: "POST", body: form,
+                                                         headers: {"X-CSRF-Token": csrf()}});
+    const info = await response.json();
+    if (!response.ok) { counter.textContent = info.error; return; }
+    counter.textContent = `${info.characters} characters · ${info.encoding === "gsm7" ? "GSM-7" : "UCS-2 (Unicode)"}` +
+      ` · ${info.segments} segment${info.segments === 1 ? "" : "s"} · ${info.remaining} left in the last`;
+    unicode.hidden = info.unicode_characters.length === 0;
+    unicode.replaceChildren();
+    if (!unicode.hidden) {
+      unicode.append("Unicode because of: ");
+      for (const ch of info.unicode_characters) {
+        const mark = document.createElement("mark");
+        mark.textContent = ch;
+        unicode.append(mark, " ");
+      }
+    }
+    const spinBox = document.getElementById("spintax");
+    spin.hidden = !(spinBox && spinBox.checked);
+    if (!spin.hidden) spin.textContent = "Preview: " + info.text;
+  }
+  function later() { clearTimeout(timer); timer = setTimeout(update, 150); }
+  body.addEventListener("input", later);
+  for (const name of ["smart", "spintax"]) {
+    const box = document.getElementById(name);
+    if (box) box.addEventListener("change", later);
+  }
+  update();
+}
+
+function setupLive() {
+  const live = document.querySelector("[data-live]");
+  if (!live) return;
+  async function refresh() {
+    try {
+      const response = await fetch(live.dataset.live);
+      if (!response.ok) return;
+      const data = await response.json();
+      for (const el of document.querySelectorAll("[data-key]")) {
+        el.textContent = el.dataset.key.split(".").reduce((o, k) => o[k], data);
+      }
+      for (const m of data.modems) {
+        const card = document.querySelector(`[data-modem="${m.id}"]`);
+        if (!card) continue;
+        card.querySelector('[data-field="state"]').textContent = m.state;
+        for (const k of ["sent", "delivered", "failed"]) card.querySelector(`[data-field="${k}"]`).textContent = m.today[k];
+      }
+    } catch (e) { /* offline for a moment: try again next time */ }
+  }
+  setInterval(refresh, 5000);
+}
+
+document.addEventListener("DOMContentLoaded", () => { setupCounter(); setupLive(); });
