@@ -168,6 +168,17 @@ def _page_args(args) -> tuple[int, int | None]:
     return min(500, max(1, _whole(args, "limit", 50))), _whole(args, "cursor")
 
 
+def _page(table: str, clauses: list[str], params: list, limit: int, cursor: int | None, view) -> dict:
+    """Newest first, `limit` rows below `cursor`; `next_cursor` is set when more rows follow."""
+    if cursor is not None:
+        clauses = [*clauses, "id < ?"]
+        params = [*params, cursor]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = _daemon().store.query(f"SELECT * FROM {table} {where} ORDER BY id DESC LIMIT ?", (*params, limit + 1))
+    data = [view(dict(row)) for row in rows[:limit]]
+    return {"data": data, "next_cursor": data[-1]["id"] if len(rows) > limit else None}
+
+
 def message_view(row: dict, detail: bool = False) -> dict:
     view = {
         "id": row["id"], "to": row["recipient"], "body": row["body"], "status": row["status"],
@@ -245,13 +256,7 @@ def list_messages():
                 moment = moment.astimezone()
             clauses.append(f"created_at {operator} ?")
             params.append(moment.timestamp())
-    if cursor is not None:
-        clauses.append("id < ?")
-        params.append(cursor)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = _daemon().store.query(f"SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?", (*params, limit + 1))
-    data = [message_view(dict(row)) for row in rows[:limit]]
-    return {"data": data, "next_cursor": data[-1]["id"] if len(rows) > limit else None}
+    return _page("messages", clauses, params, limit, cursor, message_view)
 
 
 @api.get("/messages/<id:message_id>")
@@ -397,13 +402,7 @@ def list_inbox():
     if args.get("from"):
         clauses.append("sender = ?")
         params.append(args["from"])
-    if cursor is not None:
-        clauses.append("id < ?")
-        params.append(cursor)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = _daemon().store.query(f"SELECT * FROM inbox {where} ORDER BY id DESC LIMIT ?", (*params, limit + 1))
-    data = [_inbox_view(dict(row)) for row in rows[:limit]]
-    return {"data": data, "next_cursor": data[-1]["id"] if len(rows) > limit else None}
+    return _page("inbox", clauses, params, limit, cursor, _inbox_view)
 
 
 @api.get("/inbox/<id:inbox_id>")

@@ -110,8 +110,22 @@ class UserData:
     ports: Ports | None = None
 
 
+class _CarriesUserData:
+    """Shortcuts for messages that carry user data."""
+
+    user_data: UserData
+
+    @property
+    def text(self) -> str | None:
+        return self.user_data.text
+
+    @property
+    def concat(self) -> Concat | None:
+        return self.user_data.concat
+
+
 @dataclass(frozen=True)
-class Deliver:
+class Deliver(_CarriesUserData):
     """SMS-DELIVER: a message received from the network."""
 
     sender: Address
@@ -125,17 +139,9 @@ class Deliver:
     status_report_indication: bool = False
     type: str = field(default="deliver", init=False)
 
-    @property
-    def text(self) -> str | None:
-        return self.user_data.text
-
-    @property
-    def concat(self) -> Concat | None:
-        return self.user_data.concat
-
 
 @dataclass(frozen=True)
-class Submit:
+class Submit(_CarriesUserData):
     """SMS-SUBMIT: a message sent by us (decoded for diagnostics, encoded to send)."""
 
     recipient: Address
@@ -149,14 +155,6 @@ class Submit:
     reply_path: bool = False
     validity: int | dt.datetime | None = None  # seconds (relative) or a time (absolute)
     type: str = field(default="submit", init=False)
-
-    @property
-    def text(self) -> str | None:
-        return self.user_data.text
-
-    @property
-    def concat(self) -> Concat | None:
-        return self.user_data.concat
 
 
 # TP-ST (TS 23.040 9.2.3.15): code -> readable reason. Ranges decide the outcome (see `status_outcome`).

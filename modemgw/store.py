@@ -476,6 +476,15 @@ class Store:
             conn.execute("UPDATE submissions SET result = ? WHERE id = ?", (json.dumps(result), submission_id))
             return result
 
+    def setting(self, name: str, create: Callable[[], str]) -> str:
+        """A gateway-wide setting (e.g. a secret), made by `create()` the first time it is asked for."""
+        rows = self.query("SELECT value FROM settings WHERE name = ?", (name,))
+        if rows:
+            return rows[0][0]
+        with self.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)", (name, create()))
+        return self.query("SELECT value FROM settings WHERE name = ?", (name,))[0][0]
+
     def optouts_among(self, numbers: list[str]) -> set[str]:
         if not numbers:
             return set()

@@ -38,13 +38,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 def callback_secret(store: Store) -> str:
     """The secret that signs deliveries to messages' own callback URLs (created on first use)."""
-    rows = store.query("SELECT value FROM settings WHERE name = 'callback_secret'")
-    if rows:
-        return rows[0][0]
-    with store.transaction() as conn:
-        conn.execute("INSERT OR IGNORE INTO settings (name, value) VALUES ('callback_secret', ?)",
-                     (secrets.token_urlsafe(32),))
-    return store.query("SELECT value FROM settings WHERE name = 'callback_secret'")[0][0]
+    return store.setting("callback_secret", lambda: secrets.token_urlsafe(32))
 
 
 def create_webhook(store: Store, url: str, events: list[str]) -> dict:

@@ -52,13 +52,8 @@ def add_user(store: Store, username: str, password: str, role: str) -> int:
 
 
 def secret_key(store: Store) -> str:
-    rows = store.query("SELECT value FROM settings WHERE name = 'session_secret'")
-    if rows:
-        return rows[0][0]
-    with store.transaction() as conn:
-        conn.execute("INSERT OR IGNORE INTO settings (name, value) VALUES ('session_secret', ?)",
-                     (secrets.token_hex(32),))
-    return store.query("SELECT value FROM settings WHERE name = 'session_secret'")[0][0]
+    """The key that signs session cookies, made once per gateway and kept in its database."""
+    return store.setting("session_secret", lambda: secrets.token_hex(32))
 
 
 def init_app(app: Flask, daemon) -> None:
