@@ -92,6 +92,7 @@ class WebhookSender(threading.Thread):
         self.timeout = timeout
         self.schedule = schedule
         self._wake = threading.Condition()
+        self._poked = False
         self._stopping = False
 
     # --- events -> outbox ----------------------------------------------------------------------------
@@ -133,10 +134,11 @@ class WebhookSender(threading.Thread):
             changed = conn.execute("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, "
                                    "attempts = 0 WHERE id = ? AND webhook_id = ?",
                                    (time.time(), delivery_id, webhook_id)).rowcount
+            row = conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone()
         if not changed:
             raise NotFound(f"no delivery {delivery_id} for webhook {webhook_id}")
-        self.wake()
-        return dict(self.store.query("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,))[0])
+        self.wake()  # only now: the answer shows the delivery as queued, whatever the sender does next
+        return dict(row)
 
     def backlog(self) -> int:
         return self.store.query("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")[0][0]
@@ -145,16 +147,20 @@ class WebhookSender(threading.Thread):
 
     def wake(self) -> None:
         with self._wake:
+            self._poked = True  # remembered, so a wake-up between a check and the wait is not lost
             self._wake.notify()
 
     def stop(self) -> None:
-        self._stopping = True
-        self.wake()
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
         if self.is_alive():
             self.join(timeout=self.timeout + 5)
 
     def run(self) -> None:
         while not self._stopping:
+            with self._wake:
+                self._poked = False
             try:
                 due = self._due()
                 for row in due:
@@ -168,7 +174,8 @@ class WebhookSender(threading.Thread):
                 log.exception("webhook sender")
                 wait = 5.0
             with self._wake:
-                self._wake.wait(wait)
+                if not self._poked and not self._stopping:
+                    self._wake.wait(wait)
 
     def _due(self) -> list[dict]:
         """Due deliveries, oldest first, but only the first pending one per (url, message): in order."""
