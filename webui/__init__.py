@@ -328,7 +328,8 @@ def message(message_id: int):
         row = _daemon().gateway.message(message_id)
     except NotFound:
         abort(404)
-    return render_template("message.html", m=row)
+    labels = {modem["id"]: modem["label"] for modem in _store().modems()}
+    return render_template("message.html", m=row, labels=labels)
 
 
 @ui.post("/ui/messages/<id:message_id>/cancel")
