@@ -139,3 +139,13 @@ def test_a_form_post_without_its_csrf_token_is_rejected(browser, daemon):
     assert response.status == 400
     assert "CSRF" in response.text()
     assert daemon.store.query("SELECT COUNT(*) FROM messages WHERE body = 'x'")[0][0] == 0
+
+
+@pytest.mark.parametrize("target, allowed", [
+    ("/ui/messages", "/ui/messages"), ("//evil.example/x", None), ("/\\evil.example", None),
+    ("https://evil.example", None), ("/ui/x?y=http://a", "/ui/x?y=http://a"), ("", None),
+])
+def test_login_only_returns_to_pages_of_this_site(target, allowed):
+    import webui
+
+    assert webui._local_target(target) == allowed

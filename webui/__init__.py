@@ -125,6 +125,13 @@ def login_required(role: str | None = None):
 
 # --- login ------------------------------------------------------------------------------------------------
 
+def _local_target(target: str) -> str | None:
+    """`target` when it is a path on this site; never another host (//host, /\\host, scheme:)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or ":" in target.split("?")[0]:
+        return None
+    return target
+
+
 @ui.route("/ui/login", methods=["GET", "POST"])
 def login():
     error = None
@@ -145,9 +152,7 @@ def login():
                 session.permanent = True
                 with _store().transaction() as conn:
                     conn.execute("UPDATE users SET last_login_at = ? WHERE id = ?", (time.time(), rows[0]["id"]))
-                target = request.args.get("next", "")
-                return redirect(target if target.startswith("/") and not target.startswith("//") else url_for(
-                    "ui.dashboard"))
+                return redirect(_local_target(request.args.get("next", "")) or url_for("ui.dashboard"))
             failures[key].append(time.time())
             error = "Wrong username or password."
     return render_template("login.html", error=error), 200 if error is None else 401
