@@ -254,8 +254,11 @@ def list_messages():
                 raise ApiProblem(400, "invalid-request", f"'{name}' must be an ISO 8601 time", field=name) from None
             if moment.tzinfo is None:
                 moment = moment.astimezone()
+            try:
+                params.append(moment.timestamp())
+            except (OverflowError, ValueError, OSError):
+                raise ApiProblem(400, "invalid-request", f"'{name}' is out of range", field=name) from None
             clauses.append(f"created_at {operator} ?")
-            params.append(moment.timestamp())
     return _page("messages", clauses, params, limit, cursor, message_view)
 
 
@@ -316,9 +319,9 @@ def update_modem(modem_id: int):
     _check_fields(body, {"enabled": (bool,), "label": (str,), "group": (str,), "rate_per_minute": (int,),
                          "quota_day": (int,), "quota_month": (int,)})
     for name in ("rate_per_minute", "quota_day", "quota_month"):
-        if body.get(name) is not None and body[name] < 1:
-            raise ApiProblem(400, "invalid-request", f"'{name}' must be at least 1 (null removes the limit)",
-                             field=name)
+        if body.get(name) is not None and not 1 <= body[name] <= 1_000_000_000:
+            raise ApiProblem(400, "invalid-request", f"'{name}' must be from 1 to 1000000000 (null removes the "
+                                                     "limit)", field=name)
     if "label" in body and not body["label"].strip():
         raise ApiProblem(400, "invalid-request", "'label' must not be empty", field="label")
     fields = {("grp" if name == "group" else name): (int(value) if isinstance(value, bool) else value)
@@ -336,6 +339,16 @@ def update_modem(modem_id: int):
     except KeyError:
         pass
     return _modem_view(row)
+
+
+def at_command_problem(command: str) -> str | None:
+    """Why `command` may not go to a modem from the API or the UI console, or None when it may."""
+    upper = command.upper()
+    if not upper.startswith("AT") or any(char < " " for char in command):
+        return "'command' must be one AT command line, e.g. AT+CSQ"
+    if "+CMGS" in upper or "+CMGW" in upper or "+CMSS" in upper:
+        return "commands that wait for a '> ' prompt (or send) are not available here; use the messages API"
+    return None
 
 
 def _run_on_modem(modem_id: int, function, what: str):
@@ -371,12 +384,9 @@ def at_command(modem_id: int):
     body = _json_body()
     _check_fields(body, {"command": (str,), "timeout": (int, float)})
     command = body.get("command", "").strip()
-    if not command.upper().startswith("AT") or "\r" in command or "\n" in command or "\x1a" in command:
-        raise ApiProblem(400, "invalid-request", "'command' must be one AT command line, e.g. AT+CSQ",
-                         field="command")
-    if command.upper().startswith(("AT+CMGS", "AT+CMGW")):
-        raise ApiProblem(400, "invalid-request", "commands that wait for a '> ' prompt are not available here; "
-                                                 "use the messages API", field="command")
+    problem_text = at_command_problem(command)
+    if problem_text:
+        raise ApiProblem(400, "invalid-request", problem_text, field="command")
     timeout = min(60.0, float(body.get("timeout", 10)))
     reply = _run_on_modem(modem_id, lambda modem: modem.raw(command, timeout), command)
     _daemon().store.log_event("modem.at_command", modem_id=modem_id, command=command, final=reply.final,

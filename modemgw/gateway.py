@@ -68,7 +68,10 @@ def _epoch(value: float | dt.datetime | str | None, what: str) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        number = float(value)
+        if not 0 <= number <= 253402300799:  # up to 9999-12-31; also refuses NaN and infinity
+            raise SubmitError(f"{what} {value!r} is not a time (Unix seconds, or ISO 8601)", what)
+        return number
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -77,7 +80,10 @@ def _epoch(value: float | dt.datetime | str | None, what: str) -> float | None:
                               what) from None
     if value.tzinfo is None:
         value = value.astimezone()
-    return value.timestamp()
+    try:
+        return value.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise SubmitError(f"{what} {value.isoformat()} is out of range", what) from None
 
 
 class Gateway:
@@ -182,13 +188,16 @@ class Gateway:
                  smart_encoding, api_key_id, key_group, callback_url, request_report, seed):
         if body is None or not isinstance(body, str) or body == "":
             raise SubmitError("body is empty: give the message text in 'body'", "body")
+        if any("\ud800" <= char <= "\udfff" for char in body):
+            raise SubmitError("body has a lone UTF-16 surrogate (a broken emoji); send valid Unicode", "body")
         entries = self._entries(to, recipients)
         if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
             raise SubmitError("priority must be a whole number from -100 to 100 (higher goes first)", "priority")
         now = time.time()
         due = _epoch(send_at, "send_at")
-        if validity is not None and (not isinstance(validity, int) or validity <= 0):
-            raise SubmitError("validity must be a positive number of seconds", "validity")
+        if validity is not None and (not isinstance(validity, int) or not 0 < validity <= 63 * 7 * 86400):
+            raise SubmitError("validity must be a number of seconds from 1 to 38102400 (63 weeks, the most an "
+                              "SMS can carry)", "validity")
         start = max(now, due or now)
         expires = start + validity if validity else None
         try:

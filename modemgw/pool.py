@@ -80,6 +80,7 @@ class ModemWorker(threading.Thread):
         self._backoff = pool.settings.reconnect_min
         self._concat_ref = random.randrange(256)
         self._quota_reported = False
+        self._wake_tried: frozenset | None = None  # the workers a pending wake-up has already been offered to
 
     # --- what the pool sees -------------------------------------------------------------------------
 
@@ -142,11 +143,14 @@ class ModemWorker(threading.Thread):
         if blocked is None:
             self.pool.idle(self)  # idle before the claim, so a submit racing with it still wakes us
             claimed = self.pool.claim(self)
+            tried, self._wake_tried = self._wake_tried, None
             if claimed is not None:
                 self.pool.busy(self)
                 self._set_state("busy")
                 self._send(claimed)
                 return
+            if tried is not None:  # woken for work this modem may not take (a route): pass the wake on
+                self.pool.wake(1, tried=tried)
         else:
             self.pool.busy(self)
         self._set_state("ready")
@@ -183,6 +187,8 @@ class ModemWorker(threading.Thread):
                 raise
             except Exception as error:  # handed to the caller; the worker goes on
                 future.set_exception(error)
+        elif isinstance(item, tuple) and item[0] == WAKE:
+            self._wake_tried = item[1]
         elif item == STOP:
             self._stopping = True
         elif item == HEALTH:
@@ -555,20 +561,22 @@ class Pool:
         return self.store.claim_next(worker.modem_id, worker.label, worker.row.get("grp"), alone, time.time(),
                                      sticky_to)
 
-    def wake(self, count: int = 1, exclude: ModemWorker | None = None, delay: float = 0.0) -> None:
-        """Wake up to `count` idle workers, chosen by the strategy (now, or after `delay` seconds)."""
+    def wake(self, count: int = 1, exclude: ModemWorker | None = None, delay: float = 0.0,
+             tried: frozenset = frozenset()) -> None:
+        """Wake up to `count` idle workers, chosen by the strategy (now, or after `delay` seconds). A woken
+        worker that may not take the work passes the wake to one not in `tried`."""
         if delay > 0:
             self.alarm.at(time.time() + delay)
             return
         with self._lock:
-            idle = [worker for worker in self._idle if worker is not exclude and worker.live]
+            idle = [worker for worker in self._idle if worker is not exclude and worker.live and worker not in tried]
             by_order = {worker.order: worker for worker in idle}
             chosen = dispatch.choose([worker.candidate() for worker in idle], self.settings.strategy,
                                      count, self._round_robin)
             for order in chosen:
                 worker = by_order[order]
                 self._idle.discard(worker)
-                worker.inbox.put(WAKE)
+                worker.inbox.put((WAKE, tried | {worker}))
         if not chosen and exclude is not None and exclude.live:
             exclude.inbox.put(WAKE)
 

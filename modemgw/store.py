@@ -317,6 +317,9 @@ class Store:
                 raise StoreError(f"database {self.path}: {error}") from None
             try:
                 yield conn
+            except sqlite3.Error as error:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"database {self.path}: {error}") from None
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

@@ -32,6 +32,37 @@ EVENTS = ("message.sent", "message.delivered", "message.undelivered", "message.f
 RETRY_SCHEDULE = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A receiver may not bounce a delivery elsewhere (that would let a callback URL reach any address)."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def destination_problem(url: str) -> str | None:
+    """Why a delivery must not go to `url`: link-local (cloud metadata), multicast or unspecified addresses.
+    LAN and loopback receivers are allowed: they are what an office gateway calls."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname
+    if not host:
+        return "the URL has no host"
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError as error:
+        return f"cannot resolve {host}: {error}"
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+            return f"{host} resolves to {ip}, where deliveries are not sent"
+    return None
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
@@ -205,14 +236,17 @@ class WebhookSender(threading.Thread):
             "Content-Type": "application/json", "User-Agent": "modemgw-webhooks",
             "X-Modemgw-Event": row["event"], "X-Modemgw-Event-Id": row["event_id"],
             "X-Modemgw-Timestamp": timestamp, "X-Modemgw-Signature": sign(secret, timestamp, body)})
-        status_code, error = None, None
+        status_code, error = None, destination_problem(row["url"])
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            if error is not None:
+                raise ValueError(error)
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 status_code = response.status
         except urllib.error.HTTPError as failure:
             status_code, error = failure.code, f"HTTP {failure.code}"
         except (urllib.error.URLError, OSError, ValueError) as failure:
             error = str(getattr(failure, "reason", failure))
+            status_code = None
         now = time.time()
         attempts = row["attempts"] + 1
         with self.store.transaction() as conn:

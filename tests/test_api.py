@@ -210,3 +210,33 @@ def test_metrics_show_modems_queue_and_latency(client, daemon):
     assert "modemgw_queue_depth" in text and "modemgw_webhook_backlog" in text
     assert "modemgw_send_seconds_bucket" in text
     assert 'modemgw_modem_up{modem="' in text
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"to": "+447700901234", "body": "x", "send_at": 1e308}, "send_at"),
+    ({"to": "+447700901234", "body": "x", "send_at": 99999999999999999999999}, "send_at"),
+    ({"to": "+447700901234", "body": "x", "validity": 99999999999999999999}, "validity"),
+    ({"to": "+447700901234", "body": "\ud800"}, "body"),
+])
+def test_values_out_of_range_are_refused_not_crashed_on(client, payload, field):
+    status, _, body = client.call("POST", "/api/v1/messages", raw=json.dumps(payload).encode())
+    assert (status, body.get("field")) == (400, field)
+    assert client.call("GET", "/api/v1/messages?limit=5")[0] == 200
+
+
+def test_listing_with_an_ancient_since_and_a_duplicate_label(client, daemon):
+    assert client.call("GET", "/api/v1/messages?since=0001-01-01T00:00:00%2B05:00")[0] == 200  # early, not broken
+    assert client.call("GET", "/api/v1/messages?since=0001-01-01T00:00:00%2005:00")[0] == 400
+    admin = Client(daemon.url, auth.create_key(daemon.store, "admin2", ("admin",))[0])
+    [first, second] = daemon.store.modems()
+    status, _, body = admin.call("PATCH", f"/api/v1/modems/{second['id']}", {"label": first["label"]})
+    assert status == 409 and body["field"] == "label"
+    status, _, body = admin.call("PATCH", f"/api/v1/modems/{second['id']}", {"rate_per_minute": 10**20})
+    assert status == 400
+
+
+def test_prompt_commands_cannot_be_chained_into_the_at_console(client, daemon):
+    admin = Client(daemon.url, auth.create_key(daemon.store, "admin3", ("admin",))[0])
+    modem_id = daemon.store.modems()[0]["id"]
+    status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": 'AT+CSQ;+CMGS="+447700900123"'})
+    assert status == 400 and "prompt" in body["detail"]

@@ -56,7 +56,7 @@ def test_submit_normalises_and_reports_encoding_and_segments(gateway, store):
     (dict(body="x" * 2000, to="+447700900123"), "body", "body needs 14 segments (2000 septets, gsm7); the limit is 10"),
     (dict(body="x", to="+447700900123", priority=1000), "priority", "from -100 to 100"),
     (dict(body="x", to="+447700900123", send_at="tomorrow"), "send_at", "not an ISO 8601 time"),
-    (dict(body="x", to="+447700900123", validity=-5), "validity", "positive"),
+    (dict(body="x", to="+447700900123", validity=-5), "validity", "from 1 to 38102400"),
     (dict(body="x", to="+447700900123", route="nowhere"), "modem", "no modem or modem group is called 'nowhere'"),
     (dict(body="{a|b", to="+447700900123", spintax=True), "body", "unclosed '{'"),
     (dict(body="Hi {name}", recipients=[{"to": "+447700900123", "fields": {"nom": "x"}}]), "recipients",

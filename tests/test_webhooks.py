@@ -165,3 +165,23 @@ def test_webhook_api_create_list_deliveries_and_replay(daemon, httpserver):
     assert receiver.next()[0] == 200
     reader = Client(daemon.url, auth.create_key(daemon.store, "reader", ("read",))[0])
     assert reader.call("GET", "/api/v1/webhooks")[0] == 403
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("http://127.0.0.1:8080/hook", True), ("http://192.168.1.20/hook", True), ("http://10.0.0.5/x", True),
+    ("http://169.254.169.254/latest/meta-data", False), ("http://0.0.0.0/x", False), ("http://[fe80::1]/x", False),
+    ("http://224.0.0.1/x", False),
+])
+def test_deliveries_never_go_to_link_local_multicast_or_unspecified_addresses(url, allowed):
+    assert (webhooks.destination_problem(url) is None) is allowed
+
+
+def test_a_receiver_cannot_redirect_a_delivery(daemon, httpserver):
+    httpserver.expect_request("/moved", method="POST").respond_with_data("", status=302,
+                                                                        headers={"Location": "/elsewhere"})
+    elsewhere = Receiver(httpserver, path="/elsewhere")
+    hook = webhooks.create_webhook(daemon.store, httpserver.url_for("/moved"), ["message.sent"])
+    daemon.gateway.submit("x", "+447700901234")
+    assert daemon.wait_until(lambda: (webhooks.deliveries(daemon.store, hook["id"]) or [{}])[0].get("attempts", 0) >= 1, 5)
+    assert webhooks.deliveries(daemon.store, hook["id"])[0]["status"] != "delivered"
+    assert elsewhere.arrived.empty()

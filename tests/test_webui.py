@@ -143,6 +143,7 @@ def test_a_form_post_without_its_csrf_token_is_rejected(browser, daemon):
 
 @pytest.mark.parametrize("target, allowed", [
     ("/ui/messages", "/ui/messages"), ("//evil.example/x", None), ("/\\evil.example", None),
+    ("/\t/evil.example", None), ("/\n/evil.example", None),
     ("https://evil.example", None), ("/ui/x?y=http://a", "/ui/x?y=http://a"), ("", None),
 ])
 def test_login_only_returns_to_pages_of_this_site(target, allowed):

@@ -28,6 +28,7 @@ ui = Blueprint("ui", __name__, template_folder="templates", static_folder="stati
 ROLES = ("admin", "operator")
 LOGIN_ATTEMPTS = 5          # failures before a pause
 LOGIN_PAUSE = 60.0          # seconds
+_DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
 
 
 class UserError(ValueError):
@@ -126,8 +127,14 @@ def login_required(role: str | None = None):
 # --- login ------------------------------------------------------------------------------------------------
 
 def _local_target(target: str) -> str | None:
-    """`target` when it is a path on this site; never another host (//host, /\\host, scheme:)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or ":" in target.split("?")[0]:
+    """`target` when it is a path on this site; never another host (//host, /\\host, scheme:, or any of them
+    hidden behind whitespace or control characters that browsers drop)."""
+    from urllib.parse import urlsplit
+
+    if not target.startswith("/") or any(char <= " " or char == "\x7f" or char == "\\" for char in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
         return None
     return target
 
@@ -139,13 +146,16 @@ def login():
         username = request.form.get("username", "").strip()
         failures = current_app.extensions["modemgw.login_failures"]
         key = (username.lower(), request.remote_addr)
-        recent = [moment for moment in failures[key] if moment > time.time() - LOGIN_PAUSE]
+        recent = [moment for moment in failures.get(key, []) if moment > time.time() - LOGIN_PAUSE]
+        for stale in [other for other, moments in failures.items() if not moments or moments[-1] < time.time() - LOGIN_PAUSE]:
+            del failures[stale]  # forget old failures so the table cannot grow without end
         failures[key] = recent
         if len(recent) >= LOGIN_ATTEMPTS:
             error = f"Too many failed attempts; wait {int(LOGIN_PAUSE)} seconds."
         else:
             rows = _store().query("SELECT * FROM users WHERE username = ? AND disabled = 0", (username,))
-            if rows and check_password_hash(rows[0]["password_hash"], request.form.get("password", "")):
+            stored = rows[0]["password_hash"] if rows else _DUMMY_HASH  # the same work whether the user exists
+            if check_password_hash(stored, request.form.get("password", "")) and rows:
                 session.clear()
                 session["user_id"] = rows[0]["id"]
                 session["csrf_token"] = secrets.token_urlsafe(32)
@@ -272,6 +282,8 @@ def compose():
     try:
         if request.form.get("recipients_json"):  # the confirmation step carries the CSV's rows
             numbers, recipients, columns = None, json.loads(request.form["recipients_json"]), []
+            if not isinstance(recipients, list) or not all(isinstance(item, dict) for item in recipients):
+                raise SubmitError("the recipient list of this form is damaged; start again from Compose", "csv")
         else:
             numbers, recipients, columns = _recipients_from_form()
         options = _submit_options()
@@ -420,13 +432,18 @@ def modem(modem_id: int):
                 flash("Settings saved.")
             elif action == "ussd":
                 code = request.form.get("code", "").strip()
+                if not code or any(char not in "0123456789*#+" for char in code):
+                    raise ValueError("a USSD code has only digits, * and #, e.g. *100#")
                 reply = daemon.pool.run_on(modem_id, lambda m: m.ussd(code), timeout=60)
                 result = {"kind": "ussd", "command": code, "lines": [reply.text or f"(status {reply.status})"],
                           "final": ""}
             elif action == "at":
                 command = request.form.get("command", "").strip()
-                if not command.upper().startswith("AT") or command.upper().startswith(("AT+CMGS", "AT+CMGW")):
-                    raise ValueError("type one AT command, e.g. AT+CSQ (prompt commands are not available here)")
+                from modemgw.api import at_command_problem
+
+                problem_text = at_command_problem(command)
+                if problem_text:
+                    raise ValueError(problem_text)
                 reply = daemon.pool.run_on(modem_id, lambda m: m.raw(command, 10), timeout=60)
                 store.log_event("modem.at_command", modem_id=modem_id, command=command, final=reply.final,
                                 user=g.user["username"])
