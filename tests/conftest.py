@@ -53,3 +53,17 @@ def open_modem():
     yield open_
     for modem in opened:
         modem.close()
+
+
+def daemon_config(directory, **gateway):
+    """A gateway configuration for tests: data in `directory`, HTTP on 127.0.0.1 port 0, short modem timeouts."""
+    from modemgw import config as configuration
+
+    config = configuration.load(None, directory)
+    config.listen = "127.0.0.1:0"
+    config.gateway.default_region = "GB"
+    config.pool.reconnect_min, config.pool.reconnect_max = 0.05, 0.5
+    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
+    for key, value in gateway.items():
+        setattr(config.gateway, key, value)
+    return config

@@ -7,17 +7,13 @@ import urllib.request
 import pytest
 
 from modemgw import auth
-from modemgw import config as configuration
 from modemgw.daemon import Daemon
-from modemgw.modem import ModemSettings
+from tests.conftest import daemon_config
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    config = configuration.load(None, tmp_path_factory.mktemp("api"))
-    config.listen = "127.0.0.1:0"
-    config.gateway.default_region = "GB"
-    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
+    config = daemon_config(tmp_path_factory.mktemp("api"))
     running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
     assert running.pool.wait_ready(10)
     yield running

@@ -9,17 +9,13 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 from modemgw import auth
-from modemgw import config as configuration
 from modemgw.daemon import Daemon
-from modemgw.modem import ModemSettings
+from tests.conftest import daemon_config
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    config = configuration.load(None, tmp_path_factory.mktemp("openapi"))
-    config.listen = "127.0.0.1:0"
-    config.gateway.default_region = "GB"
-    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
+    config = daemon_config(tmp_path_factory.mktemp("openapi"))
     daemon = Daemon(config, simulate=1, sim_send_latency=0.0, sim_report_delay=0.05).start()
     assert daemon.pool.wait_ready(10)
     key = auth.create_key(daemon.store, "schemathesis", ("admin",))[0]

@@ -6,17 +6,11 @@ import pytest
 
 from modemgw import config as configuration
 from modemgw.daemon import Daemon
-from modemgw.modem import ModemSettings
+from tests.conftest import daemon_config
 
 
 def make_config(tmp_path, **gateway):
-    config = configuration.load(None, tmp_path / "data")
-    config.listen = "127.0.0.1:0"
-    config.pool.reconnect_min, config.pool.reconnect_max = 0.05, 0.5
-    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
-    for key, value in gateway.items():
-        setattr(config.gateway, key, value)
-    return config
+    return daemon_config(tmp_path / "data", **gateway)
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ import pytest
 from werkzeug import Response
 
 from modemgw import auth, webhooks
-from modemgw import config as configuration
 from modemgw.daemon import Daemon
-from modemgw.modem import ModemSettings
+from tests.conftest import daemon_config
 from tests.test_api import Client
 
 FAST_RETRIES = (0.05, 0.05, 0.05, 0.05)
@@ -24,9 +23,7 @@ def httpserver_listen_address():
 
 
 def start(data_dir, **options):
-    config = configuration.load(None, data_dir)
-    config.listen = "127.0.0.1:0"
-    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
+    config = daemon_config(data_dir)
     daemon = Daemon(config, simulate=1, sim_send_latency=0.01, sim_report_delay=0.05,
                     webhook_schedule=FAST_RETRIES, **options).start()
     assert daemon.pool.wait_ready(10)

@@ -5,9 +5,8 @@ import shutil
 
 import pytest
 
-from modemgw import config as configuration
 from modemgw.daemon import Daemon
-from modemgw.modem import ModemSettings
+from tests.conftest import daemon_config
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by the test extra")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -18,10 +17,7 @@ PASSWORD = "correct horse battery"
 def daemon(tmp_path_factory):
     import webui
 
-    config = configuration.load(None, tmp_path_factory.mktemp("webui"))
-    config.listen = "127.0.0.1:0"
-    config.gateway.default_region = "GB"
-    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
+    config = daemon_config(tmp_path_factory.mktemp("webui"))
     running = Daemon(config, simulate=2, sim_send_latency=0.05, sim_report_delay=0.2).start()
     assert running.pool.wait_ready(10)
     webui.add_user(running.store, "alice", PASSWORD, "admin")
