@@ -394,8 +394,9 @@ def conversation(number: str):
     outbound = [dict(row) | {"direction": "out", "at": row["created_at"]}
                 for row in store.query("SELECT * FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT 100",
                                        (number,))]
-    with store.transaction() as conn:
-        conn.execute("UPDATE inbox SET read = 1 WHERE sender = ?", (number,))
+    if request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none"):
+        with store.transaction() as conn:  # opened by a person here, not by another site's <img> or link
+            conn.execute("UPDATE inbox SET read = 1 WHERE sender = ?", (number,))
     thread = sorted(inbound + outbound, key=lambda item: item["at"])
     return render_template("conversation.html", number=number, thread=thread)
 
