@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -273,4 +272,4 @@ def control_request(data_dir: Path, request: dict, timeout: float = 120.0) -> di
     return json.loads(data)
 
 
-__all__: list[Any] = ["Daemon", "control_request"]
+__all__ = ["Daemon", "control_request"]

@@ -10,7 +10,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from modemgw import numbers, pdu, text
 from modemgw.store import NotFound, Store, StoreError

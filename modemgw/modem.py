@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import serial
 
@@ -421,7 +421,6 @@ class Probe:
     identity: Identity | None = None
     error: str | None = None
     answers_at: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def probe(device: str, timeout: float = 1.0) -> Probe:

@@ -1,7 +1,6 @@
 """`modemgw demo`, `serve`, `send` and `status` as separate processes, and what a crash leaves behind."""
 
 import collections
-import json
 import os
 import queue
 import signal

@@ -4,11 +4,11 @@ import os
 import shutil
 
 import pytest
+from playwright import sync_api as playwright_api
 
 from modemgw.daemon import Daemon
 from tests.conftest import daemon_config
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed by the test extra")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 
