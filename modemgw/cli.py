@@ -542,6 +542,106 @@ def keys_revoke(config_path, data_dir, key_id) -> None:
 
 # --- diagnostics on a port ---------------------------------------------------------------------------------------
 
+SYSTEM_CONFIG = Path("/etc/modemgw/config.toml")
+
+
+def _system_config(config_path: Path | None) -> Path | None:
+    """The config to read: the one given, else the installed one when it exists."""
+    return config_path or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None)
+
+
+def _daemon_modems(data_dir: Path) -> list[dict] | None:
+    """The running daemon's modems (it owns their ports), or None when no daemon answers."""
+    from modemgw.daemon import control_request
+
+    try:
+        reply = control_request(data_dir, {"command": "status"}, timeout=10)
+    except (ConnectionError, ValueError):
+        return None
+    return reply.get("modems") if reply.get("ok") else None
+
+
+@main.command("discover")
+@_config_option
+@_data_option
+@click.option("--ports", "pattern", default=None, metavar="GLOB",
+              help="Probe the ports matching GLOB (default: every serial port the system lists).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=1.0, show_default=True, metavar="S",
+              help="Seconds to wait for each AT reply.")
+@click.option("--write", is_flag=True, help="Add entries for newly found modems to the config file.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was found as JSON.")
+def discover(config_path, data_dir, pattern, timeout, write, as_json) -> None:
+    """Find modems on serial ports: which port answers AT, the modem's IMEI and its SIM's ICCID, PIN and network
+    state. Prints [[modem]] config entries for those not configured yet (--write adds them). Read-only: no PIN
+    is entered and no setting changed. Ports the running gateway owns are shown, not probed."""
+    from modemgw import config as configuration, discovery
+
+    path = _system_config(config_path)
+    config = _load_config(path if path is None or path.exists() or not write else None, data_dir)
+    owned = {os.path.realpath(modem["device"]): modem for modem in _daemon_modems(config.data_dir) or []
+             if modem.get("device")}
+    ports = [port for port in discovery.serial_ports(pattern) if os.path.realpath(port) not in owned]
+    reports = discovery.scan(ports, timeout)
+    found = discovery.group(reports)
+    new = [modem for modem in found if not discovery.known(config, modem.report)]
+    if as_json:
+        _print_json({"ports": [report.as_dict() for report in reports], "gateway": list(owned.values()),
+                     "new": [discovery.config_entry(modem) for modem in new]})
+        return
+    for modem in owned.values():
+        click.echo(f"{modem['device']}: in use by the running gateway as {modem['label']} ({modem['state']})")
+    for report in reports:
+        click.echo(discovery.describe(report))
+    click.echo(f"\n{len(found)} modem(s) on {len(reports)} port(s) probed"
+               + (f", {len(owned)} in use by the gateway" if owned else ""))
+    for modem in found:
+        if len(modem.ports) > 1:
+            click.echo(f"IMEI {modem.report.imei} answers on {', '.join(modem.ports)}: {modem.device} is used")
+    if not found and not owned:
+        click.echo("no modem answered. Is it plugged in (lsusb)? Still in mass-storage mode (usb_modeswitch)? "
+                   "May this user open the ports (group dialout)? Try: modemgw doctor")
+        sys.exit(1)
+    if not new:
+        click.echo("every modem found is already in the configuration" if found else "")
+        return
+    entries = "\n".join(discovery.config_entry(modem) for modem in new)
+    if not write:
+        click.echo(f"\n# new modem(s); add to {path or SYSTEM_CONFIG} (or run with --write):\n")
+        click.echo(entries, nl=False)
+        return
+    target = config_path or SYSTEM_CONFIG
+    _append_config(target, entries)
+    click.echo(f"added {len(new)} modem(s) to {target}; restart the gateway to use them "
+               "(sudo systemctl restart modemgw)")
+    if not config.pool.ports:
+        click.echo(f"note: [gateway] ports is empty in {target}: modems are looked for only at their device "
+                   'paths; ports = ["/dev/modemgw/*"] lets them move (the udev rules make those names)')
+
+
+def _append_config(target: Path, entries: str) -> None:
+    """Append to the config atomically, and only if the result still loads (a broken config stops the daemon)."""
+    from modemgw import config as configuration
+
+    try:
+        old = target.read_text() if target.exists() else "# modemgw configuration (see deploy/config.example.toml)\n"
+    except OSError as error:
+        raise click.ClickException(f"cannot read {target}: {error.strerror}") from None
+    text = old + ("" if old.endswith("\n") else "\n") + "\n" + entries
+    temporary = target.with_name(f".{target.name}.new")
+    try:
+        temporary.write_text(text)
+        if target.exists():
+            os.chmod(temporary, target.stat().st_mode & 0o7777)
+        configuration.load(temporary)
+        os.replace(temporary, target)
+    except configuration.ConfigError as error:
+        temporary.unlink(missing_ok=True)
+        raise click.ClickException(f"not written, the result would not load: {error}") from None
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {target}: {error.strerror or error}") from None
+
+
 @main.command("console")
 @click.argument("device")
 @click.option("--baud", type=int, default=115200, show_default=True)

@@ -55,10 +55,11 @@ GATEWAY_OPTIONS: dict[str, type | tuple] = {
     "stop_words": list, "start_words": list, "report_window_hours": (int, float),
     "report_deadline_hours": (int, float), "inbound_assembly_timeout": (int, float), "retry_base": (int, float),
     "retry_max": (int, float), "max_attempts": int, "retention_days": int,
-    "strategy": str, "sticky_recipients": bool, "ports": list,
+    "strategy": str, "sticky_recipients": bool, "ports": list, "auto_attach": bool,
+    "hotplug_interval": (int, float),
 }
 MODEM_OPTIONS: dict[str, type | tuple] = {
-    "device": str, "imei": str, "label": str, "group": str, "pin": str, "baudrate": int,
+    "device": str, "imei": str, "iccid": str, "label": str, "group": str, "pin": str, "baudrate": int,
     "rate_per_minute": int, "quota_day": int, "quota_month": int, "storage": str,
 }
 
@@ -148,7 +149,15 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
         elif key == "sticky_recipients":
             config.pool.sticky = value
         elif key == "ports":
-            config.pool.ports = [str(item) for item in value]
+            if not all(isinstance(item, str) and item.startswith("/") for item in value):
+                raise checker.fail("gateway", key, f"must be a list of absolute paths or globs, not {value!r}")
+            config.pool.ports = list(value)
+        elif key == "auto_attach":
+            config.pool.auto_attach = value
+        elif key == "hotplug_interval":
+            if value < 0.1:
+                raise checker.fail("gateway", key, f"must be at least 0.1 seconds, not {value!r}")
+            config.pool.hotplug_interval = float(value)
         elif key in {item.name for item in fields(GatewaySettings)}:
             setattr(settings, key, value)
     if settings.max_segments < 1 or settings.max_segments > 255:
@@ -163,8 +172,14 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
         raise checker.fail(None, "modem", "must be written as [[modem]] tables")
     for index, item in enumerate(modems):
         checker.table(item, "modem", MODEM_OPTIONS, index)
-        if "device" not in item and "imei" not in item:
-            raise checker.fail("modem", "device", f"(or imei) is needed in [[modem]] number {index + 1}", index)
+        if not {"device", "imei", "iccid"} & set(item):
+            raise checker.fail("modem", "device", f"(or imei, or iccid) is needed in [[modem]] number {index + 1}",
+                               index)
+        for key, digits in (("imei", (14, 15)), ("iccid", tuple(range(18, 23)))):
+            value = item.get(key)
+            if value is not None and not (value.isdigit() and len(value) in digits
+                                          or key == "iccid" and value[:-1].isdigit() and value[-1] in "Ff" and len(value) in digits):
+                raise checker.fail("modem", key, f"must be {digits[0]}-{digits[-1]} digits, not {value!r}", index)
         config.modems.append(ModemConfig(**item))
     labels = [modem.label for modem in config.modems if modem.label]
     if len(labels) != len(set(labels)):

@@ -31,6 +31,10 @@ class PromptTimeout(ModemTimeout):
     """`AT+CMGS` gave no `> ` prompt in time; the link sent ESC and resynchronised."""
 
 
+class WrongModem(ModemError):
+    """The port holds another modem (or another SIM) than the one a worker is bound to."""
+
+
 class ResponseError(ModemError):
     """A reply that does not parse as the command's documented answer."""
 

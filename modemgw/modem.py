@@ -15,11 +15,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import serial
 
 from modemgw import at, pdu
-from modemgw.errors import CmeError, CmsError, CommandError, ModemError, ModemTimeout, ResponseError
+from modemgw.errors import CmeError, CmsError, CommandError, ModemError, ModemTimeout, ResponseError, WrongModem
 from modemgw.link import Link, Reply
 
 log = logging.getLogger("modemgw.modem")
@@ -175,12 +176,19 @@ class Modem:
 
     # --- initialisation --------------------------------------------------------------------------------
 
-    def initialize(self) -> Identity:
-        """Bring the modem to a known state and identify it and its SIM. Raises ModemError."""
+    def initialize(self, check: Callable[[Identity], str | None] | None = None) -> Identity:
+        """Bring the modem to a known state and identify it and its SIM. Raises ModemError.
+
+        `check` sees the modem's IMEI and the SIM's ICCID before anything is changed (no PIN is entered): a
+        worker bound to an identity refuses another modem with the reason `check` returns (WrongModem)."""
         self._settle()
         self.command("ATE0")
         self._try("AT+CMEE=1")
         self.identify()
+        self.identity.iccid = self.read_iccid() or ""
+        problem = check(self.identity) if check else None
+        if problem:
+            raise WrongModem(f"{self.name}: {problem}")
         self._unlock()
         self._identify_sim()
         self._configure_messaging()
@@ -252,15 +260,19 @@ class Modem:
             time.sleep(self.settings.settle_delay)
         raise ModemError(f"{self.name}: the SIM did not become ready after its PIN was entered")
 
-    def _identify_sim(self) -> None:
-        self.identity.imsi = _strip_prefix(self._value("AT+CIMI"), "+CIMI:")
+    def read_iccid(self) -> str | None:
+        """The SIM's ICCID (most modems give it before the PIN is entered); None when no command gives it."""
         for command in self.profile.iccid_commands:
             reply = self._try(command)
             if reply and reply.lines:
                 value = reply.lines[0].split(":", 1)[-1].strip().strip('"')
                 if value:
-                    self.identity.iccid = value
-                    break
+                    return value
+        return None
+
+    def _identify_sim(self) -> None:
+        self.identity.imsi = _strip_prefix(self._value("AT+CIMI"), "+CIMI:")
+        self.identity.iccid = self.identity.iccid or self.read_iccid() or ""
         reply = self._try("AT+CNUM")
         line = reply.line("+CNUM:") if reply else None
         if line:
@@ -436,6 +448,7 @@ def probe(device: str, timeout: float = 1.0) -> Probe:
         result.answers_at = True
         modem.command("ATE0")
         result.identity = modem.identify()
+        result.identity.iccid = modem.read_iccid() or ""
     except ModemError as error:
         result.error = str(error)
     finally:
@@ -443,10 +456,15 @@ def probe(device: str, timeout: float = 1.0) -> Probe:
     return result
 
 
-def locate(imei: str, devices: list[str], timeout: float = 1.0) -> str | None:
-    """The device among `devices` whose modem has `imei` (modems are bound by identity, not tty path)."""
+def locate(imei: str | None, devices: list[str], timeout: float = 1.0, iccid: str | None = None) -> str | None:
+    """The device among `devices` whose modem has `imei` and whose SIM has `iccid` (either may be None: not
+    checked). Modems are bound by identity, not by tty path."""
     for device in devices:
         found = probe(device, timeout)
-        if found.identity is not None and found.identity.imei == imei:
+        if found.identity is not None and identity_matches(found.identity, imei, iccid):
             return device
     return None
+
+
+def identity_matches(identity: Identity, imei: str | None, iccid: str | None) -> bool:
+    return (not imei or identity.imei == imei) and (not iccid or identity.iccid == iccid) and bool(imei or iccid)

@@ -3,14 +3,15 @@
 Lifecycle of a worker: connecting -> ready <-> busy -> faulted -> recovering -> ready. A worker pulls: when
 idle it waits on its own queue for a wake-up (a submit, a released schedule, a health check, a URC), never
 polling. Modems are bound by identity (IMEI), not by tty path: after an unplug the worker looks for its IMEI
-wherever it reappears among the configured ports.
+wherever it reappears among the configured ports: the pool's port watcher (modemgw.hotplug) probes each new
+port and hands it to the worker bound to that identity, or starts a worker for a modem nobody configured.
 """
 
 from __future__ import annotations
 
-import glob
 import heapq
 import logging
+import os
 import queue
 import random
 import threading
@@ -19,9 +20,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from modemgw import at, dispatch, pdu
-from modemgw.errors import CmsError, ModemError, PortLost
+from modemgw.errors import CmsError, ModemError, PortLost, WrongModem
 from modemgw.gateway import Gateway
-from modemgw.modem import Modem, ModemSettings, locate
+from modemgw.hotplug import PortWatcher
+from modemgw.modem import Identity, Modem, ModemSettings, identity_matches, probe
 from modemgw.store import Claimed, Store, StoreError
 
 log = logging.getLogger("modemgw.pool")
@@ -29,14 +31,18 @@ log = logging.getLogger("modemgw.pool")
 WAKE = "wake"
 HEALTH = "health"
 STOP = "stop"
+PORT = "port"    # the watcher found this worker's modem on a port (worker.hint)
+PROBING = object()  # the owner of a port while the pool probes it
 
 
 @dataclass
 class ModemConfig:
-    """One configured modem: a device path, or an IMEI to find among the pool's ports (or both)."""
+    """One configured modem: a device path, or an identity to find among the pool's ports: the modem's IMEI, or
+    the SIM's ICCID (the SIM's settings follow it into another modem). Given together, all must match."""
 
     device: str | None = None
     imei: str | None = None
+    iccid: str | None = None
     label: str | None = None
     group: str | None = None
     pin: str | None = None
@@ -51,7 +57,10 @@ class ModemConfig:
 class PoolSettings:
     strategy: str = "least-used"
     sticky: bool = False
-    ports: list[str] = field(default_factory=list)   # globs where modems may reappear (e.g. /dev/modemgw/*)
+    ports: list[str] = field(default_factory=list)   # globs where modems may (re)appear (e.g. /dev/modemgw/*)
+    auto_attach: bool = True          # start a worker for a modem found on `ports` that no [[modem]] names
+    hotplug_interval: float = 2.0     # seconds between re-reads of the `ports` globs
+    probe_timeout: float = 1.0        # per AT command when probing a new port
     reconnect_min: float = 0.2
     reconnect_max: float = 30.0
     modem: ModemSettings = field(default_factory=ModemSettings)
@@ -81,6 +90,7 @@ class ModemWorker(threading.Thread):
         self._concat_ref = random.randrange(256)
         self._quota_reported = False
         self._wake_tried: frozenset | None = None  # the workers a pending wake-up has already been offered to
+        self.hint: str | None = None  # a port where the watcher found this worker's modem
 
     # --- what the pool sees -------------------------------------------------------------------------
 
@@ -162,12 +172,15 @@ class ModemWorker(threading.Thread):
         self._handle(item)
 
     def _wait(self, seconds: float) -> None:
+        """Wait before retrying; a port handed over by the watcher ends the wait at once."""
         try:
             item = self.inbox.get(timeout=seconds)
-            if item == STOP:
-                self._stopping = True
         except queue.Empty:
-            pass
+            return
+        if item == STOP:
+            self._stopping = True
+        elif item == PORT:
+            self._backoff = self.pool.settings.reconnect_min
 
     def _drain(self) -> None:
         while True:
@@ -373,11 +386,21 @@ class ModemWorker(threading.Thread):
         if not status.registration.registered:
             raise ModemError(f"not registered ({status.registration.state})")
 
+    def bound_to(self, identity: Identity, device: str | None = None) -> bool:
+        """Whether this worker's modem is the one with `identity` (found on `device`): the configured IMEI/ICCID
+        when there is one, else the configured device path, else the IMEI it had when last seen."""
+        if self.config.imei or self.config.iccid:
+            return identity_matches(identity, self.config.imei, self.config.iccid)
+        if device is not None and self.config.device and _same_port(device, self.config.device):
+            return True
+        return bool(self.imei) and identity.imei == self.imei
+
     def _connect(self) -> None:
         self._set_state("connecting" if self.modem_id is None else "recovering")
         device = self._find_device()
         if device is None:
-            self._retry_later(f"no port found for {self.imei or self.device}")
+            wanted = self.config.iccid and f"SIM {self.config.iccid}" or self.imei and f"IMEI {self.imei}"
+            self._retry_later(f"no port found for {wanted or self.device}")
             return
         settings = ModemSettings(**{**vars(self.pool.settings.modem), "pin": self.config.pin,
                                     "storage": self.config.storage})
@@ -387,17 +410,20 @@ class ModemWorker(threading.Thread):
             self._retry_later(f"cannot open {device}: {error}")
             return
         modem.events = self.inbox  # URCs arrive on the worker's own queue, beside wake-ups
+
+        def check(identity: Identity) -> str | None:
+            if self.bound_to(identity, device) or not (self.config.imei or self.config.iccid or self.imei):
+                return None
+            return f"holds IMEI {identity.imei} with SIM {identity.iccid or '?'}, not this worker's modem"
+
         try:
-            identity = modem.initialize()
-            if self.imei and identity.imei != self.imei:
-                modem.close()
-                self.pool.release_device(device)
-                self._retry_later(f"{device} holds IMEI {identity.imei}, not {self.imei}")
-                return
+            identity = modem.initialize(check)
         except ModemError as error:
             modem.close()
             self.pool.release_device(device)
-            self._retry_later(f"{device}: {error}")
+            if isinstance(error, WrongModem) and device == self.hint:
+                self.hint = None
+            self._retry_later(str(error) if str(error).startswith(device) else f"{device}: {error}")
             return
         self.modem, self.device, self.imei = modem, device, identity.imei
         limits = {key: value for key, value in (("rate_per_minute", self.config.rate_per_minute),
@@ -421,20 +447,11 @@ class ModemWorker(threading.Thread):
         log.info("%s: online on %s (IMEI %s)", self.label, device, identity.imei)
 
     def _find_device(self) -> str | None:
-        candidates = []
-        if self.device:
-            candidates.append(self.device)
-        if self.imei:
-            for pattern in self.pool.settings.ports:
-                candidates += sorted(glob.glob(pattern))
-        for device in dict.fromkeys(candidates):
-            if not self.pool.claim_device(device, self):
-                continue
-            if device == self.device and (not self.imei or self.modem_id is None):
+        """A port to try: where the watcher last saw this modem, where it was, where the config says. Which
+        modem it really holds is checked by `initialize` before anything is changed on it."""
+        for device in dict.fromkeys(path for path in (self.hint, self.device, self.config.device) if path):
+            if os.path.exists(device) and self.pool.claim_device(device, self):
                 return device
-            if self.imei and locate(self.imei, [device], timeout=0.5) == device:
-                return device
-            self.pool.release_device(device)
         return None
 
     def _retry_later(self, reason: str) -> None:
@@ -504,7 +521,11 @@ class Pool:
                              f"{', '.join(dispatch.STRATEGIES)}")
         self.workers = [ModemWorker(self, config, order) for order, config in enumerate(configs)]
         self._idle: set[ModemWorker] = set()
-        self._devices: dict[str, ModemWorker] = {}
+        self._devices: dict[str, object] = {}
+        self._started = False
+        self.unattached: dict[str, str] = {}  # ports with a modem the pool left alone, and why (doctor shows them)
+        self.watcher = PortWatcher(self.settings.ports, self.port_appeared, self.port_vanished,
+                                   self.settings.hotplug_interval) if self.settings.ports else None
         self._lock = threading.Lock()
         self._round_robin = dispatch.RoundRobin()
         self._changed = threading.Condition()
@@ -515,14 +536,19 @@ class Pool:
     def start(self) -> None:
         for message in self.store.recover_in_flight():
             log.warning("message %s was in flight when the gateway stopped: %s", message["id"], message["action"])
+        self._started = True
         for worker in self.workers:
             worker.start()
+        if self.watcher is not None:
+            self.watcher.start()
         self.alarm.start()
         due = self.store.next_due()
         if due is not None:
             self.alarm.at(due)
 
     def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         self.alarm.stop()
         for worker in self.workers:
             worker.stop()
@@ -531,18 +557,84 @@ class Pool:
 
     # --- ports -------------------------------------------------------------------------------------------
 
-    def claim_device(self, device: str, worker: ModemWorker) -> bool:
-        """One owner per serial port: False when another worker holds `device`."""
+    def claim_device(self, device: str, owner: object) -> bool:
+        """One owner per serial port (however it is named): False when another worker, or a probe, holds it."""
+        real = os.path.realpath(device)
         with self._lock:
-            owner = self._devices.get(device)
-            if owner is not None and owner is not worker:
-                return False
-            self._devices[device] = worker
+            for path, holder in self._devices.items():
+                if holder is not owner and (path == device or os.path.realpath(path) == real):
+                    return False
+            self._devices[device] = owner
             return True
 
     def release_device(self, device: str | None) -> None:
         with self._lock:
             self._devices.pop(device, None)
+
+    def holder(self, device: str) -> object | None:
+        real = os.path.realpath(device)
+        with self._lock:
+            for path, holder in self._devices.items():
+                if path == device or os.path.realpath(path) == real:
+                    return holder
+        return None
+
+    # --- hot-plug ----------------------------------------------------------------------------------------
+
+    def port_appeared(self, device: str) -> bool:
+        """The watcher saw a new port: hand it to the worker whose modem is there, or start a worker for an
+        unknown modem. True when settled; False to be asked again (busy, or no answer yet)."""
+        if self.holder(device) is not None:
+            return True
+        for worker in self.workers:
+            if worker.config.device and _same_port(device, worker.config.device):
+                self._hand_over(worker, device)  # its own configured port: it checks the identity itself
+                return True
+        if not self.claim_device(device, PROBING):
+            return False
+        try:
+            found = probe(device, self.settings.probe_timeout)
+        finally:
+            self.release_device(device)
+        if found.identity is None or not found.identity.imei:
+            log.info("%s: no modem answers here (yet): %s", device, found.error)
+            return False
+        identity = found.identity
+        for worker in self.workers:
+            if worker.bound_to(identity, device):
+                self._hand_over(worker, device)
+                return True
+        if not self.settings.auto_attach:
+            reason = f"modem IMEI {identity.imei} (SIM {identity.iccid or '?'}) is not configured and auto_attach is off"
+            log.warning("%s: %s; left alone", device, reason)
+            self.unattached[device] = reason
+            self.changed()
+            return True
+        log.info("%s: new modem IMEI %s (SIM %s); attaching it", device, identity.imei, identity.iccid or "?")
+        self.add_worker(ModemConfig(device=device, imei=identity.imei))
+        return True
+
+    def _hand_over(self, worker: ModemWorker, device: str) -> None:
+        if worker.live and worker.device and os.path.exists(worker.device):
+            return  # its modem is up: this is another AT interface of the same modem
+        worker.hint = device
+        worker.inbox.put(PORT)
+
+    def port_vanished(self, device: str) -> None:
+        """A port went away: its worker (if any) checks its link now rather than at the next health check."""
+        self.unattached.pop(device, None)
+        for worker in self.workers:
+            if worker.live and worker.device and _same_port(device, worker.device):
+                worker.inbox.put(HEALTH)
+
+    def add_worker(self, config: ModemConfig) -> ModemWorker:
+        """A worker for a modem that appeared at run time (auto-attach), started at once."""
+        with self._lock:
+            worker = ModemWorker(self, config, len(self.workers))
+            self.workers = [*self.workers, worker]  # a new list: readers iterate the old one undisturbed
+        if self._started:
+            worker.start()
+        return worker
 
     # --- dispatch ----------------------------------------------------------------------------------------
 
@@ -632,6 +724,10 @@ class Pool:
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """True once every worker is online."""
         return self.wait_until(lambda: all(worker.live for worker in self.workers), timeout)
+
+
+def _same_port(first: str, second: str) -> bool:
+    return first == second or os.path.realpath(first) == os.path.realpath(second)
 
 
 class Alarm(threading.Thread):
