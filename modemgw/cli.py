@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -234,7 +235,7 @@ def sim_inject_sms(link_dir: Path, modem_name: str, sender: str, body: str, part
 def sim_inject_fault(link_dir: Path, modem_name: str, kind: str, params: tuple[str, ...]) -> None:
     """Inject a fault: unplug, replug [name=N], hang [seconds=S], unhang, cms-error code=C [count=N],
     registration lost=1|0, pin required=1|0, garbage [count=N], slow-prompt seconds=S, no-prompt,
-    delay-reply seconds=S, urc-before-prompt, urc-before-result, urc-in-reply, signal rssi=N, clear."""
+    delay-reply seconds=S, urc-before-prompt, urc-before-result, urc-in-reply, signal rssi=N, smsc number=N (empty: none), clear."""
     request: dict = {"command": "fault", "modem": modem_name, "kind": kind}
     for item in params:
         key, separator, value = item.partition("=")
@@ -246,6 +247,8 @@ def sim_inject_fault(link_dir: Path, modem_name: str, kind: str, params: tuple[s
 
 
 def _fault_value(value: str):
+    if value.startswith("+"):
+        return value  # a phone number, not a number
     for convert in (int, float):
         try:
             return convert(value)
@@ -512,12 +515,10 @@ def keys_create(config_path, data_dir, name, scopes, group, rate_per_minute) -> 
 @_data_option
 def keys_list(config_path, data_dir) -> None:
     """List API keys (never the keys themselves)."""
-    import time as clock
-
     from modemgw import auth
 
     for key in auth.list_keys(_store_for(config_path, data_dir)):
-        used = clock.strftime("%Y-%m-%d %H:%M", clock.localtime(key["last_used_at"])) if key["last_used_at"] \
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(key["last_used_at"])) if key["last_used_at"] \
             else "never"
         state = "revoked" if key["revoked_at"] else "active"
         click.echo(f"{key['id']:>4}  mgw_{key['prefix']}_…  {key['name'][:24]:<24} {key['scopes']:<16} "
@@ -598,8 +599,8 @@ def discover(config_path, data_dir, pattern, timeout, write, as_json) -> None:
         if len(modem.ports) > 1:
             click.echo(f"IMEI {modem.report.imei} answers on {', '.join(modem.ports)}: {modem.device} is used")
     if not found and not owned:
-        click.echo("no modem answered. Is it plugged in (lsusb)? Still in mass-storage mode (usb_modeswitch)? "
-                   "May this user open the ports (group dialout)? Try: modemgw doctor")
+        _say("no modem answered. Is it plugged in (lsusb)? Still in mass-storage mode (usb_modeswitch)? "
+             "May this user open the ports (group dialout)? Try: modemgw doctor")
         sys.exit(1)
     if not new:
         click.echo("every modem found is already in the configuration" if found else "")
@@ -611,11 +612,48 @@ def discover(config_path, data_dir, pattern, timeout, write, as_json) -> None:
         return
     target = config_path or SYSTEM_CONFIG
     _append_config(target, entries)
-    click.echo(f"added {len(new)} modem(s) to {target}; restart the gateway to use them "
-               "(sudo systemctl restart modemgw)")
+    _say(f"added {len(new)} modem(s) to {target}; restart the gateway to use them "
+         "(sudo systemctl restart modemgw)")
     if not config.pool.ports:
-        click.echo(f"note: [gateway] ports is empty in {target}: modems are looked for only at their device "
-                   'paths; ports = ["/dev/modemgw/*"] lets them move (the udev rules make those names)')
+        _say(f"note: [gateway] ports is empty in {target}: modems are looked for only at their device "
+             'paths; ports = ["/dev/modemgw/*"] lets them move (the udev rules make those names)')
+
+
+@main.command("doctor")
+@_config_option
+@_data_option
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=1.0, show_default=True, metavar="S",
+              help="Seconds per AT reply when the doctor opens ports itself (no gateway running).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def doctor(config_path, data_dir, timeout, as_json) -> None:
+    """Check the appliance and explain each problem with its fix: service user and serial permissions,
+    ModemManager, ports held by other programs, each modem's SIM PIN, network, signal and SMSC, the clock, disk
+    space, database integrity and the webhook backlog. Exit status: 0 all well, 1 warnings, 2 problems."""
+    from modemgw.daemon import control_request
+    from modemgw.doctor import Doctor, render
+
+    path = _system_config(config_path)
+    config = _load_config(path, data_dir)
+    try:
+        gateway = control_request(config.data_dir, {"command": "inspect"}, timeout=60)
+        gateway = gateway if gateway.get("ok") else None
+    except (ConnectionError, ValueError):
+        gateway = None
+    checker = Doctor(config, gateway, path, timeout)
+    findings = checker.run()
+    if as_json:
+        _print_json({"status": checker.status, "findings": [finding.as_dict() for finding in findings]})
+    else:
+        click.echo(f"modemgw doctor, {time.strftime('%Y-%m-%d %H:%M')}, config {path or '(defaults)'}")
+        click.echo(render(findings))
+    sys.exit(checker.status)
+
+
+def _say(text: str) -> None:
+    """A message wrapped for an 80-column serial console."""
+    import textwrap
+
+    click.echo(textwrap.fill(text, 80, break_on_hyphens=False, break_long_words=False))
 
 
 def _append_config(target: Path, entries: str) -> None:
@@ -643,17 +681,36 @@ def _append_config(target: Path, entries: str) -> None:
 
 
 @main.command("console")
-@click.argument("device")
+@click.argument("modem", metavar="LABEL|DEVICE")
+@_config_option
+@_data_option
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds to wait for each reply.")
-def console(device: str, baud: int, timeout: float) -> None:
-    """Interactive AT console on DEVICE (a modem's tty), with history, reply timing and URCs marked."""
+def console(modem: str, config_path, data_dir, baud: int, timeout: float) -> None:
+    """Interactive AT console on a modem, with history, reply timing and URCs marked.
+
+    When the running gateway owns the modem (named by label, device or IMEI), commands go through it, between
+    its own; otherwise DEVICE is opened directly."""
     import serial
 
-    from modemgw.console import Console
+    from modemgw.console import Console, GatewayLink
+    from modemgw.daemon import control_request
     from modemgw.link import Link
 
+    config = _load_config(_system_config(config_path), data_dir)
+    owned = _daemon_modems(config.data_dir)
+    if owned is not None:
+        match = [item for item in owned if modem in (item["label"], item["imei"], item["device"]) or (
+            item["device"] and os.path.realpath(modem) == os.path.realpath(item["device"]))]
+        if match:
+            link = GatewayLink(config.data_dir, match[0]["label"], control_request)
+            sys.exit(Console(link, timeout=timeout).run())
+    device = modem
+    if not os.path.exists(device):
+        known = ", ".join(item["label"] for item in owned or []) or "none (is the gateway running?)"
+        raise click.ClickException(f"{device} is neither a device nor a modem of the running gateway "
+                                   f"(its modems: {known})")
     try:
         port = serial.Serial(device, baud, timeout=None, exclusive=True)
     except (serial.SerialException, OSError) as error:

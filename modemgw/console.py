@@ -15,7 +15,7 @@ from typing import Callable, TextIO
 
 from modemgw import at
 from modemgw.errors import ModemError, PortLost
-from modemgw.link import Link
+from modemgw.link import Link, Reply
 
 HELP = """\
 Type AT commands as on any terminal (AT+CSQ, AT+CGSN, AT+CMGL=4, ...).
@@ -136,6 +136,9 @@ class Console:
         except PortLost as error:
             self.say(f"port lost: {error}")
             return False
+        except Refused as error:
+            self.say(str(error))
+            return True
         except ModemError as error:
             self.say(f"no answer: {error}")
             return True
@@ -143,3 +146,35 @@ class Console:
             self.say(line)
         self.say(f"{reply.final or '(no final result)'}  ({reply.elapsed * 1000:.0f} ms)")
         return True
+
+
+class Refused(ModemError):
+    """The gateway would not run this command (it owns the port; prompt commands go through the messages API)."""
+
+
+class GatewayLink:
+    """A console's link to a modem the running gateway owns: each line goes through the control socket and runs
+    on the modem's worker, between the gateway's own commands. URCs stay with the gateway."""
+
+    def __init__(self, data_dir, modem: str, request):
+        self.data_dir = data_dir
+        self.modem = modem
+        self.request = request   # control_request(data_dir, request, timeout)
+        self.name = f"{modem} (through the running gateway; URCs are handled by it)"
+
+    def command(self, command: str, timeout: float, check: bool = False) -> Reply:
+        try:
+            reply = self.request(self.data_dir, {"command": "at", "modem": self.modem, "line": command,
+                                                 "timeout": timeout}, timeout + 40)
+        except ConnectionError as error:
+            raise PortLost(f"the gateway went away: {error}") from None
+        if not reply.get("ok"):
+            raise Refused(reply.get("error", "refused"))
+        return Reply(command, reply["lines"], reply["final"], reply["elapsed"])
+
+    def prompt_command(self, command: str, payload, **options) -> Reply:
+        raise Refused("commands that wait for a '> ' prompt are not available while the gateway owns the modem; "
+                      "send through the messages API, or stop the gateway and open the port itself")
+
+    def close(self) -> None:
+        pass

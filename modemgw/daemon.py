@@ -220,11 +220,63 @@ class Daemon:
             if command == "status":
                 return {"ok": True, "modems": self.pool.status(), "queue": self.store.queue_depth(),
                         "counts": self.store.status_counts(), "url": self.url if self.http_server else None}
+            if command == "inspect":
+                return {"ok": True, "pid": os.getpid(), "modems": self.inspect(float(request.get("timeout", 20))),
+                        "unattached": dict(self.pool.unattached)}
+            if command == "at":
+                return self.at_command(str(request["modem"]), str(request["line"]),
+                                       float(request.get("timeout", 10)))
         except SubmitError as error:
             return {"ok": False, "error": error.detail, "field": error.field}
         except (NotFound, StoreError) as error:
             return {"ok": False, "error": str(error)}
         return {"ok": False, "error": f"unknown command {command!r}"}
+
+    def find_worker(self, name: str):
+        """The worker whose label, device path (or the device it points to) or IMEI is `name`."""
+        for worker in self.pool.workers:
+            if name in (worker.label, worker.imei) or (worker.device and (
+                    name == worker.device or os.path.realpath(name) == os.path.realpath(worker.device))):
+                return worker
+        return None
+
+    def inspect(self, timeout: float) -> list[dict]:
+        """Each modem as `modemgw doctor` wants it: state and last error, and for a live modem what it says now
+        about its SIM, network, signal and SMSC (read-only queries, run on the modem's own worker)."""
+        from modemgw.discovery import PortReport, inspect_modem
+        from modemgw.errors import ModemError
+
+        results = []
+        for worker in self.pool.workers:
+            row = self.store.modem(worker.modem_id) if worker.modem_id is not None else {}
+            entry = {**worker.snapshot(), "last_error": row.get("last_error"), "answers_at": False}
+            if worker.live:
+                try:
+                    report = self.pool.run_on(worker.modem_id, lambda modem, device=worker.device: inspect_modem(
+                        modem, PortReport(device or "", answers_at=True), identify=False), timeout)
+                    entry.update({key: value for key, value in report.as_dict().items() if key != "device"})
+                except (ModemError, TimeoutError) as error:
+                    entry["error"] = str(error) or "no answer in time"
+            results.append(entry)
+        return results
+
+    def at_command(self, name: str, line: str, timeout: float) -> dict:
+        """One AT command line for `modemgw console`, on the modem's worker (the daemon owns the port)."""
+        from modemgw.api import at_command_problem
+        from modemgw.errors import ModemError
+
+        worker = self.find_worker(name)
+        if worker is None:
+            return {"ok": False, "error": f"no modem {name!r} in the running gateway"}
+        problem = at_command_problem(line)
+        if problem:
+            return {"ok": False, "error": problem}
+        try:
+            reply = self.pool.run_on(worker.modem_id, lambda modem: modem.raw(line, timeout), timeout + 30)
+        except (ModemError, KeyError, TimeoutError) as error:
+            return {"ok": False, "error": f"{worker.label}: {error or 'no answer in time'}"}
+        return {"ok": True, "label": worker.label, "device": worker.device, "lines": reply.lines,
+                "final": reply.final, "elapsed": reply.elapsed}
 
     def wait_until(self, predicate, timeout: float = 30.0) -> bool:
         """Wait until `predicate()` holds, re-checking whenever the gateway reports an event."""

@@ -98,15 +98,35 @@ def holders(device: str, exclude_pid: int | None = None) -> list[str]:
             descriptors = list((entry / "fd").iterdir())
         except OSError:
             continue
+        targets = {}
         for descriptor in descriptors:
             try:
-                if os.readlink(descriptor) == real:
-                    name = (entry / "comm").read_text().strip()
-                    found.append(f"{name} (pid {entry.name})")
-                    break
+                targets[descriptor.name] = os.readlink(descriptor)
+            except OSError:
+                continue
+        if real in targets.values() and not _pty_owner(entry, targets, real):
+            try:
+                found.append(f"{(entry / 'comm').read_text().strip()} (pid {entry.name})")
             except OSError:
                 continue
     return found
+
+
+def _pty_owner(process: Path, targets: dict[str, str], real: str) -> bool:
+    """Whether `process` is the other end of the pseudo-terminal `real` (it holds its master: a terminal
+    emulator, or the modem simulator), which is not a program competing for the port."""
+    if not real.startswith("/dev/pts/"):
+        return False
+    index = real.rsplit("/", 1)[1]
+    for descriptor, target in targets.items():
+        if target in ("/dev/ptmx", "/dev/pts/ptmx"):
+            try:
+                info = (process / "fdinfo" / descriptor).read_text()
+            except OSError:
+                continue
+            if f"tty-index:\t{index}\n" in info:
+                return True
+    return False
 
 
 def inspect_port(device: str, timeout: float = 1.0) -> PortReport:

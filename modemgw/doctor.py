@@ -149,8 +149,10 @@ class Doctor:
         else:
             devices = [device for device in self._configured_devices()
                        if discovery._is_char_device(device)]
-            reports = [{"label": device, "state": None, **report.as_dict()}
-                       for report in discovery.scan(devices, self.timeout)]
+            labels = {os.path.realpath(modem.device): modem.label for modem in self.config.modems
+                      if modem.device and modem.label}
+            reports = [{"label": labels.get(os.path.realpath(report.device), report.device), "state": None,
+                        **report.as_dict()} for report in discovery.scan(devices, self.timeout)]
             missing = [modem.device for modem in self.config.modems
                        if modem.device and not os.path.exists(modem.device)]
             for device in missing:

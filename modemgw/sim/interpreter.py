@@ -605,6 +605,9 @@ class SimModem:
         if not self.registered:
             self._finish([], self.cms(331).final, self.send_latency)
             return
+        if not self.identity.smsc and (prompt["mode"] != "pdu" or raw.strip().startswith("00")):
+            self._finish([], self.cms(330).final)  # no SMSC in the PDU and none stored on the SIM
+            return
         reference = self.reference
         self.reference = (self.reference + 1) % 256
         self.sent.append(SentRecord(encoded.hex, encoded.tpdu_length, reference, message.recipient.number,

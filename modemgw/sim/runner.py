@@ -478,6 +478,11 @@ def _fault_signal(simulator: Simulator, device: Device, rssi: int = 20) -> None:
     device.modem.identity.rssi = int(rssi)
 
 
+def _fault_smsc(simulator: Simulator, device: Device, number: str = "") -> None:
+    """Set the SIM's stored service centre number; empty, as on some new SIMs, makes sends fail with CMS 330."""
+    device.modem.identity.smsc = str(number)
+
+
 def _fault_clear(simulator: Simulator, device: Device) -> None:
     device.modem.faults = Faults()
     device.modem.pin_ok = True
@@ -489,5 +494,5 @@ FAULTS: dict[str, Callable[..., None]] = {
     "garbage": _fault_garbage, "slow-prompt": _fault_slow_prompt, "no-prompt": _fault_no_prompt,
     "delay-reply": _fault_delay_reply, "urc-before-prompt": _fault_urc_before_prompt,
     "urc-before-result": _fault_urc_before_result, "urc-in-reply": _fault_urc_in_reply,
-    "signal": _fault_signal, "clear": _fault_clear,
+    "signal": _fault_signal, "smsc": _fault_smsc, "clear": _fault_clear,
 }
