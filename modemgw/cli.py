@@ -541,6 +541,50 @@ def keys_revoke(config_path, data_dir, key_id) -> None:
     click.echo(f"key {key_id} revoked")
 
 
+@main.command("backup")
+@_config_option
+@_data_option
+@click.argument("destination", type=click.Path(path_type=Path))
+def backup_command(config_path, data_dir, destination) -> None:
+    """Copy the database to DESTINATION (a new file, or a directory for a dated one), consistently, while the
+    gateway runs (SQLite's online backup); the copy is checked before it gets its name."""
+    from modemgw import backup
+
+    config = _load_config(_system_config(config_path), data_dir)
+    try:
+        summary = backup.backup(config.data_dir / "modemgw.db", destination)
+    except backup.BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"backed up: {summary}")
+
+
+@main.command("restore")
+@_config_option
+@_data_option
+@click.argument("source", type=click.Path(path_type=Path))
+def restore_command(config_path, data_dir, source) -> None:
+    """Replace the database with the backup SOURCE. Stop the gateway first (sudo systemctl stop modemgw);
+    the database replaced is kept beside it as modemgw.db.before-restore-<time>."""
+    from modemgw import backup
+    from modemgw.daemon import control_request
+
+    config = _load_config(_system_config(config_path), data_dir)
+    try:
+        control_request(config.data_dir, {"command": "status"}, timeout=5)
+    except (ConnectionError, ValueError):
+        pass
+    else:
+        raise click.ClickException("the gateway is running on this database: stop it first "
+                                   "(sudo systemctl stop modemgw), restore, then start it again")
+    try:
+        summary, kept = backup.restore(source, config.data_dir / "modemgw.db")
+    except backup.BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"restored: {summary}")
+    if kept:
+        click.echo(f"the database it replaced is kept as {kept}")
+
+
 # --- diagnostics on a port ---------------------------------------------------------------------------------------
 
 SYSTEM_CONFIG = Path("/etc/modemgw/config.toml")

@@ -86,6 +86,8 @@ class Daemon:
         return self
 
     def stop(self) -> None:
+        if self._stopping:
+            return  # stopped already (stopping twice is harmless)
         self._stopping = True
         if self.http_server is not None:
             self.http_server.close()

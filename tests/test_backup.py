@@ -1,0 +1,116 @@
+"""`modemgw backup` while the gateway runs, and `modemgw restore` with it stopped, as an administrator runs them."""
+
+import hashlib
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from modemgw.daemon import Daemon
+from tests.conftest import daemon_config
+
+MODEMGW = str(Path(sys.executable).parent / "modemgw")
+
+
+def run(*args):
+    return subprocess.run([MODEMGW, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def count(path):
+    with sqlite3.connect(path) as connection:
+        value = connection.execute("SELECT count(*) FROM messages").fetchone()[0]
+    connection.close()
+    return value
+
+
+def digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    running = Daemon(daemon_config(tmp_path / "data"), simulate=1, sim_send_latency=0.0, sim_report_delay=0.05,
+                     http=False).start()
+    assert running.pool.wait_ready(10)
+    yield running
+    running.stop()
+
+
+def test_a_backup_taken_while_messages_pour_in_is_consistent(daemon, tmp_path):
+    daemon.gateway.submit("before", [f"+4477009{n:05d}" for n in range(500)], request_report=False)
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            daemon.gateway.submit("during", [f"+4477008{n:05d}"], request_report=False)
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        result = run("backup", "--data", daemon.data_dir, tmp_path / "copy.db")
+    finally:
+        stop.set()
+        writer.join()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"backed up: {tmp_path / 'copy.db'}: ")
+    copied = count(tmp_path / "copy.db")
+    assert 500 <= copied <= count(daemon.data_dir / "modemgw.db")
+    with sqlite3.connect(tmp_path / "copy.db") as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    connection.close()
+    assert stat.S_IMODE((tmp_path / "copy.db").stat().st_mode) == 0o600
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_backup_into_a_directory_gets_a_dated_name_and_never_overwrites(daemon, tmp_path):
+    (tmp_path / "backups").mkdir()
+    first = run("backup", "--data", daemon.data_dir, tmp_path / "backups")
+    assert first.returncode == 0, first.stderr
+    [made] = list((tmp_path / "backups").glob("modemgw-*.db"))
+    again = run("backup", "--data", daemon.data_dir, made)
+    assert again.returncode == 1 and "exists; give a new name" in again.stderr
+
+
+def test_restore_refuses_while_the_gateway_runs_then_restores_and_keeps_the_old(daemon, tmp_path):
+    daemon.gateway.submit("kept", ["+447700900001", "+447700900002"], request_report=False)
+    assert run("backup", "--data", daemon.data_dir, tmp_path / "copy.db").returncode == 0
+    daemon.gateway.submit("after the backup", ["+447700900003"], request_report=False)
+    refused = run("restore", "--data", daemon.data_dir, tmp_path / "copy.db")
+    assert refused.returncode == 1 and "the gateway is running on this database: stop it first" in refused.stderr
+    daemon.stop()
+    restored = run("restore", "--data", daemon.data_dir, tmp_path / "copy.db")
+    assert restored.returncode == 0, restored.stderr
+    assert count(daemon.data_dir / "modemgw.db") == 2
+    [kept] = list(daemon.data_dir.glob("modemgw.db.before-restore-*"))
+    assert count(kept) == 3 and f"kept as {kept}" in restored.stdout
+    again = Daemon(daemon_config(daemon.data_dir), http=False).start()
+    try:
+        assert [row["body"] for row in again.store.query("SELECT body FROM messages")] == ["kept", "kept"]
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: path.write_bytes(path.read_bytes()[:4096] + b"\0" * 100), "not a usable SQLite database"),
+    (lambda path: path.write_text("not a database"), "not a usable SQLite database"),
+    (lambda path: sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.commit(),
+     "has schema 99, newer than this modemgw"),
+])
+def test_restore_refuses_a_bad_backup_and_replaces_nothing(tmp_path, damage, message):
+    data = tmp_path / "data"
+    daemon = Daemon(daemon_config(data), http=False).start()
+    daemon.gateway.submit("precious", ["+447700900001"], request_report=False)
+    daemon.stop()
+    assert run("backup", "--data", data, tmp_path / "copy.db").returncode == 0
+    damage(tmp_path / "copy.db")
+    before = digest(data / "modemgw.db")
+    result = run("restore", "--data", data, tmp_path / "copy.db")
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert digest(data / "modemgw.db") == before
+    assert not list(data.glob("modemgw.db.before-restore-*"))
