@@ -306,12 +306,23 @@ def _run_daemon(daemon, banner) -> None:
         daemon.start()
     except OSError as error:
         raise click.ClickException(f"cannot start: {error}") from None
+    from modemgw import systemd
+
+    watchdog = None
     try:
         daemon.pool.wait_ready(timeout=15)
         banner(daemon)
         sys.stdout.flush()
+        systemd.notify("READY=1", f"STATUS={daemon.summary()}")
+        interval = systemd.watchdog_interval()
+        if interval:
+            watchdog = systemd.Watchdog(interval, daemon.health, daemon.summary)
+            watchdog.start()
         stop.wait()
     finally:
+        systemd.notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.stop()
         daemon.stop()
     click.echo("stopped")
 

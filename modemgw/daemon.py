@@ -234,6 +234,24 @@ class Daemon:
             return {"ok": False, "error": str(error)}
         return {"ok": False, "error": f"unknown command {command!r}"}
 
+    def health(self) -> list[str]:
+        """What is stuck or dead (empty when all is well): the watchdog is fed only while this is empty."""
+        problems = self.pool.stalled()
+        for thread in self._threads:
+            if not thread.is_alive() and not self._stopping:
+                problems.append(thread.name)
+        if not self.webhooks.is_alive() and not self._stopping:
+            problems.append("webhooks")
+        if not self.scheduler.running and not self._stopping:
+            problems.append("scheduler")
+        return problems
+
+    def summary(self) -> str:
+        """One line for `systemctl status`: modems up and the queue."""
+        modems = self.pool.status()
+        live = sum(1 for modem in modems if modem["state"] in ("ready", "busy"))
+        return f"{live}/{len(modems)} modems up, {self.store.queue_depth()} queued"
+
     def find_worker(self, name: str):
         """The worker whose label, device path (or the device it points to) or IMEI is `name`."""
         for worker in self.pool.workers:

@@ -91,6 +91,8 @@ class ModemWorker(threading.Thread):
         self._quota_reported = False
         self._wake_tried: frozenset | None = None  # the workers a pending wake-up has already been offered to
         self.hint: str | None = None  # a port where the watcher found this worker's modem
+        self.waiting = False          # blocked on the inbox (idle, or backing off): healthy however long
+        self.pulse = time.monotonic()  # last sign of progress, for the watchdog
 
     # --- what the pool sees -------------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ class ModemWorker(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping:
+            self.pulse = time.monotonic()
             try:
                 if self.modem is None:
                     self._connect()
@@ -147,7 +150,7 @@ class ModemWorker(threading.Thread):
         self._drain()
         if not self.row.get("enabled", 1):
             self._set_state("ready")
-            self._handle(self.inbox.get())
+            self._handle(self._get(None))
             return
         blocked = self._blocked()
         if blocked is None:
@@ -165,7 +168,7 @@ class ModemWorker(threading.Thread):
             self.pool.busy(self)
         self._set_state("ready")
         try:
-            item = self.inbox.get(timeout=blocked)
+            item = self._get(blocked)
         except queue.Empty:
             return
         self.pool.busy(self)
@@ -174,13 +177,29 @@ class ModemWorker(threading.Thread):
     def _wait(self, seconds: float) -> None:
         """Wait before retrying; a port handed over by the watcher ends the wait at once."""
         try:
-            item = self.inbox.get(timeout=seconds)
+            item = self._get(seconds)
         except queue.Empty:
             return
         if item == STOP:
             self._stopping = True
         elif item == PORT:
             self._backoff = self.pool.settings.reconnect_min
+
+    def _get(self, timeout: float | None):
+        """Wait for the next item; while waiting the worker counts as healthy however long it waits."""
+        self.waiting = True
+        try:
+            return self.inbox.get(timeout=timeout)
+        finally:
+            self.waiting = False
+            self.pulse = time.monotonic()
+
+    def stalled(self, limit: float) -> bool:
+        """Alive but stuck: working (not waiting) without progress for `limit` seconds, or its thread ended
+        although nobody stopped it. The daemon stops feeding systemd's watchdog then, and systemd restarts it."""
+        if not self.is_alive():
+            return not self._stopping and self.ident is not None
+        return not self.waiting and time.monotonic() - self.pulse > limit
 
     def _drain(self) -> None:
         while True:
@@ -260,7 +279,8 @@ class ModemWorker(threading.Thread):
                     continue
                 started = time.monotonic()
                 tp_mr = self.modem.send_pdu(part)
-                self.pool.observe_send(time.monotonic() - started)
+                self.pulse = time.monotonic()
+                self.pool.observe_send(self.pulse - started)
                 now = time.time()
                 self.window.add(now)
                 store.record_part_sent(claimed.id, seq, self.modem_id, tp_mr, now, self.pool.settings.sticky,
@@ -706,6 +726,15 @@ class Pool:
 
     def status(self) -> list[dict]:
         return [worker.snapshot() for worker in self.workers]
+
+    def stalled(self) -> list[str]:
+        """Workers (and the alarm) that are stuck: what the watchdog must not paper over."""
+        modem = self.settings.modem
+        limit = modem.send_timeout + modem.prompt_timeout + 2 * modem.command_timeout + 60
+        stuck = [worker.label for worker in self.workers if worker.stalled(limit)]
+        if self._started and not self.alarm.is_alive():
+            stuck.append("alarm")
+        return stuck
 
     def _alarm_rang(self) -> None:
         """A scheduled message or a backed-off retry has become due."""
