@@ -44,10 +44,17 @@ def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
         metrics = Metrics(daemon)
         daemon.pool.observe_send = metrics.send_seconds.observe
 
-        @app.get("/metrics")
         def prometheus():
-            """Prometheus text format; no authentication, like most exporters on a LAN."""
+            """Prometheus text format; open like most exporters on a LAN unless `[http] metrics_auth = true`."""
             return metrics.render(), 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+
+        if getattr(daemon.config, "metrics_auth", False):
+            from modemgw.api import requires
+
+            prometheus = requires("read")(prometheus)  # a bearer key with the read scope (bearer_token in Prometheus)
+        app.add_url_rule("/metrics", "prometheus", prometheus, methods=["GET"])
+        if getattr(daemon.config, "secure_cookies", False):
+            app.config["SESSION_COOKIE_SECURE"] = True  # behind a TLS proxy: the cookie never travels in clear
 
     @app.get("/openapi.json")
     def openapi():

@@ -46,6 +46,8 @@ class Config:
     pool: PoolSettings = field(default_factory=PoolSettings)
     modems: list[ModemConfig] = field(default_factory=list)
     listen: str = "127.0.0.1:8080"
+    secure_cookies: bool = False     # session cookies only over HTTPS (a TLS proxy in front)
+    metrics_auth: bool = False       # /metrics asks for an API key with the read scope
     data_dir: Path = Path("/var/lib/modemgw")
     source: Path | None = None
 
@@ -58,6 +60,7 @@ GATEWAY_OPTIONS: dict[str, type | tuple] = {
     "strategy": str, "sticky_recipients": bool, "ports": list, "auto_attach": bool,
     "hotplug_interval": (int, float),
 }
+HTTP_OPTIONS: dict[str, type | tuple] = {"listen": str, "secure_cookies": bool, "metrics_auth": bool}
 MODEM_OPTIONS: dict[str, type | tuple] = {
     "device": str, "imei": str, "iccid": str, "label": str, "group": str, "pin": str, "baudrate": int,
     "rate_per_minute": int, "quota_day": int, "quota_month": int, "storage": str,
@@ -163,7 +166,9 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
     if settings.max_segments < 1 or settings.max_segments > 255:
         raise checker.fail("gateway", "max_segments", "must be from 1 to 255")
     http = raw.get("http", {})
-    checker.table(http, "http", {"listen": str})
+    checker.table(http, "http", HTTP_OPTIONS)
+    config.secure_cookies = http.get("secure_cookies", config.secure_cookies)
+    config.metrics_auth = http.get("metrics_auth", config.metrics_auth)
     if "listen" in http:
         config.listen = http["listen"]
         parse_listen(config.listen, checker)

@@ -91,6 +91,13 @@ class Daemon:
         self._stopping = True
         if self.http_server is not None:
             self.http_server.close()
+            # waitress's loop runs until its map is empty: a client's idle keep-alive connection would hold the
+            # HTTP thread (and stop) for as long as the client keeps it open
+            for channel in list(self.http_server._map.values()):
+                try:
+                    channel.close()
+                except OSError:
+                    pass
         if self._control is not None:
             try:
                 self._control.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the control thread

@@ -236,3 +236,26 @@ def test_prompt_commands_cannot_be_chained_into_the_at_console(client, daemon):
     modem_id = daemon.store.modems()[0]["id"]
     status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": 'AT+CSQ;+CMGS="+447700900123"'})
     assert status == 400 and "prompt" in body["detail"]
+
+
+def test_metrics_can_require_a_read_key_and_cookies_can_be_https_only(tmp_path):
+    import requests
+
+    from modemgw import auth
+
+    config = daemon_config(tmp_path)
+    config.metrics_auth = config.secure_cookies = True
+    running = Daemon(config, http=True).start()
+    try:
+        url = running.url
+        refused = requests.get(f"{url}metrics", timeout=10)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+        sender, _ = auth.create_key(running.store, "sender", ("send",))
+        reader, _ = auth.create_key(running.store, "prometheus", ("read",))
+        assert requests.get(f"{url}metrics", headers={"Authorization": f"Bearer {sender}"}, timeout=10).status_code == 403
+        allowed = requests.get(f"{url}metrics", headers={"Authorization": f"Bearer {reader}"}, timeout=10)
+        assert allowed.status_code == 200 and "modemgw_queue_depth" in allowed.text
+        login = requests.get(f"{url}ui/login", timeout=10)
+        assert "Secure" in login.headers["Set-Cookie"]
+    finally:
+        running.stop()

@@ -18,8 +18,10 @@ def test_the_commented_example_loads_and_matches_the_defaults():
 
 def test_every_option_is_documented_in_the_example():
     example = EXAMPLE.read_text()
-    for option in [*configuration.GATEWAY_OPTIONS, *configuration.MODEM_OPTIONS]:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for option in [*configuration.GATEWAY_OPTIONS, *configuration.HTTP_OPTIONS, *configuration.MODEM_OPTIONS]:
         assert f"{option} =" in example, option
+        assert f"`{option}`" in readme, f"{option} is not in the README's configuration table"
 
 
 @pytest.mark.parametrize("text, message", [
