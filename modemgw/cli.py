@@ -453,6 +453,8 @@ def status(data_dir) -> None:
         signal_text = f"{modem['signal_dbm']}dBm" if modem["signal_dbm"] is not None else "-"
         click.echo(f"{modem['label'][:12]:<12} {modem['state']:<11} {signal_text:>7} {modem['sent_today']:>6}  "
                    f"{(modem['operator'] or '-')[:12]:<12} {modem['device'] or '-'}")
+    for device, reason in sorted(reply.get("unattached", {}).items()):
+        click.echo(f"{'-':<12} {'left alone':<11} {'':>7} {'':>6}  {'':<12} {device}: {reason}")
     counts = ", ".join(f"{name} {count}" for name, count in sorted(reply["counts"].items())) or "no messages"
     click.echo(f"queue: {reply['queue']} waiting; {counts}")
 

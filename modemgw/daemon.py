@@ -228,7 +228,8 @@ class Daemon:
                                                                    request.get("until", "final"))}
             if command == "status":
                 return {"ok": True, "modems": self.pool.status(), "queue": self.store.queue_depth(),
-                        "counts": self.store.status_counts(), "url": self.url if self.http_server else None}
+                        "counts": self.store.status_counts(), "url": self.url if self.http_server else None,
+                        "unattached": dict(self.pool.unattached)}
             if command == "inspect":
                 return {"ok": True, "pid": os.getpid(), "modems": self.inspect(float(request.get("timeout", 20))),
                         "unattached": dict(self.pool.unattached)}
