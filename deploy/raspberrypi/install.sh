@@ -61,6 +61,8 @@ for file in pyproject.toml deploy/config.example.toml deploy/raspberrypi/modemgw
 done
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
     || die "$PYTHON is missing or older than Python 3.11 (set PYTHON)"
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
+    || die "$PYTHON cannot create a venv: sudo apt install python3-venv"
 
 system=false
 [ -z "$DESTDIR" ] && system=true
