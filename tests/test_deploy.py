@@ -600,3 +600,23 @@ def test_upgrade_then_uninstall(installed, source):
 
     run_script(UNINSTALL, destdir, source, "--purge")
     assert not (destdir / "etc/modemgw").exists() and not (destdir / "var/lib/modemgw").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The documentation stays true to the files.
+
+def test_udev_readme_rule_examples_parse():
+    readme = (ROOT / "udev" / "README.md").read_text()
+    examples = [block for block in re.findall(r"```sh\n(.*?)```", readme, re.S)
+                if block.startswith("# /etc/udev/rules.d/")]
+    assert len(examples) >= 3
+    for block in examples:
+        assert parse_rules(block), block
+
+
+def test_deploy_readme_explains_every_line_of_the_unit():
+    readme = (DEPLOY / "README.md").read_text()
+    table = readme[readme.index("## The service and its hardening"):readme.index("### Watchdog")]
+    unexplained = [key for key in unit_settings() if key not in table
+                   and key not in ("Description", "ExecStart", "WantedBy")]
+    assert unexplained == []
