@@ -294,7 +294,10 @@ def _load_config(config_path: Path | None, data_dir: Path | None):
 
 
 def _run_daemon(daemon, banner) -> None:
+    import faulthandler
     import logging
+
+    faulthandler.enable()  # a watchdog abort (SIGABRT) leaves every thread's stack in the journal
 
     logging.basicConfig(level=os.environ.get("MODEMGW_LOG", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -490,10 +493,33 @@ def keys_group() -> None:
     """API keys: create (shown once), list, revoke. Works on the data directory, daemon running or not."""
 
 
+def _act_as_data_owner(data_dir: Path) -> None:
+    """Run as root (sudo) on the service's data directory: become its owner first, so that no database file
+    ends up owned by root, which the service could then not open."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = data_dir.stat()
+    except OSError:
+        return
+    if owner.st_uid == 0:
+        return
+    import pwd
+
+    try:
+        name = pwd.getpwuid(owner.st_uid).pw_name
+        os.initgroups(name, owner.st_gid)
+    except (KeyError, OSError):
+        os.setgroups([owner.st_gid])
+    os.setgid(owner.st_gid)
+    os.setuid(owner.st_uid)
+
+
 def _store_for(config_path: Path | None, data_dir: Path | None):
     from modemgw.store import Store, StoreError
 
-    config = _load_config(config_path, data_dir)
+    config = _load_config(_system_config(config_path), data_dir)
+    _act_as_data_owner(config.data_dir)
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         return Store(config.data_dir / "modemgw.db")
@@ -725,8 +751,11 @@ def _append_config(target: Path, entries: str) -> None:
     temporary = target.with_name(f".{target.name}.new")
     try:
         temporary.write_text(text)
-        if target.exists():
-            os.chmod(temporary, target.stat().st_mode & 0o7777)
+        if target.exists():  # same mode and owners (root:modemgw 0640 on an appliance): the service must read it
+            info = target.stat()
+            os.chmod(temporary, info.st_mode & 0o7777)
+            if os.geteuid() == 0:
+                os.chown(temporary, info.st_uid, info.st_gid)
         configuration.load(temporary)
         os.replace(temporary, target)
     except configuration.ConfigError as error:

@@ -9,6 +9,7 @@ import queue
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -80,12 +81,17 @@ def test_discover_write_adds_new_modems_once_and_the_config_loads(sim_process, t
     config = tmp_path / "config.toml"
     config.write_text('[gateway]\nports = ["/dev/modemgw/*"]\n\n[[modem]]\nimei = "%s"\nlabel = "office-1"\n'
                       % modems["sim0"][0])
+    config.chmod(0o640)
+    if os.geteuid() == 0:
+        os.chown(config, 0, 65534)  # root:<service group>, as install.sh leaves it
     result = run("discover", "--ports", f"{link_dir}/*", "--config", config, "--write")
     assert result.returncode == 0, result.stderr
     assert "added 2 modem(s)" in result.stdout
     written = tomllib.loads(config.read_text())
     assert [entry.get("iccid") for entry in written["modem"]] == [None, modems["sim1"][1], modems["sim2"][1]]
     assert written["modem"][0] == {"imei": modems["sim0"][0], "label": "office-1"}
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640  # kept for the service
+    assert os.geteuid() != 0 or config.stat().st_gid == 65534
     again = run("discover", "--ports", f"{link_dir}/*", "--config", config, "--write")
     assert "every modem found is already in the configuration" in again.stdout
     assert tomllib.loads(config.read_text()) == written

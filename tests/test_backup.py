@@ -1,10 +1,13 @@
 """`modemgw backup` while the gateway runs, and `modemgw restore` with it stopped, as an administrator runs them."""
 
 import hashlib
+import os
+import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -114,3 +117,18 @@ def test_restore_refuses_a_bad_backup_and_replaces_nothing(tmp_path, damage, mes
     assert result.returncode == 1 and message in result.stderr, result.stderr
     assert digest(data / "modemgw.db") == before
     assert not list(data.glob("modemgw.db.before-restore-*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can act as another user; CI runs as root")
+def test_root_writing_the_service_database_acts_as_its_owner(tmp_path):
+    base = Path(tempfile.mkdtemp(prefix="mg", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        data = base / "data"
+        data.mkdir()
+        os.chown(data, 65534, 65534)  # the service user's directory (nobody here)
+        result = run("keys", "create", "--data", data, "--name", "app")
+        assert result.returncode == 0, result.stderr
+        assert {(path.name, path.stat().st_uid) for path in data.iterdir()} == {("modemgw.db", 65534)}
+    finally:
+        shutil.rmtree(base)
