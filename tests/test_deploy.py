@@ -466,6 +466,8 @@ def test_install_makes_the_expected_tree(installed):
     venv = destdir / "opt/modemgw/venv"
     version = subprocess.run([str(venv / "bin/modemgw"), "--version"], capture_output=True, text=True, check=True)
     assert "0.1.0" in version.stdout
+    # the udev extra: hot-plug reacts to kernel events instead of waiting for the next re-read of the globs
+    subprocess.run([str(venv / "bin/python"), "-I", "-c", "import pyudev"], check=True)
     for path in ("etc/modemgw/config.toml", "etc/udev/rules.d/99-modemgw.rules",
                  "etc/systemd/system/modemgw.service"):
         assert (destdir / path).is_file(), path

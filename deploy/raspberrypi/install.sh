@@ -188,7 +188,7 @@ else
     # Unquoted on purpose: MODEMGW_PIP_ARGS holds several arguments.
     # shellcheck disable=SC2086
     "$DESTDIR$VENV/bin/python" -I -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-        $MODEMGW_PIP_ARGS "$build[udev]"
+        $MODEMGW_PIP_ARGS "${build}[udev]"
     "$DESTDIR$VENV/bin/modemgw" --version > /dev/null || die "the installed $VENV/bin/modemgw does not run"
     printf '%s\n' "$wanted_hash" > "$DESTDIR$STAMP"
     say installed "modemgw $(installed_version) into $VENV"
