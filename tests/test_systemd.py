@@ -71,12 +71,23 @@ def test_the_watchdog_is_not_fed_while_something_is_stuck(notify_socket, monkeyp
         watchdog.join(5)
 
 
+def eventually(predicate, timeout=10.0):
+    """Poll a flag that no event announces (a worker's `waiting`), briefly."""
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        pause.wait(0.01)
+    return predicate()
+
+
 def test_a_worker_stuck_in_a_modem_call_and_a_dead_thread_show_in_health(tmp_path):
     daemon = Daemon(daemon_config(tmp_path / "data"), simulate=1, http=False).start()
     try:
         assert daemon.pool.wait_ready(10)
         worker = daemon.pool.workers[0]
-        assert daemon.health() == [] and not worker.stalled(0.0)  # idle: waiting, however long
+        assert daemon.health() == []
+        assert eventually(lambda: worker.waiting) and not worker.stalled(0.0)  # idle: waiting, however long
         inside, release = threading.Event(), threading.Event()
         calling = threading.Thread(target=daemon.pool.run_on,
                                    args=(worker.modem_id, lambda modem: inside.set() or release.wait(10)))
