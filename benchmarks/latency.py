@@ -53,11 +53,11 @@ def main() -> None:
 
     def by_submit() -> tuple[float, None]:
         started = time.monotonic()
-        daemon.gateway.submit("Your code is 123456", f"+4477009{counter[0]:05d}", request_report=False)
+        daemon.gateway.submit("Your code is 123456", f"+4477009{10000 + counter[0]:05d}", request_report=False)
         return started, None
 
     def by_http() -> tuple[float, float]:
-        body = json.dumps({"to": f"+4477009{counter[0]:05d}", "body": "Your code is 123456",
+        body = json.dumps({"to": f"+4477009{10000 + counter[0]:05d}", "body": "Your code is 123456",
                            "request_report": False})
         started = time.monotonic()
         connection.request("POST", "/api/v1/messages", body, headers)

@@ -19,7 +19,7 @@ from common import options, report, start_daemon
 def run(modems: int, latency: float, messages: int) -> dict:
     daemon = start_daemon(modems, latency)
     try:
-        numbers = [f"+4477009{n:05d}" for n in range(messages)]
+        numbers = [f"+4477009{10000 + n:05d}" for n in range(messages)]  # not the simulated SIMs' own numbers
         finished = threading.Event()
         sent = [0]
 
