@@ -1,6 +1,6 @@
 """modemgw, gammu-smsd and smstools3's smsd side by side, on the same simulated modems (0.5 s per AT+CMGS).
 
-    python benchmarks/peers.py [--quick] [--per-modem K] [--out DIR]
+    python benchmarks/peers.py [--quick] [--per-modem K] [--only GATEWAY[:CONFIG],...] [--modems 1,2] [--out DIR]
 
 Every gateway runs as its own process against simulated modems that this script runs (modemgw.sim's
 Simulator, behind real ptys), so all three meet the same modems and the same clock: a hook on each simulated
@@ -341,11 +341,19 @@ def comparison(rows: list[dict]) -> list[dict]:
 def main() -> None:
     parser = options(__doc__.splitlines()[0])
     parser.add_argument("--per-modem", type=int, default=None, help="messages per modem in the batch (default 20)")
+    parser.add_argument("--only", default=None, help="e.g. modemgw,gammu-smsd:tuned (default: all)")
+    parser.add_argument("--modems", default=None, help="modem counts, e.g. 1,2 (default; --quick: 1)")
     args = parser.parse_args()
     per_modem = args.per_modem or (3 if args.quick else 20)
     plan = [(Modemgw, "default"), (GammuSmsd, "default"), (GammuSmsd, "tuned"), (Smsd, "default"), (Smsd, "tuned")]
-    if args.quick:  # modemgw and one peer, one modem, a few messages
+    if args.quick:  # modemgw and one peer, a few messages
         plan = [(Modemgw, "default"), (Smsd, "tuned")]
+    if args.only:
+        wanted = [item.strip() for item in args.only.split(",")]
+        plan = [(kind, config) for kind, config in [(Modemgw, "default"), (GammuSmsd, "default"),
+                                                    (GammuSmsd, "tuned"), (Smsd, "default"), (Smsd, "tuned")]
+                if kind.name in wanted or f"{kind.name}:{config}" in wanted]
+    counts = [int(n) for n in args.modems.split(",")] if args.modems else [1] if args.quick else [1, 2]
     skipped = []
     for kind in (GammuSmsd, Smsd):
         if shutil.which(kind.program) is None and any(item[0] is kind for item in plan):
@@ -355,7 +363,7 @@ def main() -> None:
             plan = [item for item in plan if item[0] is not kind]
     rows = []
     for kind, config in plan:
-        for modems in (1,) if args.quick else (1, 2):
+        for modems in counts:
             samples = 0
             if modems == 1:
                 samples = 2 if args.quick else (4 if POLL_PERIOD[(kind.name, config)] >= 30 else
