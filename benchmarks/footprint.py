@@ -169,8 +169,8 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=None, help="seconds of idleness measured (default 60)")
     args = parser.parse_args()
     messages = args.messages or (10_000 if args.quick else 100_000)
-    idle = args.idle or (3.0 if args.quick else 60.0)
-    settle = 1.0 if args.quick else 5.0
+    idle = args.idle or (2.0 if args.quick else 60.0)
+    settle = 0.5 if args.quick else 5.0
     directory = temporary_directory("modemgw-footprint-")
     data = directory / "data"
     data.mkdir()
