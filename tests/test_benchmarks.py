@@ -34,7 +34,7 @@ def test_throughput(tmp_path):
     loaded = [row for row in rows if row["latency_s"] == 0.5]
     assert [row["modems"] for row in loaded] == [1, 2]
     for row in loaded:
-        assert 0 < row["utilisation_pct"] <= 105, row
+        assert 0 < row["utilisation_pct"] <= row["steady_pct"] + 0.2 and row["steady_pct"] <= 105, row
         assert row["messages"] == row["modems"] * 4 and row["seconds"] > 0
     [instant] = [row for row in rows if row["latency_s"] == 0.0]
     assert instant["msg_per_s"] > 0 and instant["overhead_ms"] > 0
