@@ -1,24 +1,31 @@
 """Pool utilisation with N simulated modems that take 0.5 s per AT+CMGS, and messages/s on one instant modem.
 
-    python benchmarks/throughput.py [--quick]
+    python benchmarks/throughput.py [--quick] [--per-modem K] [--modems 1,2,4,8,16] [--out DIR]
 
-Utilisation = achieved messages/s divided by what N modems can do (N / 0.5 s). Target: >= 99 %.
+Each N (1, 2, 4, 8, 16) sends K messages per modem (default 40: 20 s of modem time at any N), all submitted at
+once. Utilisation = achieved messages/s divided by what N modems can do (N / 0.5 s); target >= 99 %.
+
+- `utilisation_pct`: the clock runs from the submit to the last `message.sent` event (the strict figure: it
+  includes storing the batch, waking the workers and the last commit);
+- `steady_pct`: from the first AT+CMGS to the last one + 0.5 s, as the simulated modems see them (how busy
+  the modems are kept once there is work; the measure benchmarks/peers.py uses for all three gateways);
+- `overhead_ms`: what each send costs beyond the modem's 0.5 s (by the strict clock).
+
 Per-message overhead on an instant modem: target <= 5 ms (>= 200 msg/s).
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 
-from common import report, start_daemon
+from common import options, report, start_daemon
 
 
 def run(modems: int, latency: float, messages: int) -> dict:
     daemon = start_daemon(modems, latency)
     try:
-        numbers = [f"+4477009{n:05d}" for n in range(messages)]
+        numbers = [f"+4477009{10000 + n:05d}" for n in range(messages)]  # not the simulated SIMs' own numbers
         finished = threading.Event()
         sent = [0]
 
@@ -29,6 +36,14 @@ def run(modems: int, latency: float, messages: int) -> dict:
                     finished.set()
 
         daemon.gateway.subscribe(count)
+        commands: list[float] = []  # when each AT+CMGS reaches a simulated modem (on the simulator's thread)
+
+        def on_command(line: str) -> None:
+            if line.startswith("AT+CMGS="):
+                commands.append(time.perf_counter())
+
+        for device in daemon.simulator.devices:
+            daemon.simulator.call(lambda device=device: setattr(device.modem, "on_command", on_command))
         started = time.perf_counter()
         daemon.gateway.submit("Benchmark message", numbers, request_report=False)
         done = finished.wait(600)
@@ -42,24 +57,29 @@ def run(modems: int, latency: float, messages: int) -> dict:
            "msg_per_s": round(rate, 1)}
     if latency:
         row["utilisation_pct"] = round(100 * rate / (modems / latency), 1)
+        busy = max(commands) + latency - min(commands)
+        row["steady_pct"] = round(100 * messages / busy / (modems / latency), 1)
+        row["overhead_ms"] = round(1000 * (elapsed * modems / messages - latency), 2)  # per send, beyond the modem's
     else:
         row["overhead_ms"] = round(1000 / rate, 2)
     return row
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
+    parser = options(__doc__.splitlines()[0])
+    parser.add_argument("--per-modem", type=int, default=None, help="messages per modem at 0.5 s (default 40)")
+    parser.add_argument("--modems", default=None, help="modem counts at 0.5 s (default 1,2,4,8,16; --quick: 1,2)")
+    args = parser.parse_args()
+    per_modem = args.per_modem or (4 if args.quick else 40)
+    counts = [int(n) for n in args.modems.split(",")] if args.modems else [1, 2] if args.quick else [1, 2, 4, 8, 16]
     rows = []
-    for modems in (1, 2, 4, 8) if not quick else (1, 2):
-        rows.append(run(modems, 0.5, modems * (40 if not quick else 6)))
+    for modems in counts:
+        rows.append(run(modems, 0.5, modems * per_modem))
         print(rows[-1], flush=True)
-    rows.append(run(1, 0.0, 2000 if not quick else 300))
+    rows.append(run(1, 0.0, 300 if args.quick else 2000))
     print(rows[-1], flush=True)
-    for row in rows:
-        row.setdefault("utilisation_pct", "-")
-        row.setdefault("overhead_ms", "-")
     report("throughput", rows, ["modems", "latency_s", "messages", "seconds", "msg_per_s", "utilisation_pct",
-                                "overhead_ms"])
+                                "steady_pct", "overhead_ms"], args.out, quick=args.quick)
 
 
 if __name__ == "__main__":
