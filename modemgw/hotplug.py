@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import threading
 from typing import Callable
 
@@ -20,19 +21,22 @@ class PortWatcher(threading.Thread):
     """Calls `appeared(path)` for each new port matching `patterns` and `vanished(path)` for each one gone.
 
     `appeared` returns True when the port is settled (taken, handed over, or not a modem), False to be asked
-    again at the next scan (it was busy, or a modem still booting did not answer yet); after `attempts` tries
-    the port is left alone until it disappears and comes back."""
+    again at the next scan (a modem still booting did not answer yet), None when it was busy (asked again, not
+    counted as a try); after `attempts` tries the port is left alone until it disappears and comes back (or
+    `recheck` asks for it). A port counts as new when its node was re-created, even under the same name."""
 
-    def __init__(self, patterns: list[str], appeared: Callable[[str], bool], vanished: Callable[[str], None],
-                 interval: float = 2.0, attempts: int = 5):
+    def __init__(self, patterns: list[str], appeared: Callable[[str], bool | None], vanished: Callable[[str], None],
+                 interval: float = 2.0, attempts: int = 15):
         super().__init__(name="hotplug", daemon=True)
         self.patterns = list(patterns)
         self.appeared = appeared
         self.vanished = vanished
         self.interval = interval
         self.attempts = attempts
-        self.present: set[str] = set()
+        self.present: dict[str, tuple] = {}  # port -> signature of its node
         self.pending: dict[str, int] = {}   # port -> tries so far, for ports not settled yet
+        self._recheck: set[str] = set()
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
         self._observer = None
@@ -50,21 +54,29 @@ class PortWatcher(threading.Thread):
         """Scan now (a udev event, or a caller that knows something changed)."""
         self._wake.set()
 
+    def recheck(self, path: str) -> None:
+        """Ask about `path` again at the next scan (a worker found another modem there and let it go)."""
+        with self._lock:
+            self._recheck.add(path)
+        self._wake.set()
+
     def run(self) -> None:
         self._observer = self._udev_observer()
         while not self._stopping:
+            self._wake.clear()  # before the scan: a wake-up during it is not lost
             try:
                 self.scan()
             except Exception:  # the watcher must outlive one bad port
                 log.exception("port scan failed")
             self._wake.wait(self.interval)
-            self._wake.clear()
 
     def scan(self) -> None:
-        current: set[str] = set()
+        current: dict[str, tuple] = {}
         for pattern in self.patterns:
-            current.update(glob.glob(pattern))
-        gone, new = self.present - current, current - self.present
+            for path in glob.glob(pattern):
+                current[path] = _signature(path)
+        gone = [path for path in self.present if current.get(path) != self.present[path]]
+        new = [path for path in current if self.present.get(path) != current[path]]
         self.present = current
         for path in sorted(gone):
             self.pending.pop(path, None)
@@ -73,18 +85,29 @@ class PortWatcher(threading.Thread):
         for path in sorted(new):
             log.info("port %s appeared", path)
             self.pending[path] = 0
+        with self._lock:
+            again, self._recheck = self._recheck, set()
+        for path in again:
+            if path in current:
+                self.pending.setdefault(path, 0)
         for path in sorted(self.pending):
             if self._stopping:
                 return
-            tries = self.pending[path] + 1
-            if self.appeared(path):
+            try:
+                settled = self.appeared(path)
+            except Exception:  # counted as a try; the ports after it are still looked at
+                log.exception("port %s: probing failed", path)
+                settled = False
+            if settled:
                 del self.pending[path]
-            elif tries >= self.attempts:
+            elif settled is None:
+                continue  # busy: asked again, not a try
+            elif self.pending[path] + 1 >= self.attempts:
                 log.warning("port %s: no modem answered after %d tries; left alone until it is replugged", path,
-                            tries)
+                            self.attempts)
                 del self.pending[path]
             else:
-                self.pending[path] = tries
+                self.pending[path] += 1
         self.scans += 1
 
     def _udev_observer(self):
@@ -103,3 +126,13 @@ class PortWatcher(threading.Thread):
         except Exception as error:  # no netlink in a container, or no permission: polling alone is fine
             log.info("udev events unavailable (%s); re-reading the port globs every %.0f s", error, self.interval)
             return None
+
+
+def _signature(path: str) -> tuple:
+    """What identifies a port's node: the link itself and the device it leads to (re-created on a replug)."""
+    try:
+        link = os.lstat(path)
+        node = os.stat(path)
+    except OSError:
+        return (None,)
+    return (link.st_ino, link.st_ctime_ns, node.st_rdev, node.st_ino, node.st_ctime_ns)

@@ -14,13 +14,14 @@ import logging
 import os
 import queue
 import random
+import stat
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from modemgw import at, dispatch, pdu
-from modemgw.errors import CmsError, ModemError, PortLost, WrongModem
+from modemgw.errors import CmeError, CmsError, ModemError, PortLost, WrongModem
 from modemgw.gateway import Gateway
 from modemgw.hotplug import PortWatcher
 from modemgw.modem import Identity, Modem, ModemSettings, identity_matches, probe
@@ -91,6 +92,7 @@ class ModemWorker(threading.Thread):
         self._quota_reported = False
         self._wake_tried: frozenset | None = None  # the workers a pending wake-up has already been offered to
         self.hint: str | None = None  # a port where the watcher found this worker's modem
+        self._refused: set[str] = set()  # ports that held another modem
         self.waiting = False          # blocked on the inbox (idle, or backing off): healthy however long
         self.pulse = time.monotonic()  # last sign of progress, for the watchdog
 
@@ -406,18 +408,26 @@ class ModemWorker(threading.Thread):
         if not status.registration.registered:
             raise ModemError(f"not registered ({status.registration.state})")
 
+    @property
+    def knows_identity(self) -> bool:
+        return bool(self.config.imei or self.config.iccid or self.imei)
+
     def bound_to(self, identity: Identity, device: str | None = None) -> bool:
         """Whether this worker's modem is the one with `identity` (found on `device`): the configured IMEI/ICCID
-        when there is one, else the configured device path, else the IMEI it had when last seen."""
+        when there is one, else the IMEI last seen on its configured path, else (the very first time) whatever
+        answers on that path. Paths move between boots; once known, the identity decides."""
         if self.config.imei or self.config.iccid:
             return identity_matches(identity, self.config.imei, self.config.iccid)
-        if device is not None and self.config.device and _same_port(device, self.config.device):
-            return True
-        return bool(self.imei) and identity.imei == self.imei
+        if self.imei:
+            return identity.imei == self.imei
+        return device is not None and bool(self.config.device) and _same_port(device, self.config.device)
 
     def _connect(self) -> None:
         self._set_state("connecting" if self.modem_id is None else "recovering")
         device = self._find_device()
+        if device is None and self.hint is not None:  # the watcher found it but the port is busy a moment
+            self._wait(self.pool.settings.reconnect_min)
+            return
         if device is None:
             wanted = self.config.iccid and f"SIM {self.config.iccid}" or self.imei and f"IMEI {self.imei}"
             self._retry_later(f"no port found for {wanted or self.device}")
@@ -427,22 +437,22 @@ class ModemWorker(threading.Thread):
         try:
             modem = Modem.open(device, settings)
         except Exception as error:  # pyserial raises SerialException/OSError/ValueError for absent devices
+            self.pool.release_device(device)
             self._retry_later(f"cannot open {device}: {error}")
             return
         modem.events = self.inbox  # URCs arrive on the worker's own queue, beside wake-ups
-
-        def check(identity: Identity) -> str | None:
-            if self.bound_to(identity, device) or not (self.config.imei or self.config.iccid or self.imei):
-                return None
-            return f"holds IMEI {identity.imei} with SIM {identity.iccid or '?'}, not this worker's modem"
-
         try:
-            identity = modem.initialize(check)
+            identity = modem.initialize(lambda identity: self._check(identity, device))
         except ModemError as error:
             modem.close()
             self.pool.release_device(device)
-            if isinstance(error, WrongModem) and device == self.hint:
-                self.hint = None
+            if isinstance(error, WrongModem):
+                self._refused.add(device)  # not this worker's modem: never tried again unless the watcher says so
+                if device == self.hint:
+                    self.hint = None
+                self.pool.port_released(device)
+            elif isinstance(error, CmeError) and error.code == 16 and self.config.pin:
+                self.pool.rejected_pins.add((modem.identity.iccid, self.config.pin))
             self._retry_later(str(error) if str(error).startswith(device) else f"{device}: {error}")
             return
         self.modem, self.device, self.imei = modem, device, identity.imei
@@ -466,10 +476,25 @@ class ModemWorker(threading.Thread):
         self.pool.gateway.emit("modem.online", {"modem_id": self.modem_id, "label": self.label})
         log.info("%s: online on %s (IMEI %s)", self.label, device, identity.imei)
 
+    def _check(self, identity: Identity, device: str) -> str | None:
+        """Why the modem on `device` must not be taken (before any PIN is entered), or None."""
+        if self.knows_identity and not self.bound_to(identity, device):
+            wanted = self.config.iccid and f"SIM {self.config.iccid}" or f"IMEI {self.config.imei or self.imei}"
+            return f"holds IMEI {identity.imei} with SIM {identity.iccid or '?'}, not {wanted}"
+        other = self.pool.attached_elsewhere(identity.imei, self)
+        if other is not None:
+            return f"IMEI {identity.imei} is attached already as {other.label} on {other.device} (another port of it)"
+        if self.config.pin and (identity.iccid, self.config.pin) in self.pool.rejected_pins:
+            return (f"SIM {identity.iccid or '?'} rejected this PIN before; not trying it again (each wrong PIN "
+                    "costs one of three attempts): fix pin in the config and restart")
+        return None
+
     def _find_device(self) -> str | None:
-        """A port to try: where the watcher last saw this modem, where it was, where the config says. Which
-        modem it really holds is checked by `initialize` before anything is changed on it."""
+        """A port to try: where the watcher last saw this modem, where it was, where the config says (not one
+        that held another modem). Which modem it really holds is checked before anything is changed on it."""
         for device in dict.fromkeys(path for path in (self.hint, self.device, self.config.device) if path):
+            if device in self._refused and device != self.hint:
+                continue
             if os.path.exists(device) and self.pool.claim_device(device, self):
                 return device
         return None
@@ -512,7 +537,8 @@ class ModemWorker(threading.Thread):
         try:
             if self.failures == 2:
                 self.modem.command("ATZ")
-                self.modem.initialize()
+                device = self.device
+                self.modem.initialize(lambda identity: self._check(identity, device))
                 return
             self.modem.raw("AT+CFUN=1,1")
         except ModemError as next_error:
@@ -544,6 +570,7 @@ class Pool:
         self._devices: dict[str, object] = {}
         self._started = False
         self.unattached: dict[str, str] = {}  # ports with a modem the pool left alone, and why (doctor shows them)
+        self.rejected_pins: set[tuple[str, str]] = set()  # (ICCID, PIN) pairs a SIM refused: never tried twice
         self.watcher = PortWatcher(self.settings.ports, self.port_appeared, self.port_vanished,
                                    self.settings.hotplug_interval) if self.settings.ports else None
         self._lock = threading.Lock()
@@ -558,6 +585,8 @@ class Pool:
             log.warning("message %s was in flight when the gateway stopped: %s", message["id"], message["action"])
         self._started = True
         for worker in self.workers:
+            if not worker.knows_identity and worker.config.device:  # the modem last seen on its path, if any
+                worker.imei = self.store.imei_last_on(worker.config.device)
             worker.start()
         if self.watcher is not None:
             self.watcher.start()
@@ -601,17 +630,27 @@ class Pool:
 
     # --- hot-plug ----------------------------------------------------------------------------------------
 
-    def port_appeared(self, device: str) -> bool:
+    def port_appeared(self, device: str) -> bool | None:
         """The watcher saw a new port: hand it to the worker whose modem is there, or start a worker for an
-        unknown modem. True when settled; False to be asked again (busy, or no answer yet)."""
-        if self.holder(device) is not None:
+        unknown modem. True when settled; False to be asked again (no answer yet); None when busy."""
+        if not _is_serial_node(device):
+            return True  # a socket or a plain file among the globs: nothing to probe
+        holder = self.holder(device)
+        if isinstance(holder, ModemWorker) and holder.live and holder.device and _same_port(device, holder.device):
             return True
+        if holder is not None:
+            return None  # a worker is trying it, or a probe runs: ask again, it may not stay with them
         for worker in self.workers:
-            if worker.config.device and _same_port(device, worker.config.device):
-                self._hand_over(worker, device)  # its own configured port: it checks the identity itself
+            if not worker.knows_identity and worker.config.device and _same_port(device, worker.config.device):
+                self._hand_over(worker, device)  # its configured port, first sight: it takes what answers there
                 return True
+        with self._lock:
+            unknown_busy = any(isinstance(owner, ModemWorker) and not owner.knows_identity and not owner.live
+                               for owner in self._devices.values())
+        if unknown_busy:
+            return None  # a worker is still finding out which modem it has: this port may be another port of it
         if not self.claim_device(device, PROBING):
-            return False
+            return None
         try:
             found = probe(device, self.settings.probe_timeout)
         finally:
@@ -638,7 +677,20 @@ class Pool:
         if worker.live and worker.device and os.path.exists(worker.device):
             return  # its modem is up: this is another AT interface of the same modem
         worker.hint = device
+        worker._refused.discard(device)
         worker.inbox.put(PORT)
+
+    def port_released(self, device: str) -> None:
+        """A worker let go of a port that holds another modem: the watcher probes it again."""
+        if self.watcher is not None:
+            self.watcher.recheck(device)
+
+    def attached_elsewhere(self, imei: str, worker: ModemWorker) -> ModemWorker | None:
+        """The live worker (other than `worker`) that already drives the modem with this IMEI."""
+        for other in self.workers:
+            if other is not worker and other.live and other.imei == imei:
+                return other
+        return None
 
     def port_vanished(self, device: str) -> None:
         """A port went away: its worker (if any) checks its link now rather than at the next health check."""
@@ -753,6 +805,13 @@ class Pool:
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """True once every worker is online."""
         return self.wait_until(lambda: all(worker.live for worker in self.workers), timeout)
+
+
+def _is_serial_node(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _same_port(first: str, second: str) -> bool:

@@ -418,6 +418,12 @@ class Store:
             assignments = ", ".join(f"{name} = ?" for name in fields)
             conn.execute(f"UPDATE modems SET {assignments} WHERE id = ?", (*fields.values(), modem_id))
 
+    def imei_last_on(self, device: str) -> str | None:
+        """The IMEI of the modem most recently seen on `device`, if any."""
+        row = self.connection().execute("SELECT imei FROM modems WHERE device = ? AND imei IS NOT NULL "
+                                        "ORDER BY last_seen DESC LIMIT 1", (device,)).fetchone()
+        return row[0] if row else None
+
     def update_modem(self, modem_id: int, **fields: Any) -> dict:
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM modems WHERE id = ?", (modem_id,)).fetchone() is None:

@@ -5,6 +5,7 @@ Real daemon, real ptys: the simulators' links stand in for /dev/modemgw/*, which
 
 import os
 import pty
+import threading
 
 import pytest
 
@@ -61,8 +62,7 @@ def test_an_unplugged_modem_comes_back_under_another_path_without_a_restart(star
     # sim0 was attached as an unknown modem; sim1 belongs to the configured entry, found by its IMEI
     assert daemon.pool.wait_until(lambda: len(daemon.pool.workers) == 2 and all(w.live for w in daemon.pool.workers), 15)
     sim.fault(1, "unplug")
-    assert daemon.pool.wait_until(lambda: not worker.live, 10)
-    assert daemon.store.modem(worker.modem_id)["state"] == "offline"
+    assert eventually(lambda: daemon.store.modem(worker.modem_id)["state"] == "offline")
     sim.fault(1, "replug", name="sim7")  # the kernel gave it another name
     assert daemon.pool.wait_until(lambda: worker.live, 10), worker.snapshot()
     assert worker.device == str(tmp_path / "usb1" / "sim7")
@@ -126,3 +126,76 @@ def test_hot_plug_options_are_read_from_the_config(tmp_path):
     assert config.pool.ports == ["/dev/modemgw/*"]
     assert config.pool.auto_attach is False and config.pool.hotplug_interval == 5.0
     assert config.modems[0].iccid == "8944100000000000005"
+
+
+def eventually(predicate, timeout=15.0):
+    """Poll state that no event announces (the watcher's scans), briefly."""
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return True
+        pause.wait(0.02)
+    return predicate()
+
+
+def test_device_entries_whose_modems_swap_paths_follow_their_modems_and_spend_no_pin(start_daemon, make_sim,
+                                                                                       tmp_path):
+    sim = make_sim(count=2, link_dir=tmp_path / "usb1", send_latency=0.01)
+    first, second = sim.devices[0].modem, sim.devices[1].modem
+    first.PIN, second.PIN = "1111", "2222"
+    sim.fault(0, "pin", required=True)
+    sim.fault(1, "pin", required=True)
+    daemon = start_daemon([ModemConfig(device=str(tmp_path / "usb1" / "sim0"), label="A", pin="1111"),
+                           ModemConfig(device=str(tmp_path / "usb1" / "sim1"), label="B", pin="2222")])
+    a, b = daemon.pool.workers
+    assert daemon.pool.wait_until(lambda: a.live and b.live, 15)
+    sim.fault(0, "unplug")
+    sim.fault(1, "unplug")
+    assert daemon.pool.wait_until(lambda: not a.live and not b.live, 10)
+    for index in (0, 1):
+        sim.fault(index, "pin", required=True)  # a power cycle locks the SIM again
+    sim.fault(0, "replug", name="sim1")  # the kernel hands the names out the other way round
+    sim.fault(1, "replug", name="sim0")
+    assert daemon.pool.wait_until(lambda: a.live and b.live, 15), [w.snapshot() for w in daemon.pool.workers]
+    assert (a.imei, a.device) == (first.identity.imei, str(tmp_path / "usb1" / "sim1"))
+    assert (b.imei, b.device) == (second.identity.imei, str(tmp_path / "usb1" / "sim0"))
+    assert (first.pin_attempts, second.pin_attempts) == (3, 3)  # no PIN went to the wrong SIM
+    assert len(daemon.pool.workers) == 2
+
+
+def test_a_rejected_pin_is_not_tried_again(start_daemon, make_sim, tmp_path):
+    sim = make_sim(count=1, link_dir=tmp_path / "usb1")
+    sim.fault(0, "pin", required=True)
+    daemon = start_daemon([ModemConfig(device=str(tmp_path / "usb1" / "sim0"), label="A", pin="9999")])
+    modem = sim.devices[0].modem
+    assert eventually(lambda: daemon.pool.rejected_pins)
+    identified = sim.commands(0).count("AT+CGSN")
+    assert eventually(lambda: sim.commands(0).count("AT+CGSN") >= identified + 2)  # it kept retrying...
+    assert modem.pin_attempts == 2  # ...without spending another attempt
+    assert not daemon.pool.workers[0].live
+
+
+def test_a_second_port_of_a_modem_still_booting_gets_no_worker_of_its_own(start_daemon, make_sim, tmp_path):
+    sim = make_sim(count=2, link_dir=tmp_path / "usb1")
+    first, second = sim.devices[0].modem, sim.devices[1].modem
+    second.identity.imei, second.identity.iccid = first.identity.imei, first.identity.iccid  # one modem, 2 ports
+    sim.fault(0, "hang", seconds=1.0)  # still booting when the gateway starts
+    daemon = start_daemon([ModemConfig(device=str(tmp_path / "usb1" / "sim0"), label="office")])
+    assert daemon.pool.wait_until(lambda: daemon.pool.workers[0].live, 15)
+    watcher = daemon.pool.watcher
+    assert eventually(lambda: str(tmp_path / "usb1" / "sim1") not in watcher.pending
+                      and str(tmp_path / "usb1" / "sim1") in watcher.present)
+    assert [(w.label, w.device) for w in daemon.pool.workers] == [("office", str(tmp_path / "usb1" / "sim0"))]
+
+
+def test_modems_keyed_by_imei_that_swap_paths_between_two_scans_both_come_back(start_daemon, make_sim, tmp_path):
+    sim = make_sim(count=2, link_dir=tmp_path / "usb1", send_latency=0.01)
+    first, second = sim.devices[0].modem, sim.devices[1].modem
+    daemon = start_daemon([ModemConfig(imei=first.identity.imei, label="A"),
+                           ModemConfig(imei=second.identity.imei, label="B")])
+    a, b = daemon.pool.workers
+    assert daemon.pool.wait_until(lambda: a.live and b.live, 15)
+    sim.fault(0, "replug", name="sim1")
+    sim.fault(1, "replug", name="sim0")
+    assert daemon.pool.wait_until(lambda: a.live and b.live and a.device != b.device and
+                                  a.device.endswith("sim1"), 15), [w.snapshot() for w in daemon.pool.workers]

@@ -190,3 +190,18 @@ def test_status_report_outcomes_follow_the_recipient_prefix(make_sim, open_modem
                             ("+4930123456", "delivered", 0)]
     assert {r.reference for r in reports if r.recipient.number == "+15551234"} == {reference}
     assert [r.reason for r in reports if r.status == "failed"] == ["validity period expired"]
+
+
+def test_a_modem_refused_by_the_check_gets_no_pin(make_sim, open_modem):
+    from modemgw.errors import WrongModem
+
+    sim = make_sim(count=1)
+    sim.fault(0, "pin", required=True)
+    modem = open_modem(sim.devices[0].device, initialize=False)
+    seen = []
+    with pytest.raises(WrongModem, match="not the modem wanted"):
+        modem.initialize(lambda identity: seen.append((identity.imei, identity.iccid)) or "not the modem wanted")
+    identity = sim.devices[0].modem.identity
+    assert seen == [(identity.imei, identity.iccid)]  # both known before the decision
+    assert not any(command.startswith("AT+CPIN=") for command in sim.commands(0))
+    assert sim.devices[0].modem.pin_attempts == 3

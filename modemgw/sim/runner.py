@@ -321,14 +321,15 @@ class Simulator:
     def _unplug(self, device: Device) -> None:
         if device.master < 0:
             return
+        path = device.path
         self._selector.unregister(device.master)
         os.close(device.master)
         os.close(device.keeper)
         device.master = device.keeper = -1
         device.generation += 1
         device.modem.plugged = False
-        if device.link and device.link.is_symlink():
-            device.link.unlink()
+        if device.link and device.link.is_symlink() and os.readlink(device.link) == path:
+            device.link.unlink()  # only its own: another modem may have been plugged in under that name since
 
     def _write(self, device: Device, data: bytes, generation: int) -> None:
         if device.master < 0 or generation != device.generation:
