@@ -64,14 +64,31 @@ def check(path: Path) -> Summary:
 
 
 def _copy(source: Path, target: Path, source_mode_ro: bool = True) -> None:
-    """Online backup of `source` into `target` (created), in steps so that writers are not held up."""
+    """Online backup of `source` into `target` (created), in one step: a stepwise copy starts over whenever
+    another connection writes between steps, and on a busy gateway never finishes; in WAL mode one step holds
+    only a read transaction, so the gateway's writers go on. The copy is a plain (rollback-journal) file: it
+    can be checked and restored from a read-only place without -wal/-shm files beside it."""
     uri = f"file:{source}?mode=ro" if source_mode_ro else f"file:{source}"
     with sqlite3.connect(uri, uri=True, timeout=30) as origin, sqlite3.connect(target) as copy:
-        origin.backup(copy, pages=1024, sleep=0.005)
+        origin.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
     origin.close()
     copy.close()
     with open(target, "rb") as stream:
         os.fsync(stream.fileno())
+
+
+def _new_name(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`, ... : created empty and exclusively, so two restores in one second never
+    write over the database the first one kept."""
+    for number in range(1, 1000):
+        candidate = path if number == 1 else path.with_name(f"{path.name}-{number}")
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return candidate
+        except FileExistsError:
+            continue
+    raise BackupError(f"too many files named {path.name}-N; clear some")
 
 
 def backup(database: Path, destination: Path) -> Summary:
@@ -108,7 +125,7 @@ def restore(source: Path, database: Path) -> tuple[Summary, Path | None]:
         _copy(source, temporary)
         check(temporary)
         if database.exists():
-            kept = database.with_name(f"{database.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}")
+            kept = _new_name(database.with_name(f"{database.name}.before-restore-{time.strftime('%Y%m%d-%H%M%S')}"))
             _copy(database, kept, source_mode_ro=False)  # folds the WAL in: the kept file stands alone
         owner = database.parent.stat()
         if os.geteuid() == 0:  # root restoring for the service: the file must stay the service user's

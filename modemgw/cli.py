@@ -717,12 +717,15 @@ def doctor(config_path, data_dir, timeout, as_json) -> None:
 
     path = _system_config(config_path)
     config = _load_config(path, data_dir)
+    unreachable = None
     try:
         gateway = control_request(config.data_dir, {"command": "inspect"}, timeout=60)
         gateway = gateway if gateway.get("ok") else None
-    except (ConnectionError, ValueError):
+    except (ConnectionError, ValueError) as error:
         gateway = None
-    checker = Doctor(config, gateway, path, timeout)
+        if "ermission denied" in str(error):  # it runs, but this user may not talk to it
+            unreachable = str(error).split(";")[0]
+    checker = Doctor(config, gateway, path, timeout, unreachable=unreachable)
     findings = checker.run()
     if as_json:
         _print_json({"status": checker.status, "findings": [finding.as_dict() for finding in findings]})
@@ -749,6 +752,7 @@ def _append_config(target: Path, entries: str) -> None:
         raise click.ClickException(f"cannot read {target}: {error.strerror}") from None
     text = old + ("" if old.endswith("\n") else "\n") + "\n" + entries
     temporary = target.with_name(f".{target.name}.new")
+    previous = os.umask(0o027)  # PINs live in the config: never world-readable, not even for a moment
     try:
         temporary.write_text(text)
         if target.exists():  # same mode and owners (root:modemgw 0640 on an appliance): the service must read it
@@ -764,6 +768,8 @@ def _append_config(target: Path, entries: str) -> None:
     except OSError as error:
         temporary.unlink(missing_ok=True)
         raise click.ClickException(f"cannot write {target}: {error.strerror or error}") from None
+    finally:
+        os.umask(previous)
 
 
 @main.command("console")

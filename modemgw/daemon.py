@@ -231,11 +231,11 @@ class Daemon:
                         "counts": self.store.status_counts(), "url": self.url if self.http_server else None,
                         "unattached": dict(self.pool.unattached)}
             if command == "inspect":
-                return {"ok": True, "pid": os.getpid(), "modems": self.inspect(float(request.get("timeout", 20))),
+                return {"ok": True, "pid": os.getpid(), "modems": self.inspect(min(30.0, float(request.get("timeout", 20)))),
                         "unattached": dict(self.pool.unattached)}
-            if command == "at":
+            if command == "at":  # at most a minute, like the API: the watchdog must not see a stuck worker
                 return self.at_command(str(request["modem"]), str(request["line"]),
-                                       float(request.get("timeout", 10)))
+                                       min(60.0, max(0.1, float(request.get("timeout", 10)))))
         except SubmitError as error:
             return {"ok": False, "error": error.detail, "field": error.field}
         except (NotFound, StoreError) as error:
@@ -274,8 +274,9 @@ class Daemon:
         from modemgw.discovery import PortReport, inspect_modem
         from modemgw.errors import ModemError
 
-        results = []
-        for worker in self.pool.workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def look(worker) -> dict:
             row = self.store.modem(worker.modem_id) if worker.modem_id is not None else {}
             entry = {**worker.snapshot(), "last_error": row.get("last_error"), "answers_at": False}
             if worker.live:
@@ -283,10 +284,15 @@ class Daemon:
                     report = self.pool.run_on(worker.modem_id, lambda modem, device=worker.device: inspect_modem(
                         modem, PortReport(device or "", answers_at=True), identify=False), timeout)
                     entry.update({key: value for key, value in report.as_dict().items() if key != "device"})
-                except (ModemError, TimeoutError) as error:
-                    entry["error"] = str(error) or "no answer in time"
-            results.append(entry)
-        return results
+                except (ModemError, TimeoutError, KeyError) as error:
+                    entry["error"] = f"no answer to the doctor's queries: {error or 'timed out'}"
+            return entry
+
+        workers = list(self.pool.workers)
+        if not workers:
+            return []
+        with ThreadPoolExecutor(max_workers=min(16, len(workers))) as executor:  # all modems at once
+            return list(executor.map(look, workers))
 
     def at_command(self, name: str, line: str, timeout: float) -> dict:
         """One AT command line for `modemgw console`, on the modem's worker (the daemon owns the port)."""

@@ -42,9 +42,11 @@ class Finding:
 class Doctor:
     """Runs the checks. `gateway` is the running daemon's answer to the `inspect` control request, or None."""
 
-    def __init__(self, config: Config, gateway: dict | None, config_path: Path | None, timeout: float = 1.0):
+    def __init__(self, config: Config, gateway: dict | None, config_path: Path | None, timeout: float = 1.0,
+                 unreachable: str | None = None):
         self.config = config
         self.gateway = gateway
+        self.unreachable = unreachable  # the control socket exists but refused this user
         self.config_path = config_path or Path("/etc/modemgw/config.toml")
         self.timeout = timeout
         self.findings: list[Finding] = []
@@ -69,6 +71,10 @@ class Doctor:
     # --- the checks -------------------------------------------------------------------------------------
 
     def check_gateway(self) -> None:
+        if self.unreachable:
+            self.add(FAIL, f"cannot ask the running gateway: {self.unreachable}",
+                     "run as root (sudo modemgw doctor) or as the service user; modems were not checked")
+            return
         if self.gateway is None:
             self.add(WARN, f"the gateway is not running (no answer on {self.config.data_dir / 'modemgw.sock'})",
                      "sudo systemctl start modemgw; if it stops again: journalctl -u modemgw -n 50")
@@ -144,6 +150,8 @@ class Doctor:
         return [device for device in dict.fromkeys(devices) if os.path.exists(device)]
 
     def check_modems(self) -> None:
+        if self.unreachable:
+            return  # the gateway owns the ports: opening them here would only report them busy
         if self.gateway is not None:
             reports = self.gateway["modems"]
         else:
@@ -173,6 +181,9 @@ class Doctor:
             self.add(FAIL, f"{where} is {report['state']}: {reason}", _offline_fix(reason, self.config_path))
         if not report.get("answers_at"):
             if report.get("state") in ("ready", "busy"):
+                if report.get("error"):
+                    self.add(WARN, f"{where}: up, but {report['error']}",
+                             "a long command may be running; if it persists: journalctl -u modemgw")
                 return
             held = [holder for holder in discovery.holders(report["device"], gateway_pid)] if report.get("device") \
                 else []

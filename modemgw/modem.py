@@ -265,7 +265,7 @@ class Modem:
         for command in self.profile.iccid_commands:
             reply = self._try(command)
             if reply and reply.lines:
-                value = reply.lines[0].split(":", 1)[-1].strip().strip('"')
+                value = normalize_iccid(reply.lines[0].split(":", 1)[-1])
                 if value:
                     return value
         return None
@@ -467,4 +467,16 @@ def locate(imei: str | None, devices: list[str], timeout: float = 1.0, iccid: st
 
 
 def identity_matches(identity: Identity, imei: str | None, iccid: str | None) -> bool:
-    return (not imei or identity.imei == imei) and (not iccid or identity.iccid == iccid) and bool(imei or iccid)
+    return ((not imei or identity.imei == imei)
+            and (not iccid or normalize_iccid(identity.iccid) == normalize_iccid(iccid)) and bool(imei or iccid))
+
+
+def normalize_iccid(value: str) -> str:
+    """An ICCID as printed on the card: quotes and the F padding of odd lengths removed, and the nibble-swapped
+    form some modems give (`98...` for `89...`, the SIM's raw EF_ICCID bytes) put right."""
+    value = value.strip().strip('"').upper().rstrip("F")
+    if value.startswith("98") and len(value) >= 18 and value.replace("F", "").isdigit():
+        swapped = "".join(value[i + 1:i + 2] + value[i] for i in range(0, len(value), 2)).rstrip("F")
+        if swapped.startswith("89"):
+            return swapped
+    return value

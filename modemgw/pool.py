@@ -212,6 +212,7 @@ class ModemWorker(threading.Thread):
             self._handle(item)
 
     def _handle(self, item) -> None:
+        self.pulse = time.monotonic()  # each item is progress (a burst of URCs is work, not a hang)
         if isinstance(item, tuple) and item[0] == "call":
             _, function, future = item
             try:

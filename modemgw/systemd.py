@@ -58,7 +58,10 @@ class Watchdog(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.wait(self.interval / 2):
-            problems = self.healthy()
+            try:
+                problems = self.healthy()
+            except Exception as error:  # the check itself failing is a problem, and must not end this thread
+                problems = [f"health check failed: {error}"]
             if problems != self._reported:  # said once, not every half interval
                 if problems:
                     log.error("not feeding the watchdog (systemd will restart us): stuck: %s", ", ".join(problems))
@@ -67,6 +70,11 @@ class Watchdog(threading.Thread):
                 self._reported = problems
             if problems:
                 continue
-            states = ["WATCHDOG=1"] + ([f"STATUS={self.status()}"] if self.status else [])
+            states = ["WATCHDOG=1"]
+            if self.status:
+                try:
+                    states.append(f"STATUS={self.status()}")
+                except Exception:  # the status line is a nicety; the ping is what matters
+                    pass
             if notify(*states):
                 self.pings += 1

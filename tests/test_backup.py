@@ -132,3 +132,25 @@ def test_root_writing_the_service_database_acts_as_its_owner(tmp_path):
         assert {(path.name, path.stat().st_uid) for path in data.iterdir()} == {("modemgw.db", 65534)}
     finally:
         shutil.rmtree(base)
+
+
+def test_two_restores_in_one_second_keep_both_replaced_databases(tmp_path):
+    data = tmp_path / "data"
+    daemon = Daemon(daemon_config(data), http=False).start()
+    daemon.gateway.submit("original", [f"+4477009{n:05d}" for n in range(5)], request_report=False)
+    daemon.stop()
+    assert run("backup", "--data", data, tmp_path / "five.db").returncode == 0
+    empty = Daemon(daemon_config(tmp_path / "other"), http=False).start()
+    empty.stop()
+    assert run("backup", "--data", tmp_path / "other", tmp_path / "none.db").returncode == 0
+    assert run("restore", "--data", data, tmp_path / "none.db").returncode == 0
+    assert run("restore", "--data", data, tmp_path / "five.db").returncode == 0
+    kept = sorted(data.glob("modemgw.db.before-restore-*"), key=lambda path: path.stat().st_mtime_ns)
+    assert [count(path) for path in kept] == [5, 0]
+    assert count(data / "modemgw.db") == 5
+
+
+def test_a_backup_is_a_standalone_rollback_journal_file_with_nothing_beside_it(daemon, tmp_path):
+    assert run("backup", "--data", daemon.data_dir, tmp_path / "copy.db").returncode == 0
+    assert (tmp_path / "copy.db").read_bytes()[18:20] == b"\x01\x01"  # rollback journal, not WAL
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["copy.db", "data"]

@@ -205,3 +205,16 @@ def test_a_modem_refused_by_the_check_gets_no_pin(make_sim, open_modem):
     assert seen == [(identity.imei, identity.iccid)]  # both known before the decision
     assert not any(command.startswith("AT+CPIN=") for command in sim.commands(0))
     assert sim.devices[0].modem.pin_attempts == 3
+
+
+@pytest.mark.parametrize("given, card", [
+    ('"89440100000000000019"', "89440100000000000019"),
+    ("8944100000000000001F", "8944100000000000001"),      # odd length, F padding
+    ("984401000000000000F1", "8944100000000000001"),      # nibble-swapped EF_ICCID with its padding
+    ("98440100000000000091", "89441000000000000019"),
+])
+def test_iccids_are_compared_as_printed_on_the_card(given, card):
+    from modemgw.modem import Identity, identity_matches, normalize_iccid
+
+    assert normalize_iccid(given) == card
+    assert identity_matches(Identity(imei="1", iccid=given), None, card)

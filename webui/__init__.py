@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import secrets
+import threading
 import time
 from collections import defaultdict
 
@@ -28,7 +29,22 @@ ui = Blueprint("ui", __name__, template_folder="templates", static_folder="stati
 ROLES = ("admin", "operator")
 LOGIN_ATTEMPTS = 5          # failures before a pause
 LOGIN_PAUSE = 60.0          # seconds
-_DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
+# werkzeug's scrypt takes 32 MiB for each check: at most two at once (a burst of logins must not cost a Pi
+# hundreds of MB), and the dummy hash for unknown users is made at the first login, not at import (start-up peak).
+_HASHING = threading.BoundedSemaphore(2)
+_dummy_hash: str | None = None
+
+
+def _check_password(stored: str | None, password: str) -> bool:
+    """The same work whether the user exists or not (`stored` None: a dummy hash is checked)."""
+    global _dummy_hash
+    with _HASHING:
+        if stored is None:
+            if _dummy_hash is None:
+                _dummy_hash = generate_password_hash(secrets.token_hex(16))
+            check_password_hash(_dummy_hash, password)
+            return False
+        return check_password_hash(stored, password)
 
 
 class UserError(ValueError):
@@ -154,8 +170,8 @@ def login():
             error = f"Too many failed attempts; wait {int(LOGIN_PAUSE)} seconds."
         else:
             rows = _store().query("SELECT * FROM users WHERE username = ? AND disabled = 0", (username,))
-            stored = rows[0]["password_hash"] if rows else _DUMMY_HASH  # the same work whether the user exists
-            if check_password_hash(stored, request.form.get("password", "")) and rows:
+            stored = rows[0]["password_hash"] if rows else None
+            if _check_password(stored, request.form.get("password", "")) and rows:
                 session.clear()
                 session["user_id"] = rows[0]["id"]
                 session["csrf_token"] = secrets.token_urlsafe(32)
