@@ -65,6 +65,8 @@ class _InFlight:
     prompted: bool = False
     error: Exception | None = None
     echo: set[str] = field(default_factory=set)
+    payload: bytes | None = None       # written by the reader the moment `> ` arrives (no thread hand-off)
+    payload_at: float | None = None
 
 
 class Link:
@@ -126,6 +128,7 @@ class Link:
             flight.echo.add(command)
             if isinstance(payload, str):
                 flight.echo.add(payload)
+                flight.payload = payload.encode() + CTRL_Z
             started = time.monotonic()
             with self._state:
                 self._begin(flight)
@@ -138,7 +141,9 @@ class Link:
             if flight.error is None and flight.final is None and not flight.prompted:
                 self._write(ESC)
                 raise PromptTimeout(f"{command}: no '> ' prompt in {prompt_timeout:g} s (sent ESC)")
-            if flight.prompted and flight.final is None and flight.error is None:
+            if flight.payload is not None:
+                started = flight.payload_at or started  # `timeout` is for the network's answer
+            elif flight.prompted and flight.final is None and flight.error is None:
                 try:
                     body = payload() if callable(payload) else payload
                 except BaseException:
@@ -303,9 +308,21 @@ class Link:
                 if flight is not None and flight.wants_prompt:
                     buffer.clear()
                     flight.prompted = True
+                    self._give_payload(flight)
                     self._state.notify_all()
                 elif buffer == b"> ":
                     buffer.clear()  # a stray prompt (ours was given up): forget it
+
+    def _give_payload(self, flight: _InFlight) -> None:
+        """On the reader thread, under _state: the PDU goes out the moment its prompt arrives, rather than after
+        waking the sender (a thread hand-off per send, which adds up with many modems on few cores)."""
+        if flight.payload is None or flight.payload_at is not None:
+            return
+        flight.payload_at = time.monotonic()
+        try:
+            self._write(flight.payload)
+        except PortLost:
+            pass  # _write failed the flight already
 
     def _line(self, line: str) -> None:
         urcs: list[at.Urc] = []
@@ -339,6 +356,7 @@ class Link:
             pass  # the modem echoes (echo was still on, or came back after a reset)
         elif line == ">" and flight.wants_prompt and not flight.prompted:
             flight.prompted = True  # "> " arrived together with more bytes (a URC right after the prompt)
+            self._give_payload(flight)
         elif flight.resync:
             if line == "OK" and not flight.lines:
                 flight.final = line
