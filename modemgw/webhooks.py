@@ -128,6 +128,10 @@ class WebhookSender(threading.Thread):
 
     # --- events -> outbox ----------------------------------------------------------------------------
 
+    def _has_callback(self, message_id: int) -> bool:
+        rows = self.store.query("SELECT callback_url FROM messages WHERE id = ?", (message_id,))
+        return bool(rows and rows[0][0])
+
     def on_event(self, event: str, data: dict) -> None:
         """Gateway listener: store the deliveries this event causes (fast; the sender posts them later)."""
         if event not in EVENTS:
@@ -135,6 +139,8 @@ class WebhookSender(threading.Thread):
         targets = [(row["id"], row["url"]) for row in webhooks(self.store)
                    if row["enabled"] and (row["events"] == "*" or event in row["events"].split(","))]
         message_id = data.get("id") if event.startswith("message.") else None
+        if not targets and (message_id is None or not self._has_callback(message_id)):
+            return  # nobody listens: this runs in the send path, so the message is not even loaded
         payload: dict = {"event": event, "timestamp": _iso_now()}
         if message_id is not None:
             try:
