@@ -67,3 +67,28 @@ def daemon_config(directory, **gateway):
     for key, value in gateway.items():
         setattr(config.gateway, key, value)
     return config
+
+
+def require(program: str, package: str) -> str:
+    """The path of a Debian-packaged program a test needs: skipped with the reason locally, a failure under CI
+    (`CI` set), so that a claimed feature cannot go untested there."""
+    import shutil
+
+    path = shutil.which(program)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{program} is missing: .ci/run must install Debian's {package}")
+        pytest.skip(f"{program} is not installed (apt-get install {package}); CI installs it")
+    return path
+
+
+def eventually(predicate, timeout: float = 15.0) -> bool:
+    """Poll state that no event announces (a watcher's scans, a worker's `waiting`), briefly."""
+    import threading
+
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return True
+        pause.wait(0.02)
+    return bool(predicate())

@@ -20,21 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "udev" / "99-modemgw.rules"
 DEPLOY = ROOT / "deploy" / "raspberrypi"
 UNIT = DEPLOY / "modemgw.service"
 INSTALL = DEPLOY / "install.sh"
 UNINSTALL = DEPLOY / "uninstall.sh"
-
-
-def require(program: str, package: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{program} is missing: .ci/run must install Debian's {package}")
-        pytest.skip(f"{program} is not installed (apt-get install {package}); CI installs it")
-    return path
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ Real daemon, real ptys: the simulators' links stand in for /dev/modemgw/*, which
 
 import os
 import pty
-import threading
 
 import pytest
 
@@ -13,7 +12,7 @@ from modemgw import config as configuration
 from modemgw.daemon import Daemon
 from modemgw.hotplug import PortWatcher
 from modemgw.pool import ModemConfig
-from tests.conftest import daemon_config
+from tests.conftest import daemon_config, eventually
 
 
 @pytest.fixture
@@ -127,15 +126,6 @@ def test_hot_plug_options_are_read_from_the_config(tmp_path):
     assert config.pool.auto_attach is False and config.pool.hotplug_interval == 5.0
     assert config.modems[0].iccid == "8944100000000000005"
 
-
-def eventually(predicate, timeout=15.0):
-    """Poll state that no event announces (the watcher's scans), briefly."""
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return True
-        pause.wait(0.02)
-    return predicate()
 
 
 def test_device_entries_whose_modems_swap_paths_follow_their_modems_and_spend_no_pin(start_daemon, make_sim,

@@ -6,21 +6,13 @@ missing program is a failure, so the claim cannot silently go untested.
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-
-def require(program: str, package: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{program} is missing: .ci/run must install Debian's {package}")
-        pytest.skip(f"{program} is not installed (apt-get install {package}); CI installs it")
-    return path
+from tests.conftest import require
 
 
 def gammurc(tmp_path: Path, device: str) -> Path:

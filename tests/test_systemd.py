@@ -12,7 +12,7 @@ import pytest
 
 from modemgw import systemd
 from modemgw.daemon import Daemon
-from tests.conftest import daemon_config
+from tests.conftest import daemon_config, eventually
 
 MODEMGW = str(Path(sys.executable).parent / "modemgw")
 
@@ -70,15 +70,6 @@ def test_the_watchdog_is_not_fed_while_something_is_stuck(notify_socket, monkeyp
         watchdog.stop()
         watchdog.join(5)
 
-
-def eventually(predicate, timeout=10.0):
-    """Poll a flag that no event announces (a worker's `waiting`), briefly."""
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return True
-        pause.wait(0.01)
-    return predicate()
 
 
 def test_a_worker_stuck_in_a_modem_call_and_a_dead_thread_show_in_health(tmp_path):
