@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -346,7 +347,7 @@ def at_command_problem(command: str) -> str | None:
     upper = command.upper()
     if not upper.startswith("AT") or any(char < " " for char in command):
         return "'command' must be one AT command line, e.g. AT+CSQ"
-    if "+CMGS" in upper or "+CMGW" in upper or "+CMSS" in upper:
+    if any(name in upper for name in ("+CMGS", "+CMGW", "+CMSS", "+CMGC")) or re.search(r"\+CNMA=\d+,\d", upper):
         return "commands that wait for a '> ' prompt (or send) are not available here; use the messages API"
     return None
 

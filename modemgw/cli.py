@@ -760,6 +760,8 @@ def _append_config(target: Path, entries: str) -> None:
             os.chmod(temporary, info.st_mode & 0o7777)
             if os.geteuid() == 0:
                 os.chown(temporary, info.st_uid, info.st_gid)
+        elif os.geteuid() == 0:  # a new config in /etc/modemgw (root:modemgw 0750): readable by the service's group
+            os.chown(temporary, 0, target.parent.stat().st_gid)
         configuration.load(temporary)
         os.replace(temporary, target)
     except configuration.ConfigError as error:

@@ -234,8 +234,9 @@ def test_listing_with_an_ancient_since_and_a_duplicate_label(client, daemon):
 def test_prompt_commands_cannot_be_chained_into_the_at_console(client, daemon):
     admin = Client(daemon.url, auth.create_key(daemon.store, "admin3", ("admin",))[0])
     modem_id = daemon.store.modems()[0]["id"]
-    status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": 'AT+CSQ;+CMGS="+447700900123"'})
-    assert status == 400 and "prompt" in body["detail"]
+    for command in ('AT+CSQ;+CMGS="+447700900123"', "AT+CMGC=2", "AT+CNMA=0,14"):  # all wait for a '> '
+        status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": command})
+        assert status == 400 and "prompt" in body["detail"], command
 
 
 def test_metrics_can_require_a_read_key_and_cookies_can_be_https_only(tmp_path):
