@@ -128,6 +128,24 @@ def test_at_console_for_admins_only(browser, daemon):
     assert operator.goto(f"{daemon.url}ui/settings").status == 403
 
 
+def test_an_admin_renames_a_modem_and_a_duplicate_label_is_refused(browser, daemon):
+    first, second = daemon.store.modems()[:2]
+    page = logged_in(browser, daemon)
+    page.goto(f"{daemon.url}ui/modems/{second['id']}")
+    page.get_by_label("Label").fill(first["label"])
+    page.get_by_role("button", name="Save").click()
+    playwright_api.expect(page.locator("body")).to_contain_text(f"another modem is already labelled '{first['label']}'")
+    page.get_by_label("Label").fill("front-desk")
+    page.get_by_label("Group").fill("otp")
+    page.get_by_role("button", name="Save").click()
+    playwright_api.expect(page.locator("body")).to_contain_text("Settings saved.")
+    row = daemon.store.modem(second["id"])
+    assert (row["label"], row["grp"]) == ("front-desk", "otp")
+    assert daemon.pool.wait_until(lambda: daemon.pool.worker(second["id"]).label == "front-desk", 5)
+    daemon.store.update_modem(second["id"], label=second["label"], grp=second["grp"])  # as it was, for the others
+    daemon.pool.refresh(second["id"])
+
+
 def test_a_form_post_without_its_csrf_token_is_rejected(browser, daemon):
     page = logged_in(browser, daemon)
     response = page.request.post(f"{daemon.url}ui/compose", form={"to": "+447700901234", "body": "x",

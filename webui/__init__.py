@@ -444,7 +444,17 @@ def modem(modem_id: int):
                 for name in ("rate_per_minute", "quota_day", "quota_month"):
                     value = request.form.get(name, "").strip()
                     fields[name] = int(value) if value else None
-                row = store.update_modem(modem_id, **fields)
+                label = request.form.get("label", row["label"]).strip()
+                if not label or len(label) > 40:
+                    raise ValueError("a label has 1 to 40 characters")
+                fields["label"] = label
+                fields["grp"] = request.form.get("group", row["grp"] or "").strip() or None
+                try:
+                    row = store.update_modem(modem_id, **fields)
+                except StoreError as error:
+                    if "UNIQUE" in str(error):
+                        raise ValueError(f"another modem is already labelled {label!r}") from None
+                    raise
                 daemon.pool.refresh(modem_id)
                 flash("Settings saved.")
             elif action == "ussd":
