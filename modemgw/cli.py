@@ -411,6 +411,15 @@ def _daemon_request(data_dir: Path | None, request: dict, timeout: float = 120.0
     return reply
 
 
+def _admin_config(config_path: Path | None, data_dir: Path | None):
+    """The configuration an administrator's command works on: with neither --config (nor an installed config)
+    nor --data, the data directory of the daemon that runs here (the system one, else the demo's), like `send`."""
+    config = _load_config(config_path, data_dir)
+    if config_path is None and data_dir is None:
+        config.data_dir = _default_data_dir()
+    return config
+
+
 def _default_data_dir() -> Path:
     """The daemon's data directory when none is given: the system one if a daemon runs there, else the demo's."""
     system = Path("/var/lib/modemgw")
@@ -518,7 +527,7 @@ def _act_as_data_owner(data_dir: Path) -> None:
 def _store_for(config_path: Path | None, data_dir: Path | None):
     from modemgw.store import Store, StoreError
 
-    config = _load_config(_system_config(config_path), data_dir)
+    config = _admin_config(_system_config(config_path), data_dir)
     _act_as_data_owner(config.data_dir)
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -589,7 +598,7 @@ def backup_command(config_path, data_dir, destination) -> None:
     gateway runs (SQLite's online backup); the copy is checked before it gets its name."""
     from modemgw import backup
 
-    config = _load_config(_system_config(config_path), data_dir)
+    config = _admin_config(_system_config(config_path), data_dir)
     try:
         summary = backup.backup(config.data_dir / "modemgw.db", destination)
     except backup.BackupError as error:
@@ -607,7 +616,7 @@ def restore_command(config_path, data_dir, source) -> None:
     from modemgw import backup
     from modemgw.daemon import control_request
 
-    config = _load_config(_system_config(config_path), data_dir)
+    config = _admin_config(_system_config(config_path), data_dir)
     try:
         control_request(config.data_dir, {"command": "status"}, timeout=5)
     except (ConnectionError, ValueError):
@@ -661,7 +670,7 @@ def discover(config_path, data_dir, pattern, timeout, write, as_json) -> None:
     from modemgw import config as configuration, discovery
 
     path = _system_config(config_path)
-    config = _load_config(path if path is None or path.exists() or not write else None, data_dir)
+    config = _admin_config(path if path is None or path.exists() or not write else None, data_dir)
     owned = {os.path.realpath(modem["device"]): modem for modem in _daemon_modems(config.data_dir) or []
              if modem.get("device")}
     ports = [port for port in discovery.serial_ports(pattern) if os.path.realpath(port) not in owned]
@@ -716,7 +725,7 @@ def doctor(config_path, data_dir, timeout, as_json) -> None:
     from modemgw.doctor import Doctor, render
 
     path = _system_config(config_path)
-    config = _load_config(path, data_dir)
+    config = _admin_config(path, data_dir)
     unreachable = None
     try:
         gateway = control_request(config.data_dir, {"command": "inspect"}, timeout=60)
@@ -792,7 +801,7 @@ def console(modem: str, config_path, data_dir, baud: int, timeout: float) -> Non
     from modemgw.daemon import control_request
     from modemgw.link import Link
 
-    config = _load_config(_system_config(config_path), data_dir)
+    config = _admin_config(_system_config(config_path), data_dir)
     owned = _daemon_modems(config.data_dir)
     if owned is not None:
         match = [item for item in owned if modem in (item["label"], item["imei"], item["device"]) or (
