@@ -132,6 +132,8 @@ def test_an_admin_renames_a_modem_and_a_duplicate_label_is_refused(browser, daem
     first, second = daemon.store.modems()[:2]
     page = logged_in(browser, daemon)
     page.goto(f"{daemon.url}ui/modems/{second['id']}")
+    playwright_api.expect(page.locator("body")).to_contain_text(
+        f"The configuration names it {second['label']}; that name comes back when the modem reconnects.")
     page.get_by_label("Label").fill(first["label"])
     page.get_by_role("button", name="Save").click()
     playwright_api.expect(page.locator("body")).to_contain_text(f"another modem is already labelled '{first['label']}'")

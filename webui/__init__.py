@@ -480,7 +480,11 @@ def modem(modem_id: int):
             result = {"kind": "error", "command": request.form.get("command") or request.form.get("code"),
                       "lines": [str(error) or error.__class__.__name__], "final": "ERROR"}
     history = [event for event in store.events(modem_id=modem_id, limit=50) if event["kind"] == "modem.at_command"]
-    return render_template("modem.html", m=row, result=result, history=history)
+    try:
+        configured = daemon.pool.worker(modem_id).config.label
+    except KeyError:
+        configured = None
+    return render_template("modem.html", m=row, result=result, history=history, configured_label=configured)
 
 
 # --- settings (admin) --------------------------------------------------------------------------------------
