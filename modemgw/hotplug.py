@@ -119,12 +119,12 @@ class PortWatcher(threading.Thread):
             context = pyudev.Context()
             monitor = pyudev.Monitor.from_netlink(context)
             monitor.filter_by("tty")
-            observer = pyudev.MonitorObserver(monitor, callback=lambda device: self._wake.set(), name="udev")
+            observer = pyudev.MonitorObserver(monitor, callback=lambda device: self.rescan(), name="udev")
             observer.start()
-            log.info("listening for udev tty events; globs re-read every %.0f s as well", self.interval)
+            log.info("listening for udev tty events; globs re-read every %g s as well", self.interval)
             return observer
         except Exception as error:  # no netlink in a container, or no permission: polling alone is fine
-            log.info("udev events unavailable (%s); re-reading the port globs every %.0f s", error, self.interval)
+            log.info("udev events unavailable (%s); re-reading the port globs every %g s", error, self.interval)
             return None
 
 
