@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from modemgw import text
 from modemgw.auth import ApiKey, AuthError, Authenticator
-from modemgw.gateway import Conflict, SubmitError
+from modemgw.gateway import REPORT_MODES, Conflict, SubmitError
 from modemgw.store import NotFound, StoreError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -39,6 +39,7 @@ PROBLEM_TITLES = {
     "modem-error": "The modem could not do this",
     "internal-error": "Internal error",
 }
+STORAGE_RETRY_AFTER = 10  # seconds a client waits before retrying a request refused by a failing database
 
 
 class ApiProblem(Exception):
@@ -51,6 +52,15 @@ def problem(status: int, kind: str, detail: str, **extra: Any) -> Response:
     body = {"type": f"urn:modemgw:problem:{kind}", "title": PROBLEM_TITLES.get(kind, kind), "status": status,
             "detail": detail, **{key: value for key, value in extra.items() if value is not None}}
     response = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/problem+json")
+    return response
+
+
+def storage_problem(error: StoreError) -> Response:
+    """503 with Retry-After: the database is full, locked or failing (`reason` is StoreError.kind)."""
+    stored = "" if request.method in ("GET", "HEAD") else "nothing was stored; "
+    response = problem(503, "storage-error", f"{error}; {stored}try again in {STORAGE_RETRY_AFTER} s",
+                       reason=error.kind, retry_after=STORAGE_RETRY_AFTER)
+    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
     return response
 
 
@@ -298,7 +308,7 @@ def _modem_view(row: dict) -> dict:
             "sent_today": row["sent_day"] if row["day_key"] == dt.date.today().isoformat() else 0,
             "sent_total": row["sent_total"], "failed_total": row["failed_total"],
             "delivered_total": row["delivered_total"], "last_error": row["last_error"],
-            "last_seen": _iso(row["last_seen"])}
+            "reports": REPORT_MODES.get(row["report_mode"] or ""), "last_seen": _iso(row["last_seen"])}
 
 
 @api.get("/modems")
@@ -331,7 +341,7 @@ def update_modem(modem_id: int):
     try:
         row = daemon.store.update_modem(modem_id, **fields)
     except StoreError as error:
-        if "UNIQUE" in str(error):
+        if error.kind == "constraint":  # the only unique field one may set here is the label
             raise ApiProblem(409, "conflict", f"another modem is already labelled {body.get('label')!r}",
                              field="label") from None
         raise
@@ -573,7 +583,9 @@ def register_errors(app: Flask) -> None:
 
     @app.errorhandler(StoreError)
     def on_store_error(error: StoreError):
-        return problem(503, "storage-error", f"{error}; nothing was stored, try again")
+        if error.kind == "constraint":  # a rule of the data (a taken name), not the storage: retrying cannot help
+            return problem(409, "conflict", str(error))
+        return storage_problem(error)  # the store logs when writes start failing and when they work again
 
     @app.errorhandler(HTTPException)
     def on_http_error(error: HTTPException):

@@ -64,13 +64,25 @@ def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
 
     @app.get("/health")
     def health():
-        """Liveness and a modem summary; no authentication, so load balancers and monitors can ask."""
+        """Liveness, a modem summary and the database's health; no authentication, so load balancers and
+        monitors can ask. 503 when no modem is online or the database cannot take writes (full, locked, ...)."""
         if daemon is None:
             return jsonify(status="starting"), 503
+        from modemgw.api import _iso
+        from modemgw.store import StoreError
+
         modems = daemon.pool.status()
         online = sum(1 for modem in modems if modem["state"] in ("ready", "busy"))
-        body = {"status": "ok" if online else "degraded", "modems": {"total": len(modems), "online": online},
-                "queue": daemon.store.queue_depth()}
-        return jsonify(body), 200 if online else 503
+        database = daemon.store.health()
+        if database["last_write_failure"]:
+            database["last_write_failure"]["at"] = _iso(database["last_write_failure"]["at"])
+        try:
+            queue = daemon.store.queue_depth()
+        except StoreError:
+            queue = None
+        healthy = online and database["status"] == "ok"
+        body = {"status": "ok" if healthy else "degraded", "modems": {"total": len(modems), "online": online},
+                "queue": queue, "database": database}
+        return jsonify(body), 200 if healthy else 503
 
     return app

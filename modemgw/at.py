@@ -12,6 +12,7 @@ They belong to the reply only while the command in flight is the one that asks f
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -37,6 +38,11 @@ SHARED_PREFIXES = ("+CREG:", "+CGREG:", "+CEREG:", "+CPIN:", "+CFUN:")
 TWO_LINE_URCS = ("+CMT:", "+CDS:", "+CBM:")
 
 PROMPT = "> "
+
+log = logging.getLogger("modemgw.at")
+
+# A modem's numbers are ASCII digits only: str.isdigit() and int() also take "²", "٣", "５", "1_0" and " 1 ".
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def is_final(line: str) -> bool:
@@ -97,22 +103,34 @@ def split_params(text: str) -> list[str]:
     return params
 
 
+def parse_error(message: str, line: str) -> ResponseError:
+    """The error for modem text that does not parse: `message` names the line, and `line` is kept on the error."""
+    error = ResponseError(message)
+    error.line = line
+    return error
+
+
 def _after(line: str, prefix: str) -> str:
     if not line.startswith(prefix):
-        raise ResponseError(f"expected {prefix} but the modem said {line!r}")
+        raise parse_error(f"expected {prefix} but the modem said {line!r}", line)
     return line[len(prefix):].strip()
 
 
-def _int(value: str, what: str, line: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ResponseError(f"{what} is not a number in {line!r}") from None
+def is_number(value: str) -> bool:
+    """True for a modem's decimal number: ASCII digits only (no sign, no spaces, no "_", no "²" or "٣")."""
+    return _DIGITS.fullmatch(value) is not None
+
+
+def parse_int(value: str, what: str, line: str) -> int:
+    """`value` (a field of `line`) as a number. Raises ResponseError naming `what` and the line."""
+    if not is_number(value) or len(value) > 18:  # int() also refuses more than 4300 digits, with ValueError
+        raise parse_error(f"{what} is not a number in {line!r}", line)
+    return int(value)
 
 
 def parse_cmgs(line: str) -> int:
     """`+CMGS: <mr>[,<scts>]` -> TP-MR."""
-    return _int(split_params(_after(line, "+CMGS:"))[0], "message reference", line)
+    return parse_int(split_params(_after(line, "+CMGS:"))[0], "message reference", line)
 
 
 @dataclass(frozen=True)
@@ -138,8 +156,8 @@ def csq_to_dbm(rssi: int) -> int | None:
 
 def parse_csq(line: str) -> Signal:
     params = split_params(_after(line, "+CSQ:"))
-    rssi = _int(params[0], "rssi", line)
-    ber = _int(params[1], "ber", line) if len(params) > 1 and params[1] else 99
+    rssi = parse_int(params[0], "rssi", line)
+    ber = parse_int(params[1], "ber", line) if len(params) > 1 and params[1] else 99
     return Signal(rssi, ber, csq_to_dbm(rssi))
 
 
@@ -171,8 +189,8 @@ def parse_creg(line: str, reply: bool = True) -> Registration:
     if reply:
         params = params[1:]
     if not params:
-        raise ResponseError(f"no registration state in {line!r}")
-    stat = _int(params[0], "registration state", line)
+        raise parse_error(f"no registration state in {line!r}", line)
+    stat = parse_int(params[0], "registration state", line)
     return Registration(stat, params[1] if len(params) > 1 else None, params[2] if len(params) > 2 else None)
 
 
@@ -198,26 +216,41 @@ class StoredPdu:
 
 
 def parse_cmgl(lines: list[str]) -> list[StoredPdu]:
-    """`+CMGL: <index>,<stat>,[<alpha>],<length>` each followed by a PDU line."""
+    """`+CMGL: <index>,<stat>,[<alpha>],<length>` each followed by a PDU line.
+
+    An entry whose header does not parse is left out with a warning naming its line (it stays in the modem's
+    storage), so that one garbled entry does not hide the others. Raises nothing."""
     entries = []
-    iterator = iter(lines)
-    for line in iterator:
+    position = 0
+    while position < len(lines):
+        line = lines[position]
+        position += 1
         if not line.startswith("+CMGL:"):
             continue
-        params = split_params(_after(line, "+CMGL:"))
-        pdu_line = next(iterator, "")
-        entries.append(StoredPdu(_int(params[0], "index", line), _int(params[1], "status", line),
-                                 _int(params[-1], "length", line), pdu_line.strip()))
+        pdu_line = ""  # stays empty when a header follows at once: this entry came without its PDU
+        if position < len(lines) and not lines[position].startswith("+CMGL:"):
+            pdu_line = lines[position]
+            position += 1
+        try:
+            params = split_params(_after(line, "+CMGL:"))
+            if len(params) < 3:
+                raise parse_error(f"+CMGL entry without index, status and length: {line!r}", line)
+            entries.append(StoredPdu(parse_int(params[0], "index", line), parse_int(params[1], "status", line),
+                                     parse_int(params[-1], "length", line), pdu_line.strip()))
+        except ResponseError as error:
+            log.warning("stored message left out of the list: %s", error)
     return entries
 
 
 def parse_cmgr(lines: list[str], index: int) -> StoredPdu | None:
-    """`+CMGR: <stat>,[<alpha>],<length>` followed by the PDU; None for an empty slot."""
+    """`+CMGR: <stat>,[<alpha>],<length>` followed by the PDU; None for an empty slot. Raises ResponseError."""
     for position, line in enumerate(lines):
         if line.startswith("+CMGR:"):
             params = split_params(_after(line, "+CMGR:"))
+            if len(params) < 2:
+                raise parse_error(f"+CMGR without status and length: {line!r}", line)
             pdu_line = lines[position + 1] if position + 1 < len(lines) else ""
-            return StoredPdu(index, _int(params[0], "status", line), _int(params[-1], "length", line),
+            return StoredPdu(index, parse_int(params[0], "status", line), parse_int(params[-1], "length", line),
                              pdu_line.strip())
     return None
 
@@ -244,13 +277,15 @@ def parse_urc(line: str, pdu: str | None = None) -> Urc:
 def urc_storage_index(urc: Urc) -> tuple[str, int]:
     """`+CMTI: "SM",3` / `+CDSI: "SR",1` -> ('SM', 3)."""
     if len(urc.params) < 2:
-        raise ResponseError(f"{urc.name} without storage and index: {urc.line!r}")
-    return urc.params[0], _int(urc.params[1], "index", urc.line)
+        raise parse_error(f"{urc.name} without storage and index: {urc.line!r}", urc.line)
+    return urc.params[0], parse_int(urc.params[1], "index", urc.line)
 
 
 def urc_pdu_length(urc: Urc) -> int:
-    """`+CMT: [<alpha>],<length>` / `+CDS: <length>` -> TPDU length."""
-    return _int(urc.params[-1], "length", urc.line)
+    """`+CMT: [<alpha>],<length>` / `+CDS: <length>` -> TPDU length. Raises ResponseError."""
+    if not urc.params:
+        raise parse_error(f"{urc.name} without a length: {urc.line!r}", urc.line)
+    return parse_int(urc.params[-1], "length", urc.line)
 
 
 def quote(text: str) -> str:

@@ -109,8 +109,8 @@ class Authenticator:
         now = time.time()
         if now - self._last_used.get(row["id"], 0) > 60:  # at most one write a minute per key
             self._last_used[row["id"]] = now
-            with self.store.transaction() as conn:
-                conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, row["id"]))
+            # bookkeeping only: a request must neither wait for nor fail on a busy, locked or full database
+            self.store.note_key_use(row["id"], now)
         return ApiKey(row["id"], row["name"], row["prefix"], tuple(row["scopes"].split(",")), row["grp"],
                       row["rate_per_minute"])
 

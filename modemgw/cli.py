@@ -303,8 +303,15 @@ def _run_daemon(daemon, banner) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     stop = threading.Event()
+
+    def on_signal(*_) -> None:
+        stop.set()
+        pool = getattr(daemon, "pool", None)
+        if pool is not None:
+            pool.changed()  # ends the start-up wait for modems at once (silent modems must not delay a stop)
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     try:
         daemon.start()
     except OSError as error:
@@ -313,7 +320,7 @@ def _run_daemon(daemon, banner) -> None:
 
     watchdog = None
     try:
-        daemon.pool.wait_ready(timeout=15)
+        daemon.pool.wait_until(lambda: stop.is_set() or all(worker.live for worker in daemon.pool.workers), 15)
         banner(daemon)
         sys.stdout.flush()
         systemd.notify("READY=1", f"STATUS={daemon.summary()}")
@@ -467,6 +474,9 @@ def status(data_dir) -> None:
                    f"{(modem['operator'] or '-')[:12]:<12} {modem['device'] or '-'}")
     for device, reason in sorted(reply.get("unattached", {}).items()):
         click.echo(f"{'-':<12} {'left alone':<11} {'':>7} {'':>6}  {'':<12} {device}: {reason}")
+    for modem in reply["modems"]:
+        if modem.get("reports"):
+            click.echo(f"{modem['label']}: {modem['reports']}")
     counts = ", ".join(f"{name} {count}" for name, count in sorted(reply["counts"].items())) or "no messages"
     click.echo(f"queue: {reply['queue']} waiting; {counts}")
 

@@ -58,7 +58,7 @@ GATEWAY_OPTIONS: dict[str, type | tuple] = {
     "report_deadline_hours": (int, float), "inbound_assembly_timeout": (int, float), "retry_base": (int, float),
     "retry_max": (int, float), "max_attempts": int, "retention_days": int,
     "strategy": str, "sticky_recipients": bool, "ports": list, "auto_attach": bool,
-    "hotplug_interval": (int, float),
+    "hotplug_interval": (int, float), "report_watchdog": int, "report_watchdog_minutes": (int, float),
 }
 HTTP_OPTIONS: dict[str, type | tuple] = {"listen": str, "secure_cookies": bool, "metrics_auth": bool}
 MODEM_OPTIONS: dict[str, type | tuple] = {
@@ -161,6 +161,10 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
             if value < 0.1:
                 raise checker.fail("gateway", key, f"must be at least 0.1 seconds, not {value!r}")
             config.pool.hotplug_interval = float(value)
+        elif key == "report_watchdog":
+            config.pool.report_watchdog = value
+        elif key == "report_watchdog_minutes":
+            config.pool.report_watchdog_age = float(value) * 60
         elif key in {item.name for item in fields(GatewaySettings)}:
             setattr(settings, key, value)
     if settings.max_segments < 1 or settings.max_segments > 255:

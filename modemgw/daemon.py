@@ -279,7 +279,7 @@ class Daemon:
         def look(worker) -> dict:
             row = self.store.modem(worker.modem_id) if worker.modem_id is not None else {}
             entry = {**worker.snapshot(), "last_error": row.get("last_error"), "answers_at": False}
-            if worker.live:
+            if worker.attached:
                 try:
                     report = self.pool.run_on(worker.modem_id, lambda modem, device=worker.device: inspect_modem(
                         modem, PortReport(device or "", answers_at=True), identify=False), timeout)

@@ -176,11 +176,12 @@ class Doctor:
     def _check_modem(self, report: dict, gateway_pid: int | None) -> None:
         name = report.get("label") or report["device"]
         where = f"{name} ({report['device']})" if report.get("device") and report["device"] != name else name
-        if report.get("state") is not None and report["state"] not in ("ready", "busy"):
+        # a modem searching for the network is up: the registration check below says what is wrong
+        if report.get("state") is not None and report["state"] not in ("ready", "busy", "searching"):
             reason = report.get("last_error") or report.get("error") or "no reason recorded"
             self.add(FAIL, f"{where} is {report['state']}: {reason}", _offline_fix(reason, self.config_path))
         if not report.get("answers_at"):
-            if report.get("state") in ("ready", "busy"):
+            if report.get("state") in ("ready", "busy", "searching"):
                 if report.get("error"):
                     self.add(WARN, f"{where}: up, but {report['error']}",
                              "a long command may be running; if it persists: journalctl -u modemgw")
@@ -220,6 +221,10 @@ class Doctor:
         if pin == "READY" and not report.get("smsc"):
             self.add(FAIL, f"{where}: no SMS service centre number on the SIM: sends fail (CMS 330)",
                      f'modemgw console {name}: AT+CSCA="+<your operator\'s SMSC>",145')
+        if report.get("reports"):  # the report watchdog switched this modem's report route
+            fix = ("ask the operator whether the SIM's plan includes delivery reports" if "no status report comes"
+                   in report["reports"] else "nothing to do; reports are matched as before")
+            self.add(WARN, f"{where}: {report['reports']}", fix)
         if pin == "READY" and report.get("registered") and report.get("smsc") and (dbm is None or dbm >= -105):
             self.add(OK, f"{where}: SIM ready, {report.get('registration')}, {dbm} dBm, "
                          f"{report.get('operator') or '-'}")

@@ -1,8 +1,15 @@
 """Modem errors as values with meaning, and the one table that says which codes are temporary.
 
 `temporary` answers "may the same message succeed if tried again later (or on another modem)?";
-`modem_fault` answers "is this modem, rather than the message, what failed?" (no SIM, no network, ...),
-so that dispatch can retry elsewhere and the pool can heal or fence the modem.
+`kind` answers "what failed?", and decides what the pool does (docs/design.md, "Error classes"):
+- `message`: this message was refused (bad number, barred, congestion, the network's catch-all 500): the message
+  fails or retries, spending one of its attempts; the modem is fine and goes on with the next message.
+- `network`: the SIM cannot reach the SMS service now (no service, network timeout, out of order, no SMSC):
+  the message waits without spending an attempt (preferably for another modem); the modem checks its
+  registration and waits for the network, and is never reset for it.
+- `modem`: the modem or its port misbehaves (timeouts, no prompt, garbage, ME or SIM failure): the message is
+  retried elsewhere without spending an attempt (unless its PDU may have left), and the modem heals in stages.
+`modem_fault` (kind is not `message`) is kept for callers that only ask "is it the modem's side?".
 """
 
 from __future__ import annotations
@@ -12,11 +19,16 @@ class ModemError(Exception):
     """Anything a modem or its port did wrong. Subclasses carry the details."""
 
     temporary = True
-    modem_fault = True
+    kind = "modem"
 
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+    @property
+    def modem_fault(self) -> bool:
+        return self.kind != "message"
 
 
 class ModemTimeout(ModemError):
@@ -112,7 +124,7 @@ CMS_ERRORS: dict[int, tuple[str, bool, bool]] = {
     331: ("no network service", True, True),
     332: ("network timeout", True, True),
     340: ("no +CNMA acknowledgement expected", False, False),
-    500: ("unknown error", True, True),
+    500: ("unknown error", True, False),  # many networks answer 500 to refuse one message
 }
 
 # TS 27.007 9.2: +CME ERROR codes.
@@ -146,11 +158,26 @@ CME_ERRORS: dict[int, tuple[str, bool, bool]] = {
     515: ("please wait, initialisation or command processing in progress", True, True),
 }
 
+# The network's side (kind "network"): the SIM cannot reach the SMS service now. Waiting costs the message
+# nothing and resetting the modem would not help (docs/design.md, "Error classes").
+NETWORK_CMS = frozenset({
+    38,   # RP: network out of order
+    47,   # RP: resources unavailable
+    50,   # RP: requested facility not subscribed (the SIM has no SMS service)
+    69,   # RP: requested facility not implemented
+    193,  # TP-FCS: no SC subscription
+    330,  # SMSC address unknown (none stored on the SIM)
+    331,  # no network service
+    332,  # network timeout
+})
+NETWORK_CME = frozenset({30, 31, 32})  # no network service, network timeout, emergency calls only
+
 
 def _lookup(table: dict[int, tuple[str, bool, bool]], detail: str) -> tuple[int | None, str, bool, bool]:
     """Code, reason, temporary, modem_fault for a numeric or verbose error detail."""
     detail = detail.strip()
-    if detail.isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() then refuses or reads as a number
+    if detail.isascii() and detail.isdigit() and len(detail) <= 9:
         code = int(detail)
         if code in table:
             return (code, *table[code])
@@ -166,7 +193,13 @@ class CmsError(ModemError):
     """`+CMS ERROR: <code|text>`: a message-service failure (mostly AT+CMGS)."""
 
     def __init__(self, detail: str | int):
-        self.code, self.reason, self.temporary, self.modem_fault = _lookup(CMS_ERRORS, str(detail))
+        self.code, self.reason, self.temporary, modem_side = _lookup(CMS_ERRORS, str(detail))
+        if self.code in NETWORK_CMS:
+            self.kind = "network"
+        elif self.code in CMS_ERRORS:
+            self.kind = "modem" if modem_side else "message"
+        else:  # a vendor's or an unlisted code: most often one message refused; resetting the modem would not help
+            self.kind = "message"
         label = f"+CMS ERROR {self.code}" if self.code is not None else "+CMS ERROR"
         super().__init__(f"{label}: {self.reason}")
 
@@ -175,7 +208,8 @@ class CmeError(ModemError):
     """`+CME ERROR: <code|text>`: an equipment failure (SIM, network, memory, ...)."""
 
     def __init__(self, detail: str | int):
-        self.code, self.reason, self.temporary, self.modem_fault = _lookup(CME_ERRORS, str(detail))
+        self.code, self.reason, self.temporary, modem_side = _lookup(CME_ERRORS, str(detail))
+        self.kind = "network" if self.code in NETWORK_CME else "modem" if modem_side else "message"
         label = f"+CME ERROR {self.code}" if self.code is not None else "+CME ERROR"
         super().__init__(f"{label}: {self.reason}")
 

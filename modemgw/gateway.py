@@ -39,6 +39,15 @@ class Conflict(SubmitError):
         super().__init__(detail, "Idempotency-Key", kind="idempotency-conflict")
 
 
+# How a modem's status reports reach us after the report watchdog found none on its first route (pool.py):
+# shown by the API, `modemgw status` and the doctor.
+REPORT_MODES = {
+    "ds=1": "no status report came with stored reports (CNMI ds=2); switched to direct reports (ds=1)",
+    "poll": "status reports are stored but never announced (+CDSI); the report storage is polled",
+    "none": "no status report comes from this modem or its network: messages stay 'sent', never 'delivered'",
+}
+
+
 @dataclass
 class Route:
     prefix: str

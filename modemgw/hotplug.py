@@ -12,6 +12,7 @@ import glob
 import logging
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 log = logging.getLogger("modemgw.hotplug")
@@ -23,16 +24,22 @@ class PortWatcher(threading.Thread):
     `appeared` returns True when the port is settled (taken, handed over, or not a modem), False to be asked
     again at the next scan (a modem still booting did not answer yet), None when it was busy (asked again, not
     counted as a try); after `attempts` tries the port is left alone until it disappears and comes back (or
-    `recheck` asks for it). A port counts as new when its node was re-created, even under the same name."""
+    `recheck` asks for it). A port counts as new when its node was re-created, even under the same name.
+
+    The ports due in one scan are asked about concurrently, up to `probes` at a time (a probe of a silent port
+    takes seconds), so `appeared` must be safe to call from several threads at once. The scan waits for all
+    their answers and keeps the count of tries on its own thread."""
 
     def __init__(self, patterns: list[str], appeared: Callable[[str], bool | None], vanished: Callable[[str], None],
-                 interval: float = 2.0, attempts: int = 15):
+                 interval: float = 2.0, attempts: int = 15, probes: int = 8):
         super().__init__(name="hotplug", daemon=True)
         self.patterns = list(patterns)
         self.appeared = appeared
         self.vanished = vanished
         self.interval = interval
         self.attempts = attempts
+        self.probes = max(1, probes)
+        self._executor: ThreadPoolExecutor | None = None  # made at the first scan with more than one port due
         self.present: dict[str, tuple] = {}  # port -> signature of its node
         self.pending: dict[str, int] = {}   # port -> tries so far, for ports not settled yet
         self._recheck: set[str] = set()
@@ -49,6 +56,8 @@ class PortWatcher(threading.Thread):
             self._observer.stop()
         if self.is_alive():
             self.join(timeout=5)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def rescan(self) -> None:
         """Scan now (a udev event, or a caller that knows something changed)."""
@@ -90,14 +99,7 @@ class PortWatcher(threading.Thread):
         for path in again:
             if path in current:
                 self.pending.setdefault(path, 0)
-        for path in sorted(self.pending):
-            if self._stopping:
-                return
-            try:
-                settled = self.appeared(path)
-            except Exception:  # counted as a try; the ports after it are still looked at
-                log.exception("port %s: probing failed", path)
-                settled = False
+        for path, settled in self._ask(sorted(self.pending)):
             if settled:
                 del self.pending[path]
             elif settled is None:
@@ -109,6 +111,37 @@ class PortWatcher(threading.Thread):
             else:
                 self.pending[path] += 1
         self.scans += 1
+
+    def _ask(self, paths: list[str]) -> list[tuple[str, bool | None]]:
+        """`appeared` for each path, up to `probes` at a time. Paths not asked because the watcher is stopping
+        are left out (no try counted)."""
+        if len(paths) <= 1 or self.probes == 1:
+            answers = []
+            for path in paths:
+                if self._stopping:
+                    break
+                answers.append((path, self._appeared(path)))
+            return answers
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.probes, thread_name_prefix="probe")
+        futures: list[tuple[str, Future]] = [(path, self._executor.submit(self._appeared, path)) for path in paths]
+        answers = []
+        for path, future in futures:
+            if self._stopping:
+                future.cancel()  # not started yet: never asked
+            if not future.cancelled():
+                answers.append((path, future.result()))
+        return answers
+
+    def _appeared(self, path: str) -> bool | None:
+        """`appeared(path)`, on the scan's thread or a probe thread; an exception counts as a try."""
+        if self._stopping:
+            return None  # not asked: no try counted
+        try:
+            return self.appeared(path)
+        except Exception:  # the other ports are still looked at
+            log.exception("port %s: probing failed", path)
+            return False
 
     def _udev_observer(self):
         try:

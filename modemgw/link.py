@@ -8,8 +8,9 @@ Rules (docs/design.md, "AT engine rules"):
 2. URCs are recognised by prefix at every moment, also in the middle of a reply, and never join a reply.
 3. A reply ends only on an anchored final result.
 4. After any timeout the link is *dirty*: before the next command it sends `AT` and waits for an `OK` that no
-   stray reply lines preceded, then for a quiet moment, so a late reply never reaches the next command. Bytes
-   are decoded with errors="replace"; nothing kills the reader.
+   stray reply lines preceded, then for a quiet moment, so a late reply never reaches the next command. Tries
+   alternate between ESC (on a write of its own) then CR AT, and a bare AT. Bytes are decoded with
+   errors="replace"; nothing kills the reader.
 5. A lost port fails the command in flight at once with PortLost, and every later one.
 """
 
@@ -25,7 +26,7 @@ from typing import Callable
 import serial
 
 from modemgw import at
-from modemgw.errors import ModemTimeout, PortLost, PromptTimeout
+from modemgw.errors import ModemError, ModemTimeout, PortLost, PromptTimeout
 
 log = logging.getLogger("modemgw.link")
 
@@ -74,12 +75,13 @@ class Link:
 
     def __init__(self, port: serial.SerialBase, on_urc: Callable[[at.Urc], None] | None = None,
                  on_lost: Callable[[Exception], None] | None = None, name: str | None = None,
-                 resync_timeout: float = 2.0, quiet_time: float = 0.05):
+                 resync_timeout: float = 2.0, quiet_time: float = 0.05, resync_attempts: int = 5):
         self.port = port
         self.name = name or getattr(port, "port", None) or "modem"
         self.on_urc = on_urc or (lambda urc: None)
         self.on_lost = on_lost or (lambda error: None)
         self.resync_timeout = resync_timeout
+        self.resync_attempts = resync_attempts
         self.quiet_time = quiet_time
         self._command_lock = threading.Lock()  # one command in flight
         self._state = threading.Condition()    # guards everything below; notified on every line
@@ -88,6 +90,8 @@ class Link:
         self._pending_urc: str | None = None
         self._lines_seen = 0
         self._dirty = True  # the port may still carry a previous owner's late reply: resync before the first command
+        self._answered = False  # a clean OK ever came on this link (first contact made)
+        self._unanswered_tries = 0  # resync tries since the last clean OK: ESC and bare AT alternate on it
         self._lost: Exception | None = None
         self._closing = False
         self._reader = threading.Thread(target=self._read_loop, name=f"link-{self.name}", daemon=True)
@@ -98,6 +102,28 @@ class Link:
     @property
     def lost(self) -> Exception | None:
         return self._lost
+
+    @property
+    def dirty(self) -> bool:
+        """True until a clean OK to AT (first contact), and again after a timeout: the next command resyncs."""
+        return self._dirty
+
+    @property
+    def answered(self) -> bool:
+        """True once the modem gave a clean OK on this link."""
+        return self._answered
+
+    def resync(self, timeout: float | None = None) -> None:
+        """One try of what the link does before a command when it is dirty: AT (ESC first on every other try),
+        then a clean OK and a quiet moment. Done when it returns; raises ModemTimeout (the link stays dirty),
+        PortLost. Waiting for a booting modem is tries of this with pauses between (Modem._settle)."""
+        timeout = self.resync_timeout if timeout is None else timeout
+        with self._command_lock:
+            if self._lost is not None:
+                raise PortLost(f"{self.name}: {self._lost}")
+            self._dirty = True
+            if not self._resync_try(timeout):
+                raise ModemTimeout(f"{self.name}: no clean OK to AT in {timeout:g} s")
 
     def command(self, command: str, timeout: float = 5.0, *, expect: str | None = None,
                 ends_with: str | None = None, check: bool = True) -> Reply:
@@ -157,8 +183,10 @@ class Link:
                     started = time.monotonic()  # `timeout` is for the network's answer, not for typing
             try:
                 elapsed = self._wait(flight, timeout, started)
-            except ModemTimeout as error:
-                error.after_payload = flight.prompted  # the modem may have sent it: a retry may duplicate
+            except ModemError as error:
+                # a timeout, a lost port, a closed link after the prompt: the payload may have gone out (and the
+                # modem may have sent it), so a retry may duplicate it
+                error.after_payload = flight.prompted
                 raise
             return self._finish(flight, elapsed, check)
 
@@ -174,16 +202,28 @@ class Link:
             pass
 
     def close(self) -> None:
-        """Stop the reader and close the port; commands in flight fail with PortLost."""
+        """Stop the reader, then close the port (releasing its lock); commands in flight fail with PortLost.
+
+        The reader must be out of the port before the descriptor closes: a thread blocked in select() on a closed
+        descriptor keeps the open file, and with it the exclusive lock, so the device could never be opened again
+        (measured: 2 of 4 modems lost for good after an outage), and the descriptor's number may be reused by the
+        next port opened, whose bytes that thread would then steal."""
         self._closing = True
         with self._state:
             if self._lost is None:
                 self._lost = PortLost("link closed")
         self._fail(PortLost(f"{self.name}: link closed"))
-        try:
-            self.port.cancel_read()
-        except Exception:  # a port that is already gone cannot be cancelled; closing it is what matters
-            pass
+        if threading.current_thread() is not self._reader:
+            for _attempt in range(20):
+                try:
+                    self.port.cancel_read()  # wakes the reader out of select(); it sees _closing and returns
+                except Exception:  # noqa: BLE001 - a port that is already gone cannot be cancelled
+                    break
+                self._reader.join(timeout=0.1)
+                if not self._reader.is_alive():
+                    break
+            if self._reader.is_alive():
+                log.error("%s: the reader thread did not stop; closing the port under it", self.name)
         try:
             self.port.close()
         except Exception as error:  # noqa: BLE001 - closing a vanished device may raise anything pyserial has
@@ -244,22 +284,38 @@ class Link:
             raise PortLost(f"{self.name}: {self._lost}")
         if not self._dirty:
             return
-        for _attempt in range(5):
-            flight = _InFlight("AT", None, resync=True)
-            flight.echo.add("AT")  # echo may be on again (power-up, ATZ, a reset)
-            try:
-                # ESC first: a modem left waiting at "> " would take our AT as PDU text; elsewhere it is ignored
-                self._exchange(flight, ESC + b"AT\r", self.resync_timeout)
-            except ModemTimeout:
-                continue
-            with self._state:
-                seen = self._lines_seen
-                self._state.wait_for(lambda: self._lines_seen != seen, self.quiet_time)
-                quiet = self._lines_seen == seen
-            if quiet:
-                self._dirty = False
+        for _attempt in range(self.resync_attempts):
+            if self._resync_try(self.resync_timeout):
                 return
         raise ModemTimeout(f"{self.name}: no clean OK to AT after a timeout; the modem is out of step")
+
+    def _resync_try(self, timeout: float) -> bool:
+        """Send AT and wait for a clean OK and a quiet moment; True when in step (the link is clean again).
+
+        Every other try starts with ESC on a write of its own: a modem left waiting at "> " would take our AT as
+        PDU text, and ESC cancels that input. A CR follows, so that the ESC (ignored by a modem at its command
+        line) ends a line of its own and AT starts a fresh one: emulators that read lines and ignore those not
+        starting with "AT" do not skip bytes before the AT. The other tries are a bare AT, in case the ESC
+        itself is what the other end does not take."""
+        flight = _InFlight("AT", None, resync=True)
+        flight.echo.add("AT")  # echo may be on again (power-up, ATZ, a reset)
+        escape = self._unanswered_tries % 2 == 0
+        self._unanswered_tries += 1
+        try:
+            if escape:
+                self._write(ESC)
+            self._exchange(flight, b"\rAT\r" if escape else b"AT\r", timeout)
+        except ModemTimeout:
+            return False
+        with self._state:
+            seen = self._lines_seen
+            self._state.wait_for(lambda: self._lines_seen != seen, self.quiet_time)
+            quiet = self._lines_seen == seen
+        if quiet:
+            self._dirty = False
+            self._answered = True
+            self._unanswered_tries = 0
+        return quiet
 
     # --- reader thread ---------------------------------------------------------------------------------
 

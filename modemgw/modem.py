@@ -13,17 +13,32 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import serial
 
 from modemgw import at, pdu
-from modemgw.errors import CmeError, CmsError, CommandError, ModemError, ModemTimeout, ResponseError, WrongModem
+from modemgw.errors import (
+    CmeError,
+    CmsError,
+    CommandError,
+    ModemError,
+    ModemTimeout,
+    PortLost,
+    ResponseError,
+    WrongModem,
+)
 from modemgw.link import Link, Reply
 
 log = logging.getLogger("modemgw.modem")
+
+SILENT_TRIES = 3  # unanswered ATs at first contact before a warning names the port
+
+# Ports already warned about as silent, forgotten when they answer: the watcher and the workers open a silent
+# port again and again, and one warning per port says what there is to say.
+_silent_ports: set[str] = set()
+_silent_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -125,9 +140,11 @@ class Modem:
         self.identity = Identity()
         self.profile = GENERIC
         self.state = _Settings()
-        self.link = Link(port, self._on_urc, self._on_lost, name=name)
+        # a resync try waits no longer than a command would (a probe's short timeout makes a dead port cheap)
+        self.link = Link(port, self._on_urc, self._on_lost, name=name,
+                         resync_timeout=min(2.0, self.settings.command_timeout))
         self.name = self.link.name
-        self._closed = threading.Event()
+        self._closed = threading.Event()  # set by close(): ends the settle and busy waits at once
 
     @classmethod
     def open(cls, device: str, settings: ModemSettings | None = None, baudrate: int = 115200) -> "Modem":
@@ -195,16 +212,34 @@ class Modem:
         return self.identity
 
     def _settle(self) -> None:
-        """Wait out a booting modem: AT until it answers OK (a modem is slow only at power-up)."""
+        """Wait out a booting modem: AT until it answers OK (a modem is slow only at power-up).
+
+        While the link is out of step (first contact, or after a timeout) each try is one resync (ESC first on
+        every other try, see `Link.resync`). A port that never answered is named in a warning after a few tries.
+        Raises ModemTimeout, PortLost (also when closed meanwhile)."""
+        tries = self.settings.settle_attempts
+        timeout = min(1.0, self.settings.command_timeout)
         last: Exception | None = None
-        for _attempt in range(self.settings.settle_attempts):
+        for attempt in range(tries):
+            if attempt:
+                self._pause(self.settings.settle_delay)
             try:
-                self.command("AT", timeout=min(1.0, self.settings.command_timeout))
+                if self.link.dirty:
+                    self.link.resync(timeout)
+                else:
+                    self.command("AT", timeout=timeout)
+                _answered(self.name)
                 return
             except (ModemTimeout, CommandError, CmeError) as error:
                 last = error
-                time.sleep(self.settings.settle_delay)
-        raise ModemTimeout(f"{self.name}: no OK to AT ({last})")
+            if attempt + 1 == min(tries, SILENT_TRIES) and not self.link.answered:
+                _warn_silent(self.name, attempt + 1, timeout)
+        raise ModemTimeout(f"{self.name}: no OK to AT after {tries} tries ({last})")
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between tries; raises PortLost at once when the modem is closed meanwhile (shutdown)."""
+        if self._closed.wait(seconds):
+            raise PortLost(f"{self.name}: closed")
 
     def _try(self, command: str) -> Reply | None:
         """A command that some modems lack: None when refused."""
@@ -222,7 +257,7 @@ class Modem:
             except CmeError as error:
                 if error.code not in self.profile.boot_settle_errors:
                     raise
-                time.sleep(self.settings.settle_delay)
+                self._pause(self.settings.settle_delay)
         return self.command(command, **options)
 
     def identify(self) -> Identity:
@@ -257,7 +292,7 @@ class Modem:
         for _attempt in range(self.settings.settle_attempts):
             if self.pin_state() == "READY":
                 return
-            time.sleep(self.settings.settle_delay)
+            self._pause(self.settings.settle_delay)
         raise ModemError(f"{self.name}: the SIM did not become ready after its PIN was entered")
 
     def read_iccid(self) -> str | None:
@@ -375,7 +410,28 @@ class Modem:
     # --- lifecycle -----------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the port. Safe from another thread: a settle or busy wait ends at once, and the command in
+        flight fails with PortLost."""
+        self._closed.set()
         self.link.close()
+
+    def abort(self) -> None:
+        """Stop a modem another thread is using (shutdown, while its worker may be settling): same as close()."""
+        self.close()
+
+
+def _warn_silent(name: str, tries: int, timeout: float) -> None:
+    with _silent_lock:
+        first = name not in _silent_ports
+        _silent_ports.add(name)
+    level = logging.WARNING if first else logging.INFO
+    log.log(level, "%s: no answer to AT after %d tries (%g s each, ESC+AT and bare AT); is this the modem's AT "
+            "port?", name, tries, timeout)
+
+
+def _answered(name: str) -> None:
+    with _silent_lock:
+        _silent_ports.discard(name)
 
 
 def _strip_prefix(value: str, prefix: str) -> str:
@@ -408,14 +464,15 @@ def decode_ussd(urc: at.Urc, packed: bool = False) -> UssdReply:
     """`+CUSD: <m>[,<str>,<dcs>]`: the text decoded by its data coding scheme. Modems hand GSM-7 text over
     as characters, except those (`packed`) that pass the packed septets on as hex."""
     params = urc.params
-    try:
-        status = int(params[0])
-    except (IndexError, ValueError):
-        raise ResponseError(f"malformed +CUSD: {urc.line!r}") from None
+    if not params:
+        raise at.parse_error(f"malformed +CUSD: {urc.line!r}", urc.line)
+    status = at.parse_int(params[0], "+CUSD status", urc.line)
     if len(params) < 2:
         return UssdReply(status, None, None)
     raw = params[1]
-    dcs = int(params[2]) if len(params) > 2 and params[2].isdigit() else 15
+    field = params[2] if len(params) > 2 else ""
+    # no data coding scheme (or not one that fits an octet): the text is read as it came
+    dcs = int(field) if at.is_number(field) and len(field) <= 3 and int(field) <= 0xFF else 15
     is_hex = raw != "" and len(raw) % 2 == 0 and all(char in "0123456789abcdefABCDEF" for char in raw)
     alphabet = ussd_alphabet(dcs)
     if alphabet == pdu.UCS2 and is_hex:
@@ -475,7 +532,7 @@ def normalize_iccid(value: str) -> str:
     """An ICCID as printed on the card: quotes and the F padding of odd lengths removed, and the nibble-swapped
     form some modems give (`98...` for `89...`, the SIM's raw EF_ICCID bytes) put right."""
     value = value.strip().strip('"').upper().rstrip("F")
-    if value.startswith("98") and len(value) >= 18 and value.replace("F", "").isdigit():
+    if value.startswith("98") and len(value) >= 18 and at.is_number(value.replace("F", "")):
         swapped = "".join(value[i + 1:i + 2] + value[i] for i in range(0, len(value), 2)).rstrip("F")
         if swapped.startswith("89"):
             return swapped

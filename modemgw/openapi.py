@@ -30,7 +30,7 @@ def _json(schema: dict) -> dict:
 def _errors(*codes: int) -> dict:
     text = {400: "Invalid request", 401: "No valid API key", 403: "The key lacks the scope", 404: "Not found",
             409: "Conflict", 413: "Body too large", 415: "Body is not JSON", 429: "Rate limited (Retry-After)",
-            502: "The modem failed", 503: "Storage unavailable", 504: "The modem did not answer"}
+            502: "The modem failed", 503: "Storage unavailable (Retry-After)", 504: "The modem did not answer"}
     return {str(code): {"description": text[code], "content": PROBLEM} for code in codes}
 
 
@@ -68,7 +68,8 @@ SCHEMAS = {
     "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "field": {"type": "string"}, "recipient": {"type": "string"},
-        "retry_after": {"type": "integer"}}},
+        "retry_after": {"type": "integer"},
+        "reason": {"type": "string", "description": "storage errors: full, locked, io, readonly, corrupt, error"}}},
     "SubmitRequest": {"type": "object", "additionalProperties": False, "properties": {
         "to": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 10000}]},
         "recipients": {"type": "array", "maxItems": 10000, "items": {
@@ -113,7 +114,9 @@ SCHEMAS = {
         "iccid": {"type": ["string", "null"]}, "imsi": {"type": ["string", "null"]},
         "number": {"type": ["string", "null"]}, "operator": {"type": ["string", "null"]},
         "signal_dbm": {"type": ["integer", "null"]}, "limits": {"type": "object"},
-        "sent_today": {"type": "integer"}}},
+        "sent_today": {"type": "integer"},
+        "reports": {"type": ["string", "null"], "description": "set when the report watchdog changed how this "
+                    "modem's status reports arrive, or found that none do"}}},
     "ModemUpdate": {"type": "object", "additionalProperties": False, "properties": {
         "enabled": {"type": "boolean"}, "label": {"type": "string", "minLength": 1}, "group": {"type": "string"},
         "rate_per_minute": {"type": ["integer", "null"], "minimum": 1},
@@ -148,9 +151,11 @@ def document() -> dict:
         _query("cursor", {"type": "integer"}, "next_cursor of the previous page"),
     ]
     paths = {
-        "/health": {"get": _op("Liveness and a modem summary", None, {
-            "200": {"description": "At least one modem online", "content": _json({"type": "object"})},
-            "503": {"description": "No modem online", "content": _json({"type": "object"})}})},
+        "/health": {"get": _op("Liveness, a modem summary and the database's health", None, {
+            "200": {"description": "At least one modem online and the database works",
+                    "content": _json({"type": "object"})},
+            "503": {"description": "No modem online, or the database fails (see `database`)",
+                    "content": _json({"type": "object"})}})},
         "/metrics": {"get": _op("Prometheus metrics", None, {
             "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
         })},

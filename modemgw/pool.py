@@ -9,6 +9,8 @@ port and hands it to the worker bound to that identity, or starts a worker for a
 
 from __future__ import annotations
 
+import collections
+import functools
 import heapq
 import logging
 import os
@@ -17,12 +19,20 @@ import random
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from modemgw import at, dispatch, pdu
-from modemgw.errors import CmeError, CmsError, ModemError, PortLost, WrongModem
-from modemgw.gateway import Gateway
+from modemgw.errors import (
+    CmeError,
+    CmsError,
+    ModemError,
+    PortLost,
+    ResponseError,
+    WrongModem,
+)
+from modemgw.gateway import REPORT_MODES, Gateway
 from modemgw.hotplug import PortWatcher
 from modemgw.modem import Identity, Modem, ModemSettings, identity_matches, probe
 from modemgw.store import Claimed, Store, StoreError
@@ -33,7 +43,6 @@ WAKE = "wake"
 HEALTH = "health"
 STOP = "stop"
 PORT = "port"    # the watcher found this worker's modem on a port (worker.hint)
-PROBING = object()  # the owner of a port while the pool probes it
 
 
 @dataclass
@@ -65,13 +74,19 @@ class PoolSettings:
     reconnect_min: float = 0.2
     reconnect_max: float = 30.0
     modem: ModemSettings = field(default_factory=ModemSettings)
-    failures_before_reset: int = 3
+    failures_before_reset: int = 3    # modem faults in a row before AT+CFUN=1,1 (one fewer: ATZ and re-init)
+    network_check_min: float = 1.0    # while a SIM has no network: first registration check after this long,
+    network_check_max: float = 30.0   # ... doubling up to this (a +CREG URC checks at once)
+    radio_reset_after: float = 600.0  # no network this long: switch the radio off and on once (never a reboot)
+    shutdown_grace: float = 2.5       # at stop: sends in flight may finish this long, then every port is closed
+    report_watchdog: int = 20         # this many sends asking for a report, none came back ...
+    report_watchdog_age: float = 600.0  # ... the first of them this long ago: try another report route (0: off)
 
 
 class ModemWorker(threading.Thread):
     """Owns one modem. Every modem conversation happens on this thread."""
 
-    def __init__(self, pool: "Pool", config: ModemConfig, order: int):
+    def __init__(self, pool: Pool, config: ModemConfig, order: int):
         super().__init__(name=f"modem-{config.label or config.device or config.imei}", daemon=True)
         self.pool = pool
         self.config = config
@@ -92,6 +107,19 @@ class ModemWorker(threading.Thread):
         self._quota_reported = False
         self._wake_tried: frozenset | None = None  # the workers a pending wake-up has already been offered to
         self.hint: str | None = None  # a port where the watcher found this worker's modem
+        self._opening: Modem | None = None  # a modem being initialised (not yet self.modem), for abort()
+        self._deferred: collections.deque = collections.deque()  # items that arrived while the worker waited
+        self._unsettled: list[tuple[str, Callable[[], object]]] = []  # outcomes the database refused, in order
+        self._settle_backoff = 0.5
+        self.searching_since: float | None = None  # no network since (wall clock); None while registered
+        self._network_check_at = 0.0      # monotonic time of the next registration check while searching
+        self._network_interval = pool.settings.network_check_min
+        self._radio_reset_at: float | None = None
+        self.paused_until = 0.0           # a network-side refusal while registered: no sends until then (monotonic)
+        self._pause = pool.settings.network_check_min
+        self.quota_blocked = False        # a daily or monthly quota stops this SIM (other modems take its routes)
+        self._unreported = 0              # parts sent asking for a report since the last report came
+        self._unreported_since = 0.0
         self._refused: set[str] = set()  # ports that held another modem
         self.waiting = False          # blocked on the inbox (idle, or backing off): healthy however long
         self.pulse = time.monotonic()  # last sign of progress, for the watchdog
@@ -104,7 +132,13 @@ class ModemWorker(threading.Thread):
 
     @property
     def live(self) -> bool:
+        """May take messages: online, port open, on the network."""
         return self.state in ("ready", "busy") and self.modem is not None
+
+    @property
+    def attached(self) -> bool:
+        """Its modem's port is open and initialised (it may still be searching for the network)."""
+        return self.modem is not None
 
     def candidate(self) -> dispatch.Candidate:
         errors = self.recent.count(False) / len(self.recent) if self.recent else 0.0
@@ -119,11 +153,22 @@ class ModemWorker(threading.Thread):
     def snapshot(self) -> dict:
         return {"label": self.label, "device": self.device, "imei": self.imei, "state": self.state,
                 "modem_id": self.modem_id, "sent_today": self._sent_today(),
-                "signal_dbm": self.row.get("signal_dbm"), "operator": self.row.get("operator")}
+                "signal_dbm": self.row.get("signal_dbm"), "operator": self.row.get("operator"),
+                "reports": REPORT_MODES.get(self.row.get("report_mode") or "")}
 
     def stop(self) -> None:
         self._stopping = True
         self.inbox.put(STOP)
+
+    def abort(self) -> None:
+        """Shutdown, after the grace: close the port under whatever the worker is doing (a command waiting on a
+        silent modem, a settle loop at start-up), so the thread ends at once. A send cut off after its PDU went
+        out is requeued flagged possible_duplicate, like any other port loss."""
+        self._stopping = True
+        self.inbox.put(STOP)
+        for modem in (self.modem, self._opening):
+            if modem is not None:
+                modem.abort()
 
     # --- main loop -----------------------------------------------------------------------------------
 
@@ -131,8 +176,15 @@ class ModemWorker(threading.Thread):
         while not self._stopping:
             self.pulse = time.monotonic()
             try:
+                if self._unsettled and not self._settle():
+                    self._wait(self._settle_backoff)  # the database still refuses: claim nothing new meanwhile
+                    self._settle_backoff = min(10.0, self._settle_backoff * 2)
+                    continue
                 if self.modem is None:
                     self._connect()
+                    continue
+                if self.searching_since is not None:
+                    self._search()
                     continue
                 self._cycle()
             except PortLost as error:
@@ -141,11 +193,41 @@ class ModemWorker(threading.Thread):
                 self._trouble(error)
             except StoreError as error:  # the database is unwell (full disk?): nothing is lost, wait and retry
                 log.error("%s: database error: %s", self.label, error)
-                self._wait(5.0)
+                self._wait(2.0)
             except Exception:  # a bug must not silently end the modem's thread
                 log.exception("%s: unexpected error", self.label)
                 self._wait(1.0)
         self._close()
+
+    # --- outcomes the database could not take -----------------------------------------------------------
+
+    def _durably(self, what: str, action: Callable[[], object]) -> None:
+        """Record what happened at the modem (a part sent, a retry, a failure). When the database refuses (full
+        disk, locked), the record is kept in order and replayed before this worker claims anything new, so a
+        message that went out is never left `sending`, nor sent again because its +CMGS was not stored."""
+        if self._unsettled:
+            self._unsettled.append((what, action))
+            return
+        try:
+            action()
+        except StoreError as error:
+            log.error("%s: cannot record %s yet (%s); kept, and recorded once the database works again",
+                      self.label, what, error)
+            self._unsettled.append((what, action))
+
+    def _settle(self) -> bool:
+        """Replay kept records, oldest first; True when none is left."""
+        while self._unsettled:
+            what, action = self._unsettled[0]
+            try:
+                action()
+            except StoreError as error:
+                log.warning("%s: database still refuses %s: %s", self.label, what, error)
+                return False
+            self._unsettled.pop(0)
+            log.info("%s: recorded %s (kept while the database refused it)", self.label, what)
+        self._settle_backoff = 0.5
+        return True
 
     def _cycle(self) -> None:
         """One turn: handle what arrived, send if allowed and there is work, else wait to be woken."""
@@ -177,15 +259,22 @@ class ModemWorker(threading.Thread):
         self._handle(item)
 
     def _wait(self, seconds: float) -> None:
-        """Wait before retrying; a port handed over by the watcher ends the wait at once."""
-        try:
-            item = self._get(seconds)
-        except queue.Empty:
-            return
-        if item == STOP:
-            self._stopping = True
-        elif item == PORT:
-            self._backoff = self.pool.settings.reconnect_min
+        """Wait before retrying; a stop, or a port handed over by the watcher, ends the wait at once. Anything else
+        that arrives meanwhile (a URC announcing a stored report, a console call) is kept for when the worker is
+        back at work: dropping it would leave that report on the SIM until the next restart."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                item = self._get(max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            if item == STOP:
+                self._stopping = True
+                return
+            if item == PORT:
+                self._backoff = self.pool.settings.reconnect_min
+                return
+            self._deferred.append(item)
 
     def _get(self, timeout: float | None):
         """Wait for the next item; while waiting the worker counts as healthy however long it waits."""
@@ -204,6 +293,8 @@ class ModemWorker(threading.Thread):
         return not self.waiting and time.monotonic() - self.pulse > limit
 
     def _drain(self) -> None:
+        while self._deferred:
+            self._handle(self._deferred.popleft())
         while True:
             try:
                 item = self.inbox.get_nowait()
@@ -212,6 +303,14 @@ class ModemWorker(threading.Thread):
             self._handle(item)
 
     def _handle(self, item) -> None:
+        try:
+            self._take(item)
+        except StoreError:
+            if isinstance(item, at.Urc):  # the database refused what it announced: handled again later
+                self._deferred.appendleft(item)
+            raise
+
+    def _take(self, item) -> None:
         self.pulse = time.monotonic()  # each item is progress (a burst of URCs is work, not a hang)
         if isinstance(item, tuple) and item[0] == "call":
             _, function, future = item
@@ -220,7 +319,7 @@ class ModemWorker(threading.Thread):
             except ModemError as error:
                 future.set_exception(error)
                 raise
-            except Exception as error:  # handed to the caller; the worker goes on
+            except Exception as error:  # noqa: BLE001 - handed to the caller; the worker goes on
                 future.set_exception(error)
         elif isinstance(item, tuple) and item[0] == WAKE:
             self._wake_tried = item[1]
@@ -232,7 +331,10 @@ class ModemWorker(threading.Thread):
             self._urc(item)
 
     def _blocked(self) -> float | None:
-        """None when this SIM may send now; else seconds until a rate limit or quota allows it."""
+        """None when this SIM may send now; else seconds until a pause, a rate limit or a quota allows it."""
+        paused = self.paused_until - time.monotonic()
+        if paused > 0:
+            return paused
         now = time.time()
         wait = self.window.wait(self.row.get("rate_per_minute"), now)
         if wait > 0:
@@ -240,6 +342,7 @@ class ModemWorker(threading.Thread):
         quota = dispatch.quota_block(dispatch.QuotaState(
             self.row.get("quota_day"), self.row.get("quota_month"), self.row.get("sent_day") or 0,
             self.row.get("day_key"), self.row.get("sent_month") or 0, self.row.get("month_key")), now)
+        self.quota_blocked = quota is not None
         if quota is not None:
             which, seconds = quota
             if not self._quota_reported:
@@ -251,59 +354,81 @@ class ModemWorker(threading.Thread):
         self._quota_reported = False
         return None
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: str, reason: str | None = None) -> None:
         if state != self.state:
             self.state = state
-            if self.modem_id is not None and state in ("ready", "faulted"):
-                self.pool.store.set_modem_state(self.modem_id, "online" if state == "ready" else state)
+            if self.modem_id is not None and state in ("ready", "faulted", "searching"):
+                self.pool.store.set_modem_state(self.modem_id, "online" if state == "ready" else state, reason)
             self.pool.changed()
 
     # --- sending -------------------------------------------------------------------------------------
 
     def _send(self, claimed: Claimed) -> None:
         store = self.pool.store
-        reference = claimed.concat_ref
-        if reference is None and claimed.segments > 1:
-            reference = self._concat_ref = (self._concat_ref + 1) % 256
-            store.set_concat_ref(claimed.id, reference)
-        validity = claimed.validity
+        in_flight: int | None = None  # the part whose PDU may be on its way to the modem
         try:
-            parts = pdu.encode_message(claimed.recipient, claimed.body, claimed.encoding,
-                                       concat_reference=reference or 0, request_report=claimed.request_report,
-                                       validity=validity)
-        except pdu.PduError as error:
-            store.fail(claimed.id, self.modem_id, None, f"cannot encode: {error}")
-            self.pool.gateway.emit("message.failed", {"id": claimed.id, "reason": str(error)})
-            return
-        marked = False
-        try:
+            reference = claimed.concat_ref
+            if reference is None and claimed.segments > 1:
+                reference = self._concat_ref = (self._concat_ref + 1) % 256
+                store.set_concat_ref(claimed.id, reference)
+            try:
+                parts = pdu.encode_message(claimed.recipient, claimed.body, claimed.encoding,
+                                           concat_reference=reference or 0, request_report=claimed.request_report,
+                                           validity=claimed.validity)
+            except pdu.PduError as error:
+                self._send_failed(claimed, error, retry=False, count_attempt=True, reason=f"cannot encode: {error}")
+                return
+            marked = False
             for seq, part in enumerate(parts, start=1):
                 if seq in claimed.sent_parts:
                     continue
                 started = time.monotonic()
+                in_flight = seq
                 tp_mr = self.modem.send_pdu(part)
+                in_flight = None
+                claimed.sent_parts[seq] = tp_mr
                 self.pulse = time.monotonic()
-                self.pool.observe_send(self.pulse - started)
                 now = time.time()
                 self.window.add(now)
-                store.record_part_sent(claimed.id, seq, self.modem_id, tp_mr, now, self.pool.settings.sticky,
-                                       claimed.recipient, last=seq == len(parts))
-                marked = seq == len(parts)
                 self._count(now)
-                claimed.sent_parts[seq] = tp_mr
+                marked = seq == len(parts)
+                self._durably(f"part {seq} of message {claimed.id} (TP-MR {tp_mr})", functools.partial(
+                    store.record_part_sent, claimed.id, seq, self.modem_id, tp_mr, now, self.pool.settings.sticky,
+                    claimed.recipient, last=marked))
+                self.pool.observe_send(self.pulse - started)
+                if claimed.request_report:
+                    self._expect_report()
             if not marked:  # the last part had gone out before (recovered after a crash)
-                store.mark_sent(claimed.id, self.modem_id, time.time())
-        except CmsError as error:
-            self._send_failed(claimed, error, error.temporary)
-            if error.modem_fault:
-                raise
+                self._durably(f"message {claimed.id} as sent", functools.partial(
+                    store.mark_sent, claimed.id, self.modem_id, time.time()))
+        except CmsError as error:  # the modem answered: this part did not go out
+            self._send_refused(claimed, error)
             return
-        except ModemError as error:  # timeouts, a lost port: not the message's fault
-            self._send_failed(claimed, error, True, count_attempt=False)
+        except ModemError as error:  # a timeout, a lost port, a reply that makes no sense: the modem's side
+            left = in_flight is not None and _may_have_left(error)
+            self._send_failed(claimed, error, retry=True, count_attempt=left, possible_duplicate=left)
+            raise
+        except Exception as error:  # the database or a bug: the message must not stay `sending`
+            left = in_flight is not None
+            self._send_failed(claimed, error, retry=True, count_attempt=left, possible_duplicate=left,
+                              avoid=False)
             raise
         self.recent = (self.recent + [True])[-20:]
         self.failures = 0
+        self._pause = self.pool.settings.network_check_min
         self.pool.gateway.emit("message.sent", {"id": claimed.id, "modem_id": self.modem_id})
+
+    def _send_refused(self, claimed: Claimed, error: CmsError) -> None:
+        """The modem or the network refused a part (+CMS ERROR): what happens depends on what failed
+        (errors.py, `kind`)."""
+        if error.kind == "message":  # this message's problem: spend an attempt; the modem goes on
+            self._send_failed(claimed, error, retry=error.temporary, count_attempt=True)
+            return
+        # the network's or the modem's side: the message loses nothing and goes (preferably) elsewhere
+        self._send_failed(claimed, error, retry=True, count_attempt=False)
+        if error.kind == "modem":
+            raise error
+        self._network_refused(error)
 
     def _count(self, now: float) -> None:
         """Keep the in-memory copy of the SIM's counters in step with what record_part_sent stored."""
@@ -313,27 +438,49 @@ class ModemWorker(threading.Thread):
         row["sent_month"] = row.get("sent_month", 0) + 1 if row.get("month_key") == month else 1
         row["day_key"], row["month_key"] = day, month
 
-    def _send_failed(self, claimed: Claimed, error: ModemError, temporary: bool, count_attempt: bool = True) -> None:
+    def _send_failed(self, claimed: Claimed, error: Exception, *, retry: bool, count_attempt: bool,
+                     possible_duplicate: bool = False, avoid: bool = True, reason: str | None = None) -> None:
+        """Settle a claimed message that did not (or may not) go out: back to the queue, or failed for good.
+
+        `count_attempt`: the attempt counts against max_attempts (the message's own refusal, or a PDU that may
+        have left); `possible_duplicate`: the PDU may have left the modem, so a retry may deliver it twice."""
         store, settings = self.pool.store, self.pool.gateway.settings
         self.recent = (self.recent + [False])[-20:]
         code = getattr(error, "code", None)
-        if not temporary or claimed.attempts >= settings.max_attempts and count_attempt:
-            reason = str(error) if not temporary else f"gave up after {claimed.attempts} attempts: {error}"
-            store.fail(claimed.id, self.modem_id, code, reason)
-            self.pool.gateway.emit("message.failed", {"id": claimed.id, "code": code, "reason": reason})
+        text = reason or str(error) or type(error).__name__
+        if possible_duplicate:
+            text = f"{text} (after its PDU was written: it may have been sent)"
+        if not retry or count_attempt and claimed.attempts >= settings.max_attempts:
+            if retry:
+                text = f"gave up after {claimed.attempts} attempts: {text}"
+            self._durably(f"the failure of message {claimed.id}", functools.partial(
+                store.fail, claimed.id, self.modem_id, code, text, possible_duplicate=possible_duplicate))
+            self.pool.gateway.emit("message.failed", {"id": claimed.id, "code": code, "reason": text})
             return
-        delay = dispatch.retry_delay(claimed.attempts, settings.retry_base, settings.retry_max) if count_attempt else 0
-        store.requeue(claimed.id, self.modem_id, time.time() + delay, str(error), code=code,
-                      pin=bool(claimed.sent_parts), count_attempt=count_attempt,
-                      possible_duplicate=getattr(error, "after_payload", False))
+        message_level = count_attempt and not possible_duplicate
+        delay = dispatch.retry_delay(claimed.attempts, settings.retry_base, settings.retry_max) if message_level \
+            else 0.0
+        self._durably(f"the retry of message {claimed.id}", functools.partial(
+            store.requeue, claimed.id, self.modem_id, time.time() + delay, text, code=code,
+            pin=bool(claimed.sent_parts), avoid=avoid, count_attempt=count_attempt,
+            possible_duplicate=possible_duplicate))
         self.pool.wake(1, exclude=self, delay=delay)
+
 
     # --- URCs: inbound messages and status reports ------------------------------------------------------
 
     def _urc(self, urc: at.Urc) -> None:
         if urc.name == "PORT-LOST":
             raise PortLost(urc.line)
-        if urc.name in ("+CMTI", "+CDSI"):
+        try:
+            self._take_urc(urc)
+        except ResponseError as error:  # modem text that does not parse: logged, never the modem's fault
+            log.warning("%s: ignored %r: %s", self.label, urc.line, error)
+
+    def _take_urc(self, urc: at.Urc) -> None:
+        if urc.name in ("+CREG", "+CGREG", "+CEREG"):
+            self._registration_urc(urc)
+        elif urc.name in ("+CMTI", "+CDSI"):
             storage, index = at.urc_storage_index(urc)
             self._take_stored(storage, index)
         elif urc.name in ("+CMT", "+CDS") and urc.pdu:
@@ -346,7 +493,11 @@ class ModemWorker(threading.Thread):
             if message is not None:
                 self._commit(message)
             if self.modem.needs_ack:
-                self.modem.ack()  # only after the commit: an unacknowledged message is delivered again
+                try:
+                    self.modem.ack()  # only after the commit: an unacknowledged message is delivered again
+                except (CmsError, CmeError) as error:  # acknowledged too late (the commit waited for the disk)
+                    log.warning("%s: %s acknowledged too late (%s); the network may deliver it again, and the "
+                                "duplicate is recognised", self.label, urc.name, error)
         elif urc.name == "LATE-CMGS":
             self.pool.store.log_event("modem.late_cmgs", modem_id=self.modem_id, reference=urc.params[0],
                                       note="a send that timed out did go out; its retry may be a duplicate")
@@ -375,6 +526,7 @@ class ModemWorker(threading.Thread):
 
     def _commit(self, message) -> None:
         if isinstance(message, pdu.StatusReport):
+            self._unreported = 0
             self.pool.gateway.handle_report(self.modem_id, message)
         elif isinstance(message, pdu.Deliver):
             self.pool.gateway.handle_inbound(self.modem_id, message)
@@ -401,13 +553,165 @@ class ModemWorker(threading.Thread):
 
     # --- health and recovery -------------------------------------------------------------------------
 
+    # --- the report watchdog: a modem that accepts a report route and never uses it ------------------------
+
+    def _expect_report(self) -> None:
+        if self._unreported == 0:
+            self._unreported_since = time.monotonic()
+        self._unreported += 1
+        self._check_reports()
+
+    def _check_reports(self) -> None:
+        """After each send and at each health check: reroute when the watchdog's limits are passed."""
+        settings = self.pool.settings
+        if (settings.report_watchdog and self._unreported >= settings.report_watchdog
+                and time.monotonic() - self._unreported_since >= settings.report_watchdog_age
+                and self.row.get("report_mode") != "none"):
+            self._reroute_reports()
+
+    def _reroute_reports(self) -> None:
+        """No report for report_watchdog sends: reports may be stored but never announced (poll the report
+        storage), or never stored (ask for direct reports, ds=1); else say that none come. Remembered for the
+        SIM (the modem row), so a restart starts with what works."""
+        sent, self._unreported = self._unreported, 0
+        route = self.modem.state.report_route
+        mode = "none"
+        if route == 2 and self._poll_reports():
+            mode = "poll"
+        elif route != 1 and self.modem.raw("AT+CNMI=2,1,0,1,0").ok:
+            self.modem.state.report_route, mode = 1, "ds=1"
+        log.warning("%s: no status report for %d sends with CNMI ds=%d: %s", self.label, sent, route,
+                    REPORT_MODES[mode])
+        self.row = self.pool.store.update_modem(self.modem_id, report_mode=mode)
+        self.pool.store.log_event("modem.reports_rerouted", modem_id=self.modem_id, mode=mode, sends=sent,
+                                  route=route)
+
+    def _apply_report_mode(self) -> None:
+        """At connect: the report route this SIM's watchdog settled on before."""
+        if (self.row.get("report_mode") == "ds=1" and self.modem.state.report_route != 1
+                and self.modem.raw("AT+CNMI=2,1,0,1,0").ok):
+            self.modem.state.report_route = 1
+
+    def _poll_reports(self) -> int:
+        """Read, commit and delete the reports in the report storage ("SR"); how many there were."""
+        default = self.modem.settings.storage or self.modem.profile.storage
+        try:
+            self.modem.select_storage("SR")
+        except ModemError:
+            return 0
+        try:
+            found = 0
+            for item in self.modem.list_stored(4):
+                if isinstance(item.message, pdu.StatusReport):
+                    found += 1
+                    self._commit_stored(item)
+                    self.modem.delete_stored(item.index)
+            return found
+        finally:
+            self.modem.select_storage(default)
+
     def _health(self) -> None:
+        if self.row.get("report_mode") == "poll":
+            self._poll_reports()
+        self._check_reports()
         status = self.modem.network_status()
         self.row = self.pool.store.update_modem(
             self.modem_id, signal_dbm=status.signal.dbm, registration=status.registration.state,
             operator=status.operator, last_seen=time.time())
         if not status.registration.registered:
-            raise ModemError(f"not registered ({status.registration.state})")
+            self._lose_network(status.registration.state)
+
+    # --- the network: waiting for registration, never resetting for it ----------------------------------
+
+    def _registration_urc(self, urc: at.Urc) -> None:
+        """`+CREG: <stat>[,<lac>,<ci>]` (after AT+CREG=1): lost, stop taking messages at once; while searching,
+        check now rather than at the end of the interval."""
+        if self.searching_since is not None:
+            self._network_check_at = 0.0
+            return
+        registration = at.parse_creg(urc.line, reply=False)
+        if not registration.registered and urc.name == "+CREG":
+            self._lose_network(registration.state)
+
+    def _network_refused(self, error: CmsError) -> None:
+        """A send refused for the network's sake (no service, network timeout, no SMSC): search if the SIM has lost
+        its registration; otherwise pause this modem's sending, doubling up to network_check_max, since the next
+        message would meet the same refusal (a SIM without SMS service, an operator outage)."""
+        registration = self.modem.registration()
+        if not registration.registered:
+            self._lose_network(registration.state)
+            return
+        self.paused_until = time.monotonic() + self._pause
+        log.warning("%s: %s while registered; no sends for %.0f s", self.label, error, self._pause)
+        if self.modem_id is not None:
+            self.pool.store.update_modem(self.modem_id, last_error=f"{error} (sending paused {self._pause:.0f} s)")
+        self._pause = min(self.pool.settings.network_check_max, self._pause * 2)
+        self.pool.wake(1, exclude=self)
+
+    def _lose_network(self, state: str) -> None:
+        """No network: stop taking messages and wait for registration with the port open and nothing reset (a
+        reset would not bring the network back, and on real hardware drops the modem off USB)."""
+        if self.searching_since is not None:
+            return
+        settings = self.pool.settings
+        self.searching_since = time.time()
+        self._network_interval = settings.network_check_min
+        self._network_check_at = time.monotonic() + self._network_interval
+        self._radio_reset_at = time.monotonic() + settings.radio_reset_after
+        reason = f"no network ({state})"
+        log.warning("%s: %s; messages wait for it or go to other modems", self.label, reason)
+        self.pool.busy(self)
+        self._set_state("searching", reason)
+        self.pool.gateway.emit("modem.offline", {"modem_id": self.modem_id, "label": self.label, "reason": reason})
+        if self.modem.raw("AT+CREG=1").final != "OK":  # a URC when it registers again (else: checks alone)
+            log.info("%s: AT+CREG=1 refused; registration is checked every %.0f-%.0f s", self.label,
+                     settings.network_check_min, settings.network_check_max)
+        self.pool.wake(1, exclude=self)  # a message this modem had avoided may now go to another
+
+    def _search(self) -> None:
+        """One turn while there is no network: handle what arrives (inbound, console calls, a stop), and check
+        the registration when a +CREG URC says it changed or when the (doubling) interval has passed."""
+        self._drain()
+        wait = self._network_check_at - time.monotonic()
+        if wait > 0:
+            try:
+                item = self._get(wait)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._handle(item)
+                if self._network_check_at > time.monotonic():
+                    return
+        if self._stopping or self.modem is None or self.searching_since is None:
+            return
+        registration = self.modem.registration()
+        if registration.registered:
+            self._network_back(registration.state)
+            return
+        settings = self.pool.settings
+        self._network_interval = min(settings.network_check_max, self._network_interval * 2)
+        self._network_check_at = time.monotonic() + self._network_interval
+        if self._radio_reset_at is not None and time.monotonic() >= self._radio_reset_at:
+            self._radio_reset_at = time.monotonic() + settings.radio_reset_after
+            log.warning("%s: no network for %.0f s; asking the modem to select a network again (AT+COPS=0)",
+                        self.label, time.time() - self.searching_since)
+            try:
+                self.modem.raw("AT+COPS=0", timeout=max(self.modem.settings.command_timeout, 45.0))
+            except ModemError as error:  # selection can outlast any timeout with no network; not a fault
+                log.info("%s: AT+COPS=0: %s", self.label, error)
+
+    def _network_back(self, state: str) -> None:
+        seconds = time.time() - (self.searching_since or time.time())
+        self.searching_since = None
+        self._pause = self.pool.settings.network_check_min
+        self.paused_until = 0.0
+        log.info("%s: %s again after %.0f s without network", self.label, state, seconds)
+        self._health()
+        if self.searching_since is not None:  # lost again while the health check ran
+            return
+        self._set_state("ready")
+        self.pool.gateway.emit("modem.online", {"modem_id": self.modem_id, "label": self.label})
+        self.pool.wake(len(self.pool.workers))
 
     @property
     def knows_identity(self) -> bool:
@@ -437,11 +741,12 @@ class ModemWorker(threading.Thread):
                                     "storage": self.config.storage})
         try:
             modem = Modem.open(device, settings)
-        except Exception as error:  # pyserial raises SerialException/OSError/ValueError for absent devices
+        except Exception as error:  # noqa: BLE001 - pyserial raises SerialException/OSError/ValueError here
             self.pool.release_device(device)
             self._retry_later(f"cannot open {device}: {error}")
             return
         modem.events = self.inbox  # URCs arrive on the worker's own queue, beside wake-ups
+        self._opening = modem
         try:
             identity = modem.initialize(lambda identity: self._check(identity, device))
         except ModemError as error:
@@ -456,6 +761,12 @@ class ModemWorker(threading.Thread):
                 self.pool.rejected_pins.add((modem.identity.iccid, self.config.pin))
             self._retry_later(str(error) if str(error).startswith(device) else f"{device}: {error}")
             return
+        except BaseException:  # a bug: never keep a port (and its lock) that no worker owns
+            modem.close()
+            self.pool.release_device(device)
+            raise
+        finally:
+            self._opening = None
         self.modem, self.device, self.imei = modem, device, identity.imei
         limits = {key: value for key, value in (("rate_per_minute", self.config.rate_per_minute),
                                                  ("quota_day", self.config.quota_day),
@@ -471,8 +782,14 @@ class ModemWorker(threading.Thread):
         self.window = dispatch.RateWindow(self.pool.store.sent_in_window(self.modem_id, time.time() - 60))
         self._backoff = self.pool.settings.reconnect_min
         self.failures = 0
+        self.searching_since = None
+        self._unreported = 0
         self._read_everything_stored()
+        self._apply_report_mode()
         self._health()
+        if self.searching_since is not None:
+            log.info("%s: on %s (IMEI %s); waiting for the network", self.label, device, identity.imei)
+            return
         self._set_state("ready")
         self.pool.gateway.emit("modem.online", {"modem_id": self.modem_id, "label": self.label})
         log.info("%s: online on %s (IMEI %s)", self.label, device, identity.imei)
@@ -533,10 +850,11 @@ class ModemWorker(threading.Thread):
         log.warning("%s: %s (failure %d)", self.label, error, self.failures)
         if self.modem_id is not None:
             self.pool.store.update_modem(self.modem_id, last_error=str(error))
-        if self.failures < 2:
+        stages = self.pool.settings.failures_before_reset
+        if self.failures < stages - 1:
             return
         try:
-            if self.failures == 2:
+            if self.failures == stages - 1:
                 self.modem.command("ATZ")
                 device = self.device
                 self.modem.initialize(lambda identity: self._check(identity, device))
@@ -549,8 +867,10 @@ class ModemWorker(threading.Thread):
         self._set_state("faulted")
 
     def _close(self) -> None:
+        self.searching_since = None
+        self._deferred.clear()  # URCs of this port: what they announced is read from the SIM at the next connect
         if self.modem is not None:
-            self.modem.close()
+            self.modem.close()  # the reader stops and the port's lock is released before anyone reopens it
             self.pool.release_device(self.device)
             self.modem = None
 
@@ -575,6 +895,7 @@ class Pool:
         self.watcher = PortWatcher(self.settings.ports, self.port_appeared, self.port_vanished,
                                    self.settings.hotplug_interval) if self.settings.ports else None
         self._lock = threading.Lock()
+        self._attach_lock = threading.Lock()
         self._round_robin = dispatch.RoundRobin()
         self._changed = threading.Condition()
         self.alarm = Alarm(self._alarm_rang)
@@ -597,13 +918,27 @@ class Pool:
             self.alarm.at(due)
 
     def stop(self) -> None:
+        """Stop every worker at once: sends in flight get `shutdown_grace` to finish, then every port is closed
+        under whatever is still running (a silent modem, a start-up settle loop), all within a few seconds."""
         if self.watcher is not None:
             self.watcher.stop()
         self.alarm.stop()
-        for worker in self.workers:
+        workers = list(self.workers)
+        for worker in workers:
             worker.stop()
-        for worker in self.workers:
-            worker.join(timeout=10)
+        deadline = time.monotonic() + self.settings.shutdown_grace
+        for worker in workers:
+            if worker.is_alive():
+                worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        late = [worker for worker in workers if worker.is_alive()]
+        for worker in late:
+            log.warning("%s: still busy at shutdown (%s); closing its port", worker.label, worker.state)
+            worker.abort()
+        deadline = time.monotonic() + 2.0
+        for worker in late:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.error("%s: the worker thread did not stop", worker.label)
 
     # --- ports -------------------------------------------------------------------------------------------
 
@@ -637,7 +972,7 @@ class Pool:
         if not _is_serial_node(device):
             return True  # a socket or a plain file among the globs: nothing to probe
         holder = self.holder(device)
-        if isinstance(holder, ModemWorker) and holder.live and holder.device and _same_port(device, holder.device):
+        if isinstance(holder, ModemWorker) and holder.attached and holder.device and _same_port(device, holder.device):
             return True
         if holder is not None:
             return None  # a worker is trying it, or a probe runs: ask again, it may not stay with them
@@ -650,7 +985,8 @@ class Pool:
                                for owner in self._devices.values())
         if unknown_busy:
             return None  # a worker is still finding out which modem it has: this port may be another port of it
-        if not self.claim_device(device, PROBING):
+        probing = object()  # the owner of this port while this call probes it (probes run in parallel)
+        if not self.claim_device(device, probing):
             return None
         try:
             found = probe(device, self.settings.probe_timeout)
@@ -659,23 +995,29 @@ class Pool:
         if found.identity is None or not found.identity.imei:
             log.info("%s: no modem answers here (yet): %s", device, found.error)
             return False
-        identity = found.identity
-        for worker in self.workers:
-            if worker.bound_to(identity, device):
-                self._hand_over(worker, device)
+        return self._place(found.identity, device)
+
+    def _place(self, identity: Identity, device: str) -> bool:
+        """Hand a probed port to its worker, or attach its modem. One at a time: the watcher probes ports in
+        parallel, and two AT ports of one new modem must not get a worker each."""
+        with self._attach_lock:
+            for worker in self.workers:
+                if worker.bound_to(identity, device):
+                    self._hand_over(worker, device)
+                    return True
+            if not self.settings.auto_attach:
+                reason = (f"modem IMEI {identity.imei} (SIM {identity.iccid or '?'}) is not configured and "
+                          "auto_attach is off")
+                log.warning("%s: %s; left alone", device, reason)
+                self.unattached[device] = reason
+                self.changed()
                 return True
-        if not self.settings.auto_attach:
-            reason = f"modem IMEI {identity.imei} (SIM {identity.iccid or '?'}) is not configured and auto_attach is off"
-            log.warning("%s: %s; left alone", device, reason)
-            self.unattached[device] = reason
-            self.changed()
+            log.info("%s: new modem IMEI %s (SIM %s); attaching it", device, identity.imei, identity.iccid or "?")
+            self.add_worker(ModemConfig(device=device, imei=identity.imei))
             return True
-        log.info("%s: new modem IMEI %s (SIM %s); attaching it", device, identity.imei, identity.iccid or "?")
-        self.add_worker(ModemConfig(device=device, imei=identity.imei))
-        return True
 
     def _hand_over(self, worker: ModemWorker, device: str) -> None:
-        if worker.live and worker.device and os.path.exists(worker.device):
+        if worker.attached and worker.device and os.path.exists(worker.device):
             return  # its modem is up: this is another AT interface of the same modem
         worker.hint = device
         worker._refused.discard(device)
@@ -689,7 +1031,7 @@ class Pool:
     def attached_elsewhere(self, imei: str, worker: ModemWorker) -> ModemWorker | None:
         """The live worker (other than `worker`) that already drives the modem with this IMEI."""
         for other in self.workers:
-            if other is not worker and other.live and other.imei == imei:
+            if other is not worker and other.attached and other.imei == imei:
                 return other
         return None
 
@@ -697,7 +1039,7 @@ class Pool:
         """A port went away: its worker (if any) checks its link now rather than at the next health check."""
         self.unattached.pop(device, None)
         for worker in self.workers:
-            if worker.live and worker.device and _same_port(device, worker.device):
+            if worker.attached and worker.device and _same_port(device, worker.device):
                 worker.inbox.put(HEALTH)
 
     def add_worker(self, config: ModemConfig) -> ModemWorker:
@@ -721,9 +1063,11 @@ class Pool:
 
     def claim(self, worker: ModemWorker) -> Claimed | None:
         live = [other for other in self.workers if other.live and other.row.get("enabled", 1)]
-        alone = all(other is worker for other in live)
+        # the modems that could take a message this one failed: a retry comes back here when none allows it
+        others = [(other.label, other.row.get("grp")) for other in live
+                  if other is not worker and not other.quota_blocked]
         sticky_to = [other.modem_id for other in live] if self.settings.sticky else None
-        return self.store.claim_next(worker.modem_id, worker.label, worker.row.get("grp"), alone, time.time(),
+        return self.store.claim_next(worker.modem_id, worker.label, worker.row.get("grp"), others, time.time(),
                                      sticky_to)
 
     def wake(self, count: int = 1, exclude: ModemWorker | None = None, delay: float = 0.0,
@@ -758,7 +1102,7 @@ class Pool:
         """Run `function(modem)` on the modem's own worker thread (the port has one owner) and return its result.
         Raises KeyError (no such modem), ModemError (offline, or what the modem said), TimeoutError."""
         worker = self.worker(modem_id)
-        if not worker.live:
+        if not worker.attached:
             raise ModemError(f"modem {worker.label} is {worker.state}")
         future: Future = Future()
         worker.inbox.put(("call", function, future))
@@ -806,6 +1150,12 @@ class Pool:
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """True once every worker is online."""
         return self.wait_until(lambda: all(worker.live for worker in self.workers), timeout)
+
+
+def _may_have_left(error: ModemError) -> bool:
+    """Whether a part's PDU may have reached the modem before `error`: the link says so (its prompt had come
+    before the timeout or the port loss), or the modem's answer to it made no sense."""
+    return bool(getattr(error, "after_payload", False)) or isinstance(error, ResponseError)
 
 
 def _is_serial_node(path: str) -> bool:

@@ -8,6 +8,8 @@ transaction. sqlite-utils creates nothing implicitly here: the schema is version
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -18,15 +20,44 @@ from typing import Any, Callable, Iterator
 
 import sqlite_utils
 
+log = logging.getLogger("modemgw.store")
+
 FINAL_STATUSES = ("sent", "delivered", "undelivered", "failed", "expired", "canceled")
 
 
 class StoreError(Exception):
-    """The database cannot do what was asked (full disk, corrupt file, ...)."""
+    """The database cannot do what was asked (full disk, corrupt file, ...).
+
+    `kind` says why, from SQLite's error code: "full" (no space left), "locked" (another writer held the
+    database past the busy timeout), "io", "readonly", "corrupt", "constraint" (a UNIQUE or similar rule), or
+    "error" (anything else)."""
+
+    def __init__(self, message: str, kind: str = "error"):
+        super().__init__(message)
+        self.kind = kind
+
+    @classmethod
+    def from_sqlite(cls, error: sqlite3.Error, message: str) -> StoreError:
+        """`message` (which says what failed) as a StoreError of the kind that SQLite's error code names."""
+        code = getattr(error, "sqlite_errorcode", None)
+        return cls(message, SQLITE_KINDS.get(code & 0xFF if code is not None else None, "error"))
 
 
 class NotFound(StoreError):
     """No row with that id."""
+
+
+# Primary SQLite result codes (the low byte of an extended code) -> StoreError.kind
+SQLITE_KINDS = {5: "locked", 6: "locked", 8: "readonly", 10: "io", 11: "corrupt", 13: "full", 14: "io",
+                19: "constraint", 26: "corrupt"}
+# Kinds that say the database cannot take writes (kept as the store's last write failure until a commit works).
+UNHEALTHY_KINDS = frozenset({"full", "locked", "io", "readonly", "corrupt"})
+# Free space under this on the database's filesystem makes Store.health() fail: the next batch, or the write-ahead
+# log growing before its checkpoint (up to ~4 MiB), would fail with "disk full".
+MIN_FREE_BYTES = 4 * 1024 * 1024
+# Store.health() waits this long for the write lock: a busy timeout short enough for a health check.
+HEALTH_BUSY_TIMEOUT_MS = 500
+OWN_WRITE_PATIENCE = 3.0  # ... and this long for a write of this process (a large submit) to finish
 
 
 MIGRATIONS: list[str] = [
@@ -249,6 +280,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_hook ON webhook_deliveries(webhook_id, id);
     CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3: how a modem's status reports reach us when its first report route gave none (the report watchdog):
+    # 'ds=1' (direct +CDS), 'poll' (stored, polled), 'none' (the modem or network gives none)
+    """
+    ALTER TABLE modems ADD COLUMN report_mode TEXT;
+    """,
 ]
 
 
@@ -268,6 +304,25 @@ class Claimed:
     sent_parts: dict[int, int]  # seq -> TP-MR of parts already sent (after a crash or a partial failure)
 
 
+@dataclass(frozen=True)
+class WriteFailure:
+    """The store's last failed write (kept until a commit works again)."""
+    at: float
+    kind: str
+    error: str
+
+
+@contextmanager
+def _busy_timeout(conn: sqlite3.Connection, milliseconds: int) -> Iterator[None]:
+    """Wait at most `milliseconds` for other programs' locks inside the block; the connection's own timeout after."""
+    normal = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(normal)}")
+
+
 def day_key(moment: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(moment))
 
@@ -279,26 +334,38 @@ def month_key(moment: float) -> str:
 class Store:
     """The database at `path`, opened once per thread."""
 
+    min_free_bytes = MIN_FREE_BYTES  # health() fails under this much free space (settable per store)
+
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._migrate()
+        self._write_failure: WriteFailure | None = None
+        try:
+            self._migrate()
+        except sqlite3.Error as error:  # e.g. no space left for the schema of a new database
+            self._rollback(self.connection())  # executescript leaves a failed script's transaction open
+            raise StoreError.from_sqlite(error, f"database {self.path}: cannot update its schema: {error}") from None
 
     # --- connections and transactions --------------------------------------------------------------------
 
     def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use. Raises StoreError."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
             except sqlite3.Error as error:
-                raise StoreError(f"cannot open database {self.path}: {error}") from None
+                raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA foreign_keys=ON")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=10000")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as error:
+                conn.close()
+                raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
             self._local.conn = conn
         return conn
 
@@ -308,38 +375,170 @@ class Store:
 
         Writers of this process queue on a lock first: SQLite's own busy handler sleeps in steps of
         milliseconds when two writers collide, which would put sleeps in the send path. Other processes
-        (the CLI) still meet the busy timeout."""
+        (the CLI) still meet the busy timeout.
+
+        A write that fails because the database is unwell is remembered (`write_failure`, `health()`) until a
+        commit works again. Raises StoreError; an exception of the block is raised as it is, after rollback."""
         conn = self.connection()
         with self._write_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as error:
-                raise StoreError(f"database {self.path}: {error}") from None
+                raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
             try:
                 yield conn
             except sqlite3.Error as error:
-                conn.execute("ROLLBACK")
-                raise StoreError(f"database {self.path}: {error}") from None
-            except BaseException:
-                conn.execute("ROLLBACK")
+                self._rollback(conn)
+                raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
+            except BaseException as error:
+                self._rollback(conn)
+                if isinstance(error, StoreError):
+                    self._write_failed(error)
                 raise
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as error:
-                conn.execute("ROLLBACK")
-                raise StoreError(f"database {self.path}: commit failed: {error}") from None
+                self._rollback(conn)
+                raise self._write_failed(StoreError.from_sqlite(
+                    error, f"database {self.path}: commit failed: {error}")) from None
+            self._write_worked()
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """End a failed transaction. SQLite may have rolled it back by itself (SQLITE_FULL, IOERR, BUSY can):
+        then a ROLLBACK would fail with "no transaction is active". A failing ROLLBACK is logged, never raised:
+        the error that led here is the one to report. A connection still stuck in its transaction is dropped
+        (closing it rolls back), so that the thread's next transaction starts clean."""
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            log.warning("database %s: rollback failed: %s", self.path, error)
+        if conn.in_transaction:
+            self._local.conn = None
+            try:
+                conn.close()
+            except sqlite3.Error as error:
+                log.warning("database %s: close failed: %s", self.path, error)
+
+    def _write_failed(self, error: StoreError) -> StoreError:
+        """Remember a failed write that says the database is unwell (not a broken rule); returns `error`."""
+        if error.kind in UNHEALTHY_KINDS:
+            if self._write_failure is None:
+                log.error("database %s: writes fail: %s", self.path, error)
+            self._write_failure = WriteFailure(time.time(), error.kind, str(error))
+        return error
+
+    def _write_worked(self) -> None:
+        if self._write_failure is not None:
+            self._write_failure = None
+            log.info("database %s: writes work again", self.path)
+
+    @property
+    def write_failure(self) -> WriteFailure | None:
+        """The last failed write since the last commit that worked, or None."""
+        return self._write_failure
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Rows of one read. Raises StoreError."""
         try:
             return self.connection().execute(sql, params).fetchall()
         except sqlite3.Error as error:
-            raise StoreError(f"database {self.path}: {error}") from None
+            raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+    # --- health ----------------------------------------------------------------------------------------
+
+    def free_bytes(self) -> int | None:
+        """Free space (for this user) on the database's filesystem; None if it cannot be read."""
+        try:
+            stat = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return None
+        return stat.f_bavail * stat.f_frsize
+
+    def health(self) -> dict:
+        """Whether the database works: {"status", "detail", "free_bytes", "last_write_failure"}.
+
+        `status` is "ok" or the kind of trouble ("full", "locked", "io", "readonly", "corrupt", "error");
+        `detail` says what is wrong. Checked without writing while all is well (SD cards wear): a read, then
+        `BEGIN IMMEDIATE` with a short busy timeout and ROLLBACK (a writer of another process holding the database
+        shows as "locked"). Only while a failed write is remembered does it write one tiny row, to see whether
+        space has come back; when that commits, the failure is forgotten. Free space under `min_free_bytes`
+        counts as "full". Never raises."""
+        free = self.free_bytes()
+        trouble = self._probe()
+        if trouble is None and free is not None and free < self.min_free_bytes:
+            trouble = ("full", (f"only {free // 1024} KiB free on the filesystem of {self.path} (under "
+                                f"{self.min_free_bytes // 1024} KiB)"))
+        failure = self._write_failure
+        return {"status": trouble[0] if trouble else "ok", "detail": trouble[1] if trouble else None,
+                "free_bytes": free,
+                "last_write_failure": {"at": failure.at, "error": failure.error} if failure else None}
+
+    def _probe(self) -> tuple[str, str] | None:
+        """(kind, what is wrong), or None when the database reads and would take a write now."""
+        try:
+            self.query("SELECT count(*) FROM sqlite_master")
+            conn = self.connection()
+        except StoreError as error:
+            return error.kind, str(error)
+        # a write of this gateway may hold the lock a while (a 10,000-recipient submit takes about a second)
+        if not self._write_lock.acquire(timeout=OWN_WRITE_PATIENCE):
+            return "locked", (f"database {self.path}: a write of this gateway has waited or worked for more than "
+                              f"{OWN_WRITE_PATIENCE:g} s")
+        try:
+            with _busy_timeout(conn, HEALTH_BUSY_TIMEOUT_MS):
+                conn.execute("BEGIN IMMEDIATE")
+            if self._write_failure is None:
+                conn.execute("ROLLBACK")
+                return None
+            conn.execute("INSERT INTO settings (name, value) VALUES ('health_probe', ?) ON CONFLICT (name) "
+                         "DO UPDATE SET value = excluded.value", (str(time.time()),))
+            conn.execute("COMMIT")
+            self._write_worked()
+            return None
+        except sqlite3.Error as error:
+            self._rollback(conn)
+            failure = StoreError.from_sqlite(error, f"database {self.path}: {error}")
+            return failure.kind, str(failure)
+        finally:
+            self._write_lock.release()
+
+    def note_key_use(self, key_id: int, at: float) -> bool:
+        """Record when an API key was last used, if the database is free now (False when not recorded)."""
+        return self._write_if_free("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
+
+    def note_login(self, user_id: int, at: float) -> bool:
+        """Record when a web UI user last logged in, if the database is free now (False when not recorded)."""
+        return self._write_if_free("UPDATE users SET last_login_at = ? WHERE id = ?", (at, user_id))
+
+    def _write_if_free(self, sql: str, params: Any = (), wait_ms: int = 100) -> bool:
+        """One write statement, unless the database stays busy for `wait_ms` or fails: for bookkeeping that must
+        never hold up or fail a request (when a key or a user was last seen). False when nothing was written."""
+        try:
+            conn = self.connection()
+        except StoreError:
+            return False
+        if not self._write_lock.acquire(timeout=wait_ms / 1000):
+            return False
+        try:
+            with _busy_timeout(conn, wait_ms):
+                conn.execute("BEGIN IMMEDIATE")
+            conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback(conn)
+            return False
+        finally:
+            self._write_lock.release()
+        self._write_worked()
+        return True
 
     def _migrate(self) -> None:
         conn = self.connection()
@@ -352,7 +551,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return self.connection().execute("PRAGMA user_version").fetchone()[0]
+        return self.query("PRAGMA user_version")[0][0]
 
     # --- events ----------------------------------------------------------------------------------------
 
@@ -410,7 +609,7 @@ class Store:
     def _update_modem(conn: sqlite3.Connection, modem_id: int, fields: dict) -> None:
         allowed = {"imei", "iccid", "imsi", "label", "grp", "number", "manufacturer", "model", "profile", "device",
                    "enabled", "rate_per_minute", "quota_day", "quota_month", "state", "signal_dbm",
-                   "registration", "operator", "last_error", "last_seen"}
+                   "registration", "operator", "last_error", "last_seen", "report_mode"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown modem fields: {', '.join(sorted(unknown))}")
@@ -420,9 +619,9 @@ class Store:
 
     def imei_last_on(self, device: str) -> str | None:
         """The IMEI of the modem most recently seen on `device`, if any."""
-        row = self.connection().execute("SELECT imei FROM modems WHERE device = ? AND imei IS NOT NULL "
-                                        "ORDER BY last_seen DESC LIMIT 1", (device,)).fetchone()
-        return row[0] if row else None
+        rows = self.query("SELECT imei FROM modems WHERE device = ? AND imei IS NOT NULL "
+                          "ORDER BY last_seen DESC LIMIT 1", (device,))
+        return rows[0][0] if rows else None
 
     def update_modem(self, modem_id: int, **fields: Any) -> dict:
         with self.transaction() as conn:
@@ -469,14 +668,14 @@ class Store:
                 cursor = conn.execute("INSERT INTO submissions (idempotency_key, body_hash, api_key_id, created_at) "
                                       "VALUES (?, ?, ?, ?)", (idempotency_key, body_hash, api_key_id, now))
             except sqlite3.IntegrityError:
-                raise StoreError("idempotency key already used") from None
+                raise StoreError("idempotency key already used", "constraint") from None
             submission_id = cursor.lastrowid
             for row in rows:
                 row["submission_id"] = submission_id
             try:
                 sqlite_utils.Database(conn)["messages"].insert_all(rows, batch_size=1000)
             except sqlite3.Error as error:
-                raise StoreError(f"cannot store messages: {error}") from None
+                raise StoreError.from_sqlite(error, f"cannot store messages: {error}") from None
             ids = [row[0] for row in conn.execute("SELECT id FROM messages WHERE submission_id = ? ORDER BY id",
                                                   (submission_id,))]
             conn.executemany("INSERT INTO events (at, message_id, kind, detail) VALUES (?, ?, ?, NULL)",
@@ -532,14 +731,15 @@ class Store:
     def queue_depth(self) -> int:
         return self.query("SELECT COUNT(*) FROM messages WHERE status = 'queued'")[0][0]
 
-    def claim_next(self, modem_id: int, label: str, group: str | None, alone: bool, now: float,
-                   sticky_to: list[int] | None = None) -> Claimed | None:
+    def claim_next(self, modem_id: int, label: str, group: str | None, others: list[tuple[str, str | None]],
+                   now: float, sticky_to: list[int] | None = None) -> Claimed | None:
         """Atomically take the next message this modem may send: highest priority, then oldest, among those
-        due now whose route allows this modem. `alone` lets a retry come back to the modem it failed on when
-        no other modem is live; `sticky_to` (live modem ids) keeps recipients with the modem they had before.
+        due now whose route allows this modem. A retry avoids the modem it failed on while one of `others`
+        (label, group of the other modems that can send now) is allowed by its route; otherwise it comes back
+        here. `sticky_to` (live modem ids) keeps recipients with the modem they had before.
         """
         sticky_clause = ""
-        params: list[Any] = [now, label, group, modem_id, modem_id, 1 if alone else 0]
+        params: list[Any] = [now, label, group, modem_id, modem_id, json.dumps(others)]
         if sticky_to is not None:
             sticky_clause = ("AND NOT EXISTS (SELECT 1 FROM sticky s WHERE s.recipient = m.recipient "
                              "AND s.modem_id != ? AND s.modem_id IN (SELECT value FROM json_each(?)))")
@@ -549,7 +749,9 @@ class Store:
                 "SELECT * FROM messages m INDEXED BY messages_queue WHERE status = 'queued' AND due_at <= ? "
                 "AND (route_modem IS NULL OR route_modem = ?) AND (route_group IS NULL OR route_group = ?) "
                 "AND (pinned_modem_id IS NULL OR pinned_modem_id = ?) "
-                f"AND (avoid_modem_id IS NULL OR avoid_modem_id != ? OR ?) {sticky_clause} "
+                "AND (avoid_modem_id IS NULL OR avoid_modem_id != ? OR NOT EXISTS (SELECT 1 FROM json_each(?) o "
+                "WHERE (m.route_modem IS NULL OR m.route_modem = json_extract(o.value, '$[0]')) "
+                f"AND (m.route_group IS NULL OR m.route_group = json_extract(o.value, '$[1]')))) {sticky_clause} "
                 "ORDER BY priority DESC, id LIMIT 1", params).fetchone()
             if row is None:
                 return None
@@ -593,8 +795,10 @@ class Store:
             self._mark_sent(conn, message_id, modem_id, now)
 
     def _mark_sent(self, conn: sqlite3.Connection, message_id: int, modem_id: int, now: float) -> None:
+        # an error of an earlier attempt is history now (the events keep it)
         conn.execute("UPDATE messages SET status = 'sent', sent_at = ?, updated_at = ?, pinned_modem_id = NULL, "
-                     "avoid_modem_id = NULL WHERE id = ?", (now, now, message_id))
+                     "avoid_modem_id = NULL, error_code = NULL, error_reason = NULL WHERE id = ?",
+                     (now, now, message_id))
         conn.execute("UPDATE modems SET sent_total = sent_total + 1 WHERE id = ?", (modem_id,))
         self._event(conn, "message.sent", message_id, modem_id, now=now)
 
@@ -627,11 +831,13 @@ class Store:
         return [row[0] for row in self.query("SELECT id FROM messages WHERE status = 'queued' AND "
                                              "pinned_modem_id = ?", (modem_id,))]
 
-    def fail(self, message_id: int, modem_id: int | None, code: int | None, reason: str) -> None:
+    def fail(self, message_id: int, modem_id: int | None, code: int | None, reason: str, *,
+             possible_duplicate: bool = False) -> None:
         now = time.time()
         with self.transaction() as conn:
             conn.execute("UPDATE messages SET status = 'failed', error_code = ?, error_reason = ?, updated_at = ?, "
-                         "pinned_modem_id = NULL WHERE id = ?", (code, reason, now, message_id))
+                         "pinned_modem_id = NULL, possible_duplicate = MAX(possible_duplicate, ?) WHERE id = ?",
+                         (code, reason, now, 1 if possible_duplicate else 0, message_id))
             if modem_id is not None:
                 conn.execute("UPDATE modems SET failed_total = failed_total + 1 WHERE id = ?", (modem_id,))
             self._event(conn, "message.failed", message_id, modem_id, now=now, code=code, reason=reason)
@@ -667,8 +873,15 @@ class Store:
                 "SELECT id FROM messages WHERE status IN ('queued', 'scheduled') AND expires_at IS NOT NULL "
                 "AND expires_at <= ?", (now,))]
             if ids:
-                conn.execute("UPDATE messages SET status = 'expired', updated_at = ? WHERE id IN "
-                             "(SELECT value FROM json_each(?))", (now, json.dumps(ids)))
+                # the reason says whether a route kept it waiting for a modem that never came (a routed retry
+                # may use only the modems its route names; without one, it waits for its validity)
+                conn.execute(
+                    "UPDATE messages SET status = 'expired', updated_at = ?, error_reason = 'not sent within its "
+                    "validity' || CASE WHEN route_modem IS NOT NULL THEN ': modem ' || route_modem || "
+                    "' (its route) could not send it' WHEN route_group IS NOT NULL THEN ': no modem of group ' || "
+                    "route_group || ' (its route) could send it' ELSE '' END || "
+                    "COALESCE(' (last error: ' || error_reason || ')', '') WHERE id IN (SELECT value FROM json_each(?))",
+                    (now, json.dumps(ids)))
                 conn.executemany("INSERT INTO events (at, message_id, kind) VALUES (?, ?, 'message.expired')",
                                  [(now, message_id) for message_id in ids])
             return ids

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-from modemgw.store import NotFound, Store
+from modemgw.store import NotFound, Store, StoreError
 
 log = logging.getLogger("modemgw.webhooks")
 
@@ -207,6 +207,9 @@ class WebhookSender(threading.Thread):
                 if due:
                     continue
                 wait = self._next_due_in()
+            except StoreError as error:  # a full or locked database: the outbox is intact, try again shortly
+                log.error("webhook sender: %s", error)
+                wait = 5.0
             except Exception:  # the outbox survives any fault; try again shortly
                 log.exception("webhook sender")
                 wait = 5.0

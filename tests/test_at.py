@@ -1,7 +1,9 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modemgw import at
-from modemgw.errors import CmeError, CmsError, CommandError
+from modemgw.errors import CmeError, CmsError, CommandError, ResponseError
 
 
 @pytest.mark.parametrize("line, final", [
@@ -21,7 +23,7 @@ def test_final_results_are_anchored(line, final):
     ("+CMS ERROR: 331", CmsError, 331, True, True),
     ("+CMS ERROR: Network timeout", CmsError, 332, True, True),
     ("+CMS ERROR: 304", CmsError, 304, False, False),
-    ("+CMS ERROR: 600", CmsError, 600, True, True),
+    ("+CMS ERROR: 600", CmsError, 600, True, False),  # an unlisted code: one message refused, not the modem
     ("+CME ERROR: 11", CmeError, 11, True, True),
     ("+CME ERROR: SIM not inserted", CmeError, 10, True, True),
     ("+CME ERROR: 515", CmeError, 515, True, True),
@@ -115,3 +117,95 @@ def test_quote_refuses_what_cannot_be_quoted():
     assert at.quote("*100#") == '"*100#"'
     with pytest.raises(ValueError):
         at.quote('a"b')
+
+
+# --- modem text that does not parse -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("parse, line", [
+    (at.parse_cmgs, "+CMGS: 5²"), (at.parse_cmgs, "+CMGS: ٣"), (at.parse_cmgs, "+CMGS: 1_0"),
+    (at.parse_csq, "+CSQ: ５,99"), (at.parse_csq, "+CSQ: 2,9⁹"), (at.parse_csq, "+CSQ:"),
+    (at.parse_creg, "+CREG: 0,١"), (at.parse_creg, "+CREG: 0"), (at.parse_creg, "+CREG: 0,-1"),
+    (at.parse_cmgs, "+CMGS: " + "9" * 5000),  # int() refuses that many digits with ValueError
+    (lambda line: at.urc_storage_index(at.parse_urc(line)), '+CMTI: "SM",²'),
+    (lambda line: at.urc_storage_index(at.parse_urc(line)), '+CMTI: "SM"'),
+    (lambda line: at.urc_pdu_length(at.parse_urc(line)), "+CMT"),
+    (lambda line: at.urc_pdu_length(at.parse_urc(line)), "+CDS: 2 5"),
+    (lambda line: at.parse_cmgr([line, "00"], 1), "+CMGR: 1"),
+    (lambda line: at.parse_cmgr([line, "00"], 1), "+CMGR: 1,,٢٣"),
+])
+def test_modem_numbers_are_ascii_digits_and_anything_else_is_a_response_error(parse, line):
+    with pytest.raises(ResponseError) as caught:
+        parse(line)
+    assert caught.value.line == line
+
+
+@pytest.mark.parametrize("line, code, reason", [
+    ("+CMS ERROR: 5²00", None, "5²00"),
+    ("+CMS ERROR: ٣٣١", None, "٣٣١"),
+    ("+CME ERROR: 1_0", None, "1_0"),
+    ("+CMS ERROR: 331", 331, "no network service"),
+    ("+CME ERROR: 0010", 10, "SIM not inserted"),
+])
+def test_error_codes_are_ascii_digits(line, code, reason):
+    error = at.final_error(line)
+    assert (error.code, error.reason) == (code, reason)
+
+
+def test_a_garbled_cmgl_entry_is_left_out_and_the_others_are_listed(caplog):
+    lines = ["+CMGL: 1,0,,23", "0011AA", "+CMGL: 2", "0022BB", "+CMGL: 3,1,,2³", "0033CC",
+             "+CMGL: 4,1,,5", "+CMGL: 5,0,,7", "0055EE"]
+    entries = at.parse_cmgl(lines)
+    assert [(e.index, e.stat, e.length, e.pdu) for e in entries] == [
+        (1, 0, 23, "0011AA"), (4, 1, 5, ""), (5, 0, 7, "0055EE")]  # entry 4 came without its PDU line
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert "'+CMGL: 2'" in warnings[0] and "'+CMGL: 3,1,,2³'" in warnings[1]
+
+
+def test_ussd_fields_are_ascii_digits():
+    from modemgw.modem import decode_ussd
+
+    with pytest.raises(ResponseError):
+        decode_ussd(at.parse_urc('+CUSD: ²,"x",15'))
+    assert decode_ussd(at.parse_urc('+CUSD: 0,"hi",1٥')).dcs == 15  # not a coding scheme: the text as it came
+    assert decode_ussd(at.parse_urc('+CUSD: 0,"hi",15')).text == "hi"
+
+
+# Fuzz: lines as a modem (or line noise) might send them, over every parser of modem text.
+URC_LIKE_PREFIXES = ["+CMTI:", "+CDSI:", "+CMT:", "+CDS:", "+CUSD:", "+CMGL:", "+CMGR:", "+CREG:", "+CGREG:",
+                     "+CSQ:", "+COPS:", "+CMGS:", "+CSCA:", "+CME ERROR:", "+CMS ERROR:", "RING", "OK", "ERROR", ""]
+UNICODE_DIGITS = "²³¹٣٥５０①⁵߃႑𝟘"
+field = st.one_of(
+    st.text(alphabet="0123456789" + UNICODE_DIGITS + ' ,"_-+.:;ABCFSMabc\x1b\t', max_size=8),
+    st.sampled_from(["", '""', '"SM"', '"SR"', "5²00", "٣", "５", "1_0", " 1", "-1", "+1", "0x1F", "1e3",
+                     "9" * 30, "00", "99", "15", "72", "0791", '"a,b"', '"']),
+    st.integers(min_value=0, max_value=600).map(str),
+)
+urc_like_line = st.builds(lambda prefix, space, fields: prefix + space + ",".join(fields),
+                          st.sampled_from(URC_LIKE_PREFIXES), st.sampled_from(["", " ", "  "]),
+                          st.lists(field, max_size=6))
+pdu_like_line = st.one_of(urc_like_line, st.text(alphabet="0123456789ABCDEF" + UNICODE_DIGITS, max_size=12))
+
+
+def _parsers(line: str, following: list[str]):
+    from modemgw.modem import decode_ussd
+
+    urc = at.parse_urc(line, pdu=following[0] if following else None)
+    return [
+        lambda: at.is_final(line), lambda: at.is_urc(line, "+CREG:"), lambda: at.is_two_line_urc(line),
+        lambda: at.final_error(line, "AT"),
+        lambda: urc, lambda: at.urc_storage_index(urc), lambda: at.urc_pdu_length(urc),
+        lambda: at.parse_cmgl([line, *following]), lambda: at.parse_cmgr([line, *following], 1),
+        lambda: at.parse_creg(line), lambda: at.parse_creg(line, reply=False), lambda: at.parse_csq(line),
+        lambda: at.parse_cops(line), lambda: at.parse_cmgs(line), lambda: at.parse_csca(line),
+        lambda: decode_ussd(urc), lambda: decode_ussd(urc, packed=True),
+    ]
+
+
+@given(urc_like_line, st.lists(pdu_like_line, max_size=4))
+def test_the_at_parsers_raise_nothing_but_their_parse_error(line, following):
+    for parse in _parsers(line, following):
+        try:
+            parse()
+        except ResponseError as error:
+            assert error.line in [line, *following]

@@ -61,8 +61,8 @@ def test_sticky_recipient_stays_with_its_modem_while_that_modem_is_live(tmp_path
     b = store.attach_modem("356938030000013", "8944010000000000019", label="b")
     first = gateway.submit("one", "+447700900123")["messages"][0]["id"]
     now = time.time() + 1
-    store.claim_next(a["id"], "a", None, False, now, sticky_to=[a["id"], b["id"]])
+    store.claim_next(a["id"], "a", None, [("other", None)], now, sticky_to=[a["id"], b["id"]])
     store.record_part_sent(first, 1, a["id"], 1, now, sticky=True, recipient="+447700900123", last=True)
     second = gateway.submit("two", "+447700900123")["messages"][0]["id"]
-    assert store.claim_next(b["id"], "b", None, False, now, sticky_to=[a["id"], b["id"]]) is None
-    assert store.claim_next(b["id"], "b", None, False, now, sticky_to=[b["id"]]).id == second  # a is down
+    assert store.claim_next(b["id"], "b", None, [("other", None)], now, sticky_to=[a["id"], b["id"]]) is None
+    assert store.claim_next(b["id"], "b", None, [], now, sticky_to=[b["id"]]).id == second  # a is down

@@ -147,10 +147,10 @@ def test_claim_order_priority_then_age_and_routes(gateway, store):
     high = gateway.submit("high", "+447700900124", priority=9)["messages"][0]["id"]
     routed = gateway.submit("routed", "+447700900201")["messages"][0]["id"]
     now = time.time() + 1
-    assert store.claim_next(a["id"], "a", "bulk", False, now).id == high
-    assert store.claim_next(a["id"], "a", "bulk", False, now).id == low
-    assert store.claim_next(a["id"], "a", "bulk", False, now) is None  # the routed one is for group otp
-    assert store.claim_next(b["id"], "b", "otp", False, now).id == routed
+    assert store.claim_next(a["id"], "a", "bulk", [("other", None)], now).id == high
+    assert store.claim_next(a["id"], "a", "bulk", [("other", None)], now).id == low
+    assert store.claim_next(a["id"], "a", "bulk", [("other", None)], now) is None  # routed to group otp
+    assert store.claim_next(b["id"], "b", "otp", [("other", None)], now).id == routed
 
 
 def test_retry_prefers_another_modem_unless_alone(gateway, store):
@@ -158,12 +158,28 @@ def test_retry_prefers_another_modem_unless_alone(gateway, store):
     b = modem(store, imei="356938030000013", iccid="8944010000000000019", label="b")
     message_id = gateway.submit("x", "+447700900123")["messages"][0]["id"]
     now = time.time() + 1
-    store.claim_next(a["id"], "a", None, False, now)
+    store.claim_next(a["id"], "a", None, [("other", None)], now)
     store.requeue(message_id, a["id"], now, "temporary failure", code=41)
-    assert store.claim_next(a["id"], "a", None, False, now + 1) is None
-    assert store.claim_next(a["id"], "a", None, True, now + 1).id == message_id  # a is the only live modem
+    assert store.claim_next(a["id"], "a", None, [("b", None)], now + 1) is None
+    assert store.claim_next(a["id"], "a", None, [], now + 1).id == message_id  # a is the only live modem
     store.requeue(message_id, a["id"], now, "temporary failure", code=41)
-    assert store.claim_next(b["id"], "b", None, False, now + 1).id == message_id
+    assert store.claim_next(b["id"], "b", None, [("a", None)], now + 1).id == message_id
+
+
+def test_a_routed_retry_comes_back_to_its_modem_when_no_other_modem_is_allowed(gateway, store):
+    a = modem(store, label="a", grp="uk")
+    modem(store, imei="356938030000013", iccid="8944010000000000019", label="b", grp="de")
+    to_a = gateway.submit("x", "+447700900123", route="a")["messages"][0]["id"]
+    to_uk = gateway.submit("y", "+447700900124", route="uk")["messages"][0]["id"]
+    now = time.time() + 1
+    assert [store.claim_next(a["id"], "a", "uk", [("b", "de")], now).id for _ in range(2)] == [to_a, to_uk]
+    for message_id in (to_a, to_uk):
+        store.requeue(message_id, a["id"], now, "congestion", code=42)
+    # b is live but its label and group are not what either route allows: the retries come back to a
+    assert store.claim_next(a["id"], "a", "uk", [("b", "de")], now + 1).id == to_a
+    assert store.claim_next(a["id"], "a", "uk", [("b", "de")], now + 1).id == to_uk
+    store.requeue(to_uk, a["id"], now, "congestion", code=42)
+    assert store.claim_next(a["id"], "a", "uk", [("c", "uk")], now + 1) is None  # c of group uk may take it
 
 
 def test_crash_recovery_requeues_only_unsent_parts_and_flags_duplicates(gateway, store):
@@ -172,14 +188,14 @@ def test_crash_recovery_requeues_only_unsent_parts_and_flags_duplicates(gateway,
     split = gateway.submit("x" * 300, "+447700900124")["messages"][0]["id"]
     now = time.time() + 1
     for _ in range(2):
-        store.claim_next(a["id"], "a", None, False, now)
+        store.claim_next(a["id"], "a", None, [("other", None)], now)
     store.record_part_sent(whole, 1, a["id"], 10, now)
     store.record_part_sent(split, 1, a["id"], 11, now)
     recovered = {item["id"]: item["action"] for item in store.recover_in_flight()}
     assert recovered == {whole: "sent", split: "requeued"}
     row = store.message(split)
     assert (row["status"], row["possible_duplicate"], row["pinned_modem_id"]) == ("queued", 1, a["id"])
-    claimed = store.claim_next(a["id"], "a", None, False, now)
+    claimed = store.claim_next(a["id"], "a", None, [("other", None)], now)
     assert claimed.id == split and claimed.sent_parts == {1: 11}
 
 
@@ -194,7 +210,7 @@ def test_reports_match_modem_reference_and_recipient_newest_first(gateway, store
     new = gateway.submit("new", "+447700900124")["messages"][0]["id"]
     now = time.time()
     for message_id, at in ((old, now - 100), (new, now)):
-        store.claim_next(a["id"], "a", None, False, now + 1)
+        store.claim_next(a["id"], "a", None, [("other", None)], now + 1)
         store.record_part_sent(message_id, 1, a["id"], 42, at)
         store.mark_sent(message_id, a["id"], at)
     assert gateway.handle_report(a["id"], report(42, "+447700900124", 0))["message_id"] == new
@@ -208,7 +224,7 @@ def test_reports_match_modem_reference_and_recipient_newest_first(gateway, store
 def test_multipart_message_is_delivered_when_every_part_is(gateway, store):
     a = modem(store, label="a")
     message_id = gateway.submit("y" * 300, "+447700900123")["messages"][0]["id"]
-    store.claim_next(a["id"], "a", None, False, time.time() + 1)
+    store.claim_next(a["id"], "a", None, [("other", None)], time.time() + 1)
     for seq, reference in ((1, 7), (2, 8)):
         store.record_part_sent(message_id, seq, a["id"], reference, time.time())
     store.mark_sent(message_id, a["id"], time.time())
@@ -224,7 +240,7 @@ def test_multipart_message_is_delivered_when_every_part_is(gateway, store):
 def test_no_report_by_the_deadline_leaves_sent_with_report_none(gateway, store):
     a = modem(store, label="a")
     message_id = gateway.submit("z", "+447700900123")["messages"][0]["id"]
-    store.claim_next(a["id"], "a", None, False, time.time() + 1)
+    store.claim_next(a["id"], "a", None, [("other", None)], time.time() + 1)
     store.record_part_sent(message_id, 1, a["id"], 1, time.time() - 10)
     store.mark_sent(message_id, a["id"], time.time() - 10)
     gateway.settings.report_deadline = 5

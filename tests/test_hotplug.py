@@ -5,6 +5,7 @@ Real daemon, real ptys: the simulators' links stand in for /dev/modemgw/*, which
 
 import os
 import pty
+import threading
 
 import pytest
 
@@ -115,6 +116,29 @@ def test_a_port_where_nothing_answers_is_given_up_after_some_tries(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_new_ports_are_asked_about_concurrently_and_their_tries_counted_each(tmp_path):
+    ports = [str(tmp_path / name) for name in ("a", "b", "c")]
+    for port in ports:
+        open(port, "w").close()
+    together = threading.Barrier(3, timeout=5)  # passes only when all three are being asked at once
+
+    def appeared(path):
+        together.wait()
+        if path == ports[2]:
+            raise OSError("a probe that fails counts as a try")
+        return path == ports[0]  # "a" is settled; "b" and "c" are asked again at the next scan
+
+    watcher = PortWatcher([str(tmp_path / "*")], appeared, lambda path: None, attempts=2)
+    try:
+        watcher.scan()
+        assert watcher.pending == {ports[1]: 1, ports[2]: 1}
+        watcher.appeared = lambda path: None if path == ports[1] else False  # "b" busy: asked again, no try
+        watcher.scan()
+        assert watcher.pending == {ports[1]: 1}
+    finally:
+        watcher.stop()
 
 
 def test_hot_plug_options_are_read_from_the_config(tmp_path):

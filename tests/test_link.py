@@ -1,15 +1,21 @@
 """The AT engine rules (docs/design.md), each against the simulated modem over a real pty."""
 
 import glob
+import logging
+import os
+import pty
 import queue
+import select
 import threading
 import time
+import tty
 
 import pytest
 
 from modemgw import pdu
-from modemgw.errors import CmsError, ModemTimeout, PortLost, PromptTimeout
-from modemgw.modem import locate
+from modemgw.errors import CmsError, ModemError, ModemTimeout, PortLost, PromptTimeout
+from modemgw.modem import Modem, ModemSettings, locate, probe
+from tests.conftest import FAST
 
 
 def other_number(sim, index=1):
@@ -165,3 +171,181 @@ def test_rule5_a_replugged_modem_is_found_by_imei_under_another_path(make_sim, o
     assert found == str(tmp_path / "dev" / "ttyUSB7")
     again = open_modem(found)
     assert again.identity.imei == imei
+
+
+# --- first contact ------------------------------------------------------------------------------------------------
+
+LINE_EMULATOR_ANSWERS = {
+    "AT": [], "ATE0": [], "AT+CMEE=1": [], "AT+CGMI": ["Acme"], "AT+CGMM": ["Line-9"], "AT+CGMR": ["1.0"],
+    "AT+CGSN": ["356938035643809"], "AT+CIMI": ["234150000000001"], "AT+CCID": ["+CCID: 8944100000000000001"],
+    "AT+CPIN?": ["+CPIN: READY"], "AT+CMGF=0": [], "AT+CSMS=1": ["+CSMS: 1,1,1"],
+    'AT+CPMS="SM","SM","SM"': ["+CPMS: 0,30,0,30,0,30"], "AT+CNMI=2,1,0,2,0": [], "AT+CSQ": ["+CSQ: 20,99"],
+    "AT+CREG?": ["+CREG: 0,1"], "AT+COPS=3,0": [], "AT+COPS?": ['+COPS: 0,0,"Emu"'],
+}
+
+
+class LineEmulator(threading.Thread):
+    """The plainest modem emulator, independent of modemgw.sim: it reads CR-terminated lines from a pty, ignores
+    every line that does not start with "AT" (ESC is a byte like any other, and nothing before an "AT" is
+    skipped), echoes nothing, answers OK or a table's lines, and ERROR to anything else."""
+
+    def __init__(self):
+        super().__init__(name="line-emulator", daemon=True)
+        self.answers = dict(LINE_EMULATOR_ANSWERS)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.lines: list[str] = []  # every line received, answered or ignored
+        self._stop_reading, self._stop_writing = os.pipe()
+
+    def run(self) -> None:
+        buffer = b""
+        while True:
+            ready, _, _ = select.select([self.master, self._stop_reading], [], [])
+            if self._stop_reading in ready:
+                return
+            buffer += os.read(self.master, 1024)
+            while b"\r" in buffer:
+                raw, buffer = buffer.split(b"\r", 1)
+                line = raw.decode("latin-1")
+                self.lines.append(line)
+                if not line.startswith("AT"):
+                    continue
+                answer = self.answers.get(line)
+                reply = "ERROR" if answer is None else "".join(f"{item}\r\n" for item in answer) + "OK"
+                os.write(self.master, f"\r\n{reply}\r\n".encode())
+
+    def close(self) -> None:
+        os.write(self._stop_writing, b"x")
+        self.join(timeout=2)
+        for descriptor in (self.master, self.slave, self._stop_reading, self._stop_writing):
+            os.close(descriptor)
+
+
+@pytest.fixture
+def line_emulator():
+    emulator = LineEmulator()
+    emulator.start()
+    yield emulator
+    emulator.close()
+
+
+def test_a_modem_emulator_that_ignores_any_line_not_starting_with_at_initialises(line_emulator):
+    started = time.monotonic()
+    modem = Modem.open(line_emulator.path, FAST)
+    try:
+        identity = modem.initialize()
+        elapsed = time.monotonic() - started
+        status = modem.network_status()
+    finally:
+        modem.close()
+    assert (identity.manufacturer, identity.imei, identity.iccid) == ("Acme", "356938035643809",
+                                                                      "8944100000000000001")
+    assert (status.operator, status.signal.rssi, status.registration.registered) == ("Emu", 20, True)
+    # the ESC went out on a line of its own, which the emulator ignored; the AT after it was answered at once
+    assert line_emulator.lines[:3] == ["\x1b", "AT", "ATE0"]
+    assert elapsed < 5.0
+
+
+def test_resync_tries_alternate_esc_and_a_bare_at(line_emulator):
+    line_emulator.answers = {}  # ERROR to everything: never a clean OK
+    modem = Modem.open(line_emulator.path, ModemSettings(command_timeout=0.1, settle_attempts=4, settle_delay=0.01))
+    try:
+        with pytest.raises(ModemTimeout, match="no OK to AT after 4 tries"):
+            modem.initialize()
+    finally:
+        modem.close()
+    assert line_emulator.lines == ["\x1b", "AT", "AT", "\x1b", "AT", "AT"]
+
+
+def test_a_port_where_nothing_answers_is_given_up_quickly_with_one_warning_naming_it(tmp_path, caplog):
+    master, slave = pty.openpty()  # nothing reads or answers on the other side
+    port = tmp_path / "ttyUSB2"
+    port.symlink_to(os.ttyname(slave))
+    caplog.set_level(logging.INFO, logger="modemgw")
+    try:
+        started = time.monotonic()
+        found = probe(str(port), timeout=0.2)
+        elapsed = time.monotonic() - started
+        assert (found.answers_at, found.identity) == (False, None)
+        assert "no OK to AT" in found.error
+        assert elapsed < 2.5  # 2 tries of 0.2 s, not 2 x 5 resyncs of 2 s
+        warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert warnings[0].startswith(f"{port}: no answer to AT after 2 tries")
+        assert "is this the modem's AT port?" in warnings[0]
+        caplog.clear()
+        probe(str(port), timeout=0.2)  # asked again (the watcher's next scan): said once is enough
+        assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_abort_stops_a_modem_settling_on_another_thread_at_once():
+    master, slave = pty.openpty()
+    modem = Modem.open(os.ttyname(slave), ModemSettings(command_timeout=1.0, settle_attempts=100, settle_delay=0.3))
+    outcome = queue.Queue()
+
+    def initialize():
+        try:
+            modem.initialize()
+        except ModemError as error:
+            outcome.put(error)
+
+    try:
+        threading.Thread(target=initialize).start()
+        assert select.select([master], [], [], 5)[0]  # its first AT is out: it is settling
+        aborted = time.monotonic()
+        modem.abort()
+        assert isinstance(outcome.get(timeout=2), PortLost)
+        assert time.monotonic() - aborted < 1.0
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+class _Noticed(logging.Handler):
+    """Sets `event` when a record at WARNING or above mentions `text`."""
+
+    def __init__(self, text: str):
+        super().__init__(logging.WARNING)
+        self.text = text
+        self.event = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.messages.append(record.getMessage())
+            self.event.set()
+
+
+def test_with_default_settings_a_silent_port_is_named_in_a_warning_within_10_s(tmp_path):
+    master, slave = pty.openpty()
+    port = tmp_path / "ttyUSB3"
+    port.symlink_to(os.ttyname(slave))
+    noticed = _Noticed(str(port))
+    logging.getLogger("modemgw").addHandler(noticed)
+    modem = Modem.open(str(port), ModemSettings())
+    outcome = queue.Queue()
+
+    def initialize():
+        try:
+            modem.initialize()
+        except ModemError as error:
+            outcome.put(error)
+
+    try:
+        started = time.monotonic()
+        threading.Thread(target=initialize).start()
+        assert noticed.event.wait(10)
+        assert time.monotonic() - started < 10
+        expected = f"{port}: no answer to AT after 3 tries (1 s each, ESC+AT and bare AT); is this the modem's AT port?"
+        assert noticed.messages == [expected]
+        modem.abort()
+        assert isinstance(outcome.get(timeout=2), PortLost)
+    finally:
+        logging.getLogger("modemgw").removeHandler(noticed)
+        modem.close()
+        os.close(master)
+        os.close(slave)

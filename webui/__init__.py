@@ -21,6 +21,7 @@ from flask import (Blueprint, Flask, abort, current_app, flash, g, jsonify, redi
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from modemgw import auth, text, webhooks
+from modemgw.api import STORAGE_RETRY_AFTER
 from modemgw.gateway import SubmitError
 from modemgw.store import NotFound, Store, StoreError
 
@@ -64,7 +65,7 @@ def add_user(store: Store, username: str, password: str, role: str) -> int:
             cursor = conn.execute("INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
                                   (username.strip(), generate_password_hash(password), role, time.time()))
     except StoreError as error:
-        raise UserError(f"user {username!r} exists already" if "UNIQUE" in str(error) else str(error)) from None
+        raise UserError(f"user {username!r} exists already" if error.kind == "constraint" else str(error)) from None
     return cursor.lastrowid
 
 
@@ -176,8 +177,8 @@ def login():
                 session["user_id"] = rows[0]["id"]
                 session["csrf_token"] = secrets.token_urlsafe(32)
                 session.permanent = True
-                with _store().transaction() as conn:
-                    conn.execute("UPDATE users SET last_login_at = ? WHERE id = ?", (time.time(), rows[0]["id"]))
+                # bookkeeping only: one must be able to log in and look at a full or locked gateway
+                _store().note_login(rows[0]["id"], time.time())
                 return redirect(_local_target(request.args.get("next", "")) or url_for("ui.dashboard"))
             failures[key].append(time.time())
             error = "Wrong username or password."
@@ -317,6 +318,9 @@ def compose():
     except (SubmitError, ValueError) as error:
         detail = getattr(error, "detail", str(error))
         return render_template("compose.html", modems=modems, form=request.form, error=detail), 400
+    except StoreError as error:  # the form stays filled in, to be sent again when the database works
+        return (render_template("compose.html", modems=modems, form=request.form, error=_storage_message(error)),
+                503, {"Retry-After": str(STORAGE_RETRY_AFTER)})
     flash(f"Queued {len(result['messages'])} message(s), {result['segments']} segment(s); "
           f"{len(result['skipped'])} skipped (opted out or repeated).")
     if len(result["messages"]) == 1:
@@ -404,6 +408,8 @@ def conversation(number: str):
             flash("Reply queued.")
         except SubmitError as error:
             flash(f"Not sent: {error.detail}")
+        except StoreError as error:
+            flash(f"Not sent: {_storage_message(error)}")
         return redirect(url_for("ui.conversation", number=number))
     inbound = [dict(row) | {"direction": "in", "at": row["received_at"]}
                for row in store.query("SELECT * FROM inbox WHERE sender = ? ORDER BY id", (number,))]
@@ -452,7 +458,7 @@ def modem(modem_id: int):
                 try:
                     row = store.update_modem(modem_id, **fields)
                 except StoreError as error:
-                    if "UNIQUE" in str(error):
+                    if error.kind == "constraint":
                         raise ValueError(f"another modem is already labelled {label!r}") from None
                     raise
                 daemon.pool.refresh(modem_id)
@@ -550,3 +556,19 @@ def bad_request(error):
 
         return problem(400, "invalid-request", error.description)
     return render_template("error.html", code=400, message=error.description), 400
+
+
+def _storage_message(error: StoreError) -> str:
+    reason = {"full": "the disk is full", "locked": "the database is locked by another program"}.get(
+        error.kind, "the database failed")
+    saved = "" if request.method in ("GET", "HEAD") else "nothing was saved; "
+    return f"{reason} ({error}): {saved}try again in a moment."
+
+
+@ui.errorhandler(StoreError)
+def storage_error(error: StoreError):
+    """A page that says what happened, never a crash page (the API's own handler answers problem+json)."""
+    if isinstance(error, NotFound):
+        return render_template("error.html", code=404, title="Not found", message=str(error)), 404
+    return (render_template("error.html", code=503, title="The database is unavailable",
+                            message=_storage_message(error)), 503, {"Retry-After": str(STORAGE_RETRY_AFTER)})

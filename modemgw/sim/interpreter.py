@@ -114,6 +114,8 @@ class Faults:
     urc_before_prompt: int = 0
     urc_before_result: int = 0
     urc_in_next_reply: str | None = None
+    reports_lost_route: int | None = None            # CNMI <ds> accepted, but its reports never come (firmware bug)
+    reports_lost_stored: bool = False                # ... or are stored in "SR" without their +CDSI
 
 
 class SimModem:
@@ -167,6 +169,18 @@ class SimModem:
     @property
     def registered(self) -> bool:
         return self.radio_on and self.pin_ok and not self.faults.registration_lost
+
+    def set_registration_lost(self, lost: bool) -> None:
+        """The network goes away (or comes back), as when the antenna is pulled or the cell fails."""
+        before = self.registered
+        self.faults.registration_lost = lost
+        self._registration_changed(before)
+
+    def _registration_changed(self, before: bool) -> None:
+        """`+CREG: <stat>` (with location for `AT+CREG=2`) when registration changed and the host asked for it."""
+        if self.creg_n and self.registered != before:
+            stat = 1 if self.registered else (2 if self.radio_on and self.pin_ok else 0)
+            self.emit_urc(f"+CREG: {stat}" + (',"00A1","1B2C"' if self.creg_n == 2 else ""))
 
     def boot(self) -> None:
         """What the modem prints when it powers up."""
@@ -386,7 +400,9 @@ class SimModem:
             self.reset()
             self.host.call_at(self.host.now() + 0.01, self.boot)
             return []
+        before = self.registered
         self.radio_on = params[0] == "1"
+        self._registration_changed(before)
         if self.radio_on:
             self.busy_left = self.profile.busy_after_cfun
         return []
@@ -778,6 +794,11 @@ class SimModem:
     def deliver_report(self, encoded: pdu.EncodedPdu) -> bool:
         """A status report arrives from the service centre."""
         ds = self.cnmi[3]
+        if ds == self.faults.reports_lost_route:
+            if self.faults.reports_lost_stored:
+                storage = self.storages.get("SR") or self._storage(2)
+                return storage.add(Stored(0, encoded)) is not None  # stored, never announced
+            return True  # taken from the network, then neither stored nor announced
         if ds == 1:
             self._direct("+CDS", encoded)
             return True

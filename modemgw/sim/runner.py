@@ -21,6 +21,7 @@ import selectors
 import socket
 import threading
 import time
+import logging
 import tty
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from typing import Any, Callable
 from modemgw.sim.interpreter import Faults, SimIdentity, SimModem
 from modemgw.sim.network import Network, NetworkSettings
 from modemgw.sim.profiles import PROFILES
+
+log = logging.getLogger("modemgw.sim")
 
 MAX_BACKLOG = 64 * 1024  # what a modem's UART buffer holds while nobody reads; older output is lost
 
@@ -255,18 +258,24 @@ class Simulator:
                 timeout = max(0.0, self._timers[0][0] - time.monotonic())
             for key, mask in self._selector.select(timeout):
                 kind, device = key.data
-                if kind == "wake":
-                    self._drain_wake()
-                elif kind == "pty":
-                    self._pty_event(device, mask)
-                elif kind == "control":
-                    self._accept()
-                elif kind == "client":
-                    self._client_readable(key.fileobj)
+                try:
+                    if kind == "wake":
+                        self._drain_wake()
+                    elif kind == "pty":
+                        self._pty_event(device, mask, key.fd)
+                    elif kind == "control":
+                        self._accept()
+                    elif kind == "client":
+                        self._client_readable(key.fileobj)
+                except Exception:  # noqa: BLE001 - one bad event must not stop every simulated modem
+                    log.exception("simulator: %s event failed", kind)
             now = time.monotonic()
             while self._timers and self._timers[0][0] <= now:
                 _, _, action = heapq.heappop(self._timers)
-                action()
+                try:
+                    action()
+                except Exception:  # noqa: BLE001 - the same for a timed action
+                    log.exception("simulator: a timed action failed")
             with self._changed:
                 self._turns += 1
                 self._changed.notify_all()
@@ -285,7 +294,9 @@ class Simulator:
             except Exception as error:  # handed to the caller's thread, which raises it
                 future.set_exception(error)
 
-    def _pty_event(self, device: Device, mask: int) -> None:
+    def _pty_event(self, device: Device, mask: int, fd: int) -> None:
+        if device.master < 0 or fd != device.master:
+            return  # unplugged by an earlier event of the same select() batch (and perhaps replugged since)
         if mask & selectors.EVENT_READ:
             try:
                 data = os.read(device.master, 4096)
@@ -405,6 +416,8 @@ class Simulator:
                 return {"ok": True, "modem": self.describe(device)}
             if command == "sent":
                 return {"ok": True, "sent": [vars(record) for record in device.modem.sent]}
+            if command == "commands":  # every command line the modem received, oldest first (ground truth)
+                return {"ok": True, "commands": list(device.modem.commands)}
             raise ValueError(f"unknown command {command!r}")
         except (ValueError, KeyError, TypeError) as error:
             return {"ok": False, "error": str(error)}
@@ -439,7 +452,7 @@ def _fault_cms(simulator: Simulator, device: Device, code: int = 331, count: int
 
 
 def _fault_registration(simulator: Simulator, device: Device, lost: bool = True) -> None:
-    device.modem.faults.registration_lost = bool(lost)
+    device.modem.set_registration_lost(bool(lost))
 
 
 def _fault_pin(simulator: Simulator, device: Device, required: bool = True) -> None:
@@ -484,6 +497,13 @@ def _fault_smsc(simulator: Simulator, device: Device, number: str = "") -> None:
     device.modem.identity.smsc = str(number)
 
 
+def _fault_lost_reports(simulator: Simulator, device: Device, ds: int = 2, stored: bool = False) -> None:
+    """The modem accepts AT+CNMI with this <ds> but never delivers a report through it (seen in the field);
+    with `stored`, reports land in its report storage without the +CDSI that should announce them."""
+    device.modem.faults.reports_lost_route = int(ds)
+    device.modem.faults.reports_lost_stored = stored in (True, "1", "true", "yes")
+
+
 def _fault_clear(simulator: Simulator, device: Device) -> None:
     device.modem.faults = Faults()
     device.modem.pin_ok = True
@@ -495,5 +515,5 @@ FAULTS: dict[str, Callable[..., None]] = {
     "garbage": _fault_garbage, "slow-prompt": _fault_slow_prompt, "no-prompt": _fault_no_prompt,
     "delay-reply": _fault_delay_reply, "urc-before-prompt": _fault_urc_before_prompt,
     "urc-before-result": _fault_urc_before_result, "urc-in-reply": _fault_urc_in_reply,
-    "signal": _fault_signal, "smsc": _fault_smsc, "clear": _fault_clear,
+    "signal": _fault_signal, "smsc": _fault_smsc, "lost-reports": _fault_lost_reports, "clear": _fault_clear,
 }
