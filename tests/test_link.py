@@ -15,7 +15,7 @@ import pytest
 from modemgw import pdu
 from modemgw.errors import CmsError, ModemError, ModemTimeout, PortLost, PromptTimeout
 from modemgw.modem import Modem, ModemSettings, locate, probe
-from tests.conftest import FAST
+from tests.conftest import FAST, eventually
 
 
 def other_number(sim, index=1):
@@ -150,10 +150,31 @@ def test_rule5_unplug_during_a_send_fails_it_with_port_lost_within_a_second(make
     sim.fault(0, "unplug")
     error = outcome.get(timeout=2)
     assert isinstance(error, PortLost)
+    assert error.after_payload  # the PDU had gone out: a retry may duplicate it, and the pool flags it so
     assert time.monotonic() - unplugged < 1.0
     assert modem.events.get(timeout=1).name == "PORT-LOST"
     with pytest.raises(PortLost):
         modem.command("AT")
+
+
+def test_closing_a_link_stops_its_reader_first_and_always_releases_the_port_lock(make_sim):
+    """A reader left blocked on a closed descriptor kept the port's exclusive lock: the modem could never be opened
+    again ("Could not exclusively lock port"). Closed while a command waits on a silent modem, 20 times over."""
+    import serial
+
+    sim = make_sim(count=1)
+    device = sim.devices[0].device
+    sim.fault(0, "hang")
+    for _ in range(20):
+        modem = Modem.open(device, FAST)
+        outcome = queue.Queue()
+        threading.Thread(target=lambda: outcome.put(pytest.raises(ModemError, modem.command, "AT+CSQ"))).start()
+        assert eventually(lambda: modem.link._current is not None or not modem.link.dirty, 5)
+        reader = modem.link._reader
+        modem.close()
+        assert not reader.is_alive()
+        assert isinstance(outcome.get(timeout=2).value, PortLost)
+    serial.Serial(device, exclusive=True).close()  # nobody holds the lock
 
 
 def test_rule5_a_replugged_modem_is_found_by_imei_under_another_path(make_sim, open_modem, tmp_path):
