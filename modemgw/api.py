@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import re
+from collections.abc import Iterable
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from modemgw import text
+from modemgw import at, text
 from modemgw.auth import ApiKey, AuthError, Authenticator
 from modemgw.gateway import REPORT_MODES, Conflict, SubmitError
 from modemgw.store import NotFound, StoreError
@@ -109,22 +109,48 @@ def _json_body() -> dict:
         raise ApiProblem(415, "unsupported-media-type",
                          f"send the body as JSON with 'Content-Type: application/json' (got "
                          f"{request.content_type or 'no content type'!r})")
+    try:  # JSON is UTF-8 (RFC 8259): anything else is refused, never sent on as U+FFFD
+        raw = request.get_data(cache=True).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ApiProblem(400, "invalid-encoding", f"the body is not valid UTF-8 (byte {error.start}); send JSON "
+                                                  "as UTF-8") from None
     try:
-        body = json.loads(request.get_data(as_text=True) or "null")
+        body = json.loads(raw or "null")
     except json.JSONDecodeError as error:
         raise ApiProblem(400, "invalid-json", f"the body is not valid JSON: {error.msg} at line {error.lineno}, "
                                               f"column {error.colno}") from None
+    except RecursionError:  # the parser gave up on nesting thousands deep
+        raise ApiProblem(400, "invalid-json", f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise ApiProblem(400, "invalid-request", "the body must be a JSON object")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise ApiProblem(400, "invalid-json", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     return body
 
 
-def _check_fields(body: dict, allowed: dict[str, tuple]) -> None:
+MAX_JSON_DEPTH = 16  # the deepest request (recipients -> fields) needs 4
+MAX_LABEL = 40  # characters of a modem's label or group (as the web UI has it)
+
+
+def _depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
+    """How deep `value` nests, counted up to `limit` (the walk stops there)."""
+    if limit <= 0 or not isinstance(value, (dict, list)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
+
+
+def _check_fields(body: dict, allowed: dict[str, tuple], nullable: Iterable[str] = ()) -> None:
+    """Refuse unknown fields and wrong types by name. `null` is taken only for the fields named in `nullable`
+    (e.g. a limit that null removes); elsewhere it is a wrong type, not a crash further on."""
     for name, value in body.items():
         if name not in allowed:
             raise ApiProblem(400, "invalid-request", f"unknown field '{name}' (fields: {', '.join(allowed)})",
                              field=name)
         types = allowed[name]
+        if value is None and name not in nullable:
+            raise ApiProblem(400, "invalid-request", f"'{name}' must not be null (leave it out instead)",
+                             field=name)
         if value is not None and not isinstance(value, types) or isinstance(value, bool) and bool not in types:
             names = " or ".join("string" if t is str else "integer" if t is int else "boolean" if t is bool else
                                 "list" if t is list else "object" if t is dict else t.__name__ for t in types)
@@ -140,7 +166,7 @@ SUBMIT_FIELDS: dict[str, tuple] = {
 
 
 def _submit(body: dict, key: ApiKey) -> dict:
-    _check_fields(body, SUBMIT_FIELDS)
+    _check_fields(body, SUBMIT_FIELDS, nullable=SUBMIT_FIELDS)  # cloud APIs' clients send null for "not given"
     if "body" in body and "message" in body:
         raise ApiProblem(400, "invalid-request", "give 'body' or its alias 'message', not both", field="body")
     callback = body.get("callback_url")
@@ -328,13 +354,16 @@ def get_modem(modem_id: int):
 def update_modem(modem_id: int):
     body = _json_body()
     _check_fields(body, {"enabled": (bool,), "label": (str,), "group": (str,), "rate_per_minute": (int,),
-                         "quota_day": (int,), "quota_month": (int,)})
+                         "quota_day": (int,), "quota_month": (int,)},
+                  nullable=("rate_per_minute", "quota_day", "quota_month", "group"))
     for name in ("rate_per_minute", "quota_day", "quota_month"):
         if body.get(name) is not None and not 1 <= body[name] <= 1_000_000_000:
             raise ApiProblem(400, "invalid-request", f"'{name}' must be from 1 to 1000000000 (null removes the "
                                                      "limit)", field=name)
-    if "label" in body and not body["label"].strip():
-        raise ApiProblem(400, "invalid-request", "'label' must not be empty", field="label")
+    if "label" in body and not 0 < len(body["label"].strip()) <= MAX_LABEL:
+        raise ApiProblem(400, "invalid-request", f"'label' must be 1 to {MAX_LABEL} characters", field="label")
+    if "group" in body and body["group"] is not None and len(body["group"]) > MAX_LABEL:
+        raise ApiProblem(400, "invalid-request", f"'group' must be at most {MAX_LABEL} characters", field="group")
     fields = {("grp" if name == "group" else name): (int(value) if isinstance(value, bool) else value)
               for name, value in body.items()}
     daemon = _daemon()
@@ -353,13 +382,27 @@ def update_modem(modem_id: int):
 
 
 def at_command_problem(command: str) -> str | None:
-    """Why `command` may not go to a modem from the API or the UI console, or None when it may."""
-    upper = command.upper()
-    if not upper.startswith("AT") or any(char < " " for char in command):
+    """Why `command` may not go to a modem from the API or the UI console, or None when it may. Judged as the modem
+    reads it (spaces dropped, any case: `at+cm gs=20` is AT+CMGS=20)."""
+    from modemgw.at import normalize_command
+
+    if len(command) > 512:
+        return "'command' is longer than 512 characters"
+    upper = normalize_command(command)
+    if not upper.startswith("AT") or any(char < " " or char == "\x7f" for char in command):
         return "'command' must be one AT command line, e.g. AT+CSQ"
-    if any(name in upper for name in ("+CMGS", "+CMGW", "+CMSS", "+CMGC")) or re.search(r"\+CNMA=\d+,\d", upper):
+    if any(name in upper for name in ("+CMGS", "+CMGW", "+CMSS", "+CMGC")) or _cnma_with_pdu(upper):
         return "commands that wait for a '> ' prompt (or send) are not available here; use the messages API"
     return None
+
+
+def _cnma_with_pdu(normal: str) -> bool:
+    """`AT+CNMA=<n>,<length>`: an acknowledgement that carries a PDU, after a prompt."""
+    position = normal.find("+CNMA=")
+    if position < 0:
+        return False
+    params = normal[position + len("+CNMA="):].split(";")[0].split(",")
+    return len(params) > 1 and params[1] != ""
 
 
 def _run_on_modem(modem_id: int, function, what: str):
@@ -378,14 +421,18 @@ def _run_on_modem(modem_id: int, function, what: str):
 
 
 @api.post("/modems/<id:modem_id>/ussd")
-@requires("send")
+@requires("ussd")
 def ussd(modem_id: int):
     body = _json_body()
     _check_fields(body, {"code": (str,)})
     code = body.get("code", "")
-    if not code or any(char not in "0123456789*#+" for char in code):
-        raise ApiProblem(400, "invalid-request", "'code' must be a USSD code such as *100#", field="code")
+    refusal = _daemon().gateway.ussd_problem(code, admin=g.api_key.allows("admin"))
+    if refusal:
+        raise ApiProblem(403 if "ussd_allow" in refusal else 400, "forbidden" if "ussd_allow" in refusal
+                         else "invalid-request", refusal, field="code")
     reply = _run_on_modem(modem_id, lambda modem: modem.ussd(code), f"USSD {code}")
+    _daemon().store.log_event("modem.ussd", modem_id=modem_id, code=code, status=reply.status,
+                              by=f"API key {g.api_key.name}")
     return {"code": code, "status": reply.status, "text": reply.text}
 
 
@@ -400,8 +447,8 @@ def at_command(modem_id: int):
         raise ApiProblem(400, "invalid-request", problem_text, field="command")
     timeout = min(60.0, float(body.get("timeout", 10)))
     reply = _run_on_modem(modem_id, lambda modem: modem.raw(command, timeout), command)
-    _daemon().store.log_event("modem.at_command", modem_id=modem_id, command=command, final=reply.final,
-                              key=g.api_key.name)
+    _daemon().store.log_event("modem.at_command", modem_id=modem_id, command=at.redact(command), final=reply.final,
+                              key=g.api_key.name, by=f"API key {g.api_key.name}")
     return {"command": command, "lines": reply.lines, "final": reply.final,
             "elapsed_ms": round(reply.elapsed * 1000, 1)}
 
@@ -509,7 +556,7 @@ def list_webhooks():
 @api.post("/webhooks")
 @requires("admin")
 def create_webhook():
-    from modemgw import webhooks
+    from modemgw import urls, webhooks
 
     body = _json_body()
     _check_fields(body, {"url": (str,), "events": (list,)})
@@ -517,8 +564,10 @@ def create_webhook():
         raise ApiProblem(400, "invalid-request", "'url' is missing", field="url")
     try:
         row = webhooks.create_webhook(_daemon().store, body["url"], body.get("events") or ["*"])
+    except urls.UrlError as error:  # checked in full: a bad URL must never reach the outbox
+        raise ApiProblem(400, "invalid-request", str(error), field="url") from None
     except ValueError as error:
-        raise ApiProblem(400, "invalid-request", str(error), field="events" if "events" in str(error) else "url")
+        raise ApiProblem(400, "invalid-request", str(error), field="events") from None
     return _webhook_view(row, secret=True), 201
 
 
@@ -596,7 +645,11 @@ def register_errors(app: Flask) -> None:
             detail = f"no such endpoint: {request.method} {request.path}"
         elif error.code == 413:
             detail = f"the body is larger than {current_app.config['MAX_CONTENT_LENGTH'] // 1024} KiB"
-        return problem(error.code or 400, kind, detail)
+        response = problem(error.code or 400, kind, detail)
+        for name, value in error.get_headers():  # 405's Allow (RFC 9110 15.5.6), 401's WWW-Authenticate, ...
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def on_unexpected(error: Exception):

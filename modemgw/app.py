@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from flask import Flask, jsonify
 from werkzeug.routing import IntegerConverter
+
+# Every response: never framed (clickjacking), no MIME sniffing, no full URLs leaked to other sites, and pages that
+# load only their own scripts, styles and images (the web UI has no inline script or style).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+# Headers by which a proxy tells who its client is; from any other peer they are dropped unread.
+PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT",
+                 "HTTP_X_FORWARDED_PREFIX", "HTTP_X_FORWARDED_BY", "HTTP_FORWARDED")
 
 
 class IdConverter(IntegerConverter):
@@ -14,6 +28,65 @@ class IdConverter(IntegerConverter):
     def to_python(self, value: str) -> int:
         number = super().to_python(value)
         return number if number <= 2**63 - 1 else -1
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as proxies write it (`192.0.2.1`, `192.0.2.1:5000`, `[2001:db8::1]:5000`, `2001:db8::1`), an
+    IPv4-mapped IPv6 address as IPv4; None when it is none."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:text.find("]")]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+class TrustedProxies:
+    """WSGI middleware: the client's address and scheme from X-Forwarded-For and X-Forwarded-Proto when, and only
+    when, the peer is one of `networks` (`[http] trusted_proxies`). werkzeug's ProxyFix would believe whoever
+    connects. X-Forwarded-For is read from its end: trusted proxies are passed over, the first other address is
+    the client. Any peer's proxy headers are removed after that, so that nothing downstream reads a claim."""
+
+    def __init__(self, app, networks=()):
+        self.app = app
+        self.networks = tuple(networks)
+
+    def trusted(self, address) -> bool:
+        return address is not None and any(address in network for network in self.networks)
+
+    def client(self, peer, forwarded_for: str):
+        """The client's address: the nearest address in X-Forwarded-For that is no trusted proxy."""
+        client = peer
+        for hop in reversed(forwarded_for.split(",")):
+            address = _address(hop)
+            if address is None:  # garbage: believe nothing further along
+                break
+            client = address
+            if not self.trusted(address):
+                break
+        return client
+
+    def __call__(self, environ, start_response):
+        peer = _address(environ.get("REMOTE_ADDR", ""))
+        if self.networks and self.trusted(peer):
+            environ["REMOTE_ADDR"] = str(self.client(peer, environ.get("HTTP_X_FORWARDED_FOR", "")))
+            scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip().lower()
+            if scheme in ("http", "https"):
+                environ["wsgi.url_scheme"] = scheme
+        for name in PROXY_HEADERS:
+            environ.pop(name, None)
+        return self.app(environ, start_response)
+
+
+def security_headers(response):
+    """The headers of SECURITY_HEADERS on every response (unless a view set its own)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
@@ -27,6 +100,9 @@ def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     if test_config:
         app.config.update(test_config)
+    # the daemon's waitress must pass X-Forwarded-* through (clear_untrusted_proxy_headers=False): this decides
+    app.wsgi_app = TrustedProxies(app.wsgi_app, getattr(getattr(daemon, "config", None), "trusted_proxies", ()))
+    app.after_request(security_headers)
     app.extensions["modemgw"] = daemon
     if daemon is not None:
         app.extensions["modemgw.auth"] = Authenticator(daemon.store)

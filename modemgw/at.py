@@ -293,3 +293,32 @@ def quote(text: str) -> str:
     if '"' in text or "\r" in text or "\n" in text:
         raise ValueError(f"{text!r} cannot be sent as an AT string parameter")
     return f'"{text}"'
+
+
+# Commands whose parameters are secrets (PIN, PUK, facility passwords): never written to a log or a history.
+SECRET_COMMANDS = ("+CPIN", "+CPIN2", "+CPWD", "+CLCK", "^CPIN", "+CPINR")
+
+
+def normalize_command(command: str) -> str:
+    """`command` as a modem reads it: upper case, spaces outside quotes dropped (V.250 5.2.1: `AT+CM GS=1` is
+    `AT+CMGS=1`), quoted strings kept as written."""
+    out: list[str] = []
+    quoted = False
+    for char in command:
+        if char == '"':
+            quoted = not quoted
+        if quoted or char == '"':
+            out.append(char)
+        elif char not in " \t":
+            out.append(char.upper())
+    return "".join(out)
+
+
+def redact(command: str) -> str:
+    """`command` fit for a log or a history: the parameters of a secret-bearing command replaced by `***`."""
+    normal = normalize_command(command)
+    for name in SECRET_COMMANDS:
+        if normal.startswith("AT" + name + "=") and not normal.startswith("AT" + name + "=?"):
+            return normal[:len("AT" + name + "=")] + "***"
+    return command
+

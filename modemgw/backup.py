@@ -78,6 +78,15 @@ def _copy(source: Path, target: Path, source_mode_ro: bool = True) -> None:
         os.fsync(stream.fileno())
 
 
+def _exclusive(path: Path) -> None:
+    """Create `path` empty, for this process alone (0600, never through a symlink someone left there)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        raise BackupError(f"{path} exists: another backup or restore is running, or one was interrupted; "
+                          "remove it and try again") from None
+
+
 def _new_name(path: Path) -> Path:
     """`path`, or `path-2`, `path-3`, ... : created empty and exclusively, so two restores in one second never
     write over the database the first one kept."""
@@ -102,6 +111,14 @@ def backup(database: Path, destination: Path) -> Summary:
     temporary = destination.with_name(f".{destination.name}.partial")
     previous = os.umask(0o077)  # API key hashes, messages and numbers: for the administrator only
     try:
+        _exclusive(temporary)
+    except OSError as error:
+        os.umask(previous)
+        raise BackupError(f"backup to {destination} failed: {error}") from None
+    except BackupError:
+        os.umask(previous)
+        raise
+    try:
         _copy(database, temporary)
         summary = check(temporary)
         os.replace(temporary, destination)
@@ -121,6 +138,10 @@ def restore(source: Path, database: Path) -> tuple[Summary, Path | None]:
     database.parent.mkdir(parents=True, exist_ok=True)
     temporary = database.with_name(f".{database.name}.restoring")
     kept = None
+    try:
+        _exclusive(temporary)
+    except OSError as error:
+        raise BackupError(f"restore into {database} failed (nothing was replaced): {error}") from None
     try:
         _copy(source, temporary)
         check(temporary)

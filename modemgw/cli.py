@@ -379,6 +379,7 @@ def demo(listen: str, data_dir: Path | None, modems: int) -> None:
     config = _load_config(None, data_dir or _demo_dir())
     config.listen = listen
     config.gateway.default_region = config.gateway.default_region or "GB"
+    config.gateway.callback_private_destinations = True  # a demo's callbacks go to a receiver on this machine
     daemon = Daemon(config, simulate=modems, sim_send_latency=0.3, sim_report_delay=1.0)
 
     def banner(running) -> None:
@@ -483,7 +484,26 @@ def status(data_dir) -> None:
 
 @main.group("users")
 def users_group() -> None:
-    """Web UI users (admin or operator); passwords are stored hashed."""
+    """Web UI users (admin or operator); passwords are stored hashed. Works on the data directory, daemon running
+    or not: a disabled, deleted or re-passworded user's open sessions end at once."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _change_user(config_path, data_dir, username: str, change) -> None:
+    """`change(store, user_id)` on the user of that name; library errors become ClickException."""
+    from modemgw import auth
+    from modemgw.store import StoreError
+
+    store = _store_for(config_path, data_dir)
+    try:
+        change(store, auth.find_user(store, username)["id"])
+    except (auth.UserError, StoreError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 @users_group.command("add")
@@ -494,17 +514,78 @@ def users_group() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
 def users_add(config_path, data_dir, username, role, password_stdin) -> None:
     """Add a user; asks for the password (at least 10 characters) unless --password-stdin."""
-    import webui
+    from modemgw import auth
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     try:
-        webui.add_user(_store_for(config_path, data_dir), username, password, role)
-    except webui.UserError as error:
+        auth.add_user(_store_for(config_path, data_dir), username, password, role)
+    except auth.UserError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"user {username} ({role}) added")
+
+
+@users_group.command("list")
+@_config_option
+@_data_option
+def users_list(config_path, data_dir) -> None:
+    """List users: id, name, role, enabled or disabled, last login (never a password)."""
+    from modemgw import auth
+
+    for user in auth.list_users(_store_for(config_path, data_dir)):
+        login = time.strftime("%Y-%m-%d %H:%M", time.localtime(user["last_login_at"])) if user["last_login_at"] \
+            else "never"
+        state = "disabled" if user["disabled"] else "enabled"
+        click.echo(f"{user['id']:>4}  {user['username'][:24]:<24} {user['role']:<9} {state:<9} last login {login}")
+
+
+@users_group.command("passwd")
+@_config_option
+@_data_option
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+def users_passwd(config_path, data_dir, username, password_stdin) -> None:
+    """Set a user's password (asks for it unless --password-stdin); the user's sessions end."""
+    from modemgw import auth
+
+    password = _read_password(password_stdin)
+    _change_user(config_path, data_dir, username, lambda store, user_id: auth.set_password(store, user_id, password))
+    click.echo(f"password of {username} set; their sessions have ended")
+
+
+@users_group.command("disable")
+@_config_option
+@_data_option
+@click.argument("username")
+def users_disable(config_path, data_dir, username) -> None:
+    """Stop a user logging in; their open sessions end at once."""
+    from modemgw import auth
+
+    _change_user(config_path, data_dir, username, lambda store, user_id: auth.set_disabled(store, user_id, True))
+    click.echo(f"user {username} disabled; their sessions have ended")
+
+
+@users_group.command("enable")
+@_config_option
+@_data_option
+@click.argument("username")
+def users_enable(config_path, data_dir, username) -> None:
+    """Let a disabled user log in again."""
+    from modemgw import auth
+
+    _change_user(config_path, data_dir, username, lambda store, user_id: auth.set_disabled(store, user_id, False))
+    click.echo(f"user {username} enabled")
+
+
+@users_group.command("delete")
+@_config_option
+@_data_option
+@click.argument("username")
+def users_delete(config_path, data_dir, username) -> None:
+    """Delete a user; their sessions end. (`disable` keeps the account for later.)"""
+    from modemgw import auth
+
+    _change_user(config_path, data_dir, username, auth.delete_user)
+    click.echo(f"user {username} deleted")
 
 
 @main.group("keys")
@@ -540,7 +621,7 @@ def _store_for(config_path: Path | None, data_dir: Path | None):
     config = _admin_config(_system_config(config_path), data_dir)
     _act_as_data_owner(config.data_dir)
     try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return Store(config.data_dir / "modemgw.db")
     except (OSError, StoreError) as error:
         raise click.ClickException(f"cannot open the database in {config.data_dir}: {error}") from None

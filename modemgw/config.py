@@ -48,6 +48,7 @@ class Config:
     listen: str = "127.0.0.1:8080"
     secure_cookies: bool = False     # session cookies only over HTTPS (a TLS proxy in front)
     metrics_auth: bool = False       # /metrics asks for an API key with the read scope
+    trusted_proxies: tuple = ()      # networks (ipaddress) whose X-Forwarded-For/-Proto are believed
     data_dir: Path = Path("/var/lib/modemgw")
     source: Path | None = None
 
@@ -59,8 +60,10 @@ GATEWAY_OPTIONS: dict[str, type | tuple] = {
     "retry_max": (int, float), "max_attempts": int, "retention_days": int,
     "strategy": str, "sticky_recipients": bool, "ports": list, "auto_attach": bool,
     "hotplug_interval": (int, float), "report_watchdog": int, "report_watchdog_minutes": (int, float),
+    "ussd_allow": list, "callback_private_destinations": bool,
 }
-HTTP_OPTIONS: dict[str, type | tuple] = {"listen": str, "secure_cookies": bool, "metrics_auth": bool}
+HTTP_OPTIONS: dict[str, type | tuple] = {"listen": str, "secure_cookies": bool, "metrics_auth": bool,
+                                         "trusted_proxies": list}
 MODEM_OPTIONS: dict[str, type | tuple] = {
     "device": str, "imei": str, "iccid": str, "label": str, "group": str, "pin": str, "baudrate": int,
     "rate_per_minute": int, "quota_day": int, "quota_month": int, "storage": str,
@@ -143,6 +146,10 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
     for key, value in gateway.items():
         if key in ("report_window_hours", "report_deadline_hours"):
             setattr(settings, key.replace("_hours", ""), float(value) * 3600)
+        elif key == "ussd_allow":
+            if not all(isinstance(item, str) and item and set(item) <= set("0123456789*#+") for item in value):
+                raise checker.fail("gateway", key, f"must be a list of USSD codes such as \"*100#\", not {value!r}")
+            settings.ussd_allow = tuple(value)
         elif key in ("stop_words", "start_words"):
             setattr(settings, key, tuple(str(word).upper() for word in value))
         elif key == "strategy":
@@ -173,6 +180,8 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
     checker.table(http, "http", HTTP_OPTIONS)
     config.secure_cookies = http.get("secure_cookies", config.secure_cookies)
     config.metrics_auth = http.get("metrics_auth", config.metrics_auth)
+    if "trusted_proxies" in http:
+        config.trusted_proxies = parse_trusted_proxies(http["trusted_proxies"], checker)
     if "listen" in http:
         config.listen = http["listen"]
         parse_listen(config.listen, checker)
@@ -207,3 +216,18 @@ def parse_listen(listen: str, checker: _Checker | None = None) -> tuple[str, int
         problem = f"must be HOST:PORT (e.g. 0.0.0.0:8080), not {listen!r}"
         raise (checker.fail("http", "listen", problem) if checker else ConfigError(f"listen {problem}"))
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def parse_trusted_proxies(items: list, checker: _Checker | None = None) -> tuple:
+    """`[http] trusted_proxies`: addresses and networks ("127.0.0.1", "10.0.0.0/8", "::1") as ipaddress networks."""
+    import ipaddress
+
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except (TypeError, ValueError):
+            problem = f"must be a list of addresses or networks such as \"127.0.0.1\" or \"10.0.0.0/8\", not {item!r}"
+            raise (checker.fail("http", "trusted_proxies", problem) if checker
+                   else ConfigError(f"trusted_proxies {problem}")) from None
+    return tuple(networks)

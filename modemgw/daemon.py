@@ -56,7 +56,7 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> "Daemon":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # new: the owner's alone, whatever the umask
         self.store = Store(self.data_dir / "modemgw.db")
         self.gateway = Gateway(self.store, self.config.gateway)
         self.gateway.subscribe(self._on_event)
@@ -75,7 +75,8 @@ class Daemon:
         from modemgw.webhooks import RETRY_SCHEDULE, WebhookSender
 
         self.webhooks = WebhookSender(self.store, lambda message_id: message_view(self.store.message(message_id)),
-                                      schedule=self.webhook_schedule or RETRY_SCHEDULE)
+                                      schedule=self.webhook_schedule or RETRY_SCHEDULE,
+                                      callback_private_destinations=self.config.gateway.callback_private_destinations)
         self.gateway.subscribe(self.webhooks.on_event)
         self.webhooks.start()
         self.pool.start()
@@ -162,7 +163,10 @@ class Daemon:
 
         host, port = configuration.parse_listen(self.config.listen)
         self.app = create_app(self)
-        self.http_server = create_server(self.app, host=host, port=port, threads=8, clear_untrusted_proxy_headers=True)
+        # X-Forwarded-* reach the app, whose TrustedProxies middleware (app.py) believes them only from the
+        # addresses of [http] trusted_proxies and drops them from anyone else
+        self.http_server = create_server(self.app, host=host, port=port, threads=8,
+                                         clear_untrusted_proxy_headers=False)
         self.http_port = self.http_server.effective_port
         thread = threading.Thread(target=self._run_http, name="http", daemon=True)
         thread.start()
@@ -309,6 +313,10 @@ class Daemon:
             reply = self.pool.run_on(worker.modem_id, lambda modem: modem.raw(line, timeout), timeout + 30)
         except (ModemError, KeyError, TimeoutError) as error:
             return {"ok": False, "error": f"{worker.label}: {error or 'no answer in time'}"}
+        from modemgw.at import redact
+
+        self.store.log_event("modem.at_command", modem_id=worker.modem_id, command=redact(line), final=reply.final,
+                             by="modemgw console (control socket)")
         return {"ok": True, "label": worker.label, "device": worker.device, "lines": reply.lines,
                 "final": reply.final, "elapsed": reply.elapsed}
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from modemgw import numbers, pdu, text
+from modemgw import numbers, pdu, text, urls
 from modemgw.store import NotFound, Store, StoreError
 
 log = logging.getLogger("modemgw.gateway")
@@ -71,6 +71,16 @@ class GatewaySettings:
     retry_max: float = 600.0
     max_attempts: int = 6
     retention_days: int = 90
+    ussd_allow: tuple[str, ...] = ()      # USSD codes non-admins may send (e.g. "*100#"); admins may send any
+    callback_private_destinations: bool = False  # messages' callback URLs may point at loopback and LAN addresses
+
+
+def _scoped(idempotency_key: str | None, api_key_id: int | None) -> str | None:
+    """An Idempotency-Key belongs to the API key that sent it (another key's request with the same key is another
+    request, and must never see the first one's result); local submits (UI, CLI) share one scope."""
+    if not idempotency_key:
+        return None
+    return f"key{api_key_id}:{idempotency_key}" if api_key_id is not None else f"local:{idempotency_key}"
 
 
 def _epoch(value: float | dt.datetime | str | None, what: str) -> float | None:
@@ -120,6 +130,18 @@ class Gateway:
             except Exception:  # one listener's fault must not stop a send or the others
                 log.exception("listener failed for %s", event)
 
+    # --- USSD ------------------------------------------------------------------------------------------
+
+    def ussd_problem(self, code: str, admin: bool) -> str | None:
+        """Why `code` may not be sent (by an admin when `admin`), or None. USSD moves money on many networks
+        (transfers, bundles): only admins may send codes outside `ussd_allow`."""
+        if not code or len(code) > 64 or any(char not in "0123456789*#+" for char in code):
+            return "the USSD code must be 1-64 of the characters 0-9 * # +, such as *100#"
+        if not admin and code not in self.settings.ussd_allow:
+            allowed = ", ".join(self.settings.ussd_allow) or "none"
+            return f"USSD {code} is not in the gateway's ussd_allow list (allowed: {allowed}); an admin may send it"
+        return None
+
     # --- submit ----------------------------------------------------------------------------------------
 
     def _labels_from_store(self) -> dict[str, str | None]:
@@ -155,10 +177,13 @@ class Gateway:
         request = {"body": body, "to": to, "recipients": recipients, "priority": priority,
                    "send_at": send_at if not isinstance(send_at, dt.datetime) else send_at.isoformat(),
                    "validity": validity, "route": route, "client_ref": client_ref, "spintax": spintax,
-                   "smart_encoding": smart_encoding, "request_report": request_report}
+                   "smart_encoding": smart_encoding, "request_report": request_report, "callback_url": callback_url}
         body_hash = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
-        if idempotency_key:
-            previous = self.store.find_submission(idempotency_key)
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+            raise SubmitError("Idempotency-Key must be 1 to 255 characters", "idempotency_key")
+        key = _scoped(idempotency_key, api_key_id)
+        if key:
+            previous = self.store.find_submission(key)
             if previous is not None:
                 if previous["body_hash"] != body_hash:
                     raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request")
@@ -178,10 +203,10 @@ class Gateway:
             }
 
         try:
-            result = self.store.insert_messages(prepared, idempotency_key, body_hash, api_key_id, result_for)
+            result = self.store.insert_messages(prepared, key, body_hash, api_key_id, result_for)
         except StoreError as error:
-            if idempotency_key and "idempotency" in str(error):  # a concurrent request with the same key won
-                previous = self.store.find_submission(idempotency_key)
+            if key and "idempotency" in str(error):  # a concurrent request with the same key won
+                previous = self.store.find_submission(key)
                 if previous is not None and previous["body_hash"] == body_hash and previous["result"]:
                     return json.loads(previous["result"]) | {"idempotent_replay": True}
                 raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request") from None
@@ -199,6 +224,14 @@ class Gateway:
             raise SubmitError("body is empty: give the message text in 'body'", "body")
         if any("\ud800" <= char <= "\udfff" for char in body):
             raise SubmitError("body has a lone UTF-16 surrogate (a broken emoji); send valid Unicode", "body")
+        for name, value, limit in (("client_ref", client_ref, 128), ("modem", route, 64)):
+            if value is not None and (not isinstance(value, str) or len(value) > limit):
+                raise SubmitError(f"{name} must be a string of at most {limit} characters", name)
+        if callback_url is not None:
+            try:
+                urls.check_callback(callback_url, private=self.settings.callback_private_destinations)
+            except urls.UrlError as error:
+                raise SubmitError(f"callback_url {error}", "callback_url") from None
         entries = self._entries(to, recipients)
         if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
             raise SubmitError("priority must be a whole number from -100 to 100 (higher goes first)", "priority")
@@ -209,9 +242,9 @@ class Gateway:
                               "SMS can carry)", "validity")
         start = max(now, due or now)
         expires = start + validity if validity else None
-        try:
+        try:  # the body's size is checked first, before any parsing (text.MAX_BODY_CHARS)
             renderer = text.Renderer(body, spintax=spintax, templates=recipients is not None)
-        except text.SpintaxError as error:
+        except text.TextError as error:
             raise SubmitError(f"body: {error}", "body") from None
         labels = self.modem_labels()
         rng = random.Random(seed)
@@ -238,7 +271,11 @@ class Gateway:
             except text.TemplateError as error:
                 raise SubmitError(f"recipient {number}: {error}", "recipients", number) from None
             if rendered not in cache:
-                info = text.info(rendered, smart=smart_encoding)
+                try:
+                    info = text.info(rendered, smart=smart_encoding)
+                except text.TextError as error:  # longer than any SMS (255 segments)
+                    raise SubmitError(f"recipient {number}: {error}; the limit is {self.settings.max_segments} "
+                                      "segments", "body", number) from None
                 cache[rendered] = (info.text, info)
             sent_text, info = cache[rendered]
             if not sent_text.strip():

@@ -18,6 +18,7 @@ class NumberError(ValueError):
 
 
 _DIALLED = re.compile(r"[\s().\-/]")
+MAX_NUMBER_CHARS = 40  # 15 digits (E.164), a leading 00 or +, and room for spaces, dashes and brackets
 
 
 def normalize(number: str, region: str | None = None, strict: bool = False) -> str:
@@ -28,6 +29,9 @@ def normalize(number: str, region: str | None = None, strict: bool = False) -> s
     raw = (number or "").strip()
     if not raw:
         raise NumberError("recipient is empty")
+    if len(raw) > MAX_NUMBER_CHARS:  # before any other work, and never echoed whole
+        raise NumberError(f"recipient {raw[:20]!r}... is {len(raw)} characters long; a phone number has at most 15 "
+                          "digits")
     cleaned = _DIALLED.sub("", raw)
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]

@@ -213,7 +213,8 @@ def document() -> dict:
             "patch": _op("Enable or disable a modem, rename it, set its limits", "admin", {
                 "200": {"description": "Updated", "content": _json(_ref("Modem"))}}, body=_ref("ModemUpdate"),
                 errors=(400, 404, 409, 415))},
-        "/api/v1/modems/{modem_id}/ussd": {"post": _op("Send a USSD code (e.g. *100#) and return the answer", "send", {
+        "/api/v1/modems/{modem_id}/ussd": {"post": _op("Send a USSD code (e.g. *100#) and return the answer; codes "
+                                                      "outside the gateway's ussd_allow list need admin", "ussd", {
             "200": {"description": "The network's answer", "content": _json({"type": "object"})}},
             parameters=[_path_id("modem_id")], body={"type": "object", "required": ["code"], "properties": {
                 "code": {"type": "string"}}}, errors=(400, 404, 409, 415, 502, 504))},

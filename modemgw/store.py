@@ -285,6 +285,24 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE modems ADD COLUMN report_mode TEXT;
     """,
+    # 4: web UI sessions kept on the server, so that logout, a password change, disabling or deleting a user end
+    # them at once; the cookie carries only the session's random token, of which this keeps a SHA-256
+    """
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(user_id);
+    """,
+    # 5: an Idempotency-Key belongs to the API key that sent it (gateway._scoped): earlier keys are scoped as
+    # their submissions were made, so a client retrying across the upgrade still gets its first result
+    """
+    UPDATE submissions SET idempotency_key = CASE WHEN api_key_id IS NULL THEN 'local:'
+        ELSE 'key' || api_key_id || ':' END || idempotency_key WHERE idempotency_key IS NOT NULL;
+    """,
 ]
 
 
@@ -323,6 +341,20 @@ def _busy_timeout(conn: sqlite3.Connection, milliseconds: int) -> Iterator[None]
         conn.execute(f"PRAGMA busy_timeout = {int(normal)}")
 
 
+def _create_private(path: str) -> None:
+    """A new database file is the owner's alone (0600), whatever the umask: it holds the web UI's sessions (token
+    hashes), key hashes and every message. SQLite gives its -wal and -shm files the same mode. An existing file is left
+    as it is (a restore or an administrator may have set its group)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise StoreError(f"cannot create database {path}: {error}", "io") from None
+
+
 def day_key(moment: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(moment))
 
@@ -341,6 +373,7 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._write_failure: WriteFailure | None = None
+        _create_private(self.path)
         try:
             self._migrate()
         except sqlite3.Error as error:  # e.g. no space left for the schema of a new database
@@ -999,6 +1032,43 @@ class Store:
     def inbox(self, limit: int = 100) -> list[dict]:
         return [dict(row) for row in self.query("SELECT * FROM inbox ORDER BY id DESC LIMIT ?", (limit,))]
 
+    # --- webhook deliveries: the sender's statements (modemgw.webhooks) ----------------------------------------
+    # A lane is one kind of delivery: messages' own callback URLs (webhook_id NULL), or subscriptions.
+
+    def due_webhook_deliveries(self, now: float, callbacks: bool, after_id: int, skip_urls: set[str],
+                               limit: int) -> list[dict]:
+        """Pending deliveries of one lane due by `now`, with ids above `after_id`, oldest first, none to the
+        URLs in `skip_urls` (their destination is busy); only the first pending one per (URL, message), so that
+        each goes out in order. Raises StoreError."""
+        rows = self.query(
+            "SELECT d.* FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ? "
+            "AND (d.webhook_id IS NULL) = ? AND d.id > ? AND d.url NOT IN (SELECT value FROM json_each(?)) "
+            "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending' "
+            "AND e.message_id = d.message_id AND e.url = d.url AND e.id < d.id) ORDER BY d.id LIMIT ?",
+            (now, int(callbacks), after_id, json.dumps(sorted(skip_urls)), limit))
+        return [dict(row) for row in rows]
+
+    def next_webhook_attempt_after(self, now: float) -> float | None:
+        """When the next pending delivery that is not due yet falls due (None: none waits). Raises StoreError."""
+        return self.query("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' "
+                          "AND next_attempt_at > ?", (now,))[0][0]
+
+    def record_webhook_attempt(self, delivery_id: int, attempts: int, now: float, status_code: int | None,
+                               error: str | None, retry_at: float | None) -> None:
+        """The outcome of a delivery's attempt number `attempts`: delivered when there is no `error`; else
+        pending again at `retry_at`, or dead when there is none. Raises StoreError."""
+        with self.transaction() as conn:
+            if error is None:
+                conn.execute("UPDATE webhook_deliveries SET status = 'delivered', attempts = ?, delivered_at = ?, "
+                             "last_status_code = ?, last_error = NULL WHERE id = ?",
+                             (attempts, now, status_code, delivery_id))
+            elif retry_at is None:
+                conn.execute("UPDATE webhook_deliveries SET status = 'dead', attempts = ?, last_status_code = ?, "
+                             "last_error = ? WHERE id = ?", (attempts, status_code, error, delivery_id))
+            else:
+                conn.execute("UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ?, last_status_code = ?, "
+                             "last_error = ? WHERE id = ?", (attempts, retry_at, status_code, error, delivery_id))
+
     # --- queries ---------------------------------------------------------------------------------------
 
     def message(self, message_id: int) -> dict:
@@ -1028,3 +1098,97 @@ class Store:
             deleted = conn.execute("DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?))", (ids,)).rowcount
             conn.execute("DELETE FROM inbox_seen WHERE at < ?", (before,))
             return deleted
+
+    # --- web UI users and sessions -----------------------------------------------------------------------------
+    # Passwords are hashed, and tokens made, by modemgw.auth; a session is stored under the SHA-256 of its token.
+
+    def users(self) -> list[dict]:
+        """Every web UI user, without password hashes."""
+        return [dict(row) for row in self.query("SELECT id, username, role, disabled, created_at, last_login_at "
+                                                "FROM users ORDER BY id")]
+
+    def user(self, user_id: int) -> dict:
+        """One user, with its password hash. Raises NotFound."""
+        rows = self.query("SELECT * FROM users WHERE id = ?", (user_id,))
+        if not rows:
+            raise NotFound(f"no user {user_id}")
+        return dict(rows[0])
+
+    def user_by_name(self, username: str) -> dict | None:
+        """The user of that exact name, with its password hash, or None."""
+        rows = self.query("SELECT * FROM users WHERE username = ?", (username,))
+        return dict(rows[0]) if rows else None
+
+    def add_user(self, username: str, password_hash: str, role: str, now: float) -> int:
+        """A new user's id. Raises StoreError (kind "constraint" when the name is taken)."""
+        with self.transaction() as conn:
+            return conn.execute("INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+                                (username, password_hash, role, now)).lastrowid
+
+    def set_password_hash(self, user_id: int, password_hash: str, keep_session: str | None = None) -> None:
+        """Change a user's password and end its sessions, all but `keep_session` (a token hash). Raises
+        NotFound."""
+        with self.transaction() as conn:
+            if conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)).rowcount == 0:
+                raise NotFound(f"no user {user_id}")
+            conn.execute("DELETE FROM sessions WHERE user_id = ? AND token_hash IS NOT ?", (user_id, keep_session))
+
+    def set_user_disabled(self, user_id: int, disabled: bool) -> bool:
+        """Disable a user (ending its sessions) or enable it again. False, and nothing changed, when that would
+        leave no enabled admin. Raises NotFound."""
+        with self.transaction() as conn:
+            if disabled and self._last_admin(conn, user_id):
+                return False
+            if conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id)).rowcount == 0:
+                raise NotFound(f"no user {user_id}")
+            if disabled:
+                conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+            return True
+
+    def delete_user(self, user_id: int) -> bool:
+        """Delete a user and its sessions. False, and nothing deleted, when it is the last enabled admin. Raises
+        NotFound."""
+        with self.transaction() as conn:
+            if self._last_admin(conn, user_id):
+                return False
+            conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+            if conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 0:
+                raise NotFound(f"no user {user_id}")
+            return True
+
+    @staticmethod
+    def _last_admin(conn: sqlite3.Connection, user_id: int) -> bool:
+        """Whether `user_id` is the only enabled admin."""
+        row = conn.execute("SELECT role = 'admin' AND disabled = 0 FROM users WHERE id = ?", (user_id,)).fetchone()
+        return bool(row and row[0]) and conn.execute(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0] == 1
+
+    def session(self, token_hash: str) -> dict | None:
+        """A stored session with its user's name, role and state, or None."""
+        rows = self.query("SELECT s.token_hash, s.user_id, s.created_at, s.last_seen_at, s.expires_at, u.username, "
+                          "u.role, u.disabled FROM sessions s JOIN users u ON u.id = s.user_id "
+                          "WHERE s.token_hash = ?", (token_hash,))
+        return dict(rows[0]) if rows else None
+
+    def save_session(self, token_hash: str, user_id: int, password_hash: str, created_at: float,
+                     last_seen_at: float, expires_at: float) -> bool:
+        """Store a session, if the database is free now, and only while its user is enabled and still has
+        `password_hash` (a session made while the database refused writes must not outlive a change made since).
+        False when nothing could be written."""
+        return self._write_if_free(
+            "INSERT OR IGNORE INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at) "
+            "SELECT ?, id, ?, ?, ? FROM users WHERE id = ? AND disabled = 0 AND password_hash = ?",
+            (token_hash, created_at, last_seen_at, expires_at, user_id, password_hash))
+
+    def touch_session(self, token_hash: str, at: float) -> bool:
+        """Record a session's last use, if the database is free now (False when not recorded)."""
+        return self._write_if_free("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?", (at, token_hash))
+
+    def end_session(self, token_hash: str) -> bool:
+        """Delete a session, if the database is free now (False when it could not)."""
+        return self._write_if_free("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+    def end_stale_sessions(self, now: float, seen_before: float) -> bool:
+        """Delete sessions past their end, or unused since `seen_before`, if the database is free now."""
+        return self._write_if_free("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?",
+                                   (now, seen_before))

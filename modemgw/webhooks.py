@@ -1,8 +1,18 @@
 """Webhooks: a durable outbox of signed deliveries, retried with backoff for about a day, then dead-lettered.
 
 Gateway events become rows in `webhook_deliveries` (one per subscription, plus one for a message's own
-`callback_url`) in the thread that raised them; one sender thread posts them. A slow or dead receiver delays
-only other deliveries, never a send. Deliveries for one message to one URL go out in order.
+`callback_url`) in the thread that raised them. The sender posts them in two lanes, subscriptions and messages'
+own callback URLs, each with a few worker threads, so that neither kind can starve the other. A lane has at
+most one delivery in flight per destination (scheme, host, port): a slow receiver holds one worker and delays
+only its own deliveries. Deliveries for one message to one URL go out in order. A slow or dead receiver never
+delays a send.
+
+Every delivery has one deadline for all of it (DNS, connect, TLS, request, status line and headers): a receiver
+that trickles a byte every few seconds is cut off there, where a per-read timeout would wait for hours. The name
+is resolved once, every address is checked (`urls.address_problem`) and the connection goes to a checked
+address, with the name in Host, SNI and the certificate check: a DNS answer that changes between the check and
+the connection (rebinding) cannot send a delivery elsewhere. Any failure of one delivery is a failed attempt of
+that delivery alone; a URL that can never work (stored by an older version) is dead at once.
 
 Signature: `X-Modemgw-Signature: sha256=<hex>` = HMAC-SHA256(secret, f"{timestamp}.{body}") with the timestamp
 from `X-Modemgw-Timestamp` (Unix seconds). Receivers recompute it and reject old timestamps (replays).
@@ -13,15 +23,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import http.client
+import io
 import json
 import logging
+import queue
 import secrets
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
+from modemgw import urls
 from modemgw.store import NotFound, Store, StoreError
 
 log = logging.getLogger("modemgw.webhooks")
@@ -30,38 +46,210 @@ EVENTS = ("message.sent", "message.delivered", "message.undelivered", "message.f
           "inbound.received", "modem.offline", "modem.online", "modem.quota_reached")
 # Seconds before each retry: about a day in all, then the delivery is dead.
 RETRY_SCHEDULE = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800)
+DELIVERY_DEADLINE = 12.0   # seconds for all of one delivery: DNS, connect, TLS, request, status line and headers
+LANE_WORKERS = 4           # deliveries in flight at once per lane (subscriptions; callback URLs)
+MAX_DNS_LOOKUPS = 32       # lookups running at once (each in its own thread: the C resolver cannot be cut short)
+_PAGE = 100                # due deliveries read at a time
+_ERROR_CHARS = 500         # of a failure kept in last_error
+_REST = 60.0               # seconds a delivery the sender could not handle waits before it is tried again
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A receiver may not bounce a delivery elsewhere (that would let a callback URL reach any address)."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
+class DeliveryError(Exception):
+    """One delivery attempt that failed before or instead of an HTTP answer; the message says why."""
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+# --- one delivery -----------------------------------------------------------------------------------------------
+
+class _Lookup:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.addresses: list[tuple[int, tuple]] = []
+        self.error: str | None = None
 
 
-def destination_problem(url: str) -> str | None:
-    """Why a delivery must not go to `url`: link-local (cloud metadata), multicast or unspecified addresses.
-    LAN and loopback receivers are allowed: they are what an office gateway calls."""
-    import ipaddress
-    import socket
-    from urllib.parse import urlsplit
+class Resolver:
+    """getaddrinfo with a deadline. Each lookup runs in a thread of its own, as the C resolver cannot be cut
+    short; a caller waits for it only until its deadline. Callers of one name share its lookup, and at most
+    `limit` run at once, so a DNS server that never answers cannot pile threads up."""
 
-    host = urlsplit(url).hostname
-    if not host:
-        return "the URL has no host"
+    def __init__(self, getaddrinfo: Callable = socket.getaddrinfo, limit: int = MAX_DNS_LOOKUPS):
+        self._getaddrinfo = getaddrinfo
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._running: dict[tuple[str, int], _Lookup] = {}
+
+    def resolve(self, host: str, port: int, end: float) -> list[tuple[int, tuple]]:
+        """(family, socket address) of each address of `host`, in the resolver's order, by `end` (a
+        time.monotonic() value). Raises DeliveryError."""
+        key = (host, port)
+        with self._lock:
+            lookup = self._running.get(key)
+            if lookup is None:
+                if len(self._running) >= self._limit:
+                    raise DeliveryError(f"cannot resolve {host}: {self._limit} DNS lookups are pending already")
+                lookup = self._running[key] = _Lookup()
+                threading.Thread(target=self._look_up, args=(key, lookup), name="webhooks-dns", daemon=True).start()
+        if not lookup.done.wait(max(0.0, end - time.monotonic())):
+            raise DeliveryError(f"cannot resolve {host} within the delivery deadline")
+        if lookup.error is not None:
+            raise DeliveryError(f"cannot resolve {host}: {lookup.error}")
+        return lookup.addresses
+
+    def _look_up(self, key: tuple[str, int], lookup: _Lookup) -> None:
+        try:
+            infos = self._getaddrinfo(key[0], key[1], type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+            for family, _, _, _, sockaddr in infos:
+                if (family, sockaddr) not in lookup.addresses:
+                    lookup.addresses.append((family, sockaddr))
+            if not lookup.addresses:
+                lookup.error = "no address"
+        except Exception as error:  # socket.gaierror, UnicodeError: each ends this lookup, never the thread's caller
+            lookup.error = str(error) or type(error).__name__
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+            lookup.done.set()
+
+
+_RESOLVER = Resolver()
+_TLS: ssl.SSLContext | None = None
+_TLS_LOCK = threading.Lock()
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The system's trusted CAs, hostname checked (made once: loading the CAs takes a while)."""
+    global _TLS
+    with _TLS_LOCK:
+        if _TLS is None:
+            _TLS = ssl.create_default_context()
+        return _TLS
+
+
+def _remaining(end: float) -> float:
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the delivery deadline passed")
+    return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, owner: _DeadlineSocket):
+        self.owner = owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        sock = self.owner.sock
+        sock.settimeout(_remaining(self.owner.end))
+        return sock.recv_into(buffer)
+
+
+class _DeadlineSocket:
+    """What http.client uses of a socket (sendall, makefile, close), each call bounded by what is left of the
+    delivery's deadline: a receiver that trickles a byte every few seconds is cut off at the deadline."""
+
+    def __init__(self, sock: socket.socket, end: float):
+        self.sock = sock
+        self.end = end
+
+    def sendall(self, data) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            self.sock.settimeout(_remaining(self.end))
+            view = view[self.sock.send(view):]
+
+    def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        pass  # post() closes the real socket
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """http.client over a socket connected beforehand, to an address that was checked."""
+
+    def __init__(self, destination: urls.Destination, sock: _DeadlineSocket):
+        super().__init__(destination.host, destination.port)
+        self.sock = sock
+
+    def connect(self) -> None:
+        raise http.client.NotConnected("a delivery connects before its request, to a checked address")
+
+
+def _addresses(destination: urls.Destination, end: float, resolver: Resolver) -> list[tuple[int, tuple]]:
+    if destination.ip is None:
+        return resolver.resolve(destination.host, destination.port, end)
+    if destination.ip.version == 6:
+        return [(socket.AF_INET6, (destination.host, destination.port, 0, 0))]
+    return [(socket.AF_INET, (destination.host, destination.port))]
+
+
+def _connect(destination: urls.Destination, addresses: list[tuple[int, tuple]], end: float,
+             tls: ssl.SSLContext | None) -> socket.socket:
+    """A socket connected to the first of `addresses` (all checked) that answers, with TLS for https (the name,
+    not the address, for SNI and the certificate). Raises TimeoutError at the deadline, or DeliveryError."""
+    failures = []
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(_remaining(end))
+            sock.connect(sockaddr)
+            if destination.scheme == "https":
+                sock.settimeout(_remaining(end))  # ssl counts one timeout across all reads of the handshake
+                sock = (tls or _tls_context()).wrap_socket(sock, server_hostname=destination.tls_name)
+            return sock
+        except TimeoutError:
+            sock.close()
+            raise
+        except OSError as error:  # refused, unreachable, a TLS failure: the next address, if any
+            sock.close()
+            failures.append(f"{sockaddr[0]} port {sockaddr[1]}: {error.strerror or error}")
+    raise DeliveryError("cannot connect: " + "; ".join(failures))
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, deadline: float = DELIVERY_DEADLINE,
+         private: bool = True, resolver: Resolver | None = None, tls: ssl.SSLContext | None = None) -> int:
+    """POST `body` to `url` within `deadline` seconds all told; the HTTP status of the answer (a redirect is not
+    followed: a receiver may not send a delivery elsewhere). `private`: loopback and LAN addresses may be
+    reached (link-local, multicast and the like never are). `tls`: whom https receivers must prove to be
+    (default: the system's trusted CAs).
+
+    Raises urls.UrlError (the URL can never work), DeliveryError, TimeoutError (the deadline passed), OSError or
+    http.client.HTTPException (what the connection met)."""
+    destination = urls.parse(url)
+    end = time.monotonic() + deadline
+    addresses = _addresses(destination, end, resolver or _RESOLVER)
+    for _, sockaddr in addresses:
+        refused = urls.address_problem(sockaddr[0], private=private)
+        if refused:
+            where = f"{destination.host} is" if destination.ip else f"{destination.host} resolves to {sockaddr[0]},"
+            raise DeliveryError(f"{where} {refused}")
+    sock = _connect(destination, addresses, end, tls)
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError as error:
-        return f"cannot resolve {host}: {error}"
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-            return f"{host} resolves to {ip}, where deliveries are not sent"
+        connection = _PinnedConnection(destination, _DeadlineSocket(sock, end))
+        connection.request("POST", destination.target, body,
+                           {**headers, "Host": destination.host_header, "Connection": "close"})
+        return connection.getresponse().status
+    finally:
+        sock.close()
+
+
+def destination_problem(url: str, private: bool = True, deadline: float = DELIVERY_DEADLINE) -> str | None:
+    """Why a delivery must not go to `url` (None: it may): the URL itself, or an address its host resolves to
+    (`urls.address_problem`; `private` as for `post`)."""
+    try:
+        destination = urls.parse(url)
+        for _, sockaddr in _addresses(destination, time.monotonic() + deadline, _RESOLVER):
+            refused = urls.address_problem(sockaddr[0], private=private)
+            if refused:
+                return f"{destination.host} resolves to {sockaddr[0]}, {refused}"
+    except (urls.UrlError, DeliveryError) as error:
+        return str(error)
     return None
 
+
+# --- subscriptions --------------------------------------------------------------------------------------------
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -73,8 +261,11 @@ def callback_secret(store: Store) -> str:
 
 
 def create_webhook(store: Store, url: str, events: list[str]) -> dict:
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("a webhook URL must start with http:// or https://")
+    """A new subscription. Raises urls.UrlError (for `url`) or ValueError (for `events`)."""
+    try:
+        urls.parse(url)
+    except urls.UrlError as error:
+        raise urls.UrlError(f"url {error}") from None
     unknown = [event for event in events if event != "*" and event not in EVENTS]
     if unknown or not events:
         raise ValueError(f"events must be a non-empty list of {', '.join(EVENTS)} (or '*'); got {events!r}")
@@ -112,16 +303,110 @@ def _iso_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class WebhookSender(threading.Thread):
-    """Turns gateway events into deliveries and posts them."""
+# --- the sender -----------------------------------------------------------------------------------------------
 
-    def __init__(self, store: Store, message_view: Callable[[int], dict], timeout: float = 10.0,
-                 schedule: tuple[float, ...] = RETRY_SCHEDULE):
+@dataclass
+class _Job:
+    row: dict             # the delivery as read from the outbox
+    secret: str
+    private: bool         # loopback and LAN destinations allowed
+    destination: tuple    # (scheme, host, port): one delivery in flight per destination and lane
+    lane: _Lane
+
+
+@dataclass
+class _Outcome:
+    job: _Job
+    status_code: int | None = None
+    error: str | None = None   # None: delivered
+    permanent: bool = False    # retrying cannot help: dead at once
+
+
+def _destination_of(url: str) -> tuple:
+    try:
+        destination = urls.parse(url)
+    except urls.UrlError:
+        return ("invalid", url)
+    return (destination.scheme, destination.host, destination.port)
+
+
+class _Lane:
+    """One kind of delivery (subscriptions, or messages' own callback URLs) and the worker threads that post
+    it: at most `size` deliveries in flight, at most one per destination. Its bookkeeping belongs to the
+    sender's thread; the workers only take jobs and hand back outcomes."""
+
+    def __init__(self, name: str, callbacks: bool, size: int, attempt: Callable[[_Job], _Outcome],
+                 finished: Callable[[_Outcome], None]):
+        self.name = name
+        self.callbacks = callbacks
+        self.size = size
+        self._attempt = attempt
+        self._finished = finished
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self.in_flight: dict[int, tuple] = {}        # delivery id -> destination
+        self.busy: dict[tuple, set[str]] = {}        # destination in flight -> its URLs seen (skipped when reading)
+
+    def keep_workers(self) -> None:
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        while len(self._threads) < self.size:
+            thread = threading.Thread(target=self._work, name=f"webhooks-{self.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                outcome = self._attempt(job)
+            except Exception as error:  # _attempt catches everything; this keeps the worker whatever happens
+                outcome = _Outcome(job, error=f"{type(error).__name__}: {error}")
+            self._finished(outcome)
+
+    def idle(self) -> int:
+        return self.size - len(self.in_flight)
+
+    def skip_urls(self) -> set[str]:
+        return set().union(*self.busy.values())
+
+    def start(self, job: _Job) -> None:
+        self.in_flight[job.row["id"]] = job.destination
+        self.busy.setdefault(job.destination, set()).add(job.row["url"])
+        self._jobs.put(job)
+
+    def finish(self, delivery_id: int) -> None:
+        destination = self.in_flight.pop(delivery_id, None)
+        if destination is not None and destination not in self.in_flight.values():
+            self.busy.pop(destination, None)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+class WebhookSender(threading.Thread):
+    """Turns gateway events into deliveries and posts them. This thread reads due deliveries, hands them to
+    its lanes' workers and records their outcomes; the workers only post (they never touch the database).
+    `deadline` bounds each delivery; `callback_private_destinations` lets messages' own callback URLs reach
+    loopback and LAN addresses (subscriptions always may)."""
+
+    def __init__(self, store: Store, message_view: Callable[[int], dict], deadline: float = DELIVERY_DEADLINE,
+                 schedule: tuple[float, ...] = RETRY_SCHEDULE, *, callback_private_destinations: bool = False,
+                 workers: int = LANE_WORKERS, resolver: Resolver | None = None):
         super().__init__(name="webhooks", daemon=True)
         self.store = store
         self.message_view = message_view
-        self.timeout = timeout
+        self.deadline = deadline
         self.schedule = schedule
+        self.callback_private_destinations = callback_private_destinations
+        self.resolver = resolver or _RESOLVER
+        self._lanes = (_Lane("subscriptions", False, workers, self._attempt, self._finished),
+                       _Lane("callbacks", True, workers, self._attempt, self._finished))
+        self._outcomes: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
+        self._unrecorded: deque[_Outcome] = deque()
+        self._resting: dict[int, float] = {}        # delivery id -> time.monotonic() before which it waits
         self._wake = threading.Condition()
         self._poked = False
         self._stopping = False
@@ -188,25 +473,21 @@ class WebhookSender(threading.Thread):
             self._wake.notify()
 
     def stop(self) -> None:
+        """Stop taking deliveries. One in flight ends by its deadline; its outcome is not recorded, so it is
+        sent again after a restart (receivers tell repeats by X-Modemgw-Event-Id)."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
         if self.is_alive():
-            self.join(timeout=self.timeout + 5)
+            self.join(timeout=5)
 
     def run(self) -> None:
         while not self._stopping:
             with self._wake:
                 self._poked = False
             try:
-                due = self._due()
-                for row in due:
-                    if self._stopping:
-                        return
-                    self._post(row)
-                if due:
-                    continue
-                wait = self._next_due_in()
+                self._record_outcomes()
+                wait = self._dispatch()
             except StoreError as error:  # a full or locked database: the outbox is intact, try again shortly
                 log.error("webhook sender: %s", error)
                 wait = 5.0
@@ -216,59 +497,124 @@ class WebhookSender(threading.Thread):
             with self._wake:
                 if not self._poked and not self._stopping:
                     self._wake.wait(wait)
+        for lane in self._lanes:
+            lane.stop()
 
-    def _due(self) -> list[dict]:
-        """Due deliveries, oldest first, but only the first pending one per (url, message): in order."""
-        rows = self.store.query(
-            "SELECT d.* FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT "
-            "EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending' AND e.message_id = d.message_id "
-            "AND e.url = d.url AND e.id < d.id) ORDER BY d.id LIMIT 50", (time.time(),))
-        return [dict(row) for row in rows]
+    def _dispatch(self) -> float | None:
+        """Start due deliveries on idle workers; seconds until the next one falls due (None: none waits). One
+        that is due but held (its destination busy, no worker idle, an earlier one to its URL in flight)
+        starts when a delivery ends, which wakes this thread."""
+        now = time.time()
+        self._resting = {key: until for key, until in self._resting.items() if until > time.monotonic()}
+        for lane in self._lanes:
+            lane.keep_workers()
+            self._fill(lane, now)
+        waits = []
+        next_at = self.store.next_webhook_attempt_after(now)
+        if next_at is not None:
+            waits.append(next_at - time.time())
+        if self._resting:
+            waits.append(min(self._resting.values()) - time.monotonic())
+        return max(0.05, min(waits)) if waits else None
 
-    def _next_due_in(self) -> float | None:
-        row = self.store.query("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'")[0]
-        return None if row[0] is None else max(0.05, row[0] - time.time())
+    def _fill(self, lane: _Lane, now: float) -> None:
+        after = 0
+        while lane.idle() > 0:
+            rows = self.store.due_webhook_deliveries(now, lane.callbacks, after, lane.skip_urls(), _PAGE)
+            for row in rows:
+                after = row["id"]
+                if row["id"] in lane.in_flight or row["id"] in self._resting:
+                    continue
+                try:
+                    self._start(lane, row)
+                except StoreError:
+                    raise
+                except Exception:  # one delivery the sender cannot handle must not hold up the others
+                    log.exception("webhook delivery %s", row["id"])
+                    self._resting[row["id"]] = time.monotonic() + _REST
+                if lane.idle() == 0:
+                    return
+            if len(rows) < _PAGE:
+                return
+
+    def _start(self, lane: _Lane, row: dict) -> None:
+        destination = _destination_of(row["url"])
+        if destination in lane.busy:
+            lane.busy[destination].add(row["url"])  # its other deliveries are skipped until it is free
+            return
+        private = self.callback_private_destinations if lane.callbacks else True
+        try:
+            secret = self._secret(row)
+        except NotFound:  # the subscription was deleted meanwhile (its deliveries normally go with it)
+            self._record(_Outcome(_Job(row, "", private, destination, lane), error="the subscription was deleted",
+                                  permanent=True))
+            return
+        lane.start(_Job(row, secret, private, destination, lane))
 
     def _secret(self, row: dict) -> str:
         if row["webhook_id"] is None:
             return callback_secret(self.store)
         return webhook(self.store, row["webhook_id"])["secret"]
 
-    def _post(self, row: dict) -> None:
+    def _attempt(self, job: _Job) -> _Outcome:
+        """One POST of a delivery (in a lane's worker). Never raises: any fault is a failed attempt of this
+        delivery alone."""
+        row = job.row
         try:
-            secret = self._secret(row)
-        except NotFound:  # the subscription was deleted meanwhile
-            return
-        body = row["payload"].encode()
-        timestamp = str(int(time.time()))
-        request = urllib.request.Request(row["url"], data=body, method="POST", headers={
-            "Content-Type": "application/json", "User-Agent": "modemgw-webhooks",
-            "X-Modemgw-Event": row["event"], "X-Modemgw-Event-Id": row["event_id"],
-            "X-Modemgw-Timestamp": timestamp, "X-Modemgw-Signature": sign(secret, timestamp, body)})
-        status_code, error = None, destination_problem(row["url"])
+            body = row["payload"].encode()
+            timestamp = str(int(time.time()))
+            headers = {"Content-Type": "application/json", "User-Agent": "modemgw-webhooks",
+                       "X-Modemgw-Event": row["event"], "X-Modemgw-Event-Id": row["event_id"],
+                       "X-Modemgw-Timestamp": timestamp, "X-Modemgw-Signature": sign(job.secret, timestamp, body)}
+            status_code = post(row["url"], body, headers, deadline=self.deadline, private=job.private,
+                               resolver=self.resolver)
+        except urls.UrlError as error:
+            return _Outcome(job, error=f"invalid URL: the URL {error}", permanent=True)
+        except TimeoutError:
+            return _Outcome(job, error=f"no complete answer within the delivery deadline ({self.deadline:g} s)")
+        except DeliveryError as error:
+            return _Outcome(job, error=str(error))
+        except Exception as error:  # OSError, http.client's and ssl's errors, a bad row
+            return _Outcome(job, error=f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        if 200 <= status_code < 300:
+            return _Outcome(job, status_code)
+        return _Outcome(job, status_code, f"HTTP {status_code}")
+
+    def _finished(self, outcome: _Outcome) -> None:
+        self._outcomes.put(outcome)
+        self.wake()
+
+    def _record_outcomes(self) -> None:
+        """Record what the workers did, in order. An outcome the database refuses is kept for the next round
+        (its delivery stays in flight meanwhile, so it is not posted twice)."""
+        while True:
+            try:
+                self._unrecorded.append(self._outcomes.get_nowait())
+            except queue.Empty:
+                break
+        while self._unrecorded:
+            self._record(self._unrecorded[0])
+            self._unrecorded.popleft()
+
+    def _record(self, outcome: _Outcome) -> None:
+        """Write one attempt's outcome and free its worker. Raises StoreError (the outcome is then still to be
+        recorded, and its delivery stays in flight)."""
+        row = outcome.job.row
         try:
-            if error is not None:
-                raise ValueError(error)
-            with _OPENER.open(request, timeout=self.timeout) as response:
-                status_code = response.status
-        except urllib.error.HTTPError as failure:
-            status_code, error = failure.code, f"HTTP {failure.code}"
-        except (urllib.error.URLError, OSError, ValueError) as failure:
-            error = str(getattr(failure, "reason", failure))
-            status_code = None
-        now = time.time()
-        attempts = row["attempts"] + 1
-        with self.store.transaction() as conn:
-            if status_code is not None and 200 <= status_code < 300:
-                conn.execute("UPDATE webhook_deliveries SET status = 'delivered', attempts = ?, delivered_at = ?, "
-                             "last_status_code = ?, last_error = NULL WHERE id = ?",
-                             (attempts, now, status_code, row["id"]))
-            elif attempts > len(self.schedule):
-                conn.execute("UPDATE webhook_deliveries SET status = 'dead', attempts = ?, last_status_code = ?, "
-                             "last_error = ? WHERE id = ?", (attempts, status_code, error, row["id"]))
+            attempts = row["attempts"] + 1
+            now = time.time()
+            error = None if outcome.error is None else outcome.error.encode("utf-8", "replace").decode()
+            retry_at = None
+            if error is not None and not outcome.permanent and attempts <= len(self.schedule):
+                retry_at = now + self.schedule[attempts - 1]
+            self.store.record_webhook_attempt(row["id"], attempts, now, outcome.status_code,
+                                              error and error[:_ERROR_CHARS], retry_at)
+            if error is not None and retry_at is None:
                 log.warning("webhook delivery %s to %s is dead after %d attempts: %s", row["id"], row["url"],
                             attempts, error)
-            else:
-                conn.execute("UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ?, last_status_code = ?, "
-                             "last_error = ? WHERE id = ?",
-                             (attempts, now + self.schedule[attempts - 1], status_code, error, row["id"]))
+        except StoreError:
+            raise
+        except Exception:  # cannot happen with a sane row; the delivery rests, then is tried as it stands
+            log.exception("webhook delivery %s: its attempt cannot be recorded", row.get("id"))
+            self._resting[row.get("id")] = time.monotonic() + _REST
+        outcome.job.lane.finish(row.get("id"))

@@ -176,11 +176,29 @@ def test_modems_patch_ussd_and_the_at_console_only_for_admins(client, daemon):
     modem_id = listing["data"][0]["id"]
     assert listing["data"][0]["state"] in ("ready", "busy") and listing["data"][0]["imei"]
     status, _, body = client.call("POST", f"/api/v1/modems/{modem_id}/ussd", {"code": "*100#"})
+    assert status == 403 and "'ussd'" in body["detail"]  # USSD can move money: a scope of its own
+    ussd = Client(daemon.url, auth.create_key(daemon.store, "balance", ("ussd",))[0])
+    status, _, body = ussd.call("POST", f"/api/v1/modems/{modem_id}/ussd", {"code": "*100#"})
+    assert status == 403 and "ussd_allow" in body["detail"]  # and only the codes an admin allowed
+    daemon.gateway.settings.ussd_allow = ("*100#",)
+    status, _, body = ussd.call("POST", f"/api/v1/modems/{modem_id}/ussd", {"code": "*100#"})
     assert status == 200 and body["text"].startswith("Your balance is")
+    assert ussd.call("POST", f"/api/v1/modems/{modem_id}/ussd", {"code": "*#100#"})[0] == 403
+    status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/ussd", {"code": "*#100#"})
+    assert status == 200
     status, _, body = client.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": "AT+CSQ"})
     assert status == 403
     status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": "AT+CSQ"})
     assert (status, body["lines"], body["final"]) == (200, ["+CSQ: 20,99"], "OK")
+    for sneaky in ("AT+CM GS=20", "at+cmgs=20", "AT + CMGS = 20", "AT+CNMA=1, 20"):  # a modem ignores the spaces
+        status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": sneaky})
+        assert status == 400 and "prompt" in body["detail"], sneaky
+    status, _, body = admin.call("POST", f"/api/v1/modems/{modem_id}/at", {"command": 'AT+CPIN="1234"'})
+    audit = [(event["kind"], event["detail"]) for event in daemon.store.events(modem_id=modem_id)]
+    commands = [detail.get("command") or detail.get("code") for kind, detail in audit if kind.startswith("modem.")]
+    assert 'AT+CPIN=***' in commands and "*100#" in commands and "*#100#" in commands
+    assert not any("1234" in str(detail) for _, detail in audit)  # the PIN is never stored
+    assert all(detail.get("by") for kind, detail in audit if kind in ("modem.ussd", "modem.at_command"))
     status, _, body = admin.call("PATCH", f"/api/v1/modems/{modem_id}", {"rate_per_minute": 30, "label": "front"})
     assert (status, body["label"], body["limits"]["rate_per_minute"]) == (200, "front", 30)
     status, _, body = admin.call("PATCH", f"/api/v1/modems/{modem_id}", {"rate_per_minute": 0})

@@ -154,3 +154,35 @@ def test_a_backup_is_a_standalone_rollback_journal_file_with_nothing_beside_it(d
     assert run("backup", "--data", daemon.data_dir, tmp_path / "copy.db").returncode == 0
     assert (tmp_path / "copy.db").read_bytes()[18:20] == b"\x01\x01"  # rollback journal, not WAL
     assert sorted(path.name for path in tmp_path.iterdir()) == ["copy.db", "data"]
+
+
+def test_a_backup_never_writes_through_a_file_or_link_left_at_its_temporary_name(daemon, tmp_path):
+    from modemgw import backup
+
+    target = tmp_path / "copy.db"
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / ".copy.db.partial").symlink_to(victim)  # left by someone else
+    with pytest.raises(backup.BackupError, match="exists"):
+        backup.backup(daemon.data_dir / "modemgw.db", target)
+    assert victim.read_text() == "precious" and not target.exists()
+    assert (tmp_path / ".copy.db.partial").is_symlink()  # not ours: not removed either
+
+
+def test_serve_creates_a_new_data_directory_0700_and_its_database_0600_under_umask_022(tmp_path):
+    data = tmp_path / "new" / "data"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "modemgw"), "serve", "--data", str(data),
+                                "--simulate", "1", "--sim-send-latency", "0.01", "--listen", "127.0.0.1:0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, umask=0o022)
+    try:
+        for line in process.stdout:
+            if "modemgw is running" in line:
+                break
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [data, *data.glob("modemgw.db*")]}
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        process.stdout.close()
+    assert modes["data"] == 0o700
+    assert modes["modemgw.db"] == 0o600
+    assert all(mode == 0o600 for name, mode in modes.items() if name.startswith("modemgw.db")), modes

@@ -360,6 +360,21 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert result.returncode == 0 and about_unit == [], result.stdout + result.stderr
 
 
+def test_unit_security_exposure_is_no_worse_than_recorded(tmp_path):
+    """`systemd-analyze security` rated the unit 1.9 before [2/8] (issue 13) and 1.6 after it; it must not slip."""
+    analyze = require("systemd-analyze", "systemd")
+    unit = tmp_path / "modemgw.service"
+    unit.write_text(UNIT.read_text().replace("ExecStart=/opt/modemgw/venv/bin/modemgw", f"ExecStart={sys.executable}"))
+    result = subprocess.run([analyze, "security", "--offline=true", str(unit)], capture_output=True, text=True)
+    overall = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]
+    assert overall, result.stdout + result.stderr
+    score = float(overall[0].split(":")[1].split()[0])
+    assert score <= 1.6, overall[0]
+    settings = unit_settings()
+    assert settings["MemoryMax"] and settings["TasksMax"] and settings["ProcSubset"] == ["pid"]
+    assert settings["UMask"] == ["0077"]  # the database (session secret, messages) is the service user's alone
+
+
 def test_unit_verify_would_catch_a_mistake(tmp_path):
     """The check above is not vacuous: a misspelt directive is reported on a line naming the unit."""
     analyze = require("systemd-analyze", "systemd")

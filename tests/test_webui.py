@@ -166,3 +166,80 @@ def test_login_only_returns_to_pages_of_this_site(target, allowed):
     import webui
 
     assert webui._local_target(target) == allowed
+
+
+def test_the_pages_work_under_their_content_security_policy(browser, daemon):
+    page = logged_in(browser, daemon)
+    complaints = []
+    page.on("console", lambda message: complaints.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: complaints.append(str(error)))
+    response = page.goto(f"{daemon.url}ui/compose")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    page.get_by_label("Message", exact=True).fill("Grüße 😀")
+    playwright_api.expect(page.locator("#counter")).to_contain_text("UCS-2")  # app.js runs, its fetch is allowed
+    for path in ("", "ui/messages", "ui/inbox", "ui/modems", "ui/settings", "ui/account"):
+        page.goto(f"{daemon.url}{path}")
+        playwright_api.expect(page.locator("main h1")).to_be_visible()
+    operator = logged_in(browser, daemon, "oscar")
+    operator.on("console", lambda message: complaints.append(message.text) if message.type == "error" else None)
+    operator.goto(f"{daemon.url}ui/messages")
+    operator.goto(f"{daemon.url}ui/settings")  # an error page (403): its Back link is ours, no inline script
+    operator.get_by_role("link", name="Back").click()
+    playwright_api.expect(operator).to_have_url(f"{daemon.url}ui/messages")
+    assert not [text for text in complaints if "Content Security Policy" in text or "Refused" in text], complaints
+
+
+def test_an_admin_disables_a_user_whose_open_page_then_asks_for_a_login(browser, daemon):
+    import webui
+
+    webui.add_user(daemon.store, "uma", PASSWORD, "operator")
+    uma = logged_in(browser, daemon, "uma")
+    admin = logged_in(browser, daemon)
+    admin.get_by_role("link", name="Settings").click()
+    admin.get_by_role("button", name="Disable uma").click()
+    playwright_api.expect(admin.get_by_role("status")).to_have_text("User disabled; their sessions have ended.")
+    uma.get_by_role("link", name="Messages").click()
+    playwright_api.expect(uma.get_by_role("heading", name="Log in to modemgw")).to_be_visible()
+    admin.get_by_role("button", name="Enable uma").click()
+    admin.get_by_label("New password for uma").fill("uma's new password")
+    admin.get_by_role("button", name="Set password of uma").click()
+    playwright_api.expect(admin.get_by_role("status")).to_have_text("Password set; that user's sessions have ended.")
+    uma.get_by_label("Username").fill("uma")
+    uma.get_by_label("Password").fill("uma's new password")
+    uma.get_by_role("button", name="Log in").click()
+    playwright_api.expect(uma.get_by_role("heading", name="Messages")).to_be_visible()  # back where it was going
+    admin.get_by_role("button", name="Delete uma").click()
+    playwright_api.expect(admin.get_by_role("status")).to_have_text("User deleted; their sessions have ended.")
+    uma.reload()
+    playwright_api.expect(uma.get_by_role("heading", name="Log in to modemgw")).to_be_visible()
+
+
+def test_a_user_changes_their_own_password(browser, daemon):
+    import webui
+
+    webui.add_user(daemon.store, "vera", PASSWORD, "operator")
+    elsewhere = logged_in(browser, daemon, "vera")
+    page = logged_in(browser, daemon, "vera")
+    page.get_by_role("link", name="vera").click()
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password (at least 10 characters)").fill("vera's better password")
+    page.get_by_label("New password again").fill("vera's better password")
+    page.get_by_role("button", name="Change password").click()
+    playwright_api.expect(page.get_by_role("status")).to_have_text("Password changed. Your other sessions have ended.")
+    page.get_by_role("link", name="Dashboard").click()
+    playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    elsewhere.reload()
+    playwright_api.expect(elsewhere.get_by_role("heading", name="Log in to modemgw")).to_be_visible()
+
+
+def test_a_new_webhook_secret_is_shown_on_its_page_and_kept_out_of_cookies(browser, daemon):
+    page = logged_in(browser, daemon)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_label("URL").fill("http://127.0.0.1:9/sms-events")
+    page.get_by_role("button", name="Add webhook").click()
+    secret = page.locator("#new-webhook-secret").inner_text()
+    assert len(secret) >= 32
+    assert all(secret not in cookie["value"] for cookie in page.context.cookies())
+    assert [cookie["name"] for cookie in page.context.cookies()] == ["session"]
+    page.goto(f"{daemon.url}ui/settings")  # shown once
+    playwright_api.expect(page.locator("#new-webhook-secret")).to_have_count(0)

@@ -1,7 +1,9 @@
 """The web UI: a Flask blueprint with server-rendered pages, our own CSS and a little of our own JavaScript.
 
-Sessions are signed cookies (HttpOnly, SameSite=Lax, Secure under HTTPS); every form carries a CSRF token;
-failed logins are throttled; operators cannot touch keys, users, modem settings or the AT console.
+Sessions live on the server (`auth.Sessions`): the cookie (HttpOnly, SameSite=Lax, Secure under HTTPS or with
+`secure_cookies`) carries only a random token, and nothing else ever goes into a cookie; one-time notices
+("Settings saved.") are kept in memory. Every form carries a CSRF token; wrong passwords slow down their account
+(`auth.LoginThrottle`); operators cannot touch keys, users, modem settings or the AT console.
 """
 
 from __future__ import annotations
@@ -9,76 +11,59 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import hmac
 import io
 import json
+import logging
 import secrets
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
-from flask import (Blueprint, Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request,
-                   session, url_for)
-from werkzeug.security import check_password_hash, generate_password_hash
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 
 from modemgw import auth, text, webhooks
 from modemgw.api import STORAGE_RETRY_AFTER
+from modemgw.at import redact
+from modemgw.auth import UserError, add_user
 from modemgw.gateway import SubmitError
 from modemgw.store import NotFound, Store, StoreError
 
+log = logging.getLogger("modemgw.webui")
+
 ui = Blueprint("ui", __name__, template_folder="templates", static_folder="static", static_url_path="/ui/static")
 
-ROLES = ("admin", "operator")
-LOGIN_ATTEMPTS = 5          # failures before a pause
-LOGIN_PAUSE = 60.0          # seconds
-# werkzeug's scrypt takes 32 MiB for each check: at most two at once (a burst of logins must not cost a Pi
-# hundreds of MB), and the dummy hash for unknown users is made at the first login, not at import (start-up peak).
-_HASHING = threading.BoundedSemaphore(2)
-_dummy_hash: str | None = None
+SESSION_COOKIE = "session"
+LOGIN_CSRF_COOKIE = "login_csrf"  # the login form's CSRF token, before there is a session
 
 
-def _check_password(stored: str | None, password: str) -> bool:
-    """The same work whether the user exists or not (`stored` None: a dummy hash is checked)."""
-    global _dummy_hash
-    with _HASHING:
-        if stored is None:
-            if _dummy_hash is None:
-                _dummy_hash = generate_password_hash(secrets.token_hex(16))
-            check_password_hash(_dummy_hash, password)
-            return False
-        return check_password_hash(stored, password)
+class Notices:
+    """One-time messages for a session's next page, kept in memory (never in a cookie): at most `per_session`
+    for each of at most `max_sessions` sessions, the oldest dropped."""
 
+    def __init__(self, max_sessions: int = 1000, per_session: int = 10):
+        self.max_sessions, self.per_session = max_sessions, per_session
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, list[str]] = OrderedDict()
 
-class UserError(ValueError):
-    pass
+    def add(self, key: str, message: str) -> None:
+        with self._lock:
+            items = self._items.setdefault(key, [])
+            items.append(message)
+            del items[:-self.per_session]
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_sessions:
+                self._items.popitem(last=False)
 
-
-def add_user(store: Store, username: str, password: str, role: str) -> int:
-    """Create a web UI user; the password is stored hashed. Raises UserError."""
-    if role not in ROLES:
-        raise UserError(f"role must be admin or operator, not {role!r}")
-    if not username.strip() or len(username) > 64:
-        raise UserError("a username needs 1 to 64 characters")
-    if len(password) < 10:
-        raise UserError("a password needs at least 10 characters")
-    try:
-        with store.transaction() as conn:
-            cursor = conn.execute("INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
-                                  (username.strip(), generate_password_hash(password), role, time.time()))
-    except StoreError as error:
-        raise UserError(f"user {username!r} exists already" if error.kind == "constraint" else str(error)) from None
-    return cursor.lastrowid
-
-
-def secret_key(store: Store) -> str:
-    """The key that signs session cookies, made once per gateway and kept in its database."""
-    return store.setting("session_secret", lambda: secrets.token_hex(32))
+    def take(self, key: str) -> list[str]:
+        with self._lock:
+            return self._items.pop(key, [])
 
 
 def init_app(app: Flask, daemon) -> None:
-    app.secret_key = secret_key(daemon.store)
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12))
-    app.extensions["modemgw.login_failures"] = defaultdict(list)
+    app.extensions["modemgw.sessions"] = auth.Sessions(daemon.store)
+    app.extensions["modemgw.login_throttle"] = auth.LoginThrottle()
+    app.extensions["modemgw.notices"] = Notices()
     app.register_blueprint(ui)
 
 
@@ -92,6 +77,26 @@ def _store() -> Store:
     return _daemon().store
 
 
+def _sessions() -> auth.Sessions:
+    return current_app.extensions["modemgw.sessions"]
+
+
+def _throttle() -> auth.LoginThrottle:
+    return current_app.extensions["modemgw.login_throttle"]
+
+
+def notice(message: str) -> None:
+    """Show `message` once, on this session's next page (this one, when it renders a page)."""
+    if g.get("session") is not None:
+        current_app.extensions["modemgw.notices"].add(g.session.token_hash, message)
+
+
+def _take_notices() -> list[str]:
+    if g.get("session") is None:
+        return []
+    return current_app.extensions["modemgw.notices"].take(g.session.token_hash)
+
+
 def _when(value: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) if value else "—"
 
@@ -101,31 +106,62 @@ def when_filter(value):
     return _when(value)
 
 
-@ui.before_app_request
-def load_user():
-    g.user = None
-    user_id = session.get("user_id")
-    if user_id is not None:
-        rows = _store().query("SELECT id, username, role, disabled FROM users WHERE id = ?", (user_id,))
-        if rows and not rows[0]["disabled"]:
-            g.user = dict(rows[0])
-    if request.blueprint == "ui" and request.method == "POST":
-        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token")
-        if not sent or not secrets.compare_digest(sent, session.get("csrf_token", "")):
+def _cookie_options() -> dict:
+    secure = bool(current_app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+    return {"httponly": True, "samesite": "Lax", "secure": secure, "path": "/"}
+
+
+@ui.before_request
+def load_session():
+    """The session of this request's cookie (g.session, g.user), the CSRF token its forms carry, and the CSRF
+    check of every form sent."""
+    g.user = g.session = None
+    if request.endpoint == "ui.static":
+        return None
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        g.session = _sessions().resolve(token)
+        if g.session is None:
+            g.drop_session_cookie = True  # ended, expired or revoked: the browser forgets it too
+        else:
+            g.user = {"id": g.session.user_id, "username": g.session.username, "role": g.session.role}
+    if g.session is not None:
+        g.csrf_token = g.session.csrf_token
+    else:
+        g.csrf_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not 32 <= len(g.csrf_token) <= 64:
+            g.csrf_token = secrets.token_urlsafe(32)
+            g.new_login_csrf = True
+    if request.method == "POST":
+        if g.session is None and request.endpoint != "ui.login":
+            return redirect(url_for("ui.login"))  # a form sent after its session ended (a logout too)
+        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+        if not hmac.compare_digest(sent.encode(), g.csrf_token.encode()):
             abort(400, description="This form has expired or did not come from this gateway (CSRF check). "
                                    "Reload the page and try again.")
-    if request.blueprint == "ui" and request.url_rule is not None and request.url_rule.rule.startswith("/ui/static"):
-        return None
-    if request.blueprint == "ui":
-        session.setdefault("csrf_token", secrets.token_urlsafe(32))
-        if request.is_secure:
-            current_app.config["SESSION_COOKIE_SECURE"] = True
     return None
+
+
+@ui.after_request
+def session_cookies(response):
+    """Cookies follow the session: a new one after login, none after logout or once it is refused. No page of
+    the UI is stored by the browser or a proxy (some show a new key or secret; all show a user's data)."""
+    options = _cookie_options()
+    if g.get("new_session_token"):
+        response.set_cookie(SESSION_COOKIE, g.new_session_token, max_age=int(_sessions().lifetime), **options)
+        response.delete_cookie(LOGIN_CSRF_COOKIE, **options)
+    elif g.get("drop_session_cookie"):
+        response.delete_cookie(SESSION_COOKIE, **options)
+    if g.get("new_login_csrf") and not g.get("new_session_token"):
+        response.set_cookie(LOGIN_CSRF_COOKIE, g.csrf_token, **options)
+    if request.endpoint != "ui.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @ui.app_context_processor
 def inject():
-    return {"user": g.get("user"), "csrf_token": session.get("csrf_token", "")}
+    return {"user": g.get("user"), "csrf_token": g.get("csrf_token", ""), "notices": _take_notices}
 
 
 def login_required(role: str | None = None):
@@ -141,7 +177,7 @@ def login_required(role: str | None = None):
     return decorate
 
 
-# --- login ------------------------------------------------------------------------------------------------
+# --- login, logout, own account --------------------------------------------------------------------------------
 
 def _local_target(target: str) -> str | None:
     """`target` when it is a path on this site; never another host (//host, /\\host, scheme:, or any of them
@@ -156,39 +192,60 @@ def _local_target(target: str) -> str | None:
     return target
 
 
+def _start_session(user: dict) -> None:
+    """A new session for `user` (a store row) in place of this request's, sent as this response's cookie."""
+    if g.session is not None:
+        _sessions().end(g.session)
+    token, g.session = _sessions().open(user)
+    g.new_session_token = token
+    g.user = {"id": g.session.user_id, "username": g.session.username, "role": g.session.role}
+
+
 @ui.route("/ui/login", methods=["GET", "POST"])
 def login():
-    error = None
-    if request.method == "POST":
-        username = request.form.get("username", "").strip()
-        failures = current_app.extensions["modemgw.login_failures"]
-        key = (username.lower(), request.remote_addr)
-        recent = [moment for moment in failures.get(key, []) if moment > time.time() - LOGIN_PAUSE]
-        for stale in [other for other, moments in failures.items() if not moments or moments[-1] < time.time() - LOGIN_PAUSE]:
-            del failures[stale]  # forget old failures so the table cannot grow without end
-        failures[key] = recent
-        if len(recent) >= LOGIN_ATTEMPTS:
-            error = f"Too many failed attempts; wait {int(LOGIN_PAUSE)} seconds."
-        else:
-            rows = _store().query("SELECT * FROM users WHERE username = ? AND disabled = 0", (username,))
-            stored = rows[0]["password_hash"] if rows else None
-            if _check_password(stored, request.form.get("password", "")) and rows:
-                session.clear()
-                session["user_id"] = rows[0]["id"]
-                session["csrf_token"] = secrets.token_urlsafe(32)
-                session.permanent = True
-                # bookkeeping only: one must be able to log in and look at a full or locked gateway
-                _store().note_login(rows[0]["id"], time.time())
-                return redirect(_local_target(request.args.get("next", "")) or url_for("ui.dashboard"))
-            failures[key].append(time.time())
-            error = "Wrong username or password."
-    return render_template("login.html", error=error), 200 if error is None else 401
+    if request.method == "GET":
+        return render_template("login.html", error=None)
+    username = request.form.get("username", "").strip()
+    try:
+        user = auth.check_login(_store(), _throttle(), username, request.form.get("password", ""))
+    except auth.LoginError as error:
+        if error.status == 401:  # not the refusals without a check: they could flood the log
+            log.warning("web UI login failed for %r from %s", username, request.remote_addr)
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+        return render_template("login.html", error=error.detail), error.status, headers
+    _start_session(user)
+    log.info("web UI login: %s from %s", user["username"], request.remote_addr)
+    return redirect(_local_target(request.args.get("next", "")) or url_for("ui.dashboard"))
 
 
 @ui.post("/ui/logout")
 def logout():
-    session.clear()
+    _sessions().end(g.session)
+    current_app.extensions["modemgw.notices"].take(g.session.token_hash)
+    g.drop_session_cookie = True
     return redirect(url_for("ui.login"))
+
+
+@ui.route("/ui/account", methods=["GET", "POST"])
+@login_required()
+def account():
+    """Any user changes their own password; their other sessions end, this browser gets a new one."""
+    error = None
+    if request.method == "POST":
+        new = request.form.get("new_password", "")
+        try:
+            if new != request.form.get("repeat_password", ""):
+                raise UserError("the two new passwords differ")
+            auth.check_login(_store(), _throttle(), g.user["username"], request.form.get("password", ""))
+            auth.set_password(_store(), g.user["id"], new)
+            _start_session(_store().user(g.user["id"]))
+            notice("Password changed. Your other sessions have ended.")
+            return redirect(url_for("ui.account"))
+        except auth.LoginError as refused:
+            error = "The current password is wrong." if refused.status == 401 else refused.detail
+        except (UserError, NotFound) as refused:
+            error = str(refused)
+    return render_template("account.html", error=error), 200 if error is None else 400
 
 
 # --- dashboard --------------------------------------------------------------------------------------------
@@ -321,7 +378,7 @@ def compose():
     except StoreError as error:  # the form stays filled in, to be sent again when the database works
         return (render_template("compose.html", modems=modems, form=request.form, error=_storage_message(error)),
                 503, {"Retry-After": str(STORAGE_RETRY_AFTER)})
-    flash(f"Queued {len(result['messages'])} message(s), {result['segments']} segment(s); "
+    notice(f"Queued {len(result['messages'])} message(s), {result['segments']} segment(s); "
           f"{len(result['skipped'])} skipped (opted out or repeated).")
     if len(result["messages"]) == 1:
         return redirect(url_for("ui.message", message_id=result["messages"][0]["id"]))
@@ -373,7 +430,7 @@ def message(message_id: int):
 @login_required()
 def cancel(message_id: int):
     status = _daemon().gateway.cancel(message_id)
-    flash("Canceled." if status == "canceled" else f"Not canceled: the message is {status}.")
+    notice("Canceled." if status == "canceled" else f"Not canceled: the message is {status}.")
     return redirect(url_for("ui.message", message_id=message_id))
 
 
@@ -382,7 +439,7 @@ def cancel(message_id: int):
 def resend(message_id: int):
     row = _store().message(message_id)
     result = _daemon().gateway.submit(row["body"], row["recipient"], priority=row["priority"])
-    flash("Sent again as a new message.")
+    notice("Sent again as a new message.")
     return redirect(url_for("ui.message", message_id=result["messages"][0]["id"]))
 
 
@@ -405,11 +462,11 @@ def conversation(number: str):
         body = request.form.get("body", "").replace("\r\n", "\n")
         try:
             _daemon().gateway.submit(body, number)
-            flash("Reply queued.")
+            notice("Reply queued.")
         except SubmitError as error:
-            flash(f"Not sent: {error.detail}")
+            notice(f"Not sent: {error.detail}")
         except StoreError as error:
-            flash(f"Not sent: {_storage_message(error)}")
+            notice(f"Not sent: {_storage_message(error)}")
         return redirect(url_for("ui.conversation", number=number))
     inbound = [dict(row) | {"direction": "in", "at": row["received_at"]}
                for row in store.query("SELECT * FROM inbox WHERE sender = ? ORDER BY id", (number,))]
@@ -462,12 +519,15 @@ def modem(modem_id: int):
                         raise ValueError(f"another modem is already labelled {label!r}") from None
                     raise
                 daemon.pool.refresh(modem_id)
-                flash("Settings saved.")
+                notice("Settings saved.")
             elif action == "ussd":
                 code = request.form.get("code", "").strip()
-                if not code or any(char not in "0123456789*#+" for char in code):
-                    raise ValueError("a USSD code has only digits, * and #, e.g. *100#")
+                refusal = daemon.gateway.ussd_problem(code, admin=g.user["role"] == "admin")
+                if refusal:
+                    raise ValueError(refusal)
                 reply = daemon.pool.run_on(modem_id, lambda m: m.ussd(code), timeout=60)
+                store.log_event("modem.ussd", modem_id=modem_id, code=code, status=reply.status,
+                                by=f"web UI user {g.user['username']}")
                 result = {"kind": "ussd", "command": code, "lines": [reply.text or f"(status {reply.status})"],
                           "final": ""}
             elif action == "at":
@@ -478,14 +538,16 @@ def modem(modem_id: int):
                 if problem_text:
                     raise ValueError(problem_text)
                 reply = daemon.pool.run_on(modem_id, lambda m: m.raw(command, 10), timeout=60)
-                store.log_event("modem.at_command", modem_id=modem_id, command=command, final=reply.final,
-                                user=g.user["username"])
+                store.log_event("modem.at_command", modem_id=modem_id, command=redact(command), final=reply.final,
+                                user=g.user["username"], by=f"web UI user {g.user['username']}")
                 result = {"kind": "at", "command": command, "lines": reply.lines, "final": reply.final,
                           "elapsed": round(reply.elapsed * 1000)}
         except (ValueError, KeyError, TimeoutError, Exception) as error:  # shown to the user, never a crash page
             result = {"kind": "error", "command": request.form.get("command") or request.form.get("code"),
                       "lines": [str(error) or error.__class__.__name__], "final": "ERROR"}
     history = [event for event in store.events(modem_id=modem_id, limit=50) if event["kind"] == "modem.at_command"]
+    for event in history:  # entries from before PINs were masked are masked when shown
+        event["detail"]["command"] = redact(str(event["detail"].get("command", "")))
     try:
         configured = daemon.pool.worker(modem_id).config.label
     except KeyError:
@@ -495,11 +557,33 @@ def modem(modem_id: int):
 
 # --- settings (admin) --------------------------------------------------------------------------------------
 
+USER_ACTIONS = ("disable", "enable", "delete", "password")
+
+
+def _user_action(store: Store, action: str) -> None:
+    """An admin disables, enables or deletes another user, or gives them a new password. Raises UserError,
+    NotFound, ValueError."""
+    user_id = int(request.form.get("user_id", ""))
+    if user_id == g.user["id"]:
+        raise UserError("not your own account here (change your password under Account)")
+    if action == "password":
+        auth.set_password(store, user_id, request.form.get("password", ""))
+        notice("Password set; that user's sessions have ended.")
+    elif action == "delete":
+        auth.delete_user(store, user_id)
+        notice("User deleted; their sessions have ended.")
+    else:
+        auth.set_disabled(store, user_id, action == "disable")
+        notice("User disabled; their sessions have ended." if action == "disable" else "User enabled.")
+
+
 @ui.route("/ui/settings", methods=["GET", "POST"])
 @login_required("admin")
 def settings():
+    """Keys, webhooks, users and opt-outs. A new key or webhook secret is shown on this response alone (which
+    no browser stores), never put in a cookie."""
     store = _store()
-    created_key = None
+    created_key = created_secret = None
     if request.method == "POST":
         action = request.form.get("action")
         try:
@@ -508,35 +592,36 @@ def settings():
                 created_key, _ = auth.create_key(store, request.form.get("name", ""), scopes)
             elif action == "revoke":
                 auth.revoke_key(store, int(request.form["key_id"]))
-                flash("Key revoked.")
+                notice("Key revoked.")
             elif action == "webhook":
                 events = request.form.getlist("events") or ["*"]
-                hook = webhooks.create_webhook(store, request.form.get("url", ""), events)
-                flash(f"Webhook added; its signing secret: {hook['secret']}")
+                created_secret = webhooks.create_webhook(store, request.form.get("url", ""), events)["secret"]
             elif action == "test-webhook":
                 _daemon().webhooks.on_event("modem.online", {"test": True, "label": "test event"})
-                flash("Test event queued for subscribers of modem.online or *.")
+                notice("Test event queued for subscribers of modem.online or *.")
             elif action == "replay":
                 _daemon().webhooks.redeliver(int(request.form["webhook_id"]), int(request.form["delivery_id"]))
-                flash("Delivery queued again.")
+                notice("Delivery queued again.")
             elif action == "user":
                 add_user(store, request.form.get("username", ""), request.form.get("password", ""),
                          request.form.get("role", "operator"))
-                flash("User added.")
+                notice("User added.")
+            elif action in USER_ACTIONS:
+                _user_action(store, action)
             elif action == "optout":
                 from modemgw import numbers
 
                 number = numbers.normalize(request.form.get("number", ""), _daemon().gateway.settings.default_region)
                 store.add_optout(number, "ui", request.form.get("note") or None)
-                flash(f"{number} opted out.")
+                notice(f"{number} opted out.")
             elif action == "optin":
                 store.remove_optout(request.form.get("number", ""))
-                flash("Removed from the opt-out list.")
+                notice("Removed from the opt-out list.")
         except (ValueError, NotFound, UserError) as error:
-            flash(f"Not done: {error}")
+            notice(f"Not done: {error}")
     hooks = [hook | {"deliveries": webhooks.deliveries(store, hook["id"], 10)} for hook in webhooks.webhooks(store)]
-    return render_template("settings.html", keys=auth.list_keys(store), created_key=created_key, hooks=hooks,
-                           users=store.query("SELECT id, username, role, last_login_at FROM users ORDER BY id"),
+    return render_template("settings.html", keys=auth.list_keys(store), created_key=created_key,
+                           created_secret=created_secret, hooks=hooks, users=auth.list_users(store),
                            optouts=store.optouts(), events=webhooks.EVENTS)
 
 

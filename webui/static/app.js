@@ -1,4 +1,5 @@
-// modemgw web UI: the live character counter on Compose and live numbers on the Dashboard. No libraries.
+// modemgw web UI: the live character counter on Compose, live numbers on the Dashboard, Back on error pages.
+// No libraries, and nothing inline: the pages' Content-Security-Policy allows only scripts from /ui/static.
 "use strict";
 
 function csrf() { return document.querySelector('meta[name="csrf-token"]').content; }
@@ -68,4 +69,13 @@ function setupLive() {
   setInterval(refresh, 5000);
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupCounter(); setupLive(); });
+// "Back" on an error page: to the page before, when there is one (the CSP allows no inline script or javascript: link).
+function setupBack() {
+  for (const link of document.querySelectorAll("a[data-back]")) {
+    link.addEventListener("click", (event) => {
+      if (history.length > 1) { event.preventDefault(); history.back(); }
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => { setupCounter(); setupLive(); setupBack(); });
