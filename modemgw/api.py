@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from modemgw import at, text
 from modemgw.auth import ApiKey, AuthError, Authenticator
 from modemgw.gateway import REPORT_MODES, Conflict, SubmitError
-from modemgw.store import NotFound, StoreError
+from modemgw.store import Conflict as DataConflict, Duplicate, NotFound, StoreError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 compat = Blueprint("compat", __name__)
@@ -205,14 +205,11 @@ def _page_args(args) -> tuple[int, int | None]:
     return min(500, max(1, _whole(args, "limit", 50))), _whole(args, "cursor")
 
 
-def _page(table: str, clauses: list[str], params: list, limit: int, cursor: int | None, view) -> dict:
-    """Newest first, `limit` rows below `cursor`; `next_cursor` is set when more rows follow."""
-    if cursor is not None:
-        clauses = [*clauses, "id < ?"]
-        params = [*params, cursor]
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = _daemon().store.query(f"SELECT * FROM {table} {where} ORDER BY id DESC LIMIT ?", (*params, limit + 1))
-    data = [view(dict(row)) for row in rows[:limit]]
+def _page(rows_below: Callable[..., list[dict]], limit: int, cursor: int | None, view) -> dict:
+    """Newest first, `limit` rows below `cursor` (`rows_below(count, before=cursor)` reads them); `next_cursor`
+    is set when more rows follow."""
+    rows = rows_below(limit + 1, before=cursor)
+    data = [view(row) for row in rows[:limit]]
     return {"data": data, "next_cursor": data[-1]["id"] if len(rows) > limit else None}
 
 
@@ -272,18 +269,15 @@ def preview():
 def list_messages():
     args = request.args
     limit, cursor = _page_args(args)
-    clauses, params = [], []
-    for name, column in (("status", "status"), ("client_ref", "client_ref")):
+    filters: dict[str, Any] = {}
+    for name in ("status", "client_ref"):
         if args.get(name):
-            clauses.append(f"{column} = ?")
-            params.append(args[name])
+            filters[name] = args[name]
     if args.get("modem"):
-        clauses.append("modem_id = ?")
-        params.append(_whole(args, "modem"))
+        filters["modem_id"] = _whole(args, "modem")
     if args.get("to"):
-        clauses.append("recipient = ?")
-        params.append(args["to"])
-    for name, operator in (("since", ">="), ("until", "<")):
+        filters["recipient"] = args["to"]
+    for name in ("since", "until"):
         if args.get(name):
             try:
                 moment = dt.datetime.fromisoformat(args[name].replace("Z", "+00:00"))
@@ -292,11 +286,10 @@ def list_messages():
             if moment.tzinfo is None:
                 moment = moment.astimezone()
             try:
-                params.append(moment.timestamp())
+                filters[name] = moment.timestamp()
             except (OverflowError, ValueError, OSError):
                 raise ApiProblem(400, "invalid-request", f"'{name}' is out of range", field=name) from None
-            clauses.append(f"created_at {operator} ?")
-    return _page("messages", clauses, params, limit, cursor, message_view)
+    return _page(functools.partial(_daemon().store.recent_messages, **filters), limit, cursor, message_view)
 
 
 @api.get("/messages/<id:message_id>")
@@ -369,11 +362,9 @@ def update_modem(modem_id: int):
     daemon = _daemon()
     try:
         row = daemon.store.update_modem(modem_id, **fields)
-    except StoreError as error:
-        if error.kind == "constraint":  # the only unique field one may set here is the label
-            raise ApiProblem(409, "conflict", f"another modem is already labelled {body.get('label')!r}",
-                             field="label") from None
-        raise
+    except Duplicate:  # the only unique field one may set here is the label
+        raise ApiProblem(409, "conflict", f"another modem is already labelled {body.get('label')!r}",
+                         field="label") from None
     try:
         daemon.pool.refresh(modem_id)
     except KeyError:
@@ -466,28 +457,20 @@ def _inbox_view(row: dict) -> dict:
 def list_inbox():
     args = request.args
     limit, cursor = _page_args(args)
-    clauses, params = [], []
-    if args.get("from"):
-        clauses.append("sender = ?")
-        params.append(args["from"])
-    return _page("inbox", clauses, params, limit, cursor, _inbox_view)
+    return _page(functools.partial(_daemon().store.inbox, sender=args.get("from") or None), limit, cursor,
+                 _inbox_view)
 
 
 @api.get("/inbox/<id:inbox_id>")
 @requires("read")
 def get_inbox(inbox_id: int):
-    rows = _daemon().store.query("SELECT * FROM inbox WHERE id = ?", (inbox_id,))
-    if not rows:
-        raise NotFound(f"no inbound message {inbox_id}")
-    return _inbox_view(dict(rows[0]))
+    return _inbox_view(_daemon().store.inbox_message(inbox_id))
 
 
 @api.delete("/inbox/<id:inbox_id>")
 @requires("send")
 def delete_inbox(inbox_id: int):
-    with _daemon().store.transaction() as conn:
-        if conn.execute("DELETE FROM inbox WHERE id = ?", (inbox_id,)).rowcount == 0:
-            raise NotFound(f"no inbound message {inbox_id}")
+    _daemon().store.delete_inbox_message(inbox_id)
     return "", 204
 
 
@@ -630,10 +613,13 @@ def register_errors(app: Flask) -> None:
     def on_not_found(error: NotFound):
         return problem(404, "not-found", str(error))
 
+    @app.errorhandler(DataConflict)
+    def on_data_conflict(error: DataConflict):
+        # a rule of the data (a taken name), not the storage: retrying cannot help
+        return problem(409, "conflict", str(error))
+
     @app.errorhandler(StoreError)
     def on_store_error(error: StoreError):
-        if error.kind == "constraint":  # a rule of the data (a taken name), not the storage: retrying cannot help
-            return problem(409, "conflict", str(error))
         return storage_problem(error)  # the store logs when writes start failing and when they work again
 
     @app.errorhandler(HTTPException)

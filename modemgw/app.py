@@ -6,6 +6,7 @@ import ipaddress
 from typing import Any
 
 from flask import Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
 # Every response: never framed (clickjacking), no MIME sniffing, no full URLs leaked to other sites, and pages that
@@ -97,11 +98,13 @@ def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
     app = Flask("modemgw")
     app.url_map.converters["id"] = IdConverter
     app.config.update(MAX_CONTENT_LENGTH=4 * 1024 * 1024)  # 10,000 recipients with fields fit easily
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # fields in the order the API documents them
     if test_config:
         app.config.update(test_config)
     # the daemon's waitress must pass X-Forwarded-* through (clear_untrusted_proxy_headers=False): this decides
-    app.wsgi_app = TrustedProxies(app.wsgi_app, getattr(getattr(daemon, "config", None), "trusted_proxies", ()))
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]  # Flask's documented way to wrap its WSGI app
+        app.wsgi_app, getattr(getattr(daemon, "config", None), "trusted_proxies", ()))
     app.after_request(security_headers)
     app.extensions["modemgw"] = daemon
     if daemon is not None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from werkzeug import security
 
 from modemgw.dispatch import RateWindow
-from modemgw.store import NotFound, Store, StoreError
+from modemgw.store import Duplicate, NotFound, Store, StoreError
 
 SCOPES = ("send", "read", "ussd", "admin")  # ussd: USSD codes of the allow-list (they can move money)
 
@@ -67,23 +67,18 @@ def create_key(store: Store, name: str, scopes: tuple[str, ...], group: str | No
         raise ValueError("a key needs a name (who or what uses it)")
     prefix = secrets.token_hex(4)
     key = f"mgw_{prefix}_{secrets.token_urlsafe(24)}"
-    with store.transaction() as conn:
-        cursor = conn.execute("INSERT INTO api_keys (name, prefix, hash, scopes, grp, rate_per_minute, created_at) "
-                              "VALUES (?, ?, ?, ?, ?, ?, ?)", (name.strip(), prefix, _hash(key), ",".join(scopes),
-                                                              group, rate_per_minute, time.time()))
-    return key, ApiKey(cursor.lastrowid, name.strip(), prefix, scopes, group, rate_per_minute)
+    key_id = store.add_api_key(name.strip(), prefix, _hash(key), ",".join(scopes), group, rate_per_minute, time.time())
+    return key, ApiKey(key_id, name.strip(), prefix, scopes, group, rate_per_minute)
 
 
 def list_keys(store: Store) -> list[dict]:
-    return [dict(row) for row in store.query("SELECT id, name, prefix, scopes, grp, rate_per_minute, created_at, "
-                                             "last_used_at, revoked_at FROM api_keys ORDER BY id")]
+    """Every key's record (never its hash)."""
+    return store.api_keys()
 
 
 def revoke_key(store: Store, key_id: int) -> None:
-    with store.transaction() as conn:
-        if conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                        (time.time(), key_id)).rowcount == 0:
-            raise NotFound(f"no active key {key_id}")
+    """Revoke a key now. Raises NotFound (no such key, or revoked already)."""
+    store.revoke_key(key_id, time.time())
 
 
 class Authenticator:
@@ -105,10 +100,9 @@ class Authenticator:
         parts = key.split("_")
         if len(parts) < 3 or parts[0] != "mgw":
             raise AuthError("that is not a modemgw API key (they start with 'mgw_')")
-        rows = self.store.query("SELECT * FROM api_keys WHERE prefix = ?", (parts[1],))
-        if not rows or not hmac.compare_digest(rows[0]["hash"], _hash(key)):
+        row = self.store.api_key_by_prefix(parts[1])
+        if row is None or not hmac.compare_digest(row["hash"], _hash(key)):
             raise AuthError("unknown API key")
-        row = rows[0]
         if row["revoked_at"] is not None:
             raise AuthError("this API key has been revoked")
         now = time.time()
@@ -188,8 +182,10 @@ def add_user(store: Store, username: str, password: str, role: str) -> int:
         raise UserError(f"a username needs 1 to {MAX_USERNAME} characters")
     try:
         return store.add_user(name, _password_hash(password), role, time.time())
+    except Duplicate:
+        raise UserError(f"user {name!r} exists already") from None
     except StoreError as error:
-        raise UserError(f"user {name!r} exists already" if error.kind == "constraint" else str(error)) from None
+        raise UserError(str(error)) from None
 
 
 def list_users(store: Store) -> list[dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -170,22 +169,14 @@ def _parse_outcomes(outcomes: tuple[str, ...]) -> dict[str, list[int]]:
 
 
 def _control(link_dir: Path, request: dict) -> dict:
+    from modemgw import control
+
     path = link_dir / "control.sock"
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(str(path))
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError as error:
+        reply = control.request(path, request, timeout=10)
+    except control.ControlError as error:
         raise click.ClickException(f"no simulator answers at {path} ({error}); start one with "
                                    f"'modemgw sim --link-dir {link_dir}'") from None
-    reply = json.loads(data or b'{"ok": false, "error": "no answer"}')
     if not reply.get("ok"):
         raise click.ClickException(reply.get("error", "the simulator refused"))
     return reply
@@ -216,7 +207,8 @@ def sim_inject() -> None:
 def sim_inject_sms(link_dir: Path, modem_name: str, sender: str, body: str, parts: int | None, order: str | None,
                    encoding: str | None) -> None:
     """Deliver an inbound SMS (multi-part when long or when --parts says so)."""
-    request = {"command": "sms", "modem": modem_name, "sender": sender, "text": _read_argument(body)}
+    request: dict[str, object] = {"command": "sms", "modem": modem_name, "sender": sender,
+                                  "text": _read_argument(body)}
     if parts:
         request["parts"] = parts
     if order:
@@ -406,7 +398,7 @@ def demo(listen: str, data_dir: Path | None, modems: int) -> None:
 
 
 def _daemon_request(data_dir: Path | None, request: dict, timeout: float = 120.0) -> dict:
-    from modemgw.daemon import control_request
+    from modemgw.control import daemon_request as control_request
 
     directory = data_dir or _default_data_dir()
     try:
@@ -687,7 +679,7 @@ def keys_revoke(config_path, data_dir, key_id) -> None:
 def backup_command(config_path, data_dir, destination) -> None:
     """Copy the database to DESTINATION (a new file, or a directory for a dated one), consistently, while the
     gateway runs (SQLite's online backup); the copy is checked before it gets its name."""
-    from modemgw import backup
+    from modemgw.store import backup
 
     config = _admin_config(_system_config(config_path), data_dir)
     try:
@@ -704,8 +696,8 @@ def backup_command(config_path, data_dir, destination) -> None:
 def restore_command(config_path, data_dir, source) -> None:
     """Replace the database with the backup SOURCE. Stop the gateway first (sudo systemctl stop modemgw);
     the database replaced is kept beside it as modemgw.db.before-restore-<time>."""
-    from modemgw import backup
-    from modemgw.daemon import control_request
+    from modemgw.control import daemon_request as control_request
+    from modemgw.store import backup
 
     config = _admin_config(_system_config(config_path), data_dir)
     try:
@@ -736,7 +728,7 @@ def _system_config(config_path: Path | None) -> Path | None:
 
 def _daemon_modems(data_dir: Path) -> list[dict] | None:
     """The running daemon's modems (it owns their ports), or None when no daemon answers."""
-    from modemgw.daemon import control_request
+    from modemgw.control import daemon_request as control_request
 
     try:
         reply = control_request(data_dir, {"command": "status"}, timeout=10)
@@ -772,8 +764,8 @@ def discover(config_path, data_dir, pattern, timeout, write, as_json) -> None:
         _print_json({"ports": [report.as_dict() for report in reports], "gateway": list(owned.values()),
                      "new": [discovery.config_entry(modem) for modem in new]})
         return
-    for modem in owned.values():
-        click.echo(f"{modem['device']}: in use by the running gateway as {modem['label']} ({modem['state']})")
+    for entry in owned.values():
+        click.echo(f"{entry['device']}: in use by the running gateway as {entry['label']} ({entry['state']})")
     for report in reports:
         click.echo(discovery.describe(report))
     click.echo(f"\n{len(found)} modem(s) on {len(reports)} port(s) probed"
@@ -812,19 +804,21 @@ def doctor(config_path, data_dir, timeout, as_json) -> None:
     """Check the appliance and explain each problem with its fix: service user and serial permissions,
     ModemManager, ports held by other programs, each modem's SIM PIN, network, signal and SMSC, the clock, disk
     space, database integrity and the webhook backlog. Exit status: 0 all well, 1 warnings, 2 problems."""
-    from modemgw.daemon import control_request
+    from modemgw.control import NotPermitted
+    from modemgw.control import daemon_request as control_request
     from modemgw.doctor import Doctor, render
 
     path = _system_config(config_path)
     config = _admin_config(path, data_dir)
     unreachable = None
+    gateway: dict | None
     try:
-        gateway = control_request(config.data_dir, {"command": "inspect"}, timeout=60)
-        gateway = gateway if gateway.get("ok") else None
-    except (ConnectionError, ValueError) as error:
+        reply = control_request(config.data_dir, {"command": "inspect"}, timeout=60)
+        gateway = reply if reply.get("ok") else None
+    except NotPermitted as error:  # it runs, but this user may not talk to it
+        gateway, unreachable = None, str(error)
+    except ConnectionError:
         gateway = None
-        if "ermission denied" in str(error):  # it runs, but this user may not talk to it
-            unreachable = str(error).split(";")[0]
     checker = Doctor(config, gateway, path, timeout, unreachable=unreachable)
     findings = checker.run()
     if as_json:
@@ -889,7 +883,7 @@ def console(modem: str, config_path, data_dir, baud: int, timeout: float) -> Non
     import serial
 
     from modemgw.console import Console, GatewayLink
-    from modemgw.daemon import control_request
+    from modemgw.control import daemon_request as control_request
     from modemgw.link import Link
 
     config = _admin_config(_system_config(config_path), data_dir)
@@ -898,8 +892,8 @@ def console(modem: str, config_path, data_dir, baud: int, timeout: float) -> Non
         match = [item for item in owned if modem in (item["label"], item["imei"], item["device"]) or (
             item["device"] and os.path.realpath(modem) == os.path.realpath(item["device"]))]
         if match:
-            link = GatewayLink(config.data_dir, match[0]["label"], control_request)
-            sys.exit(Console(link, timeout=timeout).run())
+            through = GatewayLink(config.data_dir, match[0]["label"], control_request)
+            sys.exit(Console(through, timeout=timeout).run())
     device = modem
     if not os.path.exists(device):
         known = ", ".join(item["label"] for item in owned or []) or "none (is the gateway running?)"

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from modemgw import dispatch
-from modemgw.gateway import GatewaySettings, Route
-from modemgw.pool import ModemConfig, PoolSettings
+from modemgw.settings import GatewaySettings, ModemConfig, PoolSettings, Route
 
 
 class ConfigError(ValueError):

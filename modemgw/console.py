@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Callable, TextIO
+from typing import Any, Callable, Protocol, TextIO
 
 from modemgw import at
 from modemgw.errors import ModemError, PortLost
-from modemgw.link import Link, Reply
+from modemgw.link import Reply
 
 HELP = """\
 Type AT commands as on any terminal (AT+CSQ, AT+CGSN, AT+CMGL=4, ...).
@@ -26,10 +26,23 @@ PROMPT_COMMANDS = ("AT+CMGS=", "AT+CMGW")
 PROMPT = "AT> "
 
 
+class ConsoleLink(Protocol):
+    """What the console needs of a link: a `Link` on an open port, or a `GatewayLink` through the daemon."""
+
+    name: str
+
+    def command(self, command: str, timeout: float, *, check: bool = ...) -> Reply: ...
+
+    def prompt_command(self, command: str, payload: Any, timeout: float = ..., prompt_timeout: float = ...,
+                       check: bool = ...) -> Reply: ...
+
+    def close(self) -> None: ...
+
+
 class Console:
     """Reads commands from `stdin`, runs them on `link`, writes what happens to `stdout`."""
 
-    def __init__(self, link: Link, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, timeout: float = 10.0,
+    def __init__(self, link: ConsoleLink, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, timeout: float = 10.0,
                  history_file: str | None = None):
         self.link = link
         self.stdin = stdin
@@ -37,7 +50,7 @@ class Console:
         self.timeout = timeout
         self._write_lock = threading.Lock()
         self._interactive = stdin.isatty() if hasattr(stdin, "isatty") else False
-        self._readline = None
+        self._readline: Any = None
         if self._interactive:
             self._setup_history(history_file)
 
@@ -162,7 +175,7 @@ class GatewayLink:
         self.request = request   # control_request(data_dir, request, timeout)
         self.name = f"{modem} (through the running gateway; URCs are handled by it)"
 
-    def command(self, command: str, timeout: float, check: bool = False) -> Reply:
+    def command(self, command: str, timeout: float, *, check: bool = False) -> Reply:
         try:
             reply = self.request(self.data_dir, {"command": "at", "modem": self.modem, "line": command,
                                                  "timeout": timeout}, timeout + 40)
@@ -172,7 +185,8 @@ class GatewayLink:
             raise Refused(reply.get("error", "refused"))
         return Reply(command, reply["lines"], reply["final"], reply["elapsed"])
 
-    def prompt_command(self, command: str, payload, **options) -> Reply:
+    def prompt_command(self, command: str, payload: Any, timeout: float = 60.0, prompt_timeout: float = 5.0,
+                       check: bool = True) -> Reply:
         raise Refused("commands that wait for a '> ' prompt are not available while the gateway owns the modem; "
                       "send through the messages API, or stop the gateway and open the port itself")
 

@@ -7,20 +7,24 @@ The control socket (`<data>/modemgw.sock`, mode 0600) lets local administrators'
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from modemgw import config as configuration
+from modemgw import control
 from modemgw.gateway import Gateway, SubmitError
 from modemgw.pool import ModemConfig, Pool
 from modemgw.store import FINAL_STATUSES, NotFound, Store, StoreError
+
+if TYPE_CHECKING:
+    from modemgw.sim import Simulator
 
 log = logging.getLogger("modemgw.daemon")
 
@@ -33,12 +37,11 @@ class Daemon:
                  webhook_schedule: tuple[float, ...] | None = None):
         self.config = config
         self.simulate = simulate
-        self.sim_options = {"send_latency": sim_send_latency, "report_delay": sim_report_delay,
-                            "profile": sim_profile}
+        self.sim_send_latency, self.sim_report_delay, self.sim_profile = sim_send_latency, sim_report_delay, sim_profile
         self.http_enabled = http
         self.webhook_schedule = webhook_schedule
-        self.simulator = None
-        self.http_server = None
+        self.simulator: Simulator | None = None
+        self.http_server: Any = None  # waitress's server (its type is private to waitress)
         self.http_port: int | None = None
         self._threads: list[threading.Thread] = []
         self._changed = threading.Condition()
@@ -65,10 +68,10 @@ class Daemon:
             from modemgw.sim import Simulator
 
             link_dir = self.data_dir / "sim"
-            self.simulator = Simulator(self.simulate, self.sim_options["profile"], link_dir=link_dir,
-                                       send_latency=self.sim_options["send_latency"],
-                                       report_delay=self.sim_options["report_delay"]).start()
-            modems += [ModemConfig(device=device.device, label=device.modem.name) for device in self.simulator.devices]
+            simulator = Simulator(self.simulate, self.sim_profile, link_dir=link_dir,
+                                  send_latency=self.sim_send_latency, report_delay=self.sim_report_delay).start()
+            self.simulator = simulator
+            modems += [ModemConfig(device=device.device, label=device.modem.name) for device in simulator.devices]
             self.config.pool.ports = list(self.config.pool.ports) + [str(link_dir / "*")]
         self.pool = Pool(self.gateway, self.store, modems, self.config.pool)
         from modemgw.api import message_view
@@ -202,7 +205,7 @@ class Daemon:
         self._threads.append(thread)
 
     def _accept_loop(self) -> None:
-        while not self._stopping:
+        while not self._stopping and self._control is not None:
             try:
                 connection, _ = self._control.accept()
             except OSError:
@@ -211,13 +214,10 @@ class Daemon:
 
     def _converse(self, connection: socket.socket) -> None:
         with connection, connection.makefile("rwb") as stream:
-            for line in stream:
-                try:
-                    reply = self.control(json.loads(line))
-                except (ValueError, KeyError, TypeError) as error:
-                    reply = {"ok": False, "error": f"bad request: {error}"}
-                stream.write(json.dumps(reply, default=str).encode() + b"\n")
-                stream.flush()
+            try:
+                control.serve_lines(stream, self.control)
+            except OSError:  # the client went away mid-reply
+                pass
 
     def control(self, request: dict) -> dict:
         """One control request: submit, message, wait, status."""
@@ -347,23 +347,9 @@ class Daemon:
 
 
 def control_request(data_dir: Path, request: dict, timeout: float = 120.0) -> dict:
-    """Send one request to the daemon running on `data_dir`. Raises ConnectionError with what to do."""
-    path = Path(data_dir) / "modemgw.sock"
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(path))
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(1 << 20)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError as error:
-        raise ConnectionError(f"no modemgw daemon answers at {path} ({error.strerror or error}); start one with "
-                              f"'modemgw serve --data {data_dir}' (or 'modemgw demo')") from None
-    return json.loads(data)
+    """Send one request to the daemon running on `data_dir` (modemgw.control.daemon_request). Raises
+    ConnectionError (control.ControlError) with what to do."""
+    return control.daemon_request(data_dir, request, timeout)
 
 
 __all__ = ["Daemon", "control_request"]

@@ -6,6 +6,7 @@ sends AT, ATE0, CMEE and read-only queries, never a PIN (a wrong PIN guess costs
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import stat
@@ -129,6 +130,11 @@ def _pty_owner(process: Path, targets: dict[str, str], real: str) -> bool:
     return False
 
 
+# Another program has the port: it holds it exclusively (EBUSY), or has flock()ed it (pyserial's exclusive=True
+# answers EWOULDBLOCK, "Could not exclusively lock port").
+PORT_BUSY_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK})
+
+
 def inspect_port(device: str, timeout: float = 1.0) -> PortReport:
     """Open `device` and find out what it is, read-only. Errors are recorded in the report, never raised."""
     report = PortReport(device)
@@ -136,7 +142,7 @@ def inspect_port(device: str, timeout: float = 1.0) -> PortReport:
         modem = Modem.open(device, ModemSettings(command_timeout=timeout, settle_attempts=2, settle_delay=0.1))
     except (serial.SerialException, OSError, ValueError) as error:
         report.holders = holders(device)
-        busy = " (in use)" if report.holders or "busy" in str(error).lower() or "lock" in str(error).lower() else ""
+        busy = " (in use)" if report.holders or getattr(error, "errno", None) in PORT_BUSY_ERRNOS else ""
         report.error = f"cannot open{busy}: {error}"
         return report
     try:

@@ -13,7 +13,6 @@ import grp
 import os
 import pwd
 import shutil
-import sqlite3
 import subprocess
 import textwrap
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from modemgw import discovery
 from modemgw.config import Config
+from modemgw.store import StoreError, readonly
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
 SERVICE_USER = "modemgw"
@@ -254,20 +254,16 @@ class Doctor:
         else:
             self.add(OK, f"disk: {free_mb / 1000:.1f} GB free for {self.config.data_dir}")
 
-    def _database(self) -> sqlite3.Connection | None:
+    def _database(self) -> Path | None:
         path = self.config.data_dir / "modemgw.db"
-        if not path.exists():
-            return None
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        return path if path.exists() else None
 
     def check_database(self) -> None:
-        connection = self._database()
-        if connection is None:
+        path = self._database()
+        if path is None:
             self.add(WARN, f"no database in {self.config.data_dir} yet", "it is created when the gateway starts")
             return
-        with connection:
-            result = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
-        connection.close()
+        result = readonly.quick_check(path)
         if result == ["ok"]:
             self.add(OK, "database integrity ok")
         else:
@@ -275,17 +271,13 @@ class Doctor:
                      "stop the gateway; modemgw restore <latest backup> (keep the damaged file for support)")
 
     def check_webhooks(self) -> None:
-        connection = self._database()
-        if connection is None:
+        path = self._database()
+        if path is None:
             return
         try:
-            row = connection.execute("SELECT count(*), min(created_at) FROM webhook_deliveries "
-                                     "WHERE status = 'pending'").fetchone()
-        except sqlite3.Error:
+            count, oldest = readonly.webhook_backlog(path)
+        except StoreError:
             return
-        finally:
-            connection.close()
-        count, oldest = row
         age = time.time() - oldest if oldest else 0.0
         if count > WEBHOOK_BACKLOG or age > WEBHOOK_AGE:
             self.add(WARN, f"{count} webhook deliveries waiting, the oldest for {age / 60:.0f} min",

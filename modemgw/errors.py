@@ -20,6 +20,8 @@ class ModemError(Exception):
 
     temporary = True
     kind = "modem"
+    after_payload = False  # set by the link: the error came after a prompt command's payload was written
+    reply: object = None   # set by the link: the Reply whose final result this error stands for
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -49,6 +51,8 @@ class WrongModem(ModemError):
 
 class ResponseError(ModemError):
     """A reply that does not parse as the command's documented answer."""
+
+    line: str | None = None  # the modem's line that did not parse
 
 
 # code: (reason, temporary, modem_fault). TS 27.005 3.2.5 (300-511), TS 24.011 RP-cause (1-127) and

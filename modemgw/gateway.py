@@ -9,15 +9,15 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from modemgw import numbers, pdu, text, urls
-from modemgw.store import NotFound, Store, StoreError
+from modemgw import dispatch, numbers, pdu, text, urls
+from modemgw.errors import CmsError, ModemError
+from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
+from modemgw.store import Claimed, Duplicate, NotFound, Store
 
 log = logging.getLogger("modemgw.gateway")
-
-MAX_RECIPIENTS = 10_000
 
 
 class SubmitError(ValueError):
@@ -39,40 +39,13 @@ class Conflict(SubmitError):
         super().__init__(detail, "Idempotency-Key", kind="idempotency-conflict")
 
 
-# How a modem's status reports reach us after the report watchdog found none on its first route (pool.py):
+# How a modem's status reports reach us after the report watchdog found none on its first route (pool/worker.py):
 # shown by the API, `modemgw status` and the doctor.
 REPORT_MODES = {
     "ds=1": "no status report came with stored reports (CNMI ds=2); switched to direct reports (ds=1)",
     "poll": "status reports are stored but never announced (+CDSI); the report storage is polled",
     "none": "no status report comes from this modem or its network: messages stay 'sent', never 'delivered'",
 }
-
-
-@dataclass
-class Route:
-    prefix: str
-    modem: str | None = None
-    group: str | None = None
-
-
-@dataclass
-class GatewaySettings:
-    default_region: str | None = None
-    strict_numbers: bool = False
-    max_segments: int = 10
-    max_recipients: int = MAX_RECIPIENTS
-    routes: list[Route] = field(default_factory=list)
-    stop_words: tuple[str, ...] = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
-    start_words: tuple[str, ...] = ("START", "UNSTOP")
-    report_window: float = 3 * 86400      # a status report matches parts sent this recently
-    report_deadline: float = 2 * 86400    # no report by then: `report: none`
-    inbound_assembly_timeout: float = 600.0
-    retry_base: float = 5.0
-    retry_max: float = 600.0
-    max_attempts: int = 6
-    retention_days: int = 90
-    ussd_allow: tuple[str, ...] = ()      # USSD codes non-admins may send (e.g. "*100#"); admins may send any
-    callback_private_destinations: bool = False  # messages' callback URLs may point at loopback and LAN addresses
 
 
 def _scoped(idempotency_key: str | None, api_key_id: int | None) -> str | None:
@@ -103,6 +76,59 @@ def _epoch(value: float | dt.datetime | str | None, what: str) -> float | None:
         return value.timestamp()
     except (OverflowError, ValueError, OSError):
         raise SubmitError(f"{what} {value.isoformat()} is out of range", what) from None
+
+
+# --- send outcomes: the decision (pure) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailureOutcome:
+    """What becomes of a claimed message whose send failed: failed for good (`retry` False), or back to the queue
+    `delay` seconds from now. `count_attempt`: the attempt counts against max_attempts; `possible_duplicate`: its
+    PDU may have left the modem; `pin`: its first parts went out through this modem, so the rest must too;
+    `avoid`: another modem should take the retry when one can (the modem failed it, not the database or a bug)."""
+
+    retry: bool
+    reason: str
+    code: int | None = None
+    delay: float = 0.0
+    count_attempt: bool = False
+    possible_duplicate: bool = False
+    pin: bool = False
+    avoid: bool = True
+
+
+def failure_outcome(claimed: Claimed, error: Exception, may_have_left: bool,
+                    settings: GatewaySettings) -> FailureOutcome:
+    """The rule of docs/design.md "Error classes" for a send of `claimed` that failed with `error`: a message that
+    cannot be encoded fails; a refusal of the message (`kind` message) spends an attempt and, when temporary,
+    retries after a backoff; the network's or the modem's side (or a bug, or the database) puts it back at once
+    without spending one, unless its PDU `may_have_left` the modem: then it is flagged possible_duplicate and
+    counted. A message whose counted attempts reach max_attempts fails."""
+    code = getattr(error, "code", None)
+    reason = str(error) or type(error).__name__
+    if isinstance(error, pdu.PduError):
+        return FailureOutcome(retry=False, reason=f"cannot encode: {error}", code=code, count_attempt=True)
+    if isinstance(error, CmsError):  # the modem answered: this part did not go out
+        message_level = error.kind == "message"
+        retry, count, duplicate = error.temporary if message_level else True, message_level, False
+    else:  # a timeout, a lost port, a reply that makes no sense; or the database, or a bug
+        retry, count, duplicate = True, may_have_left, may_have_left
+    if duplicate:
+        reason = f"{reason} (after its PDU was written: it may have been sent)"
+    if not retry or count and claimed.attempts >= settings.max_attempts:
+        if retry:
+            reason = f"gave up after {claimed.attempts} attempts: {reason}"
+        return FailureOutcome(retry=False, reason=reason, code=code, count_attempt=count,
+                              possible_duplicate=duplicate)
+    delay = dispatch.retry_delay(claimed.attempts, settings.retry_base, settings.retry_max) \
+        if count and not duplicate else 0.0
+    return FailureOutcome(retry=True, reason=reason, code=code, delay=delay, count_attempt=count,
+                          possible_duplicate=duplicate, pin=bool(claimed.sent_parts),
+                          avoid=isinstance(error, ModemError))
+
+
+# --- end of send outcomes (pure) -------------------------------------------------------------------------------
 
 
 class Gateway:
@@ -204,8 +230,8 @@ class Gateway:
 
         try:
             result = self.store.insert_messages(prepared, key, body_hash, api_key_id, result_for)
-        except StoreError as error:
-            if key and "idempotency" in str(error):  # a concurrent request with the same key won
+        except Duplicate:  # the idempotency key: a concurrent request with the same key won
+            if key:
                 previous = self.store.find_submission(key)
                 if previous is not None and previous["body_hash"] == body_hash and previous["result"]:
                     return json.loads(previous["result"]) | {"idempotent_replay": True}
@@ -304,7 +330,7 @@ class Gateway:
         if recipients is not None:
             if not isinstance(recipients, list) or not recipients:
                 raise SubmitError("'recipients' must be a non-empty list of {to, fields}", "recipients")
-            entries = []
+            entries: list[tuple[str, dict | None]] = []
             for position, item in enumerate(recipients):
                 if not isinstance(item, dict) or "to" not in item:
                     raise SubmitError(f"recipients[{position}] must be an object with 'to'", "recipients")
@@ -359,6 +385,48 @@ class Gateway:
 
     def close_overdue_reports(self) -> int:
         return self.store.close_reports(time.time() - self.settings.report_deadline)
+
+    # --- send outcomes: what a modem worker reports about the message it claimed ---------------------------------
+    # The worker says what happened at the modem; the gateway decides what becomes of the message. Each call may
+    # raise StoreError (nothing recorded): the worker keeps it and makes it again, in order, once the database
+    # works (ModemWorker._durably), so what it records depends on its arguments alone (`now` included).
+
+    def part_sent(self, claimed: Claimed, seq: int, modem_id: int, tp_mr: int, now: float, *, last: bool = False,
+                  sticky: bool = False) -> None:
+        """Part `seq` of `claimed` has its +CMGS (TP-MR `tp_mr`) from modem `modem_id`: recorded and counted
+        against the SIM's limits; with `last`, the message is sent, in the same transaction. Raises StoreError."""
+        self.store.record_part_sent(claimed.id, seq, modem_id, tp_mr, now, sticky, claimed.recipient, last=last)
+        if last:
+            self.emit("message.sent", {"id": claimed.id, "modem_id": modem_id})
+
+    def message_sent(self, claimed: Claimed, modem_id: int, now: float) -> None:
+        """Every part of `claimed` has its +CMGS, the last ones from before (recovered after a crash): the message
+        is sent. Raises StoreError."""
+        self.store.mark_sent(claimed.id, modem_id, now)
+        self.emit("message.sent", {"id": claimed.id, "modem_id": modem_id})
+
+    def send_failed(self, claimed: Claimed, error: Exception, modem_id: int, *, may_have_left: bool = False,
+                    now: float | None = None) -> FailureOutcome:
+        """A send of `claimed` on modem `modem_id` failed with `error` (`may_have_left`: after its PDU was
+        written). The message fails for good, or goes back to the queue, after a backoff or at once, preferably
+        for another modem (failure_outcome); the pool is woken for it. Raises StoreError (nothing recorded)."""
+        now = time.time() if now is None else now
+        outcome = failure_outcome(claimed, error, may_have_left, self.settings)
+        if not outcome.retry:
+            self.store.fail(claimed.id, modem_id, outcome.code, outcome.reason,
+                            possible_duplicate=outcome.possible_duplicate)
+            self.emit("message.failed", {"id": claimed.id, "code": outcome.code, "reason": outcome.reason})
+            return outcome
+        self.store.requeue(claimed.id, modem_id, now + outcome.delay, outcome.reason, code=outcome.code,
+                           pin=outcome.pin, avoid=outcome.avoid, count_attempt=outcome.count_attempt,
+                           possible_duplicate=outcome.possible_duplicate)
+        if outcome.delay > 0:
+            self.wake_at(now + outcome.delay)
+        else:
+            self.wake(1)
+        return outcome
+
+    # --- end of send outcomes ------------------------------------------------------------------------------------
 
     # --- inbound -----------------------------------------------------------------------------------------
 
@@ -451,4 +519,5 @@ class Gateway:
         return self.store.purge(time.time() - self.settings.retention_days * 86400)
 
 
-__all__ = ["Conflict", "Gateway", "GatewaySettings", "NotFound", "Route", "SubmitError"]
+__all__ = ["MAX_RECIPIENTS", "Conflict", "FailureOutcome", "Gateway", "GatewaySettings", "NotFound", "Route",
+           "SubmitError", "failure_outcome"]

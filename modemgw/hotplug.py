@@ -11,9 +11,10 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import stat
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
 
 log = logging.getLogger("modemgw.hotplug")
 
@@ -156,9 +157,18 @@ class PortWatcher(threading.Thread):
             observer.start()
             log.info("listening for udev tty events; globs re-read every %g s as well", self.interval)
             return observer
-        except Exception as error:  # no netlink in a container, or no permission: polling alone is fine
+        except Exception as error:  # noqa: BLE001 - no netlink in a container, or no permission: polling alone is fine
             log.info("udev events unavailable (%s); re-reading the port globs every %g s", error, self.interval)
             return None
+
+
+def is_serial_node(path: str) -> bool:
+    """Whether `path` (or what it links to) is a character device: a port worth probing, not a socket or a file
+    that a glob also matched."""
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _signature(path: str) -> tuple:

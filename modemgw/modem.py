@@ -30,6 +30,8 @@ from modemgw.errors import (
     WrongModem,
 )
 from modemgw.link import Link, Reply
+from modemgw.pdu import Deliver, StatusReport, Submit
+from modemgw.settings import ModemSettings
 
 log = logging.getLogger("modemgw.modem")
 
@@ -101,7 +103,7 @@ class StoredMessage:
     stat: int
     length: int
     pdu: str
-    message: pdu.Deliver | pdu.Submit | pdu.StatusReport | None
+    message: Deliver | Submit | StatusReport | None  # (a field named pdu shadows the module in this class)
     error: str | None = None
 
 
@@ -110,18 +112,6 @@ class UssdReply:
     status: int              # 0 done, 1 more input wanted, 2 ended by network, 4 not supported, 5 timed out
     text: str | None
     dcs: int | None
-
-
-@dataclass
-class ModemSettings:
-    pin: str | None = None
-    command_timeout: float = 5.0
-    send_timeout: float = 60.0          # per part, from AT+CMGS to +CMGS
-    prompt_timeout: float = 5.0
-    ussd_timeout: float = 20.0
-    storage: str | None = None          # override the profile's storage (SM, ME, MT)
-    settle_attempts: int = 10           # AT retries while a modem boots
-    settle_delay: float = 0.2
 
 
 @dataclass

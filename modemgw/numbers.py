@@ -42,7 +42,7 @@ def normalize(number: str, region: str | None = None, strict: bool = False) -> s
         raise NumberError(f"{raw!r} has no country code; write it as +<country><number> or configure "
                           "default_region")
     try:
-        parsed = phonenumbers.parse(cleaned, None if cleaned.startswith("+") else region.upper())
+        parsed = phonenumbers.parse(cleaned, None if cleaned.startswith("+") else (region or "").upper())
     except phonenumbers.NumberParseException as error:
         raise NumberError(f"{raw!r} is not a phone number: {error._msg}") from None
     reason = phonenumbers.is_possible_number_with_reason(parsed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 
 from modemgw import text as textmod
@@ -297,7 +298,7 @@ def _encode_digits(digits: str, what: str) -> bytes:
 
 
 def _decode_digits(data: bytes, count: int) -> str:
-    out = []
+    out: list[str] = []
     for octet in data:
         for nibble in _swap_bcd(octet):
             if len(out) < count and nibble != 0xF:
@@ -577,7 +578,8 @@ def _read_status_report(reader: _Reader, smsc: str | None) -> StatusReport:
                         user_data=user_data)
 
 
-_READERS = {MTI_DELIVER: _read_deliver, MTI_SUBMIT: _read_submit, MTI_STATUS_REPORT: _read_status_report}
+_READERS: dict[int, Callable[[_Reader, str | None], Deliver | Submit | StatusReport]] = {
+    MTI_DELIVER: _read_deliver, MTI_SUBMIT: _read_submit, MTI_STATUS_REPORT: _read_status_report}
 
 
 def _from_hex(pdu: str | bytes) -> bytes:

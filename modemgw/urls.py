@@ -136,6 +136,24 @@ def _host_and_port(netloc: str) -> tuple[str, IPAddress | None, str]:
         return ascii_host, None, port
 
 
+def _bad_ipv6_literal(url: str) -> bool:
+    """Whether urlsplit refuses `url` for its bracketed host: a bracket that does not close (or open), or brackets
+    round something that is no IP address (urlsplit's own checks, made here so that its message is never parsed)."""
+    netloc = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    if ("[" in netloc) != ("]" in netloc):
+        return True
+    if "[" not in netloc:
+        return False
+    literal = netloc.partition("[")[2].partition("]")[0]
+    if literal.startswith("v"):  # IPvFuture: urlsplit's complaint names no IPv6
+        return False
+    try:
+        ipaddress.ip_address(literal)
+    except ValueError:
+        return True
+    return False
+
+
 def parse(url: str) -> Destination:
     """The destination of a webhook or callback URL, checked completely. Raises UrlError."""
     if not isinstance(url, str):
@@ -150,7 +168,7 @@ def parse(url: str) -> Destination:
     try:
         parts = urlsplit(url)
     except ValueError as error:  # e.g. a bracket that does not close: "http://[::1/"
-        hint = "; an IPv6 address is written [2001:db8::1]" if "IPv6" in str(error) else ""
+        hint = "; an IPv6 address is written [2001:db8::1]" if _bad_ipv6_literal(url) else ""
         raise UrlError(f"is not a valid URL ({error}{hint})") from None
     if parts.scheme.lower() not in ("http", "https") or not url[len(parts.scheme):].startswith("://"):
         raise UrlError(f"must be an http:// or https:// URL, not {_shown(url)}")

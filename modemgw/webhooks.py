@@ -270,33 +270,27 @@ def create_webhook(store: Store, url: str, events: list[str]) -> dict:
     if unknown or not events:
         raise ValueError(f"events must be a non-empty list of {', '.join(EVENTS)} (or '*'); got {events!r}")
     secret = "whsec_" + secrets.token_urlsafe(24)
-    with store.transaction() as conn:
-        cursor = conn.execute("INSERT INTO webhooks (url, events, secret, created_at) VALUES (?, ?, ?, ?)",
-                              (url, ",".join(events), secret, time.time()))
-    return webhook(store, cursor.lastrowid)
+    return store.add_webhook(url, events, secret, time.time())
 
 
 def webhook(store: Store, webhook_id: int) -> dict:
-    rows = store.query("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
-    if not rows:
-        raise NotFound(f"no webhook {webhook_id}")
-    return dict(rows[0])
+    """One subscription. Raises NotFound."""
+    return store.webhook(webhook_id)
 
 
 def webhooks(store: Store) -> list[dict]:
-    return [dict(row) for row in store.query("SELECT * FROM webhooks ORDER BY id")]
+    """Every subscription."""
+    return store.webhooks()
 
 
 def delete_webhook(store: Store, webhook_id: int) -> None:
-    with store.transaction() as conn:
-        if conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount == 0:
-            raise NotFound(f"no webhook {webhook_id}")
+    """Delete a subscription and its deliveries. Raises NotFound."""
+    store.delete_webhook(webhook_id)
 
 
 def deliveries(store: Store, webhook_id: int, limit: int = 100) -> list[dict]:
-    webhook(store, webhook_id)
-    return [dict(row) for row in store.query("SELECT * FROM webhook_deliveries WHERE webhook_id = ? "
-                                             "ORDER BY id DESC LIMIT ?", (webhook_id, limit))]
+    """A subscription's latest deliveries, newest first. Raises NotFound."""
+    return store.deliveries_for_webhook(webhook_id, limit)
 
 
 def _iso_now() -> str:
@@ -414,8 +408,7 @@ class WebhookSender(threading.Thread):
     # --- events -> outbox ----------------------------------------------------------------------------
 
     def _has_callback(self, message_id: int) -> bool:
-        rows = self.store.query("SELECT callback_url FROM messages WHERE id = ?", (message_id,))
-        return bool(rows and rows[0][0])
+        return bool(self.store.callback_url(message_id))
 
     def on_event(self, event: str, data: dict) -> None:
         """Gateway listener: store the deliveries this event causes (fast; the sender posts them later)."""
@@ -441,29 +434,23 @@ class WebhookSender(threading.Thread):
             payload["modem"] = data
         if not targets:
             return
-        now = time.time()
-        with self.store.transaction() as conn:
-            for webhook_id, url in targets:
-                event_id = "evt_" + secrets.token_hex(12)
-                body = json.dumps({**payload, "event_id": event_id}, ensure_ascii=False)
-                conn.execute("INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, message_id, payload, "
-                             "status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                             (webhook_id, url, event, event_id, message_id, body, now, now))
+        deliveries = []
+        for webhook_id, url in targets:
+            event_id = "evt_" + secrets.token_hex(12)
+            deliveries.append((webhook_id, url, event_id,
+                               json.dumps({**payload, "event_id": event_id}, ensure_ascii=False)))
+        self.store.add_webhook_deliveries(event, message_id, deliveries, time.time())
         self.wake()
 
     def redeliver(self, webhook_id: int, delivery_id: int) -> dict:
-        with self.store.transaction() as conn:
-            changed = conn.execute("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, "
-                                   "attempts = 0 WHERE id = ? AND webhook_id = ?",
-                                   (time.time(), delivery_id, webhook_id)).rowcount
-            row = conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone()
-        if not changed:
-            raise NotFound(f"no delivery {delivery_id} for webhook {webhook_id}")
+        """Send a delivery again (its attempts start over): its row. Raises NotFound."""
+        row = self.store.redeliver_webhook_delivery(webhook_id, delivery_id, time.time())
         self.wake()  # only now: the answer shows the delivery as queued, whatever the sender does next
-        return dict(row)
+        return row
 
     def backlog(self) -> int:
-        return self.store.query("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")[0][0]
+        """How many deliveries wait to be sent."""
+        return self.store.webhook_backlog()
 
     # --- sending -------------------------------------------------------------------------------------
 

@@ -157,7 +157,7 @@ def test_a_backup_is_a_standalone_rollback_journal_file_with_nothing_beside_it(d
 
 
 def test_a_backup_never_writes_through_a_file_or_link_left_at_its_temporary_name(daemon, tmp_path):
-    from modemgw import backup
+    from modemgw.store import backup
 
     target = tmp_path / "copy.db"
     victim = tmp_path / "victim"

@@ -7,13 +7,11 @@ in this process (its logs are checked with caplog); `modemgw serve` runs as a su
 """
 
 import collections
-import json
 import logging
 import os
 import queue
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from modemgw import control
 from modemgw.daemon import Daemon
 from tests.conftest import daemon_config
 
@@ -43,16 +42,7 @@ class SimProcess:
             pass
 
     def request(self, **request) -> dict:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(str(self.link_dir / "control.sock"))
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = sock.recv(1 << 20)
-                assert chunk, "the simulator closed the control connection"
-                reply += chunk
-        answer = json.loads(reply)
+        answer = control.request(self.link_dir / "control.sock", request, timeout=10)
         assert answer["ok"], answer
         return answer
 

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from modemgw import pdu, text
-from modemgw.gateway import Conflict, Gateway, GatewaySettings, Route, SubmitError
-from modemgw.store import MIGRATIONS, Store, StoreError
+from modemgw.errors import CmsError, ModemTimeout, PortLost
+from modemgw.gateway import Conflict, Gateway, GatewaySettings, Route, SubmitError, failure_outcome
+from modemgw.store import MIGRATIONS, Claimed, Store, StoreError
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_templates_and_spintax_per_recipient(gateway, store):
 
 def test_scheduled_validity_priority_and_route(gateway, store):
     modem(store, label="office", grp="otp")
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     result = gateway.submit("later", "+447700900123", send_at=later.isoformat(), validity=600, priority=5,
                             route="otp", client_ref="order-7")
     row = store.message(result["messages"][0]["id"])
@@ -200,7 +201,7 @@ def test_crash_recovery_requeues_only_unsent_parts_and_flags_duplicates(gateway,
 
 
 def report(reference, recipient, code):
-    moment = dt.datetime.now(dt.timezone.utc)
+    moment = dt.datetime.now(dt.UTC)
     return pdu.StatusReport(reference, pdu.Address(recipient, "international", 0x91), moment, moment, code)
 
 
@@ -250,7 +251,7 @@ def test_no_report_by_the_deadline_leaves_sent_with_report_none(gateway, store):
 
 def deliver_parts(body, sender="+447700900555", reference=77, bits=8):
     pieces = text.split(body, concat_bits=bits)
-    moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
     return [pdu.decode(pdu.encode_deliver(sender, piece, text.choose_encoding(body), timestamp=moment,
                                           concat=pdu.Concat(reference, len(pieces), n, bits)).hex)
             for n, piece in enumerate(pieces, start=1)]
@@ -279,7 +280,7 @@ def test_incomplete_inbound_is_flushed_partial_after_the_timeout(gateway, store)
 
 
 def test_stop_and_start_keywords_maintain_the_opt_out_list(gateway, store):
-    moment = dt.datetime.now(dt.timezone.utc)
+    moment = dt.datetime.now(dt.UTC)
     for body in ("stop", "START", "Stop."):
         gateway.handle_inbound(1, pdu.decode(pdu.encode_deliver("+447700900555", body, timestamp=moment).hex))
         moment += dt.timedelta(seconds=1)
@@ -308,3 +309,125 @@ def test_migration_2_keeps_webhook_deliveries(tmp_path):
     store = Store(tmp_path / "old.db")
     [row] = store.query("SELECT url, event, event_id, status FROM webhook_deliveries")
     assert tuple(row) == ("http://h/x", "message.sent", "evt_1", "pending")
+
+
+# --- send outcomes: the worker says what happened, the gateway decides (docs/design.md, "Error classes") ------
+
+OUTCOME_SETTINGS = GatewaySettings(retry_base=5.0, retry_max=600.0, max_attempts=3)
+MAY_BE_SENT = " (after its PDU was written: it may have been sent)"
+
+
+def claimed(attempts=1, sent_parts=None, message_id=1):
+    return Claimed(message_id, "+447700900123", "x", "gsm7", 1, True, None, None, attempts, dict(sent_parts or {}))
+
+
+@pytest.mark.parametrize("error, attempts, left, expected", [
+    # a message that cannot be encoded fails at once
+    (pdu.PduError("bad"), 1, False, dict(retry=False, reason="cannot encode: bad", count_attempt=True)),
+    # the message's own refusal: permanent fails; temporary retries after a doubling backoff, spending attempts
+    (CmsError(1), 1, False, dict(retry=False, code=1, count_attempt=True)),
+    (CmsError(42), 1, False, dict(retry=True, code=42, delay=5.0, count_attempt=True)),
+    (CmsError(42), 2, False, dict(retry=True, code=42, delay=10.0, count_attempt=True)),
+    (CmsError(500), 3, False, dict(retry=False, code=500, count_attempt=True,
+                                   reason="gave up after 3 attempts: +CMS ERROR 500: unknown error")),
+    # the network's or the modem's side: back at once, no attempt spent, however many there were
+    (CmsError(38), 9, False, dict(retry=True, code=38)),
+    (CmsError(310), 9, True, dict(retry=True, code=310)),  # an answer: the PDU did not leave
+    (ModemTimeout("no +CMGS"), 9, False, dict(retry=True)),
+    # a PDU that may have left: flagged and counted, back at once (never on a backoff), given up at the limit
+    (ModemTimeout("no +CMGS"), 1, True, dict(retry=True, count_attempt=True, possible_duplicate=True,
+                                             reason="no +CMGS" + MAY_BE_SENT)),
+    (PortLost("gone"), 3, True, dict(retry=False, count_attempt=True, possible_duplicate=True,
+                                     reason="gave up after 3 attempts: gone" + MAY_BE_SENT)),
+    # the database or a bug: the modem is not to blame, so the retry need not avoid it
+    (RuntimeError("bug"), 1, False, dict(retry=True, avoid=False)),
+    (RuntimeError(), 1, True, dict(retry=True, avoid=False, count_attempt=True, possible_duplicate=True,
+                                   reason="RuntimeError" + MAY_BE_SENT)),
+])
+def test_the_failure_outcome_follows_the_error_classes(error, attempts, left, expected):
+    outcome = failure_outcome(claimed(attempts), error, left, OUTCOME_SETTINGS)
+    expected.setdefault("reason", str(error))
+    assert {key: getattr(outcome, key) for key in expected} == expected
+    for key, default in (("delay", 0.0), ("count_attempt", False), ("possible_duplicate", False), ("avoid", True),
+                         ("code", None)):
+        if key not in expected:
+            assert getattr(outcome, key) == default, key
+
+
+def test_a_retry_of_a_message_whose_first_parts_went_out_is_pinned_to_its_modem():
+    assert failure_outcome(claimed(sent_parts={1: 7}), PortLost("gone"), False, OUTCOME_SETTINGS).pin
+    assert not failure_outcome(claimed(), PortLost("gone"), False, OUTCOME_SETTINGS).pin
+
+
+@pytest.fixture
+def outcomes(store):
+    """A gateway whose wake-ups and events are recorded, with one modem and one message claimed by it."""
+    gateway = Gateway(store, OUTCOME_SETTINGS)
+    seen = []
+    gateway.wake = lambda count: seen.append(("wake", count))
+    gateway.wake_at = lambda when: seen.append(("wake_at", when))
+    gateway.subscribe(lambda event, data: seen.append((event, data)))
+    a = modem(store)
+    message_id = gateway.submit("x", "+447700900123", request_report=False)["messages"][0]["id"]
+    seen.clear()
+    return gateway, a["id"], message_id, seen
+
+
+def test_a_temporary_refusal_requeues_after_the_backoff_and_wakes_the_pool_then(outcomes, store):
+    gateway, modem_id, message_id, seen = outcomes
+    now = time.time() + 1
+    taken = store.claim_next(modem_id, "a", None, [("other", None)], now)
+    outcome = gateway.send_failed(taken, CmsError(42), modem_id, now=now)
+    assert (outcome.retry, outcome.delay) == (True, 5.0)
+    row = store.message(message_id)
+    assert (row["status"], row["due_at"], row["error_code"], row["avoid_modem_id"]) == ("queued", now + 5, 42, modem_id)
+    assert seen == [("wake_at", now + 5)]
+
+
+def test_a_network_refusal_requeues_at_once_without_spending_an_attempt(outcomes, store):
+    gateway, modem_id, message_id, seen = outcomes
+    now = time.time() + 1
+    taken = store.claim_next(modem_id, "a", None, [("other", None)], now)
+    gateway.send_failed(taken, CmsError(38), modem_id, now=now)
+    row = store.message(message_id)
+    assert (row["status"], row["due_at"], row["attempts"]) == ("queued", now, taken.attempts - 1)
+    assert seen == [("wake", 1)]
+
+
+def test_a_permanent_refusal_fails_the_message_and_says_why(outcomes, store):
+    gateway, modem_id, message_id, seen = outcomes
+    taken = store.claim_next(modem_id, "a", None, [("other", None)], time.time() + 1)
+    gateway.send_failed(taken, CmsError(1), modem_id)
+    row = store.message(message_id)
+    assert (row["status"], row["error_code"]) == ("failed", 1)
+    assert seen == [("message.failed", {"id": message_id, "code": 1, "reason": str(CmsError(1))})]
+
+
+def test_the_last_part_sent_marks_the_message_sent_and_announces_it(outcomes, store):
+    gateway, modem_id, message_id, seen = outcomes
+    now = time.time() + 1
+    taken = store.claim_next(modem_id, "a", None, [("other", None)], now)
+    gateway.part_sent(taken, 1, modem_id, 77, now, last=True)
+    row = store.message(message_id)
+    assert (row["status"], [part["tp_mr"] for part in row["parts"]]) == ("sent", [77])
+    assert seen == [("message.sent", {"id": message_id, "modem_id": modem_id})]
+
+
+def test_an_outcome_the_database_refuses_raises_and_is_recorded_and_announced_when_made_again(outcomes, store,
+                                                                                           tmp_path):
+    gateway, modem_id, message_id, seen = outcomes
+    now = time.time() + 1
+    taken = store.claim_next(modem_id, "a", None, [("other", None)], now)
+    other = sqlite3.connect(tmp_path / "modemgw.db", isolation_level=None)  # another writer holds the database
+    other.execute("BEGIN IMMEDIATE")
+    store.connection().execute("PRAGMA busy_timeout = 50")
+    try:
+        with pytest.raises(StoreError):
+            gateway.send_failed(taken, CmsError(1), modem_id, now=now)
+        assert store.message(message_id)["status"] == "sending" and seen == []  # nothing recorded, nothing said
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    gateway.send_failed(taken, CmsError(1), modem_id, now=now)  # the worker's replay (ModemWorker._durably)
+    assert store.message(message_id)["status"] == "failed"
+    assert [event for event, _ in seen] == ["message.failed"]

@@ -11,7 +11,7 @@ import pytest
 
 from modemgw import config as configuration
 from modemgw.daemon import Daemon
-from modemgw.hotplug import PortWatcher
+from modemgw.hotplug import PortWatcher, is_serial_node
 from modemgw.pool import ModemConfig
 from tests.conftest import daemon_config, eventually
 
@@ -60,7 +60,8 @@ def test_an_unplugged_modem_comes_back_under_another_path_without_a_restart(star
     worker = daemon.pool.workers[0]
     assert worker.device == str(tmp_path / "usb1" / "sim1")
     # sim0 was attached as an unknown modem; sim1 belongs to the configured entry, found by its IMEI
-    assert daemon.pool.wait_until(lambda: len(daemon.pool.workers) == 2 and all(w.live for w in daemon.pool.workers), 15)
+    assert daemon.pool.wait_until(lambda: len(daemon.pool.workers) == 2 and all(w.live for w in daemon.pool.workers),
+                                  15)
     sim.fault(1, "unplug")
     assert eventually(lambda: daemon.store.modem(worker.modem_id)["state"] == "offline")
     sim.fault(1, "replug", name="sim7")  # the kernel gave it another name
@@ -113,6 +114,18 @@ def test_a_port_where_nothing_answers_is_given_up_after_some_tries(tmp_path):
         (tmp_path / "ports" / "diag").symlink_to(os.ttyname(slave))  # replugged: asked again
         watcher.scan()
         assert len(asked) == 4
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_only_character_devices_count_as_serial_ports(tmp_path):
+    master, slave = pty.openpty()
+    try:
+        (tmp_path / "modem").symlink_to(os.ttyname(slave))
+        (tmp_path / "file").touch()
+        assert is_serial_node(os.ttyname(slave)) and is_serial_node(str(tmp_path / "modem"))
+        assert not is_serial_node(str(tmp_path / "file")) and not is_serial_node(str(tmp_path / "missing"))
     finally:
         os.close(master)
         os.close(slave)

@@ -1,11 +1,18 @@
 """The gateway core end to end: daemon, modem workers and simulated modems on real ptys and SQLite."""
 
 import collections
+import dataclasses
+import os
+import queue
+import time
 
 import pytest
 
 from modemgw import config as configuration
 from modemgw.daemon import Daemon
+from modemgw.gateway import Gateway
+from modemgw.pool import Alarm, Health, ModemConfig, Pool, PortFound, PortOwners, Stop, Wake, same_port
+from modemgw.store import Store, StoreError
 from tests.conftest import daemon_config
 
 
@@ -142,3 +149,93 @@ def test_a_permanent_error_fails_with_the_modems_reason_and_a_temporary_one_retr
     assert final["status"] == "sent" and final["attempts"] >= 2
     kinds = [event["kind"] for event in daemon.store.events(message_id=retried["id"])]
     assert "message.retry" in kinds
+
+
+def test_outside_readers_get_read_only_modem_states_and_find_a_modem_by_any_of_its_names(start_daemon):
+    daemon = start_daemon(modems=2)
+    states = daemon.pool.states()
+    assert [(state.live, state.attached, state.state) for state in states] == [(True, True, "ready")] * 2
+    first = states[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.state = "faulted"
+    for name in (first.label, first.imei, first.device, os.path.realpath(first.device)):
+        assert daemon.pool.find(name).modem_id == first.modem_id, name
+    assert daemon.pool.find("no such modem") is None
+    assert daemon.pool.state_of(states[1].modem_id).label == states[1].label
+    assert daemon.pool.state_of(10_000) is None
+    assert daemon.pool.status() == [state.summary() for state in daemon.pool.states()]
+
+
+def test_a_port_has_one_owner_under_any_of_its_names(tmp_path):
+    port = tmp_path / "ttyUSB0"
+    port.touch()
+    (tmp_path / "modem").symlink_to(port)
+    owners = PortOwners()
+    worker, probe = object(), object()
+    assert owners.claim(str(port), worker) and owners.claim(str(port), worker)  # again: still its own
+    assert not owners.claim(str(tmp_path / "modem"), probe)  # the same port under its stable name
+    assert owners.holder(str(tmp_path / "modem")) is worker and owners.owners() == [worker]
+    owners.release(str(port))
+    assert owners.holder(str(port)) is None
+    assert owners.claim(str(tmp_path / "modem"), probe)
+    assert same_port(str(tmp_path / "modem"), str(port)) and not same_port(str(port), str(tmp_path / "other"))
+
+
+def test_the_alarm_rings_at_the_times_asked_for_the_earliest_first():
+    rang = queue.Queue()
+    alarm = Alarm(lambda: rang.put(time.time()))
+    alarm.start()
+    try:
+        now = time.time()
+        alarm.at(now + 3600)  # far away: must not hold up the nearer one
+        alarm.at(now + 0.05)
+        assert rang.get(timeout=5) >= now + 0.05
+        assert rang.empty()
+    finally:
+        alarm.stop()
+    assert not alarm.is_alive()
+
+
+class Refusing:
+    """An outcome the database refuses `times` times, then records."""
+
+    def __init__(self, times, done):
+        self.times, self.done = times, done
+
+    def __call__(self):
+        if self.times:
+            self.times -= 1
+            raise StoreError("database is locked", "locked")
+        self.done.append(self)
+
+
+def test_outcomes_the_database_refuses_are_kept_in_order_and_replayed(tmp_path):
+    store = Store(tmp_path / "modemgw.db")
+    try:
+        worker = Pool(Gateway(store), store, [ModemConfig(device=str(tmp_path / "ttyUSB0"))]).workers[0]
+        done = []
+        first, second = Refusing(2, done), Refusing(0, done)
+        worker._durably("the first", first)
+        worker._durably("the second", second)  # kept behind the first, not recorded out of order
+        assert done == [] and not worker._settle()
+        assert worker._settle() and done == [first, second] and not worker._unsettled
+    finally:
+        store.close()
+
+
+def test_a_port_found_or_a_stop_ends_a_backoff_wait_and_other_tasks_are_kept_for_later(tmp_path):
+    store = Store(tmp_path / "modemgw.db")
+    try:
+        worker = Pool(Gateway(store), store, [ModemConfig(device=str(tmp_path / "ttyUSB0"))]).workers[0]
+        worker._backoff = 8.0
+        for task in (Health(), Wake(), PortFound()):
+            worker.tasks.put(task)
+        started = time.monotonic()
+        worker._wait(30)
+        assert time.monotonic() - started < 5
+        assert list(worker._deferred) == [Health(), Wake()] and worker._backoff == worker.pool.settings.reconnect_min
+        worker.tasks.put(Stop())
+        worker._wait(30)
+        assert worker._stopping
+    finally:
+        store.close()

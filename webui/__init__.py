@@ -27,7 +27,7 @@ from modemgw.api import STORAGE_RETRY_AFTER
 from modemgw.at import redact
 from modemgw.auth import UserError, add_user
 from modemgw.gateway import SubmitError
-from modemgw.store import NotFound, Store, StoreError
+from modemgw.store import Duplicate, NotFound, Store, StoreError
 
 log = logging.getLogger("modemgw.webui")
 
@@ -259,15 +259,14 @@ def _dashboard_data() -> dict:
     store, daemon = _store(), _daemon()
     start = _today_start()
     per_modem = defaultdict(lambda: {"sent": 0, "delivered": 0, "failed": 0})
-    for row in store.query("SELECT modem_id, status, COUNT(*) AS n FROM messages WHERE created_at >= ? "
-                           "GROUP BY modem_id, status", (start,)):
+    for row in store.status_counts_by_modem(start):
         bucket = per_modem[row["modem_id"]]
         if row["status"] in ("sent", "delivered", "undelivered"):
-            bucket["sent"] += row["n"]
+            bucket["sent"] += row["count"]
         if row["status"] == "delivered":
-            bucket["delivered"] += row["n"]
+            bucket["delivered"] += row["count"]
         if row["status"] in ("failed", "undelivered"):
-            bucket["failed"] += row["n"]
+            bucket["failed"] += row["count"]
     states = {worker.modem_id: worker.state for worker in daemon.pool.workers}
     modems = []
     for row in store.modems():
@@ -290,8 +289,8 @@ def _throughput_svg() -> str:
     """Messages sent per hour over the last 24 hours, as an inline SVG bar chart made here."""
     now = time.time()
     hours = [0] * 24
-    for row in _store().query("SELECT sent_at FROM messages WHERE sent_at >= ?", (now - 24 * 3600,)):
-        index = min(23, int((now - row[0]) // 3600))
+    for sent_at in _store().sent_times(now - 24 * 3600):
+        index = min(23, int((now - sent_at) // 3600))
         hours[23 - index] += 1
     top = max(hours) or 1
     width, height, bar = 480, 120, 20
@@ -403,15 +402,7 @@ def preview():
 @login_required()
 def messages():
     args = request.args
-    clauses, params = [], []
-    if args.get("status"):
-        clauses.append("status = ?")
-        params.append(args["status"])
-    if args.get("q"):
-        clauses.append("(recipient LIKE ? OR body LIKE ? OR client_ref = ?)")
-        params += [f"%{args['q']}%", f"%{args['q']}%", args["q"]]
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = _store().query(f"SELECT * FROM messages {where} ORDER BY id DESC LIMIT 200", params)
+    rows = _store().recent_messages(200, status=args.get("status") or None, search=args.get("q") or None)
     return render_template("messages.html", rows=rows, args=args)
 
 
@@ -448,10 +439,7 @@ def resend(message_id: int):
 @ui.get("/ui/inbox")
 @login_required()
 def inbox():
-    rows = _store().query("SELECT sender, COUNT(*) AS total, SUM(read = 0) AS unread, MAX(received_at) AS last, "
-                          "(SELECT body FROM inbox i2 WHERE i2.sender = inbox.sender ORDER BY id DESC LIMIT 1) "
-                          "AS latest FROM inbox GROUP BY sender ORDER BY last DESC LIMIT 200")
-    return render_template("inbox.html", conversations=rows)
+    return render_template("inbox.html", conversations=_store().conversations(200))
 
 
 @ui.route("/ui/inbox/<path:number>", methods=["GET", "POST"])
@@ -468,14 +456,11 @@ def conversation(number: str):
         except StoreError as error:
             notice(f"Not sent: {_storage_message(error)}")
         return redirect(url_for("ui.conversation", number=number))
-    inbound = [dict(row) | {"direction": "in", "at": row["received_at"]}
-               for row in store.query("SELECT * FROM inbox WHERE sender = ? ORDER BY id", (number,))]
-    outbound = [dict(row) | {"direction": "out", "at": row["created_at"]}
-                for row in store.query("SELECT * FROM messages WHERE recipient = ? ORDER BY id DESC LIMIT 100",
-                                       (number,))]
+    inbound = [row | {"direction": "in", "at": row["received_at"]} for row in store.inbox_from(number)]
+    outbound = [row | {"direction": "out", "at": row["created_at"]}
+                for row in store.recent_messages(100, recipient=number)]
     if request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none"):
-        with store.transaction() as conn:  # opened by a person here, not by another site's <img> or link
-            conn.execute("UPDATE inbox SET read = 1 WHERE sender = ?", (number,))
+        store.mark_read(number)  # opened by a person here, not by another site's <img> or link
     thread = sorted(inbound + outbound, key=lambda item: item["at"])
     return render_template("conversation.html", number=number, thread=thread)
 
@@ -514,10 +499,8 @@ def modem(modem_id: int):
                 fields["grp"] = request.form.get("group", row["grp"] or "").strip() or None
                 try:
                     row = store.update_modem(modem_id, **fields)
-                except StoreError as error:
-                    if error.kind == "constraint":
-                        raise ValueError(f"another modem is already labelled {label!r}") from None
-                    raise
+                except Duplicate:
+                    raise ValueError(f"another modem is already labelled {label!r}") from None
                 daemon.pool.refresh(modem_id)
                 notice("Settings saved.")
             elif action == "ussd":

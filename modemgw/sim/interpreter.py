@@ -584,6 +584,8 @@ class SimModem:
     def _take_prompt_input(self) -> bool:
         """Consume prompt-mode input up to Ctrl-Z or ESC; False while it is incomplete."""
         prompt = self._prompt
+        if prompt is None:
+            return True
         for position, byte in enumerate(self._input):
             if byte in (CTRL_Z, ESC):
                 body = bytes(prompt["data"]) + bytes(self._input[:position])
@@ -612,6 +614,8 @@ class SimModem:
             else:
                 encoded = self._text_submit(prompt, raw)
                 message = pdu.decode(encoded.hex)
+                if not isinstance(message, pdu.Submit):
+                    raise pdu.PduError("not an SMS-SUBMIT")
         except (pdu.PduError, text.TextError):
             self._finish([], self.cms(304 if prompt["mode"] == "pdu" else 305).final)
             return
@@ -844,7 +848,9 @@ class SimModem:
 
 
 def _split_quoted(args: str) -> list[str]:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in args:
         if char == '"':
             quoted = not quoted

@@ -4,6 +4,7 @@ status reports after a delay with an outcome chosen by the recipient's prefix.""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
@@ -67,7 +68,7 @@ class Network:
             sent_at = self._timestamp()
             for step, code in enumerate(self.outcome(recipient), start=1):
                 self.call_at(self.now() + self.settings.report_delay * step,
-                             lambda code=code: self._report(modem, reference, recipient, code, sent_at))
+                             functools.partial(self._report, modem, reference, recipient, code, sent_at))
         target = self.by_number(recipient)
         if target is not None:
             user_data = message.user_data

@@ -15,7 +15,6 @@ import errno
 import fcntl
 import heapq
 import itertools
-import json
 import os
 import selectors
 import socket
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from modemgw import control
 from modemgw.sim.interpreter import Faults, SimIdentity, SimModem
 from modemgw.sim.network import Network, NetworkSettings
 from modemgw.sim.profiles import PROFILES
@@ -141,7 +141,7 @@ class Simulator:
         self._selector.register(self._wake_read, selectors.EVENT_READ, ("wake", None))
         for device in self.devices:
             self._plug(device)
-        if self._want_control:
+        if self._want_control and self.link_dir is not None:
             path = self.link_dir / "control.sock"
             path.unlink(missing_ok=True)
             self._control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -165,7 +165,7 @@ class Simulator:
             self._thread.join(timeout=5)
         for device in self.devices:
             self._unplug(device)
-        if self._control is not None:
+        if self._control is not None and self.link_dir is not None:
             self._control.close()
             (self.link_dir / "control.sock").unlink(missing_ok=True)
         for sock, _ in self._clients.values():
@@ -265,7 +265,7 @@ class Simulator:
                         self._pty_event(device, mask, key.fd)
                     elif kind == "control":
                         self._accept()
-                    elif kind == "client":
+                    elif kind == "client" and isinstance(key.fileobj, socket.socket):
                         self._client_readable(key.fileobj)
                 except Exception:  # noqa: BLE001 - one bad event must not stop every simulated modem
                     log.exception("simulator: %s event failed", kind)
@@ -366,6 +366,8 @@ class Simulator:
     # --- control socket ----------------------------------------------------------------------------------
 
     def _accept(self) -> None:
+        if self._control is None:
+            return
         try:
             sock, _ = self._control.accept()
         except BlockingIOError:
@@ -391,14 +393,17 @@ class Simulator:
         while b"\n" in buffer:
             line, _, rest = bytes(buffer).partition(b"\n")
             buffer[:] = rest
-            reply = self._control_request(line)
+            reply = control.answer(line, self._control_request)
             sock.setblocking(True)
-            sock.sendall(json.dumps(reply).encode() + b"\n")
+            sock.sendall(reply)
             sock.setblocking(False)
+        if len(buffer) > control.MAX_LINE:  # a client that never ends its line: let it go
+            self._selector.unregister(sock)
+            self._clients.pop(sock.fileno(), None)
+            sock.close()
 
-    def _control_request(self, line: bytes) -> dict:
+    def _control_request(self, request: dict) -> dict:
         try:
-            request = json.loads(line)
             command = request.pop("command")
             if command == "list":
                 return {"ok": True, "modems": [self.describe(device) for device in self.devices]}

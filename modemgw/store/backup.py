@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from modemgw.store import MIGRATIONS
+from modemgw.store.schema import MIGRATIONS
 
 
 class BackupError(Exception):

@@ -1,0 +1,92 @@
+"""Settings: the plain dataclasses the configuration fills in and the gateway, the pool and the modem driver read.
+
+A leaf module: it imports nothing that opens a port, starts a thread or touches the database, so reading and
+checking a configuration (`modemgw.config`) loads none of that. The classes are re-exported by the modules that
+use them (`modemgw.gateway`, `modemgw.pool`, `modemgw.modem`), where they were defined before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_RECIPIENTS = 10_000
+
+
+@dataclass
+class ModemSettings:
+    pin: str | None = None
+    command_timeout: float = 5.0
+    send_timeout: float = 60.0          # per part, from AT+CMGS to +CMGS
+    prompt_timeout: float = 5.0
+    ussd_timeout: float = 20.0
+    storage: str | None = None          # override the profile's storage (SM, ME, MT)
+    settle_attempts: int = 10           # AT retries while a modem boots
+    settle_delay: float = 0.2
+
+
+@dataclass
+class ModemConfig:
+    """One configured modem: a device path, or an identity to find among the pool's ports: the modem's IMEI, or
+    the SIM's ICCID (the SIM's settings follow it into another modem). Given together, all must match."""
+
+    device: str | None = None
+    imei: str | None = None
+    iccid: str | None = None
+    label: str | None = None
+    group: str | None = None
+    pin: str | None = None
+    baudrate: int = 115200
+    rate_per_minute: int | None = None
+    quota_day: int | None = None
+    quota_month: int | None = None
+    storage: str | None = None
+
+
+@dataclass
+class PoolSettings:
+    strategy: str = "least-used"
+    sticky: bool = False
+    ports: list[str] = field(default_factory=list)   # globs where modems may (re)appear (e.g. /dev/modemgw/*)
+    auto_attach: bool = True          # start a worker for a modem found on `ports` that no [[modem]] names
+    hotplug_interval: float = 2.0     # seconds between re-reads of the `ports` globs
+    probe_timeout: float = 1.0        # per AT command when probing a new port
+    reconnect_min: float = 0.2
+    reconnect_max: float = 30.0
+    modem: ModemSettings = field(default_factory=ModemSettings)
+    failures_before_reset: int = 3    # modem faults in a row before AT+CFUN=1,1 (one fewer: ATZ and re-init)
+    network_check_min: float = 1.0    # while a SIM has no network: first registration check after this long,
+    network_check_max: float = 30.0   # ... doubling up to this (a +CREG URC checks at once)
+    radio_reset_after: float = 600.0  # no network this long: switch the radio off and on once (never a reboot)
+    shutdown_grace: float = 2.5       # at stop: sends in flight may finish this long, then every port is closed
+    report_watchdog: int = 20         # this many sends asking for a report, none came back ...
+    report_watchdog_age: float = 600.0  # ... the first of them this long ago: try another report route (0: off)
+
+
+@dataclass
+class Route:
+    prefix: str
+    modem: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class GatewaySettings:
+    default_region: str | None = None
+    strict_numbers: bool = False
+    max_segments: int = 10
+    max_recipients: int = MAX_RECIPIENTS
+    routes: list[Route] = field(default_factory=list)
+    stop_words: tuple[str, ...] = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
+    start_words: tuple[str, ...] = ("START", "UNSTOP")
+    report_window: float = 3 * 86400      # a status report matches parts sent this recently
+    report_deadline: float = 2 * 86400    # no report by then: `report: none`
+    inbound_assembly_timeout: float = 600.0
+    retry_base: float = 5.0
+    retry_max: float = 600.0
+    max_attempts: int = 6
+    retention_days: int = 90
+    ussd_allow: tuple[str, ...] = ()      # USSD codes non-admins may send (e.g. "*100#"); admins may send any
+    callback_private_destinations: bool = False  # messages' callback URLs may point at loopback and LAN addresses
+
+
+__all__ = ["MAX_RECIPIENTS", "GatewaySettings", "ModemConfig", "ModemSettings", "PoolSettings", "Route"]

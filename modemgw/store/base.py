@@ -1,0 +1,308 @@
+"""The store's foundation: one connection per thread, short write transactions, reads, the event log, and the
+database's health. The subject modules (messages, dispatch, inbox, modems, admin, webhooks) build on `StoreBase`.
+
+One connection per thread (WAL, synchronous=NORMAL, a busy timeout); every state change is one short
+transaction. The schema is versioned SQL (`schema.py`), applied when a store opens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modemgw.store.errors import UNHEALTHY_KINDS, StoreError
+from modemgw.store.schema import migrate, schema_version
+
+log = logging.getLogger("modemgw.store")
+
+# Free space under this on the database's filesystem makes Store.health() fail: the next batch, or the write-ahead
+# log growing before its checkpoint (up to ~4 MiB), would fail with "disk full".
+MIN_FREE_BYTES = 4 * 1024 * 1024
+# Store.health() waits this long for the write lock: a busy timeout short enough for a health check.
+HEALTH_BUSY_TIMEOUT_MS = 500
+OWN_WRITE_PATIENCE = 3.0  # ... and this long for a write of this process (a large submit) to finish
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """The store's last failed write (kept until a commit works again)."""
+    at: float
+    kind: str
+    error: str
+
+
+@contextmanager
+def _busy_timeout(conn: sqlite3.Connection, milliseconds: int) -> Iterator[None]:
+    """Wait at most `milliseconds` for other programs' locks inside the block; the connection's own timeout after."""
+    normal = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(normal)}")
+
+
+def _create_private(path: str) -> None:
+    """A new database file is the owner's alone (0600), whatever the umask: it holds the web UI's sessions (token
+    hashes), key hashes and every message. SQLite gives its -wal and -shm files the same mode. An existing file is left
+    as it is (a restore or an administrator may have set its group)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise StoreError(f"cannot create database {path}: {error}", "io") from None
+
+
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT made."""
+    if cursor.lastrowid is None:  # only before any INSERT on this cursor
+        raise StoreError("the insert made no row")
+    return cursor.lastrowid
+
+
+class StoreBase:
+    """The database at `path`, opened once per thread and migrated to the latest schema. Raises StoreError."""
+
+    min_free_bytes = MIN_FREE_BYTES  # health() fails under this much free space (settable per store)
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._write_failure: WriteFailure | None = None
+        _create_private(self.path)
+        try:
+            migrate(self.connection(), self.path)
+        except sqlite3.Error as error:  # e.g. no space left for the schema of a new database
+            self._rollback(self.connection())  # executescript leaves a failed script's transaction open
+            raise StoreError.from_sqlite(error, f"database {self.path}: cannot update its schema: {error}") from None
+
+    # --- connections and transactions --------------------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use. Raises StoreError."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            except sqlite3.Error as error:
+                raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
+            conn.row_factory = sqlite3.Row
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=10000")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as error:
+                conn.close()
+                raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolled back on any error, and SQLite errors become StoreError (a
+        `Duplicate` or `Conflict` when a constraint refused the write).
+
+        Writers of this process queue on a lock first: SQLite's own busy handler sleeps in steps of
+        milliseconds when two writers collide, which would put sleeps in the send path. Other processes
+        (the CLI) still meet the busy timeout.
+
+        A write that fails because the database is unwell is remembered (`write_failure`, `health()`) until a
+        commit works again. Raises StoreError; an exception of the block is raised as it is, after rollback."""
+        conn = self.connection()
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
+            try:
+                yield conn
+            except sqlite3.Error as error:
+                self._rollback(conn)
+                raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
+            except BaseException as error:
+                self._rollback(conn)
+                if isinstance(error, StoreError):
+                    self._write_failed(error)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as error:
+                self._rollback(conn)
+                raise self._write_failed(StoreError.from_sqlite(
+                    error, f"database {self.path}: commit failed: {error}")) from None
+            self._write_worked()
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """End a failed transaction. SQLite may have rolled it back by itself (SQLITE_FULL, IOERR, BUSY can):
+        then a ROLLBACK would fail with "no transaction is active". A failing ROLLBACK is logged, never raised:
+        the error that led here is the one to report. A connection still stuck in its transaction is dropped
+        (closing it rolls back), so that the thread's next transaction starts clean."""
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            log.warning("database %s: rollback failed: %s", self.path, error)
+        if conn.in_transaction:
+            self._local.conn = None
+            try:
+                conn.close()
+            except sqlite3.Error as error:
+                log.warning("database %s: close failed: %s", self.path, error)
+
+    def _write_failed(self, error: StoreError) -> StoreError:
+        """Remember a failed write that says the database is unwell (not a broken rule); returns `error`."""
+        if error.kind in UNHEALTHY_KINDS:
+            if self._write_failure is None:
+                log.error("database %s: writes fail: %s", self.path, error)
+            self._write_failure = WriteFailure(time.time(), error.kind, str(error))
+        return error
+
+    def _write_worked(self) -> None:
+        if self._write_failure is not None:
+            self._write_failure = None
+            log.info("database %s: writes work again", self.path)
+
+    @property
+    def write_failure(self) -> WriteFailure | None:
+        """The last failed write since the last commit that worked, or None."""
+        return self._write_failure
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Rows of one read. Raises StoreError."""
+        try:
+            return self.connection().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
+
+    def _write_if_free(self, sql: str, params: Any = (), wait_ms: int = 100) -> bool:
+        """One write statement, unless the database stays busy for `wait_ms` or fails: for bookkeeping that must
+        never hold up or fail a request (when a key or a user was last seen). False when nothing was written."""
+        try:
+            conn = self.connection()
+        except StoreError:
+            return False
+        if not self._write_lock.acquire(timeout=wait_ms / 1000):
+            return False
+        try:
+            with _busy_timeout(conn, wait_ms):
+                conn.execute("BEGIN IMMEDIATE")
+            conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback(conn)
+            return False
+        finally:
+            self._write_lock.release()
+        self._write_worked()
+        return True
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @property
+    def schema_version(self) -> int:
+        """The number of migrations applied (`len(MIGRATIONS)` once the store is open). Raises StoreError."""
+        try:
+            return schema_version(self.connection())
+        except sqlite3.Error as error:
+            raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
+
+    # --- health ----------------------------------------------------------------------------------------
+
+    def free_bytes(self) -> int | None:
+        """Free space (for this user) on the database's filesystem; None if it cannot be read."""
+        try:
+            stat = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return None
+        return stat.f_bavail * stat.f_frsize
+
+    def health(self) -> dict:
+        """Whether the database works: {"status", "detail", "free_bytes", "last_write_failure"}.
+
+        `status` is "ok" or the kind of trouble ("full", "locked", "io", "readonly", "corrupt", "error");
+        `detail` says what is wrong. Checked without writing while all is well (SD cards wear): a read, then
+        `BEGIN IMMEDIATE` with a short busy timeout and ROLLBACK (a writer of another process holding the database
+        shows as "locked"). Only while a failed write is remembered does it write one tiny row, to see whether
+        space has come back; when that commits, the failure is forgotten. Free space under `min_free_bytes`
+        counts as "full". Never raises."""
+        free = self.free_bytes()
+        trouble = self._probe()
+        if trouble is None and free is not None and free < self.min_free_bytes:
+            trouble = ("full", (f"only {free // 1024} KiB free on the filesystem of {self.path} (under "
+                                f"{self.min_free_bytes // 1024} KiB)"))
+        failure = self._write_failure
+        return {"status": trouble[0] if trouble else "ok", "detail": trouble[1] if trouble else None,
+                "free_bytes": free,
+                "last_write_failure": {"at": failure.at, "error": failure.error} if failure else None}
+
+    def _probe(self) -> tuple[str, str] | None:
+        """(kind, what is wrong), or None when the database reads and would take a write now."""
+        try:
+            self.query("SELECT count(*) FROM sqlite_master")
+            conn = self.connection()
+        except StoreError as error:
+            return error.kind, str(error)
+        # a write of this gateway may hold the lock a while (a 10,000-recipient submit takes about a second)
+        if not self._write_lock.acquire(timeout=OWN_WRITE_PATIENCE):
+            return "locked", (f"database {self.path}: a write of this gateway has waited or worked for more than "
+                              f"{OWN_WRITE_PATIENCE:g} s")
+        try:
+            with _busy_timeout(conn, HEALTH_BUSY_TIMEOUT_MS):
+                conn.execute("BEGIN IMMEDIATE")
+            if self._write_failure is None:
+                conn.execute("ROLLBACK")
+                return None
+            conn.execute("INSERT INTO settings (name, value) VALUES ('health_probe', ?) ON CONFLICT (name) "
+                         "DO UPDATE SET value = excluded.value", (str(time.time()),))
+            conn.execute("COMMIT")
+            self._write_worked()
+            return None
+        except sqlite3.Error as error:
+            self._rollback(conn)
+            failure = StoreError.from_sqlite(error, f"database {self.path}: {error}")
+            return failure.kind, str(failure)
+        finally:
+            self._write_lock.release()
+
+    # --- events ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _event(conn: sqlite3.Connection, kind: str, message_id: int | None = None, modem_id: int | None = None,
+               now: float | None = None, **detail: Any) -> None:
+        conn.execute("INSERT INTO events (at, message_id, modem_id, kind, detail) VALUES (?, ?, ?, ?, ?)",
+                     (now or time.time(), message_id, modem_id, kind,
+                      json.dumps(detail, ensure_ascii=False) if detail else None))
+
+    def log_event(self, kind: str, message_id: int | None = None, modem_id: int | None = None, **detail) -> None:
+        """Append one event to the log. Raises StoreError."""
+        with self.transaction() as conn:
+            self._event(conn, kind, message_id, modem_id, **detail)
+
+    def events(self, message_id: int | None = None, modem_id: int | None = None, limit: int = 200) -> list[dict]:
+        """A message's events (oldest first), or a modem's or all (newest first), details decoded."""
+        if message_id is not None:
+            rows = self.query("SELECT * FROM events WHERE message_id = ? ORDER BY id LIMIT ?", (message_id, limit))
+        elif modem_id is not None:
+            rows = self.query("SELECT * FROM events WHERE modem_id = ? ORDER BY id DESC LIMIT ?", (modem_id, limit))
+        else:
+            rows = self.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(row) | {"detail": json.loads(row["detail"]) if row["detail"] else {}} for row in rows]

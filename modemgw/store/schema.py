@@ -1,0 +1,275 @@
+"""The schema: its migrations, in order, and applying them.
+
+Each migration is one SQL script; a database's `PRAGMA user_version` is the number of migrations applied to it.
+Existing databases depend on this list: a migration is never edited or reordered, only appended.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from modemgw.store.errors import StoreError
+
+MIGRATIONS: list[str] = [
+    # 1: the whole schema as of the gateway core
+    """
+    CREATE TABLE modems (
+        id INTEGER PRIMARY KEY,
+        imei TEXT UNIQUE,
+        iccid TEXT UNIQUE,
+        imsi TEXT,
+        label TEXT UNIQUE,
+        grp TEXT,
+        number TEXT,
+        manufacturer TEXT,
+        model TEXT,
+        profile TEXT,
+        device TEXT,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        rate_per_minute INTEGER,
+        quota_day INTEGER,
+        quota_month INTEGER,
+        day_key TEXT,
+        sent_day INTEGER NOT NULL DEFAULT 0,
+        month_key TEXT,
+        sent_month INTEGER NOT NULL DEFAULT 0,
+        sent_total INTEGER NOT NULL DEFAULT 0,
+        failed_total INTEGER NOT NULL DEFAULT 0,
+        delivered_total INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'offline',
+        signal_dbm INTEGER,
+        registration TEXT,
+        operator TEXT,
+        last_error TEXT,
+        last_seen REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE submissions (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT UNIQUE,
+        body_hash TEXT NOT NULL,
+        result TEXT,
+        api_key_id INTEGER,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        submission_id INTEGER,
+        recipient TEXT NOT NULL,
+        body TEXT NOT NULL,
+        encoding TEXT NOT NULL,
+        segments INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        due_at REAL NOT NULL,
+        expires_at REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        client_ref TEXT,
+        api_key_id INTEGER,
+        route_modem TEXT,
+        route_group TEXT,
+        pinned_modem_id INTEGER,
+        avoid_modem_id INTEGER,
+        modem_id INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        concat_ref INTEGER,
+        request_report INTEGER NOT NULL DEFAULT 1,
+        validity INTEGER,
+        error_code INTEGER,
+        error_reason TEXT,
+        sent_at REAL,
+        delivered_at REAL,
+        report TEXT,
+        possible_duplicate INTEGER NOT NULL DEFAULT 0,
+        callback_url TEXT
+    );
+    CREATE INDEX messages_queue ON messages(priority DESC, id) WHERE status = 'queued';
+    CREATE INDEX messages_scheduled ON messages(due_at) WHERE status = 'scheduled';
+    CREATE INDEX messages_status ON messages(status, id);
+    CREATE INDEX messages_recipient ON messages(recipient, id);
+    CREATE INDEX messages_client_ref ON messages(client_ref) WHERE client_ref IS NOT NULL;
+    CREATE INDEX messages_created ON messages(created_at);
+    CREATE INDEX messages_modem ON messages(modem_id, id);
+    CREATE INDEX messages_awaiting_report ON messages(sent_at) WHERE status = 'sent' AND report IS NULL;
+    CREATE TABLE parts (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        modem_id INTEGER,
+        tp_mr INTEGER,
+        sent_at REAL,
+        report_status TEXT,
+        report_code INTEGER,
+        report_at REAL,
+        PRIMARY KEY (message_id, seq)
+    );
+    CREATE INDEX parts_report ON parts(modem_id, tp_mr, sent_at);
+    CREATE INDEX parts_sent ON parts(modem_id, sent_at);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        message_id INTEGER,
+        modem_id INTEGER,
+        kind TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX events_message ON events(message_id, id);
+    CREATE INDEX events_modem ON events(modem_id, id);
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY,
+        modem_id INTEGER,
+        sender TEXT NOT NULL,
+        body TEXT NOT NULL,
+        sent_at REAL,
+        received_at REAL NOT NULL,
+        parts INTEGER NOT NULL DEFAULT 1,
+        partial INTEGER NOT NULL DEFAULT 0,
+        read INTEGER NOT NULL DEFAULT 0,
+        dedupe_key TEXT UNIQUE
+    );
+    CREATE INDEX inbox_sender ON inbox(sender, id);
+    CREATE INDEX inbox_received ON inbox(received_at);
+    CREATE TABLE inbox_parts (
+        id INTEGER PRIMARY KEY,
+        modem_id INTEGER,
+        sender TEXT NOT NULL,
+        reference INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        encoding TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        sent_at REAL,
+        received_at REAL NOT NULL,
+        dedupe_key TEXT UNIQUE
+    );
+    CREATE INDEX inbox_parts_group ON inbox_parts(sender, reference, total);
+    CREATE TABLE inbox_seen (dedupe_key TEXT PRIMARY KEY, at REAL NOT NULL);
+    CREATE TABLE optouts (
+        number TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        source TEXT NOT NULL,
+        note TEXT
+    );
+    CREATE TABLE sticky (
+        recipient TEXT PRIMARY KEY,
+        modem_id INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL UNIQUE,
+        hash TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        grp TEXT,
+        rate_per_minute INTEGER,
+        created_at REAL NOT NULL,
+        last_used_at REAL,
+        revoked_at REAL
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_login_at REAL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY,
+        webhook_id INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        delivered_at REAL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+    """,
+    # 2: webhook deliveries also go to a message's own callback_url (no subscription), carry their target
+    # and event id, and are ordered per message; a settings table holds the gateway's signing secret.
+    """
+    CREATE TABLE webhook_deliveries_new (
+        id INTEGER PRIMARY KEY,
+        webhook_id INTEGER REFERENCES webhooks(id) ON DELETE CASCADE,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        message_id INTEGER,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        delivered_at REAL
+    );
+    INSERT INTO webhook_deliveries_new (id, webhook_id, url, event, event_id, payload, status, attempts,
+        next_attempt_at, last_status_code, last_error, created_at, delivered_at)
+        SELECT d.id, d.webhook_id, w.url, d.event, 'evt_' || d.id, d.payload, d.status, d.attempts,
+               d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.delivered_at
+        FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id;
+    DROP TABLE webhook_deliveries;
+    ALTER TABLE webhook_deliveries_new RENAME TO webhook_deliveries;
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_order ON webhook_deliveries(url, message_id, id);
+    CREATE INDEX webhook_deliveries_hook ON webhook_deliveries(webhook_id, id);
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 3: how a modem's status reports reach us when its first report route gave none (the report watchdog):
+    # 'ds=1' (direct +CDS), 'poll' (stored, polled), 'none' (the modem or network gives none)
+    """
+    ALTER TABLE modems ADD COLUMN report_mode TEXT;
+    """,
+    # 4: web UI sessions kept on the server, so that logout, a password change, disabling or deleting a user end
+    # them at once; the cookie carries only the session's random token, of which this keeps a SHA-256
+    """
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(user_id);
+    """,
+    # 5: an Idempotency-Key belongs to the API key that sent it (gateway._scoped): earlier keys are scoped as
+    # their submissions were made, so a client retrying across the upgrade still gets its first result
+    """
+    UPDATE submissions SET idempotency_key = CASE WHEN api_key_id IS NULL THEN 'local:'
+        ELSE 'key' || api_key_id || ':' END || idempotency_key WHERE idempotency_key IS NOT NULL;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The number of migrations applied to the database of `conn`."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Apply the migrations `conn`'s database lacks, each in its own transaction with its version number.
+    Raises StoreError when the database is newer than this modemgw; sqlite3.Error as SQLite raised it (the
+    caller rolls back: executescript leaves a failed script's transaction open)."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"database {path} has schema version {version}, newer than this modemgw "
+                         f"({SCHEMA_VERSION}); upgrade modemgw")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")

@@ -1,0 +1,108 @@
+"""Webhooks: subscriptions, and the durable outbox of deliveries (to subscriptions and to messages' own
+callback URLs) that `modemgw.webhooks` fills from the gateway's events and its sender empties."""
+
+from __future__ import annotations
+
+import json
+
+from modemgw.store.base import StoreBase, inserted_id
+from modemgw.store.errors import NotFound
+
+
+class WebhookStore(StoreBase):
+    """Webhook subscriptions and the delivery outbox."""
+
+    # --- subscriptions -------------------------------------------------------------------------------------------
+
+    def add_webhook(self, url: str, events: list[str], secret: str, now: float) -> dict:
+        """A new subscription of `url` to `events` (names, or "*"), signed with `secret`: its row."""
+        with self.transaction() as conn:
+            webhook_id = inserted_id(conn.execute("INSERT INTO webhooks (url, events, secret, created_at) "
+                                                  "VALUES (?, ?, ?, ?)", (url, ",".join(events), secret, now)))
+        return self.webhook(webhook_id)
+
+    def webhook(self, webhook_id: int) -> dict:
+        """One subscription (with its secret). Raises NotFound."""
+        rows = self.query("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
+        if not rows:
+            raise NotFound(f"no webhook {webhook_id}")
+        return dict(rows[0])
+
+    def webhooks(self) -> list[dict]:
+        """Every subscription, oldest first."""
+        return [dict(row) for row in self.query("SELECT * FROM webhooks ORDER BY id")]
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        """Delete a subscription and its deliveries. Raises NotFound."""
+        with self.transaction() as conn:
+            if conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount == 0:
+                raise NotFound(f"no webhook {webhook_id}")
+
+    def deliveries_for_webhook(self, webhook_id: int, limit: int = 100) -> list[dict]:
+        """A subscription's latest `limit` deliveries, newest first. Raises NotFound (no such subscription)."""
+        self.webhook(webhook_id)
+        return [dict(row) for row in self.query("SELECT * FROM webhook_deliveries WHERE webhook_id = ? "
+                                                "ORDER BY id DESC LIMIT ?", (webhook_id, limit))]
+
+    # --- the outbox: its writers (modemgw.webhooks) --------------------------------------------------------------
+
+    def add_webhook_deliveries(self, event: str, message_id: int | None,
+                               deliveries: list[tuple[int | None, str, str, str]], now: float) -> None:
+        """Queue one event's deliveries, due `now`, in one transaction. Each is (the subscription's id, or None
+        for a message's own callback URL; the URL; the event id; the payload, JSON)."""
+        with self.transaction() as conn:
+            conn.executemany("INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, message_id, payload, "
+                             "status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                             [(webhook_id, url, event, event_id, message_id, payload, now, now)
+                              for webhook_id, url, event_id, payload in deliveries])
+
+    def redeliver_webhook_delivery(self, webhook_id: int, delivery_id: int, now: float) -> dict:
+        """Send a subscription's delivery again from `now` (attempts start over): its row. Raises NotFound."""
+        with self.transaction() as conn:
+            changed = conn.execute("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, "
+                                   "attempts = 0 WHERE id = ? AND webhook_id = ?",
+                                   (now, delivery_id, webhook_id)).rowcount
+            if not changed:
+                raise NotFound(f"no delivery {delivery_id} for webhook {webhook_id}")
+            return dict(conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone())
+
+    def webhook_backlog(self) -> int:
+        """How many deliveries wait to be sent (due or backing off)."""
+        return self.query("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")[0][0]
+
+    # --- the outbox: its sender --------------------------------------------------------------------------------------
+    # A lane is one kind of delivery: messages' own callback URLs (webhook_id NULL), or subscriptions.
+
+    def due_webhook_deliveries(self, now: float, callbacks: bool, after_id: int, skip_urls: set[str],
+                               limit: int) -> list[dict]:
+        """Pending deliveries of one lane due by `now`, with ids above `after_id`, oldest first, none to the
+        URLs in `skip_urls` (their destination is busy); only the first pending one per (URL, message), so that
+        each goes out in order. Raises StoreError."""
+        rows = self.query(
+            "SELECT d.* FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ? "
+            "AND (d.webhook_id IS NULL) = ? AND d.id > ? AND d.url NOT IN (SELECT value FROM json_each(?)) "
+            "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending' "
+            "AND e.message_id = d.message_id AND e.url = d.url AND e.id < d.id) ORDER BY d.id LIMIT ?",
+            (now, int(callbacks), after_id, json.dumps(sorted(skip_urls)), limit))
+        return [dict(row) for row in rows]
+
+    def next_webhook_attempt_after(self, now: float) -> float | None:
+        """When the next pending delivery that is not due yet falls due (None: none waits). Raises StoreError."""
+        return self.query("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' "
+                          "AND next_attempt_at > ?", (now,))[0][0]
+
+    def record_webhook_attempt(self, delivery_id: int, attempts: int, now: float, status_code: int | None,
+                               error: str | None, retry_at: float | None) -> None:
+        """The outcome of a delivery's attempt number `attempts`: delivered when there is no `error`; else
+        pending again at `retry_at`, or dead when there is none. Raises StoreError."""
+        with self.transaction() as conn:
+            if error is None:
+                conn.execute("UPDATE webhook_deliveries SET status = 'delivered', attempts = ?, delivered_at = ?, "
+                             "last_status_code = ?, last_error = NULL WHERE id = ?",
+                             (attempts, now, status_code, delivery_id))
+            elif retry_at is None:
+                conn.execute("UPDATE webhook_deliveries SET status = 'dead', attempts = ?, last_status_code = ?, "
+                             "last_error = ? WHERE id = ?", (attempts, status_code, error, delivery_id))
+            else:
+                conn.execute("UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ?, last_status_code = ?, "
+                             "last_error = ? WHERE id = ?", (attempts, retry_at, status_code, error, delivery_id))
