@@ -80,9 +80,9 @@ def percentiles(values_ms: list[float]) -> dict:
 def report(name: str, rows: list[dict], columns: list[str], out: Path | None = None, **extra) -> Path:
     """Print a table and write <out>/<name>.json (out: --out, else $MODEMGW_BENCH_OUT, else benchmarks/results)."""
     widths = [max(len(column), *(len(str(row.get(column, "-"))) for row in rows)) for column in columns]
-    print("  ".join(column.ljust(width) for column, width in zip(columns, widths)))
+    print("  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=False)))
     for row in rows:
-        print("  ".join(str(row.get(column, "-")).ljust(width) for column, width in zip(columns, widths)))
+        print("  ".join(str(row.get(column, "-")).ljust(width) for column, width in zip(columns, widths, strict=False)))
     directory = Path(out or os.environ.get("MODEMGW_BENCH_OUT") or RESULTS)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"

@@ -216,7 +216,8 @@ class GammuSmsd:
         staged = []
         for number in numbers:  # split evenly between the processes
             spool = self.spools[self._next % len(self.spools)]
-            name = f"OUTA20260101_000000_00_{number}_{self._next}.txt"  # OUT<priority><date>_<time>_<serial>_<number>_<any>
+            # OUT<priority><date>_<time>_<serial>_<number>_<any>
+            name = f"OUTA20260101_000000_00_{number}_{self._next}.txt"
             self._next += 1
             (spool / "staging" / name).write_text(TEXT)
             staged.append((spool / "staging" / name, spool / "outbox" / name))
@@ -248,7 +249,8 @@ class Smsd:
         config = spool / "smsd.conf"
         config.write_text(f"devices = {', '.join(names)}\n"
                           + Template((CONFIGS / f"smsd.{self.config}.conf").read_text()).substitute(spool=spool)
-                          + "".join(f"\n[{name}]\ndevice = {device}\n" for name, device in zip(names, devices)))
+                          + "".join(f"\n[{name}]\ndevice = {device}\n"
+                                    for name, device in zip(names, devices, strict=False)))
         self.process = spawn([shutil.which("smsd"), "-c", str(config), "-t"], stdout=subprocess.DEVNULL,
                              stderr=open(spool / "stderr.log", "w"))
 
@@ -383,9 +385,10 @@ def main() -> None:
     lines = comparison(rows)
     columns = list(dict.fromkeys(key for line in lines for key in line))
     widths = [max(len(column), *(len(str(line.get(column, "-"))) for line in lines)) for column in columns]
-    print("  ".join(column.ljust(width) for column, width in zip(columns, widths)))
+    print("  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=False)))
     for line in lines:
-        print("  ".join(str(line.get(column, "-")).ljust(width) for column, width in zip(columns, widths)))
+        print("  ".join(str(line.get(column, "-")).ljust(width)
+                        for column, width in zip(columns, widths, strict=False)))
     if any("error" in row for row in rows):
         raise SystemExit("some runs failed (see 'error' in the rows)")
 

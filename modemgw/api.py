@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from modemgw import at, text
-from modemgw.auth import ApiKey, AuthError, Authenticator
+from modemgw.auth import ApiKey, Authenticator, AuthError
 from modemgw.gateway import REPORT_MODES, Conflict, SubmitError
 from modemgw.store import Conflict as DataConflict, Duplicate, NotFound, StoreError
 
@@ -71,7 +71,7 @@ def _daemon():
 def _iso(value: float | None) -> str | None:
     if value is None:
         return None
-    return dt.datetime.fromtimestamp(value, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(value, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- authentication -----------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def _whole(args, name: str, default: int | None = None) -> int | None:
 
 
 def _page_args(args) -> tuple[int, int | None]:
-    return min(500, max(1, _whole(args, "limit", 50))), _whole(args, "cursor")
+    return min(500, max(1, _whole(args, "limit", 50) or 50)), _whole(args, "cursor")
 
 
 def _page(rows_below: Callable[..., list[dict]], limit: int, cursor: int | None, view) -> dict:
@@ -625,7 +625,7 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def on_http_error(error: HTTPException):
         kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
-                400: "invalid-request"}.get(error.code, "invalid-request")
+                400: "invalid-request"}.get(error.code or 400, "invalid-request")
         detail = error.description or error.name
         if error.code == 404:
             detail = f"no such endpoint: {request.method} {request.path}"

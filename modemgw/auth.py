@@ -234,10 +234,12 @@ def check_login(store: Store, throttle: LoginThrottle, username: str, password: 
         raise LoginError(f"Too many wrong passwords for this account: try again in {seconds} s.", 429, seconds)
     correct = False
     try:
-        correct = _check_password(user["password_hash"] if known else None, password) and not user["disabled"]
+        correct = user is not None and _check_password(user["password_hash"], password) and not user["disabled"]
+        if user is None:
+            _check_password(None, password)  # the same work as for a real user: timing tells nothing
     finally:
         throttle.done(username, known, correct)
-    if not correct:
+    if not correct or user is None:
         raise LoginError("Wrong username or password.", 401)
     return user
 

@@ -227,7 +227,8 @@ def sim_inject_sms(link_dir: Path, modem_name: str, sender: str, body: str, part
 def sim_inject_fault(link_dir: Path, modem_name: str, kind: str, params: tuple[str, ...]) -> None:
     """Inject a fault: unplug, replug [name=N], hang [seconds=S], unhang, cms-error code=C [count=N],
     registration lost=1|0, pin required=1|0, garbage [count=N], slow-prompt seconds=S, no-prompt,
-    delay-reply seconds=S, urc-before-prompt, urc-before-result, urc-in-reply, signal rssi=N, smsc number=N (empty: none), clear."""
+    delay-reply seconds=S, urc-before-prompt, urc-before-result, urc-in-reply, signal rssi=N,
+    smsc number=N (empty: none), lost-reports ds=N [stored=1], clear."""
     request: dict = {"command": "fault", "modem": modem_name, "kind": kind}
     for item in params:
         key, separator, value = item.partition("=")
@@ -375,11 +376,10 @@ def demo(listen: str, data_dir: Path | None, modems: int) -> None:
     daemon = Daemon(config, simulate=modems, sim_send_latency=0.3, sim_report_delay=1.0)
 
     def banner(running) -> None:
-        from modemgw import auth
-
         import secrets as random_secrets
 
         import webui
+        from modemgw import auth
 
         key, _ = auth.create_key(running.store, "demo", ("send", "read", "admin"))
         username, password = f"admin-{random_secrets.token_hex(2)}", random_secrets.token_urlsafe(12)
@@ -391,8 +391,8 @@ def demo(listen: str, data_dir: Path | None, modems: int) -> None:
                    f"-d '{{\"to\": \"+447700900123\", \"body\": \"Hello\"}}' {running.url}api/v1/messages")
         numbers = ", ".join(device.modem.identity.number for device in running.simulator.devices)
         click.echo(f"simulated SIMs: {numbers} (messages between them arrive in their inboxes)")
-        click.echo("try: modemgw send --data {} --to +447700900123 --text 'Hello from modemgw' --wait"
-                   .format(running.data_dir))
+        click.echo(f"try: modemgw send --data {running.data_dir} --to +447700900123 --text 'Hello from modemgw' --wait"
+                   )
 
     _run_daemon(daemon, banner)
 
@@ -750,7 +750,7 @@ def discover(config_path, data_dir, pattern, timeout, write, as_json) -> None:
     """Find modems on serial ports: which port answers AT, the modem's IMEI and its SIM's ICCID, PIN and network
     state. Prints [[modem]] config entries for those not configured yet (--write adds them). Read-only: no PIN
     is entered and no setting changed. Ports the running gateway owns are shown, not probed."""
-    from modemgw import config as configuration, discovery
+    from modemgw import discovery
 
     path = _system_config(config_path)
     config = _admin_config(path if path is None or path.exists() or not write else None, data_dir)
@@ -804,8 +804,7 @@ def doctor(config_path, data_dir, timeout, as_json) -> None:
     """Check the appliance and explain each problem with its fix: service user and serial permissions,
     ModemManager, ports held by other programs, each modem's SIM PIN, network, signal and SMSC, the clock, disk
     space, database integrity and the webhook backlog. Exit status: 0 all well, 1 warnings, 2 problems."""
-    from modemgw.control import NotPermitted
-    from modemgw.control import daemon_request as control_request
+    from modemgw.control import NotPermitted, daemon_request as control_request
     from modemgw.doctor import Doctor, render
 
     path = _system_config(config_path)

@@ -194,8 +194,8 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
                                index)
         for key, digits in (("imei", (14, 15)), ("iccid", tuple(range(18, 23)))):
             value = item.get(key)
-            if value is not None and not (value.isdigit() and len(value) in digits
-                                          or key == "iccid" and value[:-1].isdigit() and value[-1] in "Ff" and len(value) in digits):
+            padded_iccid = key == "iccid" and value is not None and value[:-1].isdigit() and value[-1:] in ("F", "f")
+            if value is not None and not ((value.isdigit() or padded_iccid) and len(value) in digits):
                 raise checker.fail("modem", key, f"must be {digits[0]}-{digits[-1]} digits, not {value!r}", index)
         config.modems.append(ModemConfig(**item))
     labels = [modem.label for modem in config.modems if modem.label]

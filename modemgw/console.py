@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Callable, Protocol, TextIO
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
 
 from modemgw import at
 from modemgw.errors import ModemError, PortLost

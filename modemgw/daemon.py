@@ -7,6 +7,7 @@ The control socket (`<data>/modemgw.sock`, mode 0600) lets local administrators'
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -17,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from modemgw import config as configuration
-from modemgw import control
+from modemgw import config as configuration, control
 from modemgw.gateway import Gateway, SubmitError
 from modemgw.pool import ModemConfig, Pool
 from modemgw.store import FINAL_STATUSES, NotFound, Store, StoreError
@@ -58,7 +58,7 @@ class Daemon:
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # new: the owner's alone, whatever the umask
         self.store = Store(self.data_dir / "modemgw.db")
         self.gateway = Gateway(self.store, self.config.gateway)
@@ -117,7 +117,7 @@ class Daemon:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def __enter__(self) -> "Daemon":
+    def __enter__(self) -> Daemon:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -228,15 +228,16 @@ class Daemon:
             if command == "message":
                 return {"ok": True, "message": self.gateway.message(int(request["id"]))}
             if command == "wait":
-                return {"ok": True, "message": self.wait_for_final(int(request["id"]), float(request.get("timeout", 60)),
-                                                                   request.get("until", "final"))}
+                waited = self.wait_for_final(int(request["id"]), float(request.get("timeout", 60)),
+                                             request.get("until", "final"))
+                return {"ok": True, "message": waited}
             if command == "status":
                 return {"ok": True, "modems": self.pool.status(), "queue": self.store.queue_depth(),
                         "counts": self.store.status_counts(), "url": self.url if self.http_server else None,
                         "unattached": dict(self.pool.unattached)}
             if command == "inspect":
-                return {"ok": True, "pid": os.getpid(), "modems": self.inspect(min(30.0, float(request.get("timeout", 20)))),
-                        "unattached": dict(self.pool.unattached)}
+                modems = self.inspect(min(30.0, float(request.get("timeout", 20))))
+                return {"ok": True, "pid": os.getpid(), "modems": modems, "unattached": dict(self.pool.unattached)}
             if command == "at":  # at most a minute, like the API: the watchdog must not see a stuck worker
                 return self.at_command(str(request["modem"]), str(request["line"]),
                                        min(60.0, max(0.1, float(request.get("timeout", 10)))))
@@ -275,18 +276,19 @@ class Daemon:
     def inspect(self, timeout: float) -> list[dict]:
         """Each modem as `modemgw doctor` wants it: state and last error, and for a live modem what it says now
         about its SIM, network, signal and SMSC (read-only queries, run on the modem's own worker)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from modemgw.discovery import PortReport, inspect_modem
         from modemgw.errors import ModemError
-
-        from concurrent.futures import ThreadPoolExecutor
 
         def look(worker) -> dict:
             row = self.store.modem(worker.modem_id) if worker.modem_id is not None else {}
             entry = {**worker.snapshot(), "last_error": row.get("last_error"), "answers_at": False}
             if worker.attached:
                 try:
-                    report = self.pool.run_on(worker.modem_id, lambda modem, device=worker.device: inspect_modem(
-                        modem, PortReport(device or "", answers_at=True), identify=False), timeout)
+                    port = PortReport(worker.device or "", answers_at=True)
+                    report = self.pool.run_on(worker.modem_id, functools.partial(inspect_modem, report=port,
+                                                                                 identify=False), timeout)
                     entry.update({key: value for key, value in report.as_dict().items() if key != "device"})
                 except (ModemError, TimeoutError, KeyError) as error:
                     entry["error"] = f"no answer to the doctor's queries: {error or 'timed out'}"

@@ -59,7 +59,7 @@ class Doctor:
                       self.check_clock, self.check_disk, self.check_database, self.check_webhooks):
             try:
                 check()
-            except Exception as error:  # a check that breaks must not hide the others
+            except Exception as error:  # noqa: BLE001 - a check that breaks must not hide the others
                 self.add(WARN, f"{check.__name__.replace('check_', '')} check could not run: {error}")
         return self.findings
 

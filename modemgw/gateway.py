@@ -223,7 +223,7 @@ class Gateway:
                 "submission_id": submission_id,
                 "messages": [{"id": message_id, "to": row["recipient"], "status": row["status"],
                               "segments": row["segments"], "encoding": row["encoding"]}
-                             for message_id, row in zip(ids, prepared)],
+                             for message_id, row in zip(ids, prepared, strict=False)],
                 "skipped": skipped,
                 "segments": sum(row["segments"] for row in prepared),
             }
@@ -487,9 +487,8 @@ class Gateway:
         if word in self.settings.stop_words:
             if self.store.add_optout(number, "keyword", f"replied {word}"):
                 self.store.log_event("optout.added", number=number, keyword=word)
-        elif word in self.settings.start_words:
-            if self.store.remove_optout(number):
-                self.store.log_event("optout.removed", number=number, keyword=word)
+        elif word in self.settings.start_words and self.store.remove_optout(number):
+            self.store.log_event("optout.removed", number=number, keyword=word)
 
     def flush_stale_inbound(self) -> list[int]:
         """Store incomplete concatenated messages whose missing parts are overdue, flagged partial."""

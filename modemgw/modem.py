@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import serial
 
@@ -137,7 +137,7 @@ class Modem:
         self._closed = threading.Event()  # set by close(): ends the settle and busy waits at once
 
     @classmethod
-    def open(cls, device: str, settings: ModemSettings | None = None, baudrate: int = 115200) -> "Modem":
+    def open(cls, device: str, settings: ModemSettings | None = None, baudrate: int = 115200) -> Modem:
         """Open `device` exclusively (one owner per serial port) and wrap it. Raises PortLost-like
         `serial.SerialException` when it cannot be opened."""
         port = serial.Serial(device, baudrate, timeout=None, exclusive=True)

@@ -60,7 +60,7 @@ class Watchdog(threading.Thread):
         while not self._halt.wait(self.interval / 2):
             try:
                 problems = self.healthy()
-            except Exception as error:  # the check itself failing is a problem, and must not end this thread
+            except Exception as error:  # noqa: BLE001 - the check itself failing is a problem, and must not end this thread
                 problems = [f"health check failed: {error}"]
             if problems != self._reported:  # said once, not every half interval
                 if problems:
@@ -74,7 +74,7 @@ class Watchdog(threading.Thread):
             if self.status:
                 try:
                     states.append(f"STATUS={self.status()}")
-                except Exception:  # the status line is a nicety; the ping is what matters
+                except Exception:  # noqa: BLE001, S110 - the status line is a nicety; the ping is what matters
                     pass
             if notify(*states):
                 self.pings += 1

@@ -34,8 +34,8 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from modemgw import urls
 from modemgw.store import NotFound, Store, StoreError
@@ -103,7 +103,7 @@ class Resolver:
                     lookup.addresses.append((family, sockaddr))
             if not lookup.addresses:
                 lookup.error = "no address"
-        except Exception as error:  # socket.gaierror, UnicodeError: each ends this lookup, never the thread's caller
+        except Exception as error:  # noqa: BLE001 - socket.gaierror, UnicodeError: each ends this lookup, never the thread's caller
             lookup.error = str(error) or type(error).__name__
         finally:
             with self._lock:
@@ -294,7 +294,7 @@ def deliveries(store: Store, webhook_id: int, limit: int = 100) -> list[dict]:
 
 
 def _iso_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --- the sender -----------------------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ class _Lane:
                 return
             try:
                 outcome = self._attempt(job)
-            except Exception as error:  # _attempt catches everything; this keeps the worker whatever happens
+            except Exception as error:  # noqa: BLE001 - _attempt catches everything; this keeps the worker whatever happens
                 outcome = _Outcome(job, error=f"{type(error).__name__}: {error}")
             self._finished(outcome)
 
@@ -561,7 +561,7 @@ class WebhookSender(threading.Thread):
             return _Outcome(job, error=f"no complete answer within the delivery deadline ({self.deadline:g} s)")
         except DeliveryError as error:
             return _Outcome(job, error=str(error))
-        except Exception as error:  # OSError, http.client's and ssl's errors, a bad row
+        except Exception as error:  # noqa: BLE001 - OSError, http.client's and ssl's errors, a bad row
             return _Outcome(job, error=f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
         if 200 <= status_code < 300:
             return _Outcome(job, status_code)
@@ -603,5 +603,5 @@ class WebhookSender(threading.Thread):
             raise
         except Exception:  # cannot happen with a sane row; the delivery rests, then is tried as it stands
             log.exception("webhook delivery %s: its attempt cannot be recorded", row.get("id"))
-            self._resting[row.get("id")] = time.monotonic() + _REST
-        outcome.job.lane.finish(row.get("id"))
+            self._resting[row["id"]] = time.monotonic() + _REST
+        outcome.job.lane.finish(row["id"])

@@ -207,11 +207,11 @@ def test_modems_patch_ussd_and_the_at_console_only_for_admins(client, daemon):
 
 
 def test_a_keys_group_is_its_default_route(client, daemon):
-    [first, second] = daemon.store.modems()
+    [_first, second] = daemon.store.modems()
     daemon.store.update_modem(second["id"], grp="otp")
     daemon.pool.refresh(second["id"])
     otp = Client(daemon.url, auth.create_key(daemon.store, "otp-app", ("send", "read"), group="otp")[0])
-    status, _, body = otp.call("POST", "/api/v1/messages", {"to": "+447700901299", "body": "Code 1"})
+    _status, _, body = otp.call("POST", "/api/v1/messages", {"to": "+447700901299", "body": "Code 1"})
     final = daemon.wait_for_final(body["messages"][0]["id"], 10)
     assert final["modem_id"] == second["id"]
 
@@ -271,7 +271,8 @@ def test_metrics_can_require_a_read_key_and_cookies_can_be_https_only(tmp_path):
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
         sender, _ = auth.create_key(running.store, "sender", ("send",))
         reader, _ = auth.create_key(running.store, "prometheus", ("read",))
-        assert requests.get(f"{url}metrics", headers={"Authorization": f"Bearer {sender}"}, timeout=10).status_code == 403
+        refused = requests.get(f"{url}metrics", headers={"Authorization": f"Bearer {sender}"}, timeout=10)
+        assert refused.status_code == 403
         allowed = requests.get(f"{url}metrics", headers={"Authorization": f"Bearer {reader}"}, timeout=10)
         assert allowed.status_code == 200 and "modemgw_queue_depth" in allowed.text
         login = requests.get(f"{url}ui/login", timeout=10)

@@ -68,7 +68,7 @@ def test_discover_finds_simulated_modems_and_prints_their_entries(sim_process, t
     link_dir, modems = sim_process
     result = run("discover", "--ports", f"{link_dir}/*", "--data", tmp_path / "data")
     assert result.returncode == 0, result.stderr
-    for name, (imei, iccid, number) in modems.items():
+    for name, (imei, iccid, _number) in modems.items():
         assert f"{link_dir / name}: " in result.stdout and f"IMEI {imei}" in result.stdout
         assert f'iccid = "{iccid}"' in result.stdout and f'device = "{link_dir / name}"' in result.stdout
     assert "control.sock" not in result.stdout  # not a serial port: not probed
@@ -79,8 +79,8 @@ def test_discover_finds_simulated_modems_and_prints_their_entries(sim_process, t
 def test_discover_write_adds_new_modems_once_and_the_config_loads(sim_process, tmp_path):
     link_dir, modems = sim_process
     config = tmp_path / "config.toml"
-    config.write_text('[gateway]\nports = ["/dev/modemgw/*"]\n\n[[modem]]\nimei = "%s"\nlabel = "office-1"\n'
-                      % modems["sim0"][0])
+    config.write_text('[gateway]\nports = ["/dev/modemgw/*"]\n\n[[modem]]\n'
+                      f'imei = "{modems["sim0"][0]}"\nlabel = "office-1"\n')
     config.chmod(0o640)
     if os.geteuid() == 0:
         os.chown(config, 0, 65534)  # root:<service group>, as install.sh leaves it

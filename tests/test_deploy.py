@@ -293,7 +293,8 @@ def test_udev_parser_rejects_broken_rules(text, problem):
 def test_udev_parser_accepts_what_udev_accepts():
     rules = parse_rules('# comment\n\n  KERNEL == "ttyUSB*" ,  GROUP = "dialout"\n'
                         'SUBSYSTEM=="tty", \\\n    ENV{X}="a \\"quoted\\" word", GOTO="end"\n'
-                        'ATTRS{idVendor}=="12d1", IMPORT{builtin}=="usb_id", TAG+="systemd", RUN{program}+="/bin/true"\n'
+                        'ATTRS{idVendor}=="12d1", IMPORT{builtin}=="usb_id", TAG+="systemd", '
+                        'RUN{program}+="/bin/true"\n'
                         'LABEL="end"\n')
     assert [rule.line for rule in rules] == [3, 4, 6, 7]
     assert rules[1].tokens[1] == Token("ENV", "X", "=", 'a "quoted" word')
@@ -349,7 +350,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     analyze = require("systemd-analyze", "systemd")
     executable = Path(sys.executable).parent / "modemgw"
     executable = str(executable) if executable.exists() else shutil.which("modemgw")
-    assert executable and os.access(executable, os.X_OK), "the modemgw script of this environment is needed as ExecStart"
+    assert executable and os.access(executable, os.X_OK), "ExecStart needs the modemgw script of this environment"
     text = UNIT.read_text()
     assert "ExecStart=/opt/modemgw/venv/bin/modemgw serve " in text
     unit = tmp_path / "modemgw.service"

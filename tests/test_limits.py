@@ -137,7 +137,7 @@ def test_nulls_where_a_value_is_needed_are_400s_and_a_label_is_bounded(daemon, c
 
 
 def test_a_wrong_method_says_which_are_allowed(client):
-    status, headers, body = client.call("PUT", "/api/v1/messages")
+    status, headers, _body = client.call("PUT", "/api/v1/messages")
     assert status == 405 and set(headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 

@@ -1,8 +1,7 @@
 import datetime as dt
 
 import pytest
-from hypothesis import assume, given
-from hypothesis import strategies as st
+from hypothesis import assume, given, strategies as st
 
 from modemgw import pdu, text
 from modemgw.pdu import Concat, PduError, Ports

@@ -12,8 +12,7 @@ final '@' (septet 0) when the septets (with the header's) fill the last octet ex
 import datetime as dt
 
 from gsmmodem import pdu as theirs
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from modemgw import pdu, text
 from tests.test_text import GSM7_BASIC, GSM7_EXTENSION

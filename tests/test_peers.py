@@ -10,8 +10,6 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import require
 
 

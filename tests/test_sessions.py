@@ -16,8 +16,7 @@ from waitress.server import create_server
 from werkzeug import security
 
 import webui
-from modemgw import auth
-from modemgw import config as configuration
+from modemgw import auth, config as configuration
 from modemgw.app import TrustedProxies
 from modemgw.cli import main
 from modemgw.daemon import Daemon

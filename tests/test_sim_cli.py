@@ -20,7 +20,8 @@ def running_sim(tmp_path):
     link_dir = tmp_path / "sim"
     errors = open(tmp_path / "sim.stderr", "w")
     process = subprocess.Popen([MODEMGW, "sim", "--count", "2", "--link-dir", str(link_dir), "--send-latency",
-                                "0.05", "--report-delay", "0.1", "--outcome", "+1555=0x21,0x46"], stdout=subprocess.PIPE, stderr=errors, text=True)
+                                "0.05", "--report-delay", "0.1", "--outcome", "+1555=0x21,0x46"],
+                               stdout=subprocess.PIPE, stderr=errors, text=True)
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
     reader.start()
@@ -72,7 +73,7 @@ def test_console_csq_cgsn_and_a_pdu_sent_by_hand(running_sim):
 
 
 def test_console_shows_urcs_distinctly_and_reads_what_arrived(running_sim):
-    link_dir, printed = running_sim
+    link_dir, _printed = running_sim
     injected = run("sim", "inject", "sms", "--link-dir", str(link_dir), "--modem", "sim1", "--from", "+15550100",
                    "--text", "x" * 200, "--order", "2,1")
     assert injected.returncode == 0, injected.stderr

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from modemgw import auth
-from modemgw import config as configuration
+from modemgw import auth, config as configuration
 from modemgw.daemon import Daemon
 from tests.conftest import daemon_config, eventually, require
 

@@ -89,7 +89,7 @@ def test_subscription_receives_signed_events_in_order(daemon, httpserver):
     [message] = daemon.gateway.submit("Hello", "+447700901234")["messages"]
     events = []
     for _ in range(2):
-        status, headers, body = receiver.next()
+        _status, headers, body = receiver.next()
         assert verify(hook["secret"], headers, body)
         events.append(json.loads(body))
     assert [event["event"] for event in events] == ["message.sent", "message.delivered"]
@@ -134,7 +134,7 @@ def test_pending_deliveries_survive_a_restart(tmp_path, httpserver):
         first.stop()
     second = start(tmp_path / "data")
     try:
-        headers, body, event = receiver.until(lambda event: event["message_id"] == message["id"])
+        _headers, _body, event = receiver.until(lambda event: event["message_id"] == message["id"])
         assert event["event"] == "message.sent"
     finally:
         second.stop()
@@ -192,7 +192,8 @@ def test_a_receiver_cannot_redirect_a_delivery(daemon, httpserver):
     elsewhere = Receiver(httpserver, path="/elsewhere")
     hook = webhooks.create_webhook(daemon.store, httpserver.url_for("/moved"), ["message.sent"])
     daemon.gateway.submit("x", "+447700901234")
-    assert daemon.wait_until(lambda: (webhooks.deliveries(daemon.store, hook["id"]) or [{}])[0].get("attempts", 0) >= 1, 5)
+    assert daemon.wait_until(
+        lambda: (webhooks.deliveries(daemon.store, hook["id"]) or [{}])[0].get("attempts", 0) >= 1, 5)
     assert webhooks.deliveries(daemon.store, hook["id"])[0]["status"] != "delivered"
     assert elsewhere.arrived.empty()
 
@@ -358,7 +359,7 @@ def test_bad_urls_and_a_tar_pit_hold_up_no_other_delivery(outbox, tarpit, httpse
     finally:
         sender.stop()
     assert [delivery(outbox, row)["status"] for row in good] == ["delivered"] * 3
-    for row, (_, words) in zip(invalid, BAD_CALLBACKS):
+    for row, (_, words) in zip(invalid, BAD_CALLBACKS, strict=False):
         dead = delivery(outbox, row)
         assert (dead["status"], dead["attempts"]) == ("dead", 1)  # never valid: no retry
         assert dead["last_error"].startswith("invalid URL: the URL ") and words in dead["last_error"]

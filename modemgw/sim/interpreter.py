@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from modemgw import pdu, text
 from modemgw.sim.profiles import Profile
@@ -43,10 +44,10 @@ class Host(Protocol):
 
 
 class NetworkPort(Protocol):
-    def submit(self, modem: "SimModem", message: pdu.Submit, reference: int) -> None: ...
-    def ussd(self, modem: "SimModem", request: str) -> tuple[int, str]: ...
-    def redeliver_later(self, modem: "SimModem", kind: str, encoded: pdu.EncodedPdu) -> None: ...
-    def memory_available(self, modem: "SimModem") -> None: ...
+    def submit(self, modem: SimModem, message: pdu.Submit, reference: int) -> None: ...
+    def ussd(self, modem: SimModem, request: str) -> tuple[int, str]: ...
+    def redeliver_later(self, modem: SimModem, kind: str, encoded: pdu.EncodedPdu) -> None: ...
+    def memory_available(self, modem: SimModem) -> None: ...
 
 
 @dataclass
@@ -687,7 +688,8 @@ class SimModem:
 
     def _cmgl(self, op: str, args: str) -> list[str]:
         if op == "=?":
-            return ["+CMGL: (0-4)" if self.pdu_mode else '+CMGL: ("REC UNREAD","REC READ","STO UNSENT","STO SENT","ALL")']
+            texts = '+CMGL: ("REC UNREAD","REC READ","STO UNSENT","STO SENT","ALL")'
+            return ["+CMGL: (0-4)" if self.pdu_mode else texts]
         self._need_sim(sms=True)
         wanted_text = args.strip().strip('"').upper()
         if self.pdu_mode:
@@ -780,7 +782,7 @@ class SimModem:
 
     def deliver_sms(self, encoded: pdu.EncodedPdu, message_class: int | None = None) -> bool:
         """A message arrives from the network. False when it cannot be taken now (memory full)."""
-        mode, mt, _bm, _ds, _bfr = self.cnmi
+        _mode, mt, _bm, _ds, _bfr = self.cnmi
         if not self.pin_ok or not self.radio_on:
             return False
         direct = mt == 2 and message_class != 2 or mt == 3 and message_class == 3
@@ -822,7 +824,7 @@ class SimModem:
             message = pdu.decode(encoded.hex)
             if isinstance(message, pdu.Deliver):
                 self._write(f'\r\n+CMT: "{message.sender.number}",,"{message.timestamp:%y/%m/%d,%H:%M:%S}+00"'
-                            f'\r\n{message.text or ""}\r\n'.encode("utf-8"))
+                            f'\r\n{message.text or ""}\r\n'.encode())
             else:
                 self._write(f'\r\n+CDS: 6,{message.reference},"{message.recipient.number}"\r\n'.encode())
         if self.csms == 1:

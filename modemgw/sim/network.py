@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from modemgw import pdu, text
 from modemgw.pdu import Concat
@@ -139,4 +139,4 @@ class Network:
 
     @staticmethod
     def _timestamp() -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)

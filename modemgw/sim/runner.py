@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import heapq
 import itertools
+import logging
 import os
 import selectors
 import socket
 import threading
 import time
-import logging
 import tty
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modemgw import control
 from modemgw.sim.interpreter import Faults, SimIdentity, SimModem
@@ -80,7 +82,7 @@ class Device:
 class _DeviceHost:
     """The `Host` a `SimModem` talks to: time, writes and callbacks, all on the loop thread."""
 
-    def __init__(self, simulator: "Simulator", device: Device):
+    def __init__(self, simulator: Simulator, device: Device):
         self.simulator = simulator
         self.device = device
 
@@ -135,7 +137,7 @@ class Simulator:
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self) -> "Simulator":
+    def start(self) -> Simulator:
         if self.link_dir:
             self.link_dir.mkdir(parents=True, exist_ok=True)
         self._selector.register(self._wake_read, selectors.EVENT_READ, ("wake", None))
@@ -174,7 +176,7 @@ class Simulator:
         os.close(self._wake_write)
         self._selector.close()
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Simulator:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -208,7 +210,10 @@ class Simulator:
             if remaining <= 0:
                 raise TimeoutError(f"simulator condition not met in {timeout:g} s")
             with self._changed:
-                self._changed.wait_for(lambda: self._turns != turn, remaining)
+                self._changed.wait_for(functools.partial(self._moved_on, turn), remaining)
+
+    def _moved_on(self, turn: int) -> bool:
+        return self._turns != turn
 
     def modem(self, which: int | str) -> Device:
         if isinstance(which, int):
@@ -267,14 +272,14 @@ class Simulator:
                         self._accept()
                     elif kind == "client" and isinstance(key.fileobj, socket.socket):
                         self._client_readable(key.fileobj)
-                except Exception:  # noqa: BLE001 - one bad event must not stop every simulated modem
+                except Exception:
                     log.exception("simulator: %s event failed", kind)
             now = time.monotonic()
             while self._timers and self._timers[0][0] <= now:
                 _, _, action = heapq.heappop(self._timers)
                 try:
                     action()
-                except Exception:  # noqa: BLE001 - the same for a timed action
+                except Exception:
                     log.exception("simulator: a timed action failed")
             with self._changed:
                 self._turns += 1
@@ -291,7 +296,7 @@ class Simulator:
         for function, future in calls:
             try:
                 future.set_result(function())
-            except Exception as error:  # handed to the caller's thread, which raises it
+            except Exception as error:  # noqa: BLE001 - handed to the caller's thread, which raises it
                 future.set_exception(error)
 
     def _pty_event(self, device: Device, mask: int, fd: int) -> None:
