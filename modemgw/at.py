@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 from modemgw.errors import CmeError, CmsError, CommandError, ModemError, ResponseError
 
-FINAL_ERROR_WORDS = ("ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "COMMAND NOT SUPPORT")
-
 # Anchored as a whole: every alternative must match the whole line (the python-gsmmodem regex did not).
 _FINAL = re.compile(r"(?:OK|ERROR|NO CARRIER|BUSY|NO ANSWER|NO DIALTONE|COMMAND NOT SUPPORT"
                     r"|\+CME ERROR:.*|\+CMS ERROR:.*)")

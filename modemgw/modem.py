@@ -503,16 +503,6 @@ def probe(device: str, timeout: float = 1.0) -> Probe:
     return result
 
 
-def locate(imei: str | None, devices: list[str], timeout: float = 1.0, iccid: str | None = None) -> str | None:
-    """The device among `devices` whose modem has `imei` and whose SIM has `iccid` (either may be None: not
-    checked). Modems are bound by identity, not by tty path."""
-    for device in devices:
-        found = probe(device, timeout)
-        if found.identity is not None and identity_matches(found.identity, imei, iccid):
-            return device
-    return None
-
-
 def identity_matches(identity: Identity, imei: str | None, iccid: str | None) -> bool:
     return ((not imei or identity.imei == imei)
             and (not iccid or normalize_iccid(identity.iccid) == normalize_iccid(iccid)) and bool(imei or iccid))

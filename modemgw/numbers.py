@@ -10,8 +10,6 @@ import re
 
 import phonenumbers
 
-from modemgw import text
-
 
 class NumberError(ValueError):
     """A recipient or sender that cannot be used; the message says what is wrong with it."""
@@ -68,18 +66,3 @@ def same_number(a: str, b: str) -> bool:
         return True
     shorter, longer = sorted((digits_a.lstrip("0"), digits_b.lstrip("0")), key=len)
     return len(shorter) >= 7 and longer.endswith(shorter)
-
-
-def check_sender_id(sender: str) -> str:
-    """An alphanumeric sender ID: 1-11 GSM-7 characters, not all digits. Raises NumberError.
-
-    Note: an SMS sent through a modem carries the SIM's own number; sender IDs matter only for display and
-    for networks that honour them.
-    """
-    if not sender or not sender.strip():
-        raise NumberError("sender ID is empty")
-    if not text.is_gsm7(sender):
-        raise NumberError(f"sender ID {sender!r} has characters outside the GSM-7 alphabet")
-    if len(text.gsm7_septets(sender)) > 11:
-        raise NumberError(f"sender ID {sender!r} is longer than 11 characters")
-    return sender

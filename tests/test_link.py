@@ -14,7 +14,7 @@ import pytest
 
 from modemgw import pdu
 from modemgw.errors import CmsError, ModemError, ModemTimeout, PortLost, PromptTimeout
-from modemgw.modem import Modem, ModemSettings, locate, probe
+from modemgw.modem import Modem, ModemSettings, identity_matches, probe
 from tests.conftest import FAST, eventually
 
 
@@ -183,12 +183,12 @@ def test_rule5_a_replugged_modem_is_found_by_imei_under_another_path(make_sim, o
     first = open_modem(sim.devices[1].device)
     assert first.identity.imei == imei
     sim.fault(1, "replug", name="ttyUSB7")
-    first.command  # the old handle is dead: the next command fails with PortLost
-    with pytest.raises(PortLost):
+    with pytest.raises(PortLost):  # the old handle is dead
         first.command("AT")
     candidates = sorted(path for path in glob.glob(str(tmp_path / "dev" / "*")) if not path.endswith(".sock"))
     assert str(tmp_path / "dev" / "sim1") not in candidates
-    found = locate(imei, candidates)
+    probes = [probe(path) for path in candidates]  # found by identity, wherever it reappeared
+    [found] = [item.device for item in probes if item.identity and identity_matches(item.identity, imei, None)]
     assert found == str(tmp_path / "dev" / "ttyUSB7")
     again = open_modem(found)
     assert again.identity.imei == imei
