@@ -313,7 +313,7 @@ def _run_daemon(daemon, banner) -> None:
 
     watchdog = None
     try:
-        daemon.pool.wait_until(lambda: stop.is_set() or all(worker.live for worker in daemon.pool.workers), 15)
+        daemon.pool.wait_until(lambda: stop.is_set() or _all_online(daemon), 15)
         banner(daemon)
         sys.stdout.flush()
         systemd.notify("READY=1", f"STATUS={daemon.summary()}")
@@ -354,9 +354,14 @@ def serve(config_path, data_dir, listen, simulate, sim_send_latency, sim_report_
     _run_daemon(daemon, _banner)
 
 
+def _all_online(daemon) -> bool:
+    live, count = daemon.gateway.modems_online()
+    return live == count
+
+
 def _banner(daemon) -> None:
-    for modem in daemon.pool.status():
-        click.echo(f"modem {modem['label']}: {modem['state']} on {modem['device']} (IMEI {modem['imei']})")
+    for modem in daemon.gateway.modem_states():
+        click.echo(f"modem {modem.label}: {modem.state} on {modem.device} (IMEI {modem.imei})")
     click.echo(f"modemgw is running: {daemon.url} (health: {daemon.url}health); data in {daemon.data_dir}")
     click.echo(f"send from another terminal: modemgw send --data {daemon.data_dir} --to NUMBER --text TEXT")
 
@@ -378,12 +383,11 @@ def demo(listen: str, data_dir: Path | None, modems: int) -> None:
     def banner(running) -> None:
         import secrets as random_secrets
 
-        import webui
-        from modemgw import auth
+        from modemgw import users
 
-        key, _ = auth.create_key(running.store, "demo", ("send", "read", "admin"))
+        key, _ = running.gateway.create_key("demo", ("send", "read", "admin"))
         username, password = f"admin-{random_secrets.token_hex(2)}", random_secrets.token_urlsafe(12)
-        webui.add_user(running.store, username, password, "admin")
+        users.add_user(running.store, username, password, "admin")
         _banner(running)
         click.echo(f"web UI: {running.url} — log in as {username} with password {password} (shown once)")
         click.echo(f"API key (admin, shown once): {key}")
@@ -488,13 +492,13 @@ def _read_password(password_stdin: bool) -> str:
 
 def _change_user(config_path, data_dir, username: str, change) -> None:
     """`change(store, user_id)` on the user of that name; library errors become ClickException."""
-    from modemgw import auth
+    from modemgw import users
     from modemgw.store import StoreError
 
     store = _store_for(config_path, data_dir)
     try:
-        change(store, auth.find_user(store, username)["id"])
-    except (auth.UserError, StoreError) as error:
+        change(store, users.find_user(store, username)["id"])
+    except (users.UserError, StoreError) as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -506,12 +510,12 @@ def _change_user(config_path, data_dir, username: str, change) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
 def users_add(config_path, data_dir, username, role, password_stdin) -> None:
     """Add a user; asks for the password (at least 10 characters) unless --password-stdin."""
-    from modemgw import auth
+    from modemgw import users
 
     password = _read_password(password_stdin)
     try:
-        auth.add_user(_store_for(config_path, data_dir), username, password, role)
-    except auth.UserError as error:
+        users.add_user(_store_for(config_path, data_dir), username, password, role)
+    except users.UserError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"user {username} ({role}) added")
 
@@ -521,9 +525,9 @@ def users_add(config_path, data_dir, username, role, password_stdin) -> None:
 @_data_option
 def users_list(config_path, data_dir) -> None:
     """List users: id, name, role, enabled or disabled, last login (never a password)."""
-    from modemgw import auth
+    from modemgw import users
 
-    for user in auth.list_users(_store_for(config_path, data_dir)):
+    for user in users.list_users(_store_for(config_path, data_dir)):
         login = time.strftime("%Y-%m-%d %H:%M", time.localtime(user["last_login_at"])) if user["last_login_at"] \
             else "never"
         state = "disabled" if user["disabled"] else "enabled"
@@ -537,10 +541,10 @@ def users_list(config_path, data_dir) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
 def users_passwd(config_path, data_dir, username, password_stdin) -> None:
     """Set a user's password (asks for it unless --password-stdin); the user's sessions end."""
-    from modemgw import auth
+    from modemgw import users
 
     password = _read_password(password_stdin)
-    _change_user(config_path, data_dir, username, lambda store, user_id: auth.set_password(store, user_id, password))
+    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_password(store, user_id, password))
     click.echo(f"password of {username} set; their sessions have ended")
 
 
@@ -550,9 +554,9 @@ def users_passwd(config_path, data_dir, username, password_stdin) -> None:
 @click.argument("username")
 def users_disable(config_path, data_dir, username) -> None:
     """Stop a user logging in; their open sessions end at once."""
-    from modemgw import auth
+    from modemgw import users
 
-    _change_user(config_path, data_dir, username, lambda store, user_id: auth.set_disabled(store, user_id, True))
+    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_disabled(store, user_id, True))
     click.echo(f"user {username} disabled; their sessions have ended")
 
 
@@ -562,9 +566,9 @@ def users_disable(config_path, data_dir, username) -> None:
 @click.argument("username")
 def users_enable(config_path, data_dir, username) -> None:
     """Let a disabled user log in again."""
-    from modemgw import auth
+    from modemgw import users
 
-    _change_user(config_path, data_dir, username, lambda store, user_id: auth.set_disabled(store, user_id, False))
+    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_disabled(store, user_id, False))
     click.echo(f"user {username} enabled")
 
 
@@ -574,9 +578,9 @@ def users_enable(config_path, data_dir, username) -> None:
 @click.argument("username")
 def users_delete(config_path, data_dir, username) -> None:
     """Delete a user; their sessions end. (`disable` keeps the account for later.)"""
-    from modemgw import auth
+    from modemgw import users
 
-    _change_user(config_path, data_dir, username, auth.delete_user)
+    _change_user(config_path, data_dir, username, users.delete_user)
     click.echo(f"user {username} deleted")
 
 
@@ -619,6 +623,13 @@ def _store_for(config_path: Path | None, data_dir: Path | None):
         raise click.ClickException(f"cannot open the database in {config.data_dir}: {error}") from None
 
 
+def _gateway_for(config_path: Path | None, data_dir: Path | None):
+    """The gateway over the data directory's database, for commands that work daemon running or not."""
+    from modemgw.gateway import Gateway
+
+    return Gateway(_store_for(config_path, data_dir))
+
+
 @keys_group.command("create")
 @_config_option
 @_data_option
@@ -629,11 +640,8 @@ def _store_for(config_path: Path | None, data_dir: Path | None):
               help="Requests a minute this key may make (default: unlimited).")
 def keys_create(config_path, data_dir, name, scopes, group, rate_per_minute) -> None:
     """Create an API key and print it; it is stored hashed and cannot be shown again."""
-    from modemgw import auth
-
     try:
-        parsed = auth.parse_scopes(scopes)
-        key, record = auth.create_key(_store_for(config_path, data_dir), name, parsed, group, rate_per_minute)
+        key, record = _gateway_for(config_path, data_dir).create_key(name, scopes, group, rate_per_minute)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(key)
@@ -646,9 +654,7 @@ def keys_create(config_path, data_dir, name, scopes, group, rate_per_minute) -> 
 @_data_option
 def keys_list(config_path, data_dir) -> None:
     """List API keys (never the keys themselves)."""
-    from modemgw import auth
-
-    for key in auth.list_keys(_store_for(config_path, data_dir)):
+    for key in _gateway_for(config_path, data_dir).api_keys():
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(key["last_used_at"])) if key["last_used_at"] \
             else "never"
         state = "revoked" if key["revoked_at"] else "active"
@@ -662,11 +668,10 @@ def keys_list(config_path, data_dir) -> None:
 @click.argument("key_id", type=int)
 def keys_revoke(config_path, data_dir, key_id) -> None:
     """Revoke a key by its id (from `modemgw keys list`)."""
-    from modemgw import auth
     from modemgw.store import NotFound
 
     try:
-        auth.revoke_key(_store_for(config_path, data_dir), key_id)
+        _gateway_for(config_path, data_dir).revoke_key(key_id)
     except NotFound as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"key {key_id} revoked")

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from modemgw import config as configuration, control
-from modemgw.gateway import Gateway, SubmitError
-from modemgw.pool import ModemConfig, Pool
+from modemgw.gateway import Gateway, ModemRequestError, SubmitError
+from modemgw.pool import ModemConfig, ModemState, Pool
 from modemgw.store import FINAL_STATUSES, NotFound, Store, StoreError
 
 if TYPE_CHECKING:
@@ -74,10 +74,12 @@ class Daemon:
             modems += [ModemConfig(device=device.device, label=device.modem.name) for device in simulator.devices]
             self.config.pool.ports = list(self.config.pool.ports) + [str(link_dir / "*")]
         self.pool = Pool(self.gateway, self.store, modems, self.config.pool)
-        from modemgw.api import message_view
+        self.gateway.attach_pool(self.pool)
+        from modemgw.views import message_view
         from modemgw.webhooks import RETRY_SCHEDULE, WebhookSender
 
-        self.webhooks = WebhookSender(self.store, lambda message_id: message_view(self.store.message(message_id)),
+        self.webhooks = WebhookSender(self.store, lambda message_id: message_view(self.gateway.message(
+                                          message_id, timeline=False)),
                                       schedule=self.webhook_schedule or RETRY_SCHEDULE,
                                       callback_private_destinations=self.config.gateway.callback_private_destinations)
         self.gateway.subscribe(self.webhooks.on_event)
@@ -232,8 +234,9 @@ class Daemon:
                                              request.get("until", "final"))
                 return {"ok": True, "message": waited}
             if command == "status":
-                return {"ok": True, "modems": self.pool.status(), "queue": self.store.queue_depth(),
-                        "counts": self.store.status_counts(), "url": self.url if self.http_server else None,
+                return {"ok": True, "modems": [state.summary() for state in self.gateway.modem_states()],
+                        "queue": self.gateway.queue_depth(), "counts": self.gateway.status_counts(),
+                        "url": self.url if self.http_server else None,
                         "unattached": dict(self.pool.unattached)}
             if command == "inspect":
                 modems = self.inspect(min(30.0, float(request.get("timeout", 20))))
@@ -261,17 +264,8 @@ class Daemon:
 
     def summary(self) -> str:
         """One line for `systemctl status`: modems up and the queue."""
-        modems = self.pool.status()
-        live = sum(1 for modem in modems if modem["state"] in ("ready", "busy"))
-        return f"{live}/{len(modems)} modems up, {self.store.queue_depth()} queued"
-
-    def find_worker(self, name: str):
-        """The worker whose label, device path (or the device it points to) or IMEI is `name`."""
-        for worker in self.pool.workers:
-            if name in (worker.label, worker.imei) or (worker.device and (
-                    name == worker.device or os.path.realpath(name) == os.path.realpath(worker.device))):
-                return worker
-        return None
+        live, count = self.gateway.modems_online()
+        return f"{live}/{count} modems up, {self.gateway.queue_depth()} queued"
 
     def inspect(self, timeout: float) -> list[dict]:
         """Each modem as `modemgw doctor` wants it: state and last error, and for a live modem what it says now
@@ -279,47 +273,42 @@ class Daemon:
         from concurrent.futures import ThreadPoolExecutor
 
         from modemgw.discovery import PortReport, inspect_modem
-        from modemgw.errors import ModemError
 
-        def look(worker) -> dict:
-            row = self.store.modem(worker.modem_id) if worker.modem_id is not None else {}
-            entry = {**worker.snapshot(), "last_error": row.get("last_error"), "answers_at": False}
-            if worker.attached:
+        def look(state: ModemState) -> dict:
+            row = self.gateway.modem_now(state.modem_id) if state.modem_id is not None else {}
+            entry = {**state.summary(), "last_error": row.get("last_error"), "answers_at": False}
+            if state.attached and state.modem_id is not None:
                 try:
-                    port = PortReport(worker.device or "", answers_at=True)
-                    report = self.pool.run_on(worker.modem_id, functools.partial(inspect_modem, report=port,
-                                                                                 identify=False), timeout)
+                    port = PortReport(state.device or "", answers_at=True)
+                    report = self.gateway.run_on_modem(
+                        state.modem_id, functools.partial(inspect_modem, report=port, identify=False),
+                        "no answer to the doctor's queries", timeout)
                     entry.update({key: value for key, value in report.as_dict().items() if key != "device"})
-                except (ModemError, TimeoutError, KeyError) as error:
-                    entry["error"] = f"no answer to the doctor's queries: {error or 'timed out'}"
+                except ModemRequestError as error:
+                    entry["error"] = error.detail
             return entry
 
-        workers = list(self.pool.workers)
-        if not workers:
+        states = self.gateway.modem_states()
+        if not states:
             return []
-        with ThreadPoolExecutor(max_workers=min(16, len(workers))) as executor:  # all modems at once
-            return list(executor.map(look, workers))
+        with ThreadPoolExecutor(max_workers=min(16, len(states))) as executor:  # all modems at once
+            return list(executor.map(look, states))
 
     def at_command(self, name: str, line: str, timeout: float) -> dict:
         """One AT command line for `modemgw console`, on the modem's worker (the daemon owns the port)."""
-        from modemgw.api import at_command_problem
-        from modemgw.errors import ModemError
-
-        worker = self.find_worker(name)
-        if worker is None:
+        modem = self.gateway.find_modem(name)
+        if modem is None:
             return {"ok": False, "error": f"no modem {name!r} in the running gateway"}
-        problem = at_command_problem(line)
-        if problem:
-            return {"ok": False, "error": problem}
+        if modem.modem_id is None:
+            return {"ok": False, "error": f"{modem.label}: the modem is {modem.state}"}
         try:
-            reply = self.pool.run_on(worker.modem_id, lambda modem: modem.raw(line, timeout), timeout + 30)
-        except (ModemError, KeyError, TimeoutError) as error:
-            return {"ok": False, "error": f"{worker.label}: {error or 'no answer in time'}"}
-        from modemgw.at import redact
-
-        self.store.log_event("modem.at_command", modem_id=worker.modem_id, command=redact(line), final=reply.final,
-                             by="modemgw console (control socket)")
-        return {"ok": True, "label": worker.label, "device": worker.device, "lines": reply.lines,
+            reply = self.gateway.at_command(modem.modem_id, line, timeout=timeout, wait=timeout + 30,
+                                            by="modemgw console (control socket)")
+        except SubmitError as error:  # the AT rule: no prompt commands, one line
+            return {"ok": False, "error": error.detail}
+        except ModemRequestError as error:
+            return {"ok": False, "error": f"{modem.label}: {error.detail}"}
+        return {"ok": True, "label": modem.label, "device": modem.device, "lines": reply.lines,
                 "final": reply.final, "elapsed": reply.elapsed}
 
     def wait_until(self, predicate, timeout: float = 30.0) -> bool:
@@ -341,7 +330,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                message = self.store.message(message_id)
+                message = self.gateway.message(message_id, timeline=False)
                 remaining = deadline - time.monotonic()
                 if message["status"] in wanted or remaining <= 0:
                     return message

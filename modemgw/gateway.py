@@ -11,11 +11,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from modemgw import dispatch, numbers, pdu, text, urls
+from modemgw import at, dispatch, numbers, pdu, text, urls
 from modemgw.errors import CmsError, ModemError
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
 from modemgw.store import Claimed, Duplicate, NotFound, Store
+
+if TYPE_CHECKING:
+    from modemgw.modem import Modem
+    from modemgw.pool import Pool
+    from modemgw.pool.state import ModemState
 
 log = logging.getLogger("modemgw.gateway")
 
@@ -46,6 +52,64 @@ REPORT_MODES = {
     "poll": "status reports are stored but never announced (+CDSI); the report storage is polled",
     "none": "no status report comes from this modem or its network: messages stay 'sent', never 'delivered'",
 }
+
+MAX_LABEL = 40  # characters of a modem's label or group (API and web UI alike)
+MAX_LIMIT = 1_000_000_000  # the largest rate limit or quota a modem may be given
+MODEM_FIELDS = ("enabled", "label", "group", "rate_per_minute", "quota_day", "quota_month")
+MAX_AT_COMMAND = 512  # characters of one AT command line from the API, the UI or the console
+
+
+class ModemRequestError(Exception):
+    """A USSD or AT request that got no answer from its modem. `reason`: "unattached" (no worker of this gateway
+    drives that modem), "modem" (it is offline, or refused: the detail says what it said), or "timeout"."""
+
+    def __init__(self, detail: str, reason: str):
+        super().__init__(detail)
+        self.detail = detail
+        self.reason = reason
+
+
+def sent_today(row: dict) -> int:
+    """Messages a modem sent today (local date), from its row: the day's counter only counts on its own day."""
+    return (row.get("sent_day") or 0) if row.get("day_key") == time.strftime("%Y-%m-%d") else 0
+
+
+def at_command_problem(command: str) -> str | None:
+    """Why `command` may not go to a modem from the API, the UI console or `modemgw console`, or None when it may.
+    Judged as the modem reads it (spaces dropped, any case: `at+cm gs=20` is AT+CMGS=20)."""
+    if len(command) > MAX_AT_COMMAND:
+        return f"'command' is longer than {MAX_AT_COMMAND} characters"
+    upper = at.normalize_command(command)
+    if not upper.startswith("AT") or any(char < " " or char == "\x7f" for char in command):
+        return "'command' must be one AT command line, e.g. AT+CSQ"
+    if any(name in upper for name in ("+CMGS", "+CMGW", "+CMSS", "+CMGC")) or _cnma_with_pdu(upper):
+        return "commands that wait for a '> ' prompt (or send) are not available here; use the messages API"
+    return None
+
+
+def _cnma_with_pdu(normal: str) -> bool:
+    """`AT+CNMA=<n>,<length>`: an acknowledgement that carries a PDU, after a prompt."""
+    position = normal.find("+CNMA=")
+    if position < 0:
+        return False
+    params = normal[position + len("+CNMA="):].split(";")[0].split(",")
+    return len(params) > 1 and params[1] != ""
+
+
+def modem_changes_problem(changes: dict) -> tuple[str, str] | None:
+    """(field, why) when `changes` to a modem break a rule, else None: one label rule (1-40 characters, not
+    blank), a group of at most 40 characters (None removes it), limits from 1 to 1000000000 (None removes them)."""
+    for name in changes:
+        if name not in MODEM_FIELDS:
+            return name, f"unknown field '{name}' (fields: {', '.join(MODEM_FIELDS)})"
+    for name in ("rate_per_minute", "quota_day", "quota_month"):
+        if changes.get(name) is not None and not 1 <= changes[name] <= MAX_LIMIT:
+            return name, f"'{name}' must be from 1 to {MAX_LIMIT} (null removes the limit)"
+    if "label" in changes and not 0 < len((changes["label"] or "").strip()) <= MAX_LABEL:
+        return "label", f"'label' must be 1 to {MAX_LABEL} characters"
+    if changes.get("group") is not None and len(changes["group"]) > MAX_LABEL:
+        return "group", f"'group' must be at most {MAX_LABEL} characters"
+    return None
 
 
 def _scoped(idempotency_key: str | None, api_key_id: int | None) -> str | None:
@@ -141,6 +205,11 @@ class Gateway:
         self.wake: Callable[[int], None] = lambda count: None  # the pool installs its own
         self.wake_at: Callable[[float], None] = lambda when: None
         self.modem_labels: Callable[[], dict[str, str | None]] = self._labels_from_store
+        self.pool: Pool | None = None  # attach_pool: the modems' workers, for the modem operations
+
+    def attach_pool(self, pool: Pool) -> None:
+        """The pool whose workers drive this gateway's modems (states, USSD and AT requests, row changes)."""
+        self.pool = pool
 
     # --- events ------------------------------------------------------------------------------------------
 
@@ -354,13 +423,213 @@ class Gateway:
 
     # --- queries and changes ----------------------------------------------------------------------------
 
-    def message(self, message_id: int) -> dict:
+    def message(self, message_id: int, timeline: bool = True) -> dict:
+        """A message with its parts, and (with `timeline`) its events. Raises NotFound."""
         message = self.store.message(message_id)
-        message["timeline"] = self.store.events(message_id=message_id)
+        if timeline:
+            message["timeline"] = self.store.events(message_id=message_id)
         return message
 
     def cancel(self, message_id: int) -> str:
         return self.store.cancel(message_id)
+
+    # --- the edges' façade: messages, inbox, opt-outs, modems, keys, webhooks, counts ----------------------------
+    # API, web UI, CLI, metrics and the control socket read and change the gateway through these methods alone:
+    # never through the store or the pool's workers. Each raises NotFound for an unknown id, StoreError when the
+    # database fails, SubmitError for a request that breaks a rule.
+
+    def messages(self, limit: int, *, before: int | None = None, **filters: Any) -> list[dict]:
+        """Up to `limit` messages, newest first, with ids below `before`; filters: status, client_ref, modem_id,
+        recipient, since, until."""
+        return self.store.recent_messages(limit, before=before, **filters)
+
+    def inbox(self, limit: int, *, before: int | None = None, sender: str | None = None) -> list[dict]:
+        """Up to `limit` inbound messages, newest first, with ids below `before` (from `sender` when given)."""
+        return self.store.inbox(limit, before=before, sender=sender)
+
+    def inbox_message(self, inbox_id: int) -> dict:
+        return self.store.inbox_message(inbox_id)
+
+    def delete_inbox_message(self, inbox_id: int) -> None:
+        self.store.delete_inbox_message(inbox_id)
+
+    def normalize_number(self, number: str, field: str = "number") -> str:
+        """`number` in E.164, as the opt-out list keeps it. Raises SubmitError naming `field`."""
+        try:
+            return numbers.normalize(number, self.settings.default_region)
+        except numbers.NumberError as error:
+            raise SubmitError(str(error), field) from None
+
+    # (optouts() and queue_depth() are in the web UI façade below)
+
+    def opt_out(self, number: str, source: str, note: str | None = None) -> tuple[str, bool]:
+        """Put `number` (normalised once, here) on the opt-out list: (the number, whether it is new there).
+        Raises SubmitError for a number that does not parse."""
+        normalized = self.normalize_number(number)
+        return normalized, self.store.add_optout(normalized, source, note)
+
+    def opt_in(self, number: str) -> str:
+        """Take `number` (normalised first) off the opt-out list and return it normalised. Raises SubmitError,
+        NotFound when it is not there."""
+        normalized = self.normalize_number(number)
+        if not self.store.remove_optout(normalized):
+            raise NotFound(f"{normalized} is not on the opt-out list")
+        return normalized
+
+    def status_counts(self) -> dict[str, int]:
+        """Messages by status."""
+        return self.store.status_counts()
+
+    # modems: the row (label, limits, counters) with what its worker says now
+
+    def modem_states(self) -> list[ModemState]:
+        """What each worker of the pool says about its modem now (none before a pool is attached)."""
+        return self.pool.states() if self.pool is not None else []
+
+    def find_modem(self, name: str) -> ModemState | None:
+        """The modem of this gateway whose label, IMEI or device path is `name`."""
+        return self.pool.find(name) if self.pool is not None else None
+
+    def _with_state(self, row: dict) -> dict:
+        state = self.pool.state_of(row["id"]) if self.pool is not None else None
+        return row | {"state": state.state if state is not None else "offline",
+                      "online": state is not None and state.live, "sent_today": sent_today(row)}
+
+    def modems_now(self) -> list[dict]:
+        """Every modem's row, with `state` (its worker's, "offline" without one), `online` (it may take messages
+        now) and `sent_today` (computed here alone)."""
+        return [self._with_state(row) for row in self.store.modems()]
+
+    def modem_now(self, modem_id: int) -> dict:
+        """One modem as `modems_now()` shows it. Raises NotFound."""
+        return self._with_state(self.store.modem(modem_id))
+
+    def modems_online(self) -> tuple[int, int]:
+        """(modems that may take messages now, modems of the pool)."""
+        states = self.modem_states()
+        return sum(1 for state in states if state.live), len(states)
+
+    def update_modem(self, modem_id: int, **changes: Any) -> dict:
+        """Change a modem's `enabled`, `label`, `group` or limits (`rate_per_minute`, `quota_day`,
+        `quota_month`; None removes a limit or the group) and let its worker see it. Returns the modem as
+        `modem_now()` shows it. Raises SubmitError (a rule; kind "conflict" for a label another modem has),
+        NotFound."""
+        refusal = modem_changes_problem(changes)
+        if refusal is not None:
+            raise SubmitError(refusal[1], refusal[0])
+        fields = {("grp" if name == "group" else name): (int(value) if isinstance(value, bool) else value)
+                  for name, value in changes.items()}
+        try:
+            row = self.store.update_modem(modem_id, **fields)
+        except Duplicate:  # the only unique field one may set here is the label
+            raise SubmitError(f"another modem is already labelled {changes.get('label')!r}", "label",
+                              kind="conflict") from None
+        if self.pool is not None:
+            try:
+                self.pool.refresh(modem_id)
+            except KeyError:  # no worker drives it now: it reads its row when it attaches
+                pass
+        return self._with_state(row)
+
+    def run_on_modem(self, modem_id: int, function: Callable[[Modem], Any], what: str,
+                     timeout: float = 60.0) -> Any:
+        """`function(modem)` on the modem's own worker (its port has one owner). Raises NotFound,
+        ModemRequestError."""
+        self.store.modem(modem_id)
+        if self.pool is None:
+            raise ModemRequestError(f"modem {modem_id} is not attached to this gateway", "unattached")
+        try:
+            return self.pool.run_on(modem_id, function, timeout=timeout)
+        except KeyError:
+            raise ModemRequestError(f"modem {modem_id} is not attached to this gateway", "unattached") from None
+        except ModemError as error:
+            raise ModemRequestError(f"{what}: {error}", "modem") from None
+        except TimeoutError:
+            raise ModemRequestError(f"{what}: the modem did not answer in time", "timeout") from None
+
+    def ussd(self, modem_id: int, code: str, *, admin: bool, by: str) -> Any:
+        """Send USSD `code` on the modem and return its reply (`status`, `text`); the event log says `by` whom.
+        Raises SubmitError (kind "forbidden" for a code outside ussd_allow), NotFound, ModemRequestError."""
+        refusal = self.ussd_problem(code, admin=admin)
+        if refusal:
+            # a well-formed code that only an admin may send is forbidden to this caller, not invalid
+            forbidden = self.ussd_problem(code, admin=True) is None
+            raise SubmitError(refusal, "code", kind="forbidden" if forbidden else "invalid-request")
+        reply = self.run_on_modem(modem_id, lambda modem: modem.ussd(code), f"USSD {code}")
+        self.store.log_event("modem.ussd", modem_id=modem_id, code=code, status=reply.status, by=by)
+        return reply
+
+    def at_command(self, modem_id: int, command: str, *, timeout: float = 10.0, wait: float = 60.0, by: str,
+                   **audit: Any) -> Any:
+        """Run one AT command line on the modem (at most 60 s) and return its reply (`lines`, `final`,
+        `elapsed`), waiting `wait` seconds for the worker; the event log keeps it (PINs masked) and `by` whom, with
+        `audit` (e.g. the key's name).
+        Raises SubmitError (at_command_problem), NotFound, ModemRequestError."""
+        refusal = at_command_problem(command)
+        if refusal:
+            raise SubmitError(refusal, "command")
+        timeout = min(60.0, max(0.1, timeout))
+        reply = self.run_on_modem(modem_id, lambda modem: modem.raw(command, timeout), command, wait)
+        self.store.log_event("modem.at_command", modem_id=modem_id, command=at.redact(command), final=reply.final,
+                             **audit, by=by)
+        return reply
+
+    # API keys and webhooks
+
+    def create_key(self, name: str, scopes: str | list[str] | tuple[str, ...], group: str | None = None,
+                   rate_per_minute: int | None = None) -> tuple[str, Any]:
+        """A new API key (shown once) and its record. Raises ValueError for unknown scopes or a bad name."""
+        from modemgw import auth
+
+        return auth.create_key(self.store, name, auth.parse_scopes(list(scopes) if not isinstance(scopes, str)
+                                                                   else scopes), group, rate_per_minute)
+
+    def api_keys(self) -> list[dict]:
+        """Every API key's record (never the key)."""
+        from modemgw import auth
+
+        return auth.list_keys(self.store)
+
+    def revoke_key(self, key_id: int) -> None:
+        """Raises NotFound."""
+        from modemgw import auth
+
+        auth.revoke_key(self.store, key_id)
+
+    def webhooks(self) -> list[dict]:
+        from modemgw import webhooks
+
+        return webhooks.webhooks(self.store)
+
+    def callback_secret(self) -> str:
+        """The secret that signs deliveries to messages' own callback URLs."""
+        from modemgw import webhooks
+
+        return webhooks.callback_secret(self.store)
+
+    def create_webhook(self, url: str, events: list[str]) -> dict:
+        """Subscribe `url` to `events`. Raises SubmitError naming the field at fault (the URL is checked in full:
+        a bad one must never reach the outbox)."""
+        from modemgw import webhooks
+
+        try:
+            return webhooks.create_webhook(self.store, url, events)
+        except urls.UrlError as error:
+            raise SubmitError(str(error), "url") from None
+        except ValueError as error:
+            raise SubmitError(str(error), "events") from None
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        from modemgw import webhooks
+
+        webhooks.delete_webhook(self.store, webhook_id)
+
+    def webhook_deliveries(self, webhook_id: int) -> list[dict]:
+        from modemgw import webhooks
+
+        return webhooks.deliveries(self.store, webhook_id)
+
+    # --- end of the edges' façade ------------------------------------------------------------------------------
 
     # --- delivery reports --------------------------------------------------------------------------------
 
@@ -517,6 +786,76 @@ class Gateway:
     def purge(self) -> int:
         return self.store.purge(time.time() - self.settings.retention_days * 86400)
 
+    # --- web UI façade (webui/): what its pages read and change, beyond submit, cancel and message -------------
+    # Reads the edges' façade above has no counterpart for (dashboard counts and chart, conversations, the AT
+    # console's history, resend); other entry points may use them too.
 
-__all__ = ["MAX_RECIPIENTS", "Conflict", "FailureOutcome", "Gateway", "GatewaySettings", "NotFound", "Route",
-           "SubmitError", "failure_outcome"]
+    def queue_depth(self) -> int:
+        """How many messages wait in the queue now."""
+        return self.store.queue_depth()
+
+    def counts_by_modem(self, since: float) -> dict[int | None, dict[str, int]]:
+        """Per modem row id, the messages created since `since` that were sent (sent, delivered or undelivered),
+        delivered, and failed (failed or undelivered)."""
+        counts: dict[int | None, dict[str, int]] = {}
+        for row in self.store.status_counts_by_modem(since):
+            bucket = counts.setdefault(row["modem_id"], {"sent": 0, "delivered": 0, "failed": 0})
+            if row["status"] in ("sent", "delivered", "undelivered"):
+                bucket["sent"] += row["count"]
+            if row["status"] == "delivered":
+                bucket["delivered"] += row["count"]
+            if row["status"] in ("failed", "undelivered"):
+                bucket["failed"] += row["count"]
+        return counts
+
+    def sent_per_hour(self, now: float, hours: int = 24) -> list[int]:
+        """Messages sent in each of the last `hours` hours before `now`, oldest hour first."""
+        counts = [0] * hours
+        for sent_at in self.store.sent_times(now - hours * 3600):
+            age = min(hours - 1, int((now - sent_at) // 3600))
+            counts[hours - 1 - age] += 1
+        return counts
+
+    def resend(self, message_id: int) -> dict:
+        """Submit a message's body to its recipient again, as a new message with its priority; `submit`'s
+        result. Raises NotFound, SubmitError, StoreError."""
+        row = self.store.message(message_id)
+        return self.submit(row["body"], row["recipient"], priority=row["priority"])
+
+    def conversations(self, limit: int = 200) -> list[dict]:
+        """The inbox grouped by sender, newest conversation first."""
+        return self.store.conversations(limit)
+
+    def conversation(self, number: str, *, mark_read: bool = False) -> list[dict]:
+        """Messages from and to `number`, oldest first, each with `direction` ("in" or "out") and `at`; with
+        `mark_read`, the inbound ones are marked read (only when a person opened the conversation)."""
+        inbound = [row | {"direction": "in", "at": row["received_at"]} for row in self.store.inbox_from(number)]
+        outbound = [row | {"direction": "out", "at": row["created_at"]}
+                    for row in self.store.recent_messages(100, recipient=number)]
+        if mark_read:
+            self.store.mark_read(number)
+        return sorted(inbound + outbound, key=lambda item: item["at"])
+
+    def at_history(self, modem_id: int, limit: int = 50) -> list[dict]:
+        """The AT commands people sent to a modem, among its last `limit` events; PINs masked (also in entries
+        from before they were masked when recorded)."""
+        history = [event for event in self.store.events(modem_id=modem_id, limit=limit)
+                   if event["kind"] == "modem.at_command"]
+        for event in history:
+            event["detail"]["command"] = at.redact(str(event["detail"].get("command", "")))
+        return history
+
+    def optouts(self) -> list[dict]:
+        """The opt-out list, newest first."""
+        return self.store.optouts()
+
+    def optouts_among(self, recipients: list[str]) -> set[str]:
+        """Which of `recipients` are on the opt-out list."""
+        return self.store.optouts_among(recipients)
+
+    # --- end of the web UI façade --------------------------------------------------------------------------------
+
+
+__all__ = ["MAX_LABEL", "MAX_RECIPIENTS", "Conflict", "FailureOutcome", "Gateway", "GatewaySettings",
+           "ModemRequestError", "NotFound", "Route", "SubmitError", "at_command_problem", "failure_outcome",
+           "modem_changes_problem", "sent_today"]

@@ -9,34 +9,34 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class GatewayCollector:
-    """Reads the store and the pool at scrape time, so nothing is counted twice or kept in step by hand."""
+    """Reads the gateway (its modems, with what their workers say now) at scrape time, so nothing is counted
+    twice or kept in step by hand."""
 
     def __init__(self, daemon: Any):
         self.daemon = daemon
 
     def collect(self):
-        store, pool = self.daemon.store, self.daemon.pool
+        gateway = self.daemon.gateway
         counters = {name: CounterMetricFamily(f"modemgw_messages_{name}", f"Messages {name} through the modem",
                                               labels=["modem"]) for name in ("sent", "failed", "delivered")}
         signal = GaugeMetricFamily("modemgw_modem_signal_dbm", "Signal strength at the last health check",
                                    labels=["modem"])
         up = GaugeMetricFamily("modemgw_modem_up", "1 when the modem is online", labels=["modem"])
-        live = {worker.modem_id: worker.live for worker in pool.workers}
-        for row in store.modems():
+        for row in gateway.modems_now():
             label = row["label"] or str(row["id"])
             for name in counters:
                 counters[name].add_metric([label], row[f"{name}_total"])
             if row["signal_dbm"] is not None:
                 signal.add_metric([label], row["signal_dbm"])
-            up.add_metric([label], 1 if live.get(row["id"]) else 0)
+            up.add_metric([label], 1 if row["online"] else 0)
         yield from counters.values()
         yield signal
         yield up
         statuses = GaugeMetricFamily("modemgw_messages", "Messages by status", labels=["status"])
-        for status, count in store.status_counts().items():
+        for status, count in gateway.status_counts().items():
             statuses.add_metric([status], count)
         yield statuses
-        yield GaugeMetricFamily("modemgw_queue_depth", "Messages waiting to be sent", value=store.queue_depth())
+        yield GaugeMetricFamily("modemgw_queue_depth", "Messages waiting to be sent", value=gateway.queue_depth())
         yield GaugeMetricFamily("modemgw_webhook_backlog", "Webhook deliveries waiting",
                                 value=self.daemon.webhooks.backlog())
 

@@ -8,6 +8,7 @@ import pytest
 
 from modemgw import auth
 from modemgw.daemon import Daemon
+from modemgw.gateway import SubmitError
 from tests.conftest import daemon_config
 
 
@@ -279,3 +280,30 @@ def test_metrics_can_require_a_read_key_and_cookies_can_be_https_only(tmp_path):
         assert "Secure" in login.headers["Set-Cookie"]
     finally:
         running.stop()
+
+
+def test_optouts_are_normalised_once_by_the_gateway(daemon):
+    admin = Client(daemon.url, auth.create_key(daemon.store, "optouts", ("send", "read"))[0])
+    status, _, body = admin.call("POST", "/api/v1/optouts", {"number": "+44 7700 900777", "note": "asked"})
+    assert (status, body) == (201, {"number": "+447700900777", "created": True})
+    assert admin.call("POST", "/api/v1/optouts", {"number": "+447700900777"})[:3:2] == (200, {
+        "number": "+447700900777", "created": False})
+    assert "+447700900777" in [row["number"] for row in admin.call("GET", "/api/v1/optouts")[2]["data"]]
+    status, _, body = admin.call("POST", "/api/v1/optouts", {"number": "not a number"})
+    assert (status, body["field"]) == (400, "number")
+    assert admin.call("DELETE", "/api/v1/optouts/+44%207700%20900777")[0] == 204
+    status, _, body = admin.call("DELETE", "/api/v1/optouts/+447700900777")
+    assert status == 404 and "+447700900777" in body["detail"]
+
+
+def test_the_gateway_is_the_modems_facade(daemon):
+    modems = daemon.gateway.modems_now()
+    assert [row["online"] for row in modems] == [True, True] and all(row["state"] in ("ready", "busy")
+                                                                     for row in modems)
+    assert daemon.gateway.modems_online() == (2, 2)
+    with pytest.raises(SubmitError) as refused:
+        daemon.gateway.update_modem(modems[0]["id"], label=" ")
+    assert refused.value.field == "label"
+    with pytest.raises(SubmitError) as refused:
+        daemon.gateway.at_command(modems[0]["id"], "AT+CMGS=20", by="test")
+    assert refused.value.field == "command"

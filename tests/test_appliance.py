@@ -165,7 +165,7 @@ def test_console_goes_through_the_gateway_when_it_owns_the_modem(gateway):
     assert "+CSQ:" in result.stdout and result.stdout.count("OK  (") == 2
     assert gateway.simulator.devices[1].modem.identity.imei in result.stdout
     assert "prompt commands" in result.stdout or "'> ' prompt" in result.stdout
-    assert gateway.pool.workers[1].live  # the gateway kept its modem
+    assert gateway.pool.states()[1].live  # the gateway kept its modem
 
 
 def test_console_on_an_unknown_name_says_which_modems_there_are(gateway):

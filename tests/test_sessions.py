@@ -16,7 +16,7 @@ from waitress.server import create_server
 from werkzeug import security
 
 import webui
-from modemgw import auth, config as configuration
+from modemgw import config as configuration, users
 from modemgw.app import TrustedProxies
 from modemgw.cli import main
 from modemgw.daemon import Daemon
@@ -406,14 +406,14 @@ class Clock:
 @pytest.fixture
 def store(tmp_path):
     store = Store(tmp_path / "modemgw.db")
-    auth.add_user(store, "alice", PASSWORD, "admin")
+    users.add_user(store, "alice", PASSWORD, "admin")
     yield store
     store.close()
 
 
 def test_a_session_ends_after_two_hours_unused_or_twelve_hours_after_login(store):
     clock = Clock()
-    sessions = auth.Sessions(store, clock=clock)
+    sessions = webui.sessions.Sessions(store, clock=clock)
     idle, _ = sessions.open(store.user_by_name("alice"))
     busy, _ = sessions.open(store.user_by_name("alice"))
     clock.now += 2 * 3600 - 60
@@ -429,7 +429,7 @@ def test_a_session_ends_after_two_hours_unused_or_twelve_hours_after_login(store
 
 def test_the_last_use_is_written_at_most_once_a_minute(store):
     clock = Clock()
-    sessions = auth.Sessions(store, clock=clock)
+    sessions = webui.sessions.Sessions(store, clock=clock)
     token, session = sessions.open(store.user_by_name("alice"))
 
     def written():
@@ -447,7 +447,7 @@ def test_the_last_use_is_written_at_most_once_a_minute(store):
 
 def test_logging_in_and_out_works_while_another_program_holds_the_database(store, tmp_path):
     clock = Clock()
-    sessions = auth.Sessions(store, clock=clock)
+    sessions = webui.sessions.Sessions(store, clock=clock)
     alice = store.user_by_name("alice")
     blocker = sqlite3.connect(tmp_path / "modemgw.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
@@ -463,12 +463,12 @@ def test_logging_in_and_out_works_while_another_program_holds_the_database(store
     clock.now += 61
     assert sessions.resolve(token) is not None  # saved at its next use
     assert store.session(session.token_hash) is not None
-    assert auth.Sessions(store, clock=clock).resolve(token) is not None, "a restarted gateway knows it"
-    assert auth.Sessions(store, clock=clock).resolve(gone) is None
+    assert webui.sessions.Sessions(store, clock=clock).resolve(token) is not None, "a restarted gateway knows it"
+    assert webui.sessions.Sessions(store, clock=clock).resolve(gone) is None
 
 
 def test_a_session_kept_in_memory_ends_with_a_new_password_too(store, tmp_path):
-    sessions = auth.Sessions(store, clock=Clock())
+    sessions = webui.sessions.Sessions(store, clock=Clock())
     blocker = sqlite3.connect(tmp_path / "modemgw.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
@@ -476,13 +476,13 @@ def test_a_session_kept_in_memory_ends_with_a_new_password_too(store, tmp_path):
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    auth.set_password(store, store.user_by_name("alice")["id"], "a different password")
+    users.set_password(store, store.user_by_name("alice")["id"], "a different password")
     assert sessions.resolve(token) is None
 
 
 def test_wrong_passwords_make_the_account_wait_longer_each_time_and_a_right_one_clears_it():
     clock = Clock()
-    throttle = auth.LoginThrottle(clock=clock)
+    throttle = users.LoginThrottle(clock=clock)
 
     def wrong():
         assert throttle.admit("admin", True) == 0
@@ -505,7 +505,7 @@ def test_wrong_passwords_make_the_account_wait_longer_each_time_and_a_right_one_
 
 def test_the_throttle_is_bounded_and_made_up_names_cannot_push_an_account_out():
     clock = Clock()
-    throttle = auth.LoginThrottle(max_entries=1000, clock=clock)
+    throttle = users.LoginThrottle(max_entries=1000, clock=clock)
     for _ in range(6):
         throttle.admit("admin", True)
         throttle.done("admin", True, False)
@@ -557,3 +557,17 @@ def test_the_users_commands_are_documented(run):
     for command in ("add", "list", "passwd", "disable", "enable", "delete"):
         assert f"  {command} " in commands
         assert f"modemgw users {command}" in readme, command
+
+
+def test_users_are_managed_by_one_module_for_cli_and_web_ui():
+    """`modemgw users` and the web UI's settings page both go through modemgw.users; the CLI never imports webui."""
+    import inspect
+
+    from modemgw import cli
+    from webui import settings, views
+
+    for command in cli.users_group.commands.values():
+        source = inspect.getsource(command.callback)
+        assert "webui" not in source and "auth." not in source, command.name
+    assert "users.add_user(" in inspect.getsource(settings) and "users.set_disabled(" in inspect.getsource(settings)
+    assert ".pool.workers" not in inspect.getsource(views) and ".store." not in inspect.getsource(views)

@@ -165,7 +165,7 @@ def test_a_form_post_without_its_csrf_token_is_rejected(browser, daemon):
 def test_login_only_returns_to_pages_of_this_site(target, allowed):
     import webui
 
-    assert webui._local_target(target) == allowed
+    assert webui.sessions.local_target(target) == allowed
 
 
 def test_the_pages_work_under_their_content_security_policy(browser, daemon):

@@ -1,0 +1,367 @@
+"""Web UI sessions and who is logged in: the server-side session store, its cookies, the CSRF check of every
+form, login (checked by `modemgw.users` and its throttle), logout, and a user's own account page.
+
+Sessions live on the server (`Sessions`): the cookie (HttpOnly, SameSite=Lax, Secure under HTTPS or with
+`secure_cookies`) carries only a random token, and nothing else ever goes into a cookie; one-time notices
+("Settings saved.") are kept in memory (`Notices`). Every form carries a CSRF token derived from the session's
+token (the login form's own, before there is a session, from a cookie of its own); wrong passwords slow down
+their account (`users.LoginThrottle`); operators cannot reach the admin pages (`login_required("admin")`).
+Sessions are the web UI's alone, so they live here rather than with the API keys (`modemgw.auth`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, g, redirect, render_template, request, url_for
+
+from modemgw import users
+from modemgw.store import NotFound, Store
+from webui import ui
+
+log = logging.getLogger("modemgw.webui")
+
+SESSION_COOKIE = "session"
+LOGIN_CSRF_COOKIE = "login_csrf"  # the login form's CSRF token, before there is a session
+SESSION_LIFETIME = 12 * 3600.0  # a session ends this long after its login, however much it is used
+SESSION_IDLE = 2 * 3600.0       # ... or when unused this long
+SESSION_TOUCH = 60.0            # its last use is written at most this often (SD cards wear)
+
+
+# --- the session store ------------------------------------------------------------------------------------------
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Session:
+    """A live web UI session. `csrf_token` goes into its pages' forms; it is derived from the session's token
+    (never stored), which it does not reveal."""
+
+    token_hash: str
+    user_id: int
+    username: str
+    role: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    csrf_token: str
+    password_hash: str | None = None  # kept while unsaved: to save it later, and to notice a new password
+
+
+class Sessions:
+    """Web UI sessions kept on the server: the cookie carries a random token, the store its SHA-256, the user,
+    and when the session began, was last used and ends. A session ends at logout, when its user is disabled,
+    deleted or given a new password (whichever process did it: each request reads its row and user), after
+    `lifetime`, or after `idle` unused; its last use is written at most every `touch_every` seconds.
+
+    Logging in must work on a full or locked database: a session that cannot be written is kept in memory
+    (checked against its user's row at each request, and saved when the database takes writes again), and a
+    session ended while it cannot be deleted is remembered as ended until it is."""
+
+    def __init__(self, store: Store, lifetime: float = SESSION_LIFETIME, idle: float = SESSION_IDLE,
+                 touch_every: float = SESSION_TOUCH, max_entries: int = 10_000, clock=time.time):
+        self.store = store
+        self.lifetime, self.idle, self.touch_every = lifetime, idle, touch_every
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._unsaved: OrderedDict[str, Session] = OrderedDict()
+        self._ended: OrderedDict[str, None] = OrderedDict()
+
+    @staticmethod
+    def _csrf(token: str) -> str:
+        return hmac.new(token.encode(), b"modemgw web UI forms", hashlib.sha256).hexdigest()
+
+    def open(self, user: dict) -> tuple[str, Session]:
+        """A new session for `user` (its store row, with the password hash): the token for the cookie, and the
+        session. Records the login and forgets stale sessions when the database takes writes."""
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        session = Session(_token_hash(token), user["id"], user["username"], user["role"], now, now,
+                          now + self.lifetime, self._csrf(token))
+        if self.store.save_session(session.token_hash, user["id"], user["password_hash"], now, now,
+                                   session.expires_at):
+            self.store.note_login(user["id"], now)  # bookkeeping only
+            self.store.end_stale_sessions(now, now - self.idle)
+        else:
+            session.password_hash = user["password_hash"]
+            with self._lock:
+                self._unsaved[session.token_hash] = session
+                self._trim(self._unsaved)
+        self._retry_ends()
+        return token, session
+
+    def resolve(self, token: str | None) -> Session | None:
+        """The live session of a cookie's token, or None (no such session, ended, expired, or its user is
+        disabled, deleted or has a new password). Raises StoreError when the database cannot be read."""
+        if not token or len(token) > 128:
+            return None
+        token_hash = _token_hash(token)
+        with self._lock:
+            if token_hash in self._ended:
+                return None
+            unsaved = self._unsaved.get(token_hash)
+        session = self._check_unsaved(unsaved) if unsaved else self._stored(token_hash, token)
+        if session is None:
+            return None
+        now = self._clock()
+        if now >= session.expires_at or now - session.last_seen_at >= self.idle:
+            self.end(session)
+            return None
+        if now - session.last_seen_at >= self.touch_every:
+            self._touch(session, now)
+        return session
+
+    def _stored(self, token_hash: str, token: str) -> Session | None:
+        row = self.store.session(token_hash)
+        if row is None or row["disabled"]:
+            return None
+        return Session(token_hash, row["user_id"], row["username"], row["role"], row["created_at"],
+                       row["last_seen_at"], row["expires_at"], self._csrf(token))
+
+    def _check_unsaved(self, session: Session) -> Session | None:
+        try:
+            user = self.store.user(session.user_id)
+        except NotFound:
+            user = None
+        if user is None or user["disabled"] or user["password_hash"] != session.password_hash:
+            with self._lock:
+                self._unsaved.pop(session.token_hash, None)
+            return None
+        return session
+
+    def _touch(self, session: Session, now: float) -> None:
+        if session.password_hash is None:
+            self.store.touch_session(session.token_hash, now)  # when the database is busy: at the next request
+            return
+        session.last_seen_at = now
+        if self.store.save_session(session.token_hash, session.user_id, session.password_hash,
+                                   session.created_at, now, session.expires_at):
+            with self._lock:
+                self._unsaved.pop(session.token_hash, None)
+            session.password_hash = None
+
+    def end(self, session: Session) -> None:
+        """End a session (logout) at once, also while the database cannot delete it yet."""
+        with self._lock:
+            self._unsaved.pop(session.token_hash, None)
+        if not self.store.end_session(session.token_hash):
+            with self._lock:
+                self._ended[session.token_hash] = None
+                self._trim(self._ended)
+        self._retry_ends()
+
+    def _retry_ends(self) -> None:
+        with self._lock:
+            pending = list(self._ended)
+        for token_hash in pending:
+            if not self.store.end_session(token_hash):
+                return
+            with self._lock:
+                self._ended.pop(token_hash, None)
+
+    def _trim(self, table: OrderedDict) -> None:
+        while len(table) > self.max_entries:
+            table.popitem(last=False)
+
+
+class Notices:
+    """One-time messages for a session's next page, kept in memory (never in a cookie): at most `per_session`
+    for each of at most `max_sessions` sessions, the oldest dropped."""
+
+    def __init__(self, max_sessions: int = 1000, per_session: int = 10):
+        self.max_sessions, self.per_session = max_sessions, per_session
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, list[str]] = OrderedDict()
+
+    def add(self, key: str, message: str) -> None:
+        with self._lock:
+            items = self._items.setdefault(key, [])
+            items.append(message)
+            del items[:-self.per_session]
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_sessions:
+                self._items.popitem(last=False)
+
+    def take(self, key: str) -> list[str]:
+        with self._lock:
+            return self._items.pop(key, [])
+
+
+# --- per request: the session, its cookies, the CSRF check -------------------------------------------------------
+
+def _sessions() -> Sessions:
+    return current_app.extensions["modemgw.sessions"]
+
+
+def _throttle() -> users.LoginThrottle:
+    return current_app.extensions["modemgw.login_throttle"]
+
+
+def _store() -> Store:
+    return current_app.extensions["modemgw"].store
+
+
+def notice(message: str) -> None:
+    """Show `message` once, on this session's next page (this one, when it renders a page)."""
+    if g.get("session") is not None:
+        current_app.extensions["modemgw.notices"].add(g.session.token_hash, message)
+
+
+def _take_notices() -> list[str]:
+    if g.get("session") is None:
+        return []
+    return current_app.extensions["modemgw.notices"].take(g.session.token_hash)
+
+
+def _cookie_options() -> dict:
+    secure = bool(current_app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+    return {"httponly": True, "samesite": "Lax", "secure": secure, "path": "/"}
+
+
+@ui.before_request
+def load_session():
+    """The session of this request's cookie (g.session, g.user), the CSRF token its forms carry, and the CSRF
+    check of every form sent."""
+    g.user = g.session = None
+    if request.endpoint == "ui.static":
+        return None
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        g.session = _sessions().resolve(token)
+        if g.session is None:
+            g.drop_session_cookie = True  # ended, expired or revoked: the browser forgets it too
+        else:
+            g.user = {"id": g.session.user_id, "username": g.session.username, "role": g.session.role}
+    if g.session is not None:
+        g.csrf_token = g.session.csrf_token
+    else:
+        g.csrf_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not 32 <= len(g.csrf_token) <= 64:
+            g.csrf_token = secrets.token_urlsafe(32)
+            g.new_login_csrf = True
+    if request.method == "POST":
+        if g.session is None and request.endpoint != "ui.login":
+            return redirect(url_for("ui.login"))  # a form sent after its session ended (a logout too)
+        sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+        if not hmac.compare_digest(sent.encode(), g.csrf_token.encode()):
+            abort(400, description="This form has expired or did not come from this gateway (CSRF check). "
+                                   "Reload the page and try again.")
+    return None
+
+
+@ui.after_request
+def session_cookies(response):
+    """Cookies follow the session: a new one after login, none after logout or once it is refused. No page of
+    the UI is stored by the browser or a proxy (some show a new key or secret; all show a user's data)."""
+    options = _cookie_options()
+    if g.get("new_session_token"):
+        response.set_cookie(SESSION_COOKIE, g.new_session_token, max_age=int(_sessions().lifetime), **options)
+        response.delete_cookie(LOGIN_CSRF_COOKIE, **options)
+    elif g.get("drop_session_cookie"):
+        response.delete_cookie(SESSION_COOKIE, **options)
+    if g.get("new_login_csrf") and not g.get("new_session_token"):
+        response.set_cookie(LOGIN_CSRF_COOKIE, g.csrf_token, **options)
+    if request.endpoint != "ui.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@ui.app_context_processor
+def inject():
+    return {"user": g.get("user"), "csrf_token": g.get("csrf_token", ""), "notices": _take_notices}
+
+
+def login_required(role: str | None = None):
+    """A view for logged-in users only (others go to the login page); `role="admin"`: for admins only (403)."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            if g.user is None:
+                return redirect(url_for("ui.login", next=request.path))
+            if role == "admin" and g.user["role"] != "admin":
+                abort(403, description="Only administrators can do this.")
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+# --- login, logout, own account --------------------------------------------------------------------------------
+
+def local_target(target: str) -> str | None:
+    """`target` when it is a path on this site; never another host (//host, /\\host, scheme:, or any of them
+    hidden behind whitespace or control characters that browsers drop)."""
+    if not target.startswith("/") or any(char <= " " or char == "\x7f" or char == "\\" for char in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return None
+    return target
+
+
+def _start_session(user: dict) -> None:
+    """A new session for `user` (a store row) in place of this request's, sent as this response's cookie."""
+    if g.session is not None:
+        _sessions().end(g.session)
+    token, g.session = _sessions().open(user)
+    g.new_session_token = token
+    g.user = {"id": g.session.user_id, "username": g.session.username, "role": g.session.role}
+
+
+@ui.route("/ui/login", methods=["GET", "POST"])
+def login():
+    if request.method == "GET":
+        return render_template("login.html", error=None)
+    username = request.form.get("username", "").strip()
+    try:
+        user = users.check_login(_store(), _throttle(), username, request.form.get("password", ""))
+    except users.LoginError as error:
+        if error.status == 401:  # not the refusals without a check: they could flood the log
+            log.warning("web UI login failed for %r from %s", username, request.remote_addr)
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+        return render_template("login.html", error=error.detail), error.status, headers
+    _start_session(user)
+    log.info("web UI login: %s from %s", user["username"], request.remote_addr)
+    return redirect(local_target(request.args.get("next", "")) or url_for("ui.dashboard"))
+
+
+@ui.post("/ui/logout")
+def logout():
+    _sessions().end(g.session)
+    current_app.extensions["modemgw.notices"].take(g.session.token_hash)
+    g.drop_session_cookie = True
+    return redirect(url_for("ui.login"))
+
+
+@ui.route("/ui/account", methods=["GET", "POST"])
+@login_required()
+def account():
+    """Any user changes their own password; their other sessions end, this browser gets a new one."""
+    error = None
+    if request.method == "POST":
+        new = request.form.get("new_password", "")
+        store = _store()
+        try:
+            if new != request.form.get("repeat_password", ""):
+                raise users.UserError("the two new passwords differ")
+            users.check_login(store, _throttle(), g.user["username"], request.form.get("password", ""))
+            users.set_password(store, g.user["id"], new)
+            _start_session(users.get_user(store, g.user["id"]))
+            notice("Password changed. Your other sessions have ended.")
+            return redirect(url_for("ui.account"))
+        except users.LoginError as refused:
+            error = "The current password is wrong." if refused.status == 401 else refused.detail
+        except (users.UserError, NotFound) as refused:
+            error = str(refused)
+    return render_template("account.html", error=error), 200 if error is None else 400
