@@ -12,11 +12,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 import pytest  # noqa: E402
 
-from modemgw.modem import Modem, ModemSettings  # noqa: E402
+from modemgw.modem import Modem  # noqa: E402
 from modemgw.sim import Simulator  # noqa: E402
-
-FAST = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, ussd_timeout=2.0,
-                     settle_delay=0.05)
+from tests.support import FAST, Process, daemon_config  # noqa: E402
 
 
 @pytest.fixture
@@ -56,40 +54,61 @@ def open_modem():
         modem.close()
 
 
-def daemon_config(directory, **gateway):
-    """A gateway configuration for tests: data in `directory`, HTTP on 127.0.0.1 port 0, short modem timeouts."""
-    from modemgw import config as configuration
+@pytest.fixture
+def start_daemon(tmp_path):
+    """Start `Daemon`s over simulated modems (data in tmp_path/data, then data-2, ...), each ready before it is
+    returned; every one is stopped at the end of the test. `**gateway` sets [gateway] options."""
+    from modemgw.daemon import Daemon
 
-    config = configuration.load(None, directory)
-    config.listen = "127.0.0.1:0"
-    config.gateway.default_region = "GB"
-    config.pool.reconnect_min, config.pool.reconnect_max = 0.05, 0.5
-    config.pool.modem = ModemSettings(command_timeout=2.0, send_timeout=5.0, prompt_timeout=2.0, settle_delay=0.05)
-    for key, value in gateway.items():
-        setattr(config.gateway, key, value)
-    return config
+    running = []
 
+    def start(modems=2, send_latency=0.02, report_delay=0.05, http=False, **gateway):
+        name = "data" if not running else f"data-{len(running) + 1}"
+        daemon = Daemon(daemon_config(tmp_path / name, **gateway), simulate=modems, sim_send_latency=send_latency,
+                        sim_report_delay=report_delay, http=http).start()
+        running.append(daemon)
+        if modems:
+            assert daemon.pool.wait_ready(10), daemon.pool.status()
+        return daemon
 
-def require(program: str, package: str) -> str:
-    """The path of a Debian-packaged program a test needs: skipped with the reason locally, a failure under CI
-    (`CI` set), so that a claimed feature cannot go untested there."""
-    import shutil
-
-    path = shutil.which(program)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{program} is missing: .ci/run must install Debian's {package}")
-        pytest.skip(f"{program} is not installed (apt-get install {package}); CI installs it")
-    return path
+    yield start
+    for daemon in reversed(running):
+        daemon.stop()
 
 
-def eventually(predicate, timeout: float = 15.0) -> bool:
-    """Poll state that no event announces (a watcher's scans, a worker's `waiting`), briefly."""
-    import threading
+@pytest.fixture
+def app(start_daemon):
+    """The gateway's Flask application over a real store and gateway with no modems, served by nothing: for
+    tests of validation and problem answers that need no server and no modem."""
+    from modemgw.app import create_app
 
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return True
-        pause.wait(0.02)
-    return bool(predicate())
+    application = create_app(start_daemon(modems=0))
+    application.config.update(TESTING=True)
+    return application
+
+
+@pytest.fixture
+def client(app):
+    """`app` through Flask's test client, with an API key that may send and read (`tests.support.AppClient`)."""
+    from modemgw import auth
+    from tests.support import AppClient
+
+    daemon = app.extensions["modemgw"]
+    return AppClient(app.test_client(), auth.create_key(daemon.store, "tests", ("send", "read"))[0])
+
+
+@pytest.fixture
+def processes():
+    """Start modemgw subprocesses (`tests.support.Process`); any still running are killed at the end."""
+    import signal
+
+    started = []
+
+    def start(*args, **options):
+        process = Process(*args, **options)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGKILL)

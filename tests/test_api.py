@@ -9,7 +9,7 @@ import pytest
 from modemgw import auth
 from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitError
-from tests.conftest import daemon_config
+from tests.support import Client, daemon_config
 
 
 @pytest.fixture(scope="module")
@@ -24,28 +24,6 @@ def daemon(tmp_path_factory):
 @pytest.fixture(scope="module")
 def key(daemon):
     return auth.create_key(daemon.store, "tests", ("send", "read"))[0]
-
-
-class Client:
-    def __init__(self, base, key):
-        self.base, self.key = base, key
-
-    def call(self, method, path, body=None, key="default", headers=None, raw=None):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.base + path.lstrip("/"), data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        key = self.key if key == "default" else key
-        if key:
-            request.add_header("Authorization", f"Bearer {key}")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.headers, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            payload = error.read()
-            return error.code, error.headers, json.loads(payload) if payload else None
 
 
 @pytest.fixture(scope="module")

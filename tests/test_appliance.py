@@ -21,7 +21,7 @@ import pytest
 import serial
 
 from modemgw.daemon import Daemon
-from tests.conftest import daemon_config
+from tests.support import daemon_config
 
 MODEMGW = str(Path(sys.executable).parent / "modemgw")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modemgw.daemon import Daemon
-from tests.conftest import daemon_config
+from tests.support import daemon_config
 
 MODEMGW = str(Path(sys.executable).parent / "modemgw")
 
@@ -35,12 +35,8 @@ def digest(path):
 
 
 @pytest.fixture
-def daemon(tmp_path):
-    running = Daemon(daemon_config(tmp_path / "data"), simulate=1, sim_send_latency=0.0, sim_report_delay=0.05,
-                     http=False).start()
-    assert running.pool.wait_ready(10)
-    yield running
-    running.stop()
+def daemon(start_daemon):
+    return start_daemon(modems=1, send_latency=0.0)
 
 
 def test_a_backup_taken_while_messages_pour_in_is_consistent(daemon, tmp_path):
@@ -105,9 +101,9 @@ def test_restore_refuses_while_the_gateway_runs_then_restores_and_keeps_the_old(
     (lambda path: sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.commit(),
      "has schema 99, newer than this modemgw"),
 ])
-def test_restore_refuses_a_bad_backup_and_replaces_nothing(tmp_path, damage, message):
-    data = tmp_path / "data"
-    daemon = Daemon(daemon_config(data), http=False).start()
+def test_restore_refuses_a_bad_backup_and_replaces_nothing(start_daemon, tmp_path, damage, message):
+    daemon = start_daemon(modems=0)
+    data = daemon.data_dir
     daemon.gateway.submit("precious", ["+447700900001"], request_report=False)
     daemon.stop()
     assert run("backup", "--data", data, tmp_path / "copy.db").returncode == 0
@@ -134,15 +130,15 @@ def test_root_writing_the_service_database_acts_as_its_owner(tmp_path):
         shutil.rmtree(base)
 
 
-def test_two_restores_in_one_second_keep_both_replaced_databases(tmp_path):
-    data = tmp_path / "data"
-    daemon = Daemon(daemon_config(data), http=False).start()
+def test_two_restores_in_one_second_keep_both_replaced_databases(start_daemon, tmp_path):
+    daemon = start_daemon(modems=0)
+    data = daemon.data_dir
     daemon.gateway.submit("original", [f"+4477009{n:05d}" for n in range(5)], request_report=False)
     daemon.stop()
     assert run("backup", "--data", data, tmp_path / "five.db").returncode == 0
-    empty = Daemon(daemon_config(tmp_path / "other"), http=False).start()
+    empty = start_daemon(modems=0)
     empty.stop()
-    assert run("backup", "--data", tmp_path / "other", tmp_path / "none.db").returncode == 0
+    assert run("backup", "--data", empty.data_dir, tmp_path / "none.db").returncode == 0
     assert run("restore", "--data", data, tmp_path / "none.db").returncode == 0
     assert run("restore", "--data", data, tmp_path / "five.db").returncode == 0
     kept = sorted(data.glob("modemgw.db.before-restore-*"), key=lambda path: path.stat().st_mtime_ns)

@@ -1,62 +1,12 @@
 """`modemgw demo`, `serve`, `send` and `status` as separate processes, and what a crash leaves behind."""
 
 import collections
-import os
-import queue
 import signal
 import sqlite3
 import subprocess
-import sys
-import threading
-from pathlib import Path
-
-import pytest
 
 from modemgw.daemon import control_request
-
-MODEMGW = str(Path(sys.executable).parent / "modemgw")
-
-
-class Process:
-    """A modemgw subprocess whose output lines are read as they come."""
-
-    def __init__(self, *args, env=None):
-        self.popen = subprocess.Popen([MODEMGW, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      env={**os.environ, **(env or {})})
-        self.lines: queue.Queue = queue.Queue()
-        self.reader = threading.Thread(target=lambda: [self.lines.put(line) for line in self.popen.stdout],
-                                       daemon=True)
-        self.reader.start()
-        self.seen: list[str] = []
-
-    def wait_for(self, text, timeout=30):
-        while True:
-            line = self.lines.get(timeout=timeout)
-            self.seen.append(line)
-            if text in line:
-                return line
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-        status = self.popen.wait(timeout=20)
-        self.reader.join(timeout=10)
-        self.popen.stdout.close()
-        return status
-
-
-@pytest.fixture
-def processes():
-    started = []
-
-    def start(*args, **options):
-        process = Process(*args, **options)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop(signal.SIGKILL)
+from tests.support import MODEMGW
 
 
 def run(*args, timeout=120):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.support import require
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "udev" / "99-modemgw.rules"

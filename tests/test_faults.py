@@ -22,7 +22,7 @@ import pytest
 
 from modemgw import control
 from modemgw.daemon import Daemon
-from tests.conftest import daemon_config
+from tests.support import daemon_config
 
 MODEMGW = str(Path(sys.executable).parent / "modemgw")
 

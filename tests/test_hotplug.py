@@ -13,7 +13,7 @@ from modemgw import config as configuration
 from modemgw.daemon import Daemon
 from modemgw.hotplug import PortWatcher, is_serial_node
 from modemgw.pool import ModemConfig
-from tests.conftest import daemon_config, eventually
+from tests.support import daemon_config, eventually
 
 
 @pytest.fixture

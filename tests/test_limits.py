@@ -13,9 +13,10 @@ import urllib.request
 
 import pytest
 
-from modemgw import at, numbers, text
+from modemgw import at, auth, numbers, text
 from modemgw.api import at_command_problem
-from tests.test_api import Client, daemon, key  # noqa: F401 - the module's live gateway and its key
+from modemgw.daemon import Daemon
+from tests.support import Client, csrf_token, daemon_config, log_in
 
 MEGABYTE = 1 << 20
 TEMPLATE_BOMB = "{a" + " " * (MEGABYTE - 4) + "!}"
@@ -68,12 +69,23 @@ def test_a_template_field_name_is_found_with_blanks_around_it_and_refused_when_t
         text.Renderer("x" * (text.MAX_BODY_CHARS + 1))
 
 
-@pytest.fixture
-def client(daemon, key):  # noqa: F811
-    return Client(daemon.url, key)
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    """A live gateway over HTTP with two simulated modems, for what needs a server, a modem or time."""
+    config = daemon_config(tmp_path_factory.mktemp("limits"))
+    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
+    assert running.pool.wait_ready(10)
+    yield running
+    running.stop()
 
 
-def test_a_megabyte_template_bomb_is_refused_at_once_and_health_answers_throughout(client, daemon):  # noqa: F811
+@pytest.fixture(scope="module")
+def live(daemon):
+    """The live gateway's API with a key that may send and read. (`client`, from conftest, is the Flask app's.)"""
+    return Client(daemon.url, auth.create_key(daemon.store, "tests", ("send", "read"))[0])
+
+
+def test_a_megabyte_template_bomb_is_refused_at_once_and_health_answers_throughout(live, daemon):
     health: list[float] = []
     stop = threading.Event()
 
@@ -94,7 +106,7 @@ def test_a_megabyte_template_bomb_is_refused_at_once_and_health_answers_througho
             timings = []
             for _ in range(3):
                 started = time.perf_counter()
-                status, _, body = client.call("POST", path, payload)
+                status, _, body = live.call("POST", path, payload)
                 timings.append(time.perf_counter() - started)
                 assert status == 400 and body["field"] == "body" and "characters" in body["detail"], body
             assert min(timings) < 0.1, (path, timings)  # the issue's budget: refused in under 100 ms
@@ -119,9 +131,7 @@ def test_malformed_input_gets_a_400_problem_never_a_500(client, raw, detail):
     assert headers["Content-Type"].startswith("application/problem+json") and detail in body["detail"], body
 
 
-def test_nulls_where_a_value_is_needed_are_400s_and_a_label_is_bounded(daemon, client):  # noqa: F811
-    from modemgw import auth
-
+def test_nulls_where_a_value_is_needed_are_400s_and_a_label_is_bounded(daemon):
     admin = Client(daemon.url, auth.create_key(daemon.store, "limits-admin", ("admin",))[0])
     modem_id = daemon.store.modems()[0]["id"]
     for path, payload in ((f"/api/v1/modems/{modem_id}", {"label": None}),
@@ -141,22 +151,19 @@ def test_a_wrong_method_says_which_are_allowed(client):
     assert status == 405 and set(headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
-def test_an_idempotency_key_belongs_to_the_api_key_that_sent_it(daemon, client):  # noqa: F811
-    from modemgw import auth
-
+def test_an_idempotency_key_belongs_to_the_api_key_that_sent_it(daemon, live):
     other = Client(daemon.url, auth.create_key(daemon.store, "other-app", ("send", "read"))[0])
     payload = {"to": "+447700900123", "body": "once"}
-    status, _, first = client.call("POST", "/api/v1/messages", payload, headers={"Idempotency-Key": "order-7"})
+    status, _, first = live.call("POST", "/api/v1/messages", payload, headers={"Idempotency-Key": "order-7"})
     assert status == 202
-    status, _, again = client.call("POST", "/api/v1/messages", payload, headers={"Idempotency-Key": "order-7"})
+    status, _, again = live.call("POST", "/api/v1/messages", payload, headers={"Idempotency-Key": "order-7"})
     assert again["idempotent_replay"] and again["messages"] == first["messages"]
     status, _, theirs = other.call("POST", "/api/v1/messages", payload, headers={"Idempotency-Key": "order-7"})
     assert status == 202 and not theirs.get("idempotent_replay") and theirs["messages"] != first["messages"]
 
 
-def test_the_template_bomb_through_the_web_uis_csv_compose_and_preview_is_refused_at_once(daemon):  # noqa: F811
+def test_the_template_bomb_through_the_web_uis_csv_compose_and_preview_is_refused_at_once(daemon):
     import webui
-    from tests.test_sessions import csrf_token, log_in
 
     webui.add_user(daemon.store, "limits-operator", "a long enough password", "operator")
     http = log_in(daemon.url, "limits-operator", "a long enough password")

@@ -15,7 +15,7 @@ import pytest
 from modemgw import pdu
 from modemgw.errors import CmsError, ModemError, ModemTimeout, PortLost, PromptTimeout
 from modemgw.modem import Modem, ModemSettings, identity_matches, probe
-from tests.conftest import FAST, eventually
+from tests.support import FAST, eventually
 
 
 def other_number(sim, index=1):

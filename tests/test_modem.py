@@ -6,7 +6,7 @@ from modemgw import pdu
 from modemgw.errors import CmeError, CmsError, ModemError
 from modemgw.modem import ModemSettings
 from modemgw.sim import PROFILES
-from tests.conftest import FAST
+from tests.support import FAST
 
 ALL_PROFILES = sorted(PROFILES)
 

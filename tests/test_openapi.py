@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import (
 
 from modemgw import auth
 from modemgw.daemon import Daemon
-from tests.conftest import daemon_config
+from tests.support import daemon_config
 
 
 @pytest.fixture(scope="module")

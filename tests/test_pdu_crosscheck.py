@@ -15,7 +15,7 @@ from gsmmodem import pdu as theirs
 from hypothesis import given, strategies as st
 
 from modemgw import pdu, text
-from tests.test_text import GSM7_BASIC, GSM7_EXTENSION
+from tests.support import GSM7_BASIC, GSM7_EXTENSION
 
 numbers = st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True)
 bmp_text = st.text(alphabet=st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"]), max_size=400)

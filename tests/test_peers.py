@@ -10,7 +10,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.conftest import require
+from tests.support import require
 
 
 def gammurc(tmp_path: Path, device: str) -> Path:

@@ -13,27 +13,11 @@ from modemgw.daemon import Daemon
 from modemgw.gateway import Gateway
 from modemgw.pool import Alarm, Health, ModemConfig, Pool, PortFound, PortOwners, Stop, Wake, same_port
 from modemgw.store import Store, StoreError
-from tests.conftest import daemon_config
+from tests.support import daemon_config
 
 
 def make_config(tmp_path, **gateway):
     return daemon_config(tmp_path / "data", **gateway)
-
-
-@pytest.fixture
-def start_daemon(tmp_path):
-    running = []
-
-    def start(modems=2, send_latency=0.02, report_delay=0.05, http=False, **gateway):
-        daemon = Daemon(make_config(tmp_path, **gateway), simulate=modems, sim_send_latency=send_latency,
-                        sim_report_delay=report_delay, http=http).start()
-        running.append(daemon)
-        assert daemon.pool.wait_ready(10), daemon.pool.status()
-        return daemon
-
-    yield start
-    for daemon in running:
-        daemon.stop()
 
 
 def counts(daemon):

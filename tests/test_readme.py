@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon_cli import Process
-from tests.test_webhooks import Receiver
+from tests.support import Process, Receiver
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 LOCAL_RECEIVER = "http://192.0.2.10/sms-events"  # the README's example receiver; tests use a local one

@@ -21,9 +21,8 @@ from modemgw.app import TrustedProxies
 from modemgw.cli import main
 from modemgw.daemon import Daemon
 from modemgw.store import Store
-from tests.conftest import daemon_config, eventually
+from tests.support import PASSWORD, attempt, browser, csrf_token, daemon_config, eventually, log_in
 
-PASSWORD = "correct horse battery"
 TRUSTED = configuration.parse_trusted_proxies(["127.0.0.1", "10.0.0.0/8"])
 
 
@@ -66,31 +65,6 @@ def run():
         return runner.invoke(main, [str(arg) for arg in args], input=input, catch_exceptions=False)
 
     return invoke
-
-
-def csrf_token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def browser(address: str | None = None) -> requests.Session:
-    """A person's browser; through the trusted proxy, it seems to come from `address`."""
-    http = requests.Session()
-    if address:
-        http.headers["X-Forwarded-For"] = address
-    return http
-
-
-def attempt(http: requests.Session, base: str, username: str, password: str) -> requests.Response:
-    page = http.get(f"{base}ui/login", timeout=30)
-    return http.post(f"{base}ui/login", timeout=60, allow_redirects=False, data={
-        "username": username, "password": password, "csrf_token": csrf_token(page.text)})
-
-
-def log_in(base: str, username: str, password: str = PASSWORD, address: str | None = None) -> requests.Session:
-    http = browser(address)
-    answer = attempt(http, base, username, password)
-    assert answer.status_code == 302 and "/ui/login" not in answer.headers["Location"], answer.text
-    return http
 
 
 def logged_in(http: requests.Session, base: str) -> bool:

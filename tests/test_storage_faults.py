@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from modemgw.store import Store, StoreError
-from tests.conftest import eventually
+from tests.support import eventually
 
 MODEMGW = str(Path(sys.executable).parent / "modemgw")
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from modemgw import systemd
-from modemgw.daemon import Daemon
-from tests.conftest import daemon_config, eventually
+from tests.support import eventually
 
 MODEMGW = str(Path(sys.executable).parent / "modemgw")
 
@@ -72,25 +71,21 @@ def test_the_watchdog_is_not_fed_while_something_is_stuck(notify_socket, monkeyp
 
 
 
-def test_a_worker_stuck_in_a_modem_call_and_a_dead_thread_show_in_health(tmp_path):
-    daemon = Daemon(daemon_config(tmp_path / "data"), simulate=1, http=False).start()
-    try:
-        assert daemon.pool.wait_ready(10)
-        worker = daemon.pool.workers[0]
-        assert daemon.health() == []
-        assert eventually(lambda: worker.waiting) and not worker.stalled(0.0)  # idle: waiting, however long
-        inside, release = threading.Event(), threading.Event()
-        calling = threading.Thread(target=daemon.pool.run_on,
-                                   args=(worker.modem_id, lambda modem: inside.set() or release.wait(10)))
-        calling.start()
-        assert inside.wait(10)
-        assert worker.stalled(0.0) and not worker.stalled(3600)
-        release.set()
-        calling.join(10)
-        daemon.pool.alarm.stop()  # a thread that died
-        assert daemon.health() == ["alarm"]
-    finally:
-        daemon.stop()
+def test_a_worker_stuck_in_a_modem_call_and_a_dead_thread_show_in_health(start_daemon):
+    daemon = start_daemon(modems=1)
+    worker = daemon.pool.workers[0]
+    assert daemon.health() == []
+    assert eventually(lambda: worker.waiting) and not worker.stalled(0.0)  # idle: waiting, however long
+    inside, release = threading.Event(), threading.Event()
+    calling = threading.Thread(target=daemon.pool.run_on,
+                               args=(worker.modem_id, lambda modem: inside.set() or release.wait(10)))
+    calling.start()
+    assert inside.wait(10)
+    assert worker.stalled(0.0) and not worker.stalled(3600)
+    release.set()
+    calling.join(10)
+    daemon.pool.alarm.stop()  # a thread that died
+    assert daemon.health() == ["alarm"]
 
 
 def test_without_systemd_notify_does_nothing(monkeypatch):

@@ -5,10 +5,7 @@ from hypothesis import given, strategies as st
 
 from modemgw import text
 from modemgw.text import GSM7, UCS2
-
-GSM7_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
-              "abcdefghijklmnopqrstuvwxyzäöñüà")
-GSM7_EXTENSION = "\f^{}\\[~]|€"
+from tests.support import GSM7_BASIC, GSM7_EXTENSION
 
 
 def test_alphabet_has_the_3gpp_tables():

@@ -18,7 +18,7 @@ import pytest
 
 from modemgw import auth, config as configuration
 from modemgw.daemon import Daemon
-from tests.conftest import daemon_config, eventually, require
+from tests.support import daemon_config, eventually, require
 
 SITE = Path(__file__).resolve().parent.parent / "deploy" / "raspberrypi" / "nginx-modemgw.conf"
 

@@ -15,14 +15,12 @@ import threading
 import time
 
 import pytest
-from werkzeug import Response
 
 from modemgw import auth, webhooks
 from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitError
 from modemgw.store import Store
-from tests.conftest import daemon_config, eventually
-from tests.test_api import Client
+from tests.support import Client, Receiver, daemon_config, eventually
 
 FAST_RETRIES = (0.05, 0.05, 0.05, 0.05)
 
@@ -48,32 +46,6 @@ def daemon(tmp_path):
     running = start(tmp_path / "data")
     yield running
     running.stop()
-
-
-class Receiver:
-    """Records what arrives; answers with the statuses given, then 200."""
-
-    def __init__(self, httpserver, path="/hook", statuses=()):
-        self.arrived: queue.Queue = queue.Queue()
-        self.statuses = list(statuses)
-        httpserver.expect_request(path, method="POST").respond_with_handler(self.handle)
-        self.url = httpserver.url_for(path)
-
-    def handle(self, request):
-        status = self.statuses.pop(0) if self.statuses else 200
-        self.arrived.put((status, dict(request.headers), request.get_data()))
-        return Response("ok" if status == 200 else "down", status=status)
-
-    def next(self, timeout=10):
-        return self.arrived.get(timeout=timeout)
-
-    def until(self, predicate, timeout=10):
-        deadline = time.monotonic() + timeout
-        while True:
-            status, headers, body = self.next(max(0.01, deadline - time.monotonic()))
-            event = json.loads(body)
-            if status == 200 and predicate(event):
-                return headers, body, event
 
 
 def verify(secret: str, headers: dict, body: bytes) -> bool:

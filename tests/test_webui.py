@@ -7,7 +7,7 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw.daemon import Daemon
-from tests.conftest import daemon_config
+from tests.support import daemon_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
