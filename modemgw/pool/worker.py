@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from modemgw import at, dispatch, pdu
 from modemgw.errors import CmeError, CmsError, ModemError, PortLost, ResponseError, WrongModem
-from modemgw.gateway import REPORT_MODES
+from modemgw.gateway import REPORT_MODES, sent_today
 from modemgw.modem import Identity, Modem, StoredMessage, identity_matches
 from modemgw.pool.ports import same_port
 from modemgw.pool.state import ModemState
@@ -113,7 +113,7 @@ class ModemWorker(threading.Thread):
                                   delivery_rate=(delivered / sent) if sent else 1.0, order=self.order)
 
     def _sent_today(self) -> int:
-        return self.row.get("sent_day", 0) if self.row.get("day_key") == time.strftime("%Y-%m-%d") else 0
+        return sent_today(self.row)  # the gateway's one rule
 
     def modem_state(self) -> ModemState:
         """What outside readers may know about this worker's modem now (read from any thread)."""
