@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from modemgw import text
 from modemgw.auth import ApiKey, Authenticator, AuthError
-from modemgw.gateway import Conflict, Gateway, ModemRequestError, SubmitError, at_command_problem
+from modemgw.gateway import Conflict, Gateway, ModemRequestError, SubmitError, SubmitRequest, at_command_problem
 from modemgw.problems import STORAGE_RETRY_AFTER, ApiProblem, problem, storage_problem
 from modemgw.store import Conflict as DataConflict, NotFound, StoreError
 from modemgw.views import delivery_view, inbox_view, iso as _iso, message_view, modem_view, optout_view, webhook_view
@@ -139,13 +139,13 @@ def _submit(body: dict, key: ApiKey) -> dict:
                          field="callback_url")
     if body.get("modem") and body.get("group"):
         raise ApiProblem(400, "invalid-request", "give 'modem' or 'group', not both", field="modem")
-    return _gateway().submit(
+    return _gateway().send(SubmitRequest(
         body.get("body", body.get("message")), body.get("to"), recipients=body.get("recipients"),
         priority=body.get("priority", 0), send_at=body.get("send_at"), validity=body.get("validity"),
         route=body.get("modem") or body.get("group"), client_ref=body.get("client_ref"),
         idempotency_key=request.headers.get("Idempotency-Key"), spintax=body.get("spintax", False),
         smart_encoding=body.get("smart_encoding", False), api_key_id=key.id, key_group=key.group,
-        callback_url=callback, request_report=body.get("request_report", True))
+        callback_url=callback, request_report=body.get("request_report", True)))
 
 
 MAX_ID = 2**63 - 1

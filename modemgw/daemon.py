@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from modemgw import config as configuration, control
-from modemgw.gateway import Gateway, ModemRequestError, SubmitError
+from modemgw.gateway import Gateway, ModemRequestError, SubmitError, SubmitRequest
 from modemgw.pool import ModemConfig, ModemState, Pool
 from modemgw.store import FINAL_STATUSES, NotFound, Store, StoreError
 
@@ -226,7 +226,7 @@ class Daemon:
         command = request.pop("command")
         try:
             if command == "submit":
-                return {"ok": True, "result": self.gateway.submit(**request)}
+                return {"ok": True, "result": self.gateway.send(SubmitRequest(**request))}
             if command == "message":
                 return {"ok": True, "message": self.gateway.message(int(request["id"]))}
             if command == "wait":

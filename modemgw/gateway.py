@@ -26,6 +26,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("modemgw.gateway")
 
 
+@dataclass(frozen=True)
+class SubmitRequest:
+    """One submission, as every edge hands it to the gateway (API, web UI, CLI, control socket): the text (`body`)
+    to `to` (a number or a list) or to `recipients` ([{"to": ..., "fields": {...}}], for templates), with its
+    options. Checked by `Gateway.send`, never here (an edge passes what it was given)."""
+
+    body: str | None = None
+    to: str | list[str] | None = None
+    recipients: list[dict] | None = None
+    priority: int = 0
+    send_at: float | dt.datetime | str | None = None
+    validity: int | None = None
+    route: str | None = None              # a modem's label or a group
+    client_ref: str | None = None
+    idempotency_key: str | None = None
+    spintax: bool = False
+    smart_encoding: bool = False
+    api_key_id: int | None = None
+    key_group: str | None = None          # the API key's group: its default route
+    callback_url: str | None = None
+    request_report: bool = True
+    seed: int | None = None               # makes spintax choices reproducible
+
+
 class SubmitError(ValueError):
     """A submission that cannot be accepted. `field` names the input at fault, `recipient` the recipient."""
 
@@ -256,19 +280,23 @@ class Gateway:
             return best.modem, best.group
         return None, key_group
 
-    def submit(self, body: str | None = None, to: str | list[str] | None = None, *,
-               recipients: list[dict] | None = None, priority: int = 0,
-               send_at: float | dt.datetime | str | None = None, validity: int | None = None,
-               route: str | None = None, client_ref: str | None = None, idempotency_key: str | None = None,
-               spintax: bool = False, smart_encoding: bool = False, api_key_id: int | None = None,
-               key_group: str | None = None, callback_url: str | None = None, request_report: bool = True,
-               seed: int | None = None) -> dict:
+    def submit(self, body: str | None = None, to: str | list[str] | None = None, **options: Any) -> dict:
+        """The short form of `send` for scripts and tests: `submit("Hi", "+44...", priority=5)`."""
+        return self.send(SubmitRequest(body, to, **options))
+
+    def send(self, submission: SubmitRequest) -> dict:
         """Validate, normalise and queue a message to one or many recipients in one transaction.
 
-        `to` is a number or a list; `recipients` is [{"to": ..., "fields": {...}}] for templates. Returns
-        {"submission_id", "messages": [...], "skipped": [...], "segments"}. Raises SubmitError (with the field
-        and recipient at fault), Conflict, or StoreError (nothing stored).
+        Returns {"submission_id", "messages": [...], "skipped": [...], "segments"}. Raises SubmitError (with the
+        field and recipient at fault), Conflict, or StoreError (nothing stored).
         """
+        body, to, recipients, priority = submission.body, submission.to, submission.recipients, submission.priority
+        send_at, validity, route, client_ref = (submission.send_at, submission.validity, submission.route,
+                                                submission.client_ref)
+        spintax, smart_encoding, request_report = submission.spintax, submission.smart_encoding, \
+            submission.request_report
+        idempotency_key, api_key_id, callback_url = (submission.idempotency_key, submission.api_key_id,
+                                                     submission.callback_url)
         request = {"body": body, "to": to, "recipients": recipients, "priority": priority,
                    "send_at": send_at if not isinstance(send_at, dt.datetime) else send_at.isoformat(),
                    "validity": validity, "route": route, "client_ref": client_ref, "spintax": spintax,
@@ -284,9 +312,7 @@ class Gateway:
                     raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request")
                 if previous["result"]:
                     return json.loads(previous["result"]) | {"idempotent_replay": True}
-        prepared, skipped = self._prepare(body, to, recipients, priority, send_at, validity, route, client_ref,
-                                          spintax, smart_encoding, api_key_id, key_group, callback_url,
-                                          request_report, seed)
+        prepared, skipped = self._prepare(submission)
         def result_for(submission_id: int, ids: list[int]) -> dict:
             return {
                 "submission_id": submission_id,
@@ -313,8 +339,14 @@ class Gateway:
             self.wake_at(min(row["due_at"] for row in prepared if row["status"] == "scheduled"))
         return result
 
-    def _prepare(self, body, to, recipients, priority, send_at, validity, route, client_ref, spintax,
-                 smart_encoding, api_key_id, key_group, callback_url, request_report, seed):
+    def _prepare(self, submission: SubmitRequest) -> tuple[list[dict], list[dict]]:
+        """The rows to insert and the recipients skipped (opted out, repeated). Raises SubmitError."""
+        body, to, recipients, priority = submission.body, submission.to, submission.recipients, submission.priority
+        send_at, validity, route, client_ref = (submission.send_at, submission.validity, submission.route,
+                                                submission.client_ref)
+        spintax, smart_encoding, api_key_id = submission.spintax, submission.smart_encoding, submission.api_key_id
+        key_group, callback_url, request_report, seed = (submission.key_group, submission.callback_url,
+                                                         submission.request_report, submission.seed)
         if body is None or not isinstance(body, str) or body == "":
             raise SubmitError("body is empty: give the message text in 'body'", "body")
         if any("\ud800" <= char <= "\udfff" for char in body):

@@ -12,7 +12,7 @@ import time
 from flask import abort, g, jsonify, redirect, render_template, request, url_for
 
 from modemgw import text
-from modemgw.gateway import SubmitError, sent_today
+from modemgw.gateway import SubmitError, SubmitRequest, sent_today
 from modemgw.problems import STORAGE_RETRY_AFTER
 from modemgw.store import NotFound, StoreError
 from webui import gateway, storage_message, ui
@@ -113,7 +113,7 @@ def compose():
             return render_template("confirm.html", body=body, numbers=numbers, recipients=recipients,
                                    columns=columns, count=count, info=info, opted=len(opted), form=request.form,
                                    recipients_json=json.dumps(recipients) if recipients else "")
-        result = gateway().submit(body, numbers, recipients=recipients, **options)
+        result = gateway().send(SubmitRequest(body, numbers, recipients=recipients, **options))
     except (SubmitError, ValueError) as error:
         detail = getattr(error, "detail", str(error))
         return render_template("compose.html", modems=modems, form=request.form, error=detail), 400
