@@ -6,7 +6,6 @@ root). The acceptance test runs `modemgw serve` on a small tmpfs of its own (a u
 """
 
 import os
-import re
 import shlex
 import signal
 import sqlite3
@@ -20,7 +19,7 @@ import pytest
 import requests
 
 from modemgw.store import Store, StoreError
-from tests.support import eventually
+from tests.support import csrf_token, eventually
 
 MODEMGW = str(Path(sys.executable).parent / "modemgw")
 
@@ -242,10 +241,6 @@ class Gateway:
                 self.process.wait()
         self.reader.join(timeout=10)
         self.process.stdout.close()
-
-
-def csrf_token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 @pytest.fixture

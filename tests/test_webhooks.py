@@ -7,7 +7,6 @@ import http.server
 import json
 import queue
 import select
-import shutil
 import socket
 import ssl
 import subprocess
@@ -20,7 +19,7 @@ from modemgw import auth, webhooks
 from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitError
 from modemgw.store import Store
-from tests.support import Client, Receiver, daemon_config, eventually
+from tests.support import Client, Receiver, daemon_config, eventually, require
 
 FAST_RETRIES = (0.05, 0.05, 0.05, 0.05)
 
@@ -448,9 +447,7 @@ def test_any_fault_of_one_delivery_is_a_failed_attempt_of_that_delivery(outbox, 
 def tls_receiver(tmp_path):
     """An HTTPS receiver on 127.0.0.1 with a certificate for hooks.example.test from a CA of its own; yields
     (port, a client context trusting that CA, what it saw: SNI names and Host headers)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    openssl = require("openssl", "openssl")  # skipped locally without it, a failure under CI
 
     def run(*args):
         subprocess.run([openssl, *args], cwd=tmp_path, check=True, capture_output=True, timeout=30)
