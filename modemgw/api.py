@@ -450,3 +450,7 @@ def register_errors(app: Flask) -> None:
     def on_unexpected(error: Exception):
         current_app.logger.exception("unexpected error on %s %s", request.method, request.path)
         return problem(500, "internal-error", "the gateway failed on this request; the error is in its log")
+
+
+# Routes of other subjects register on `api`, defined above: imported last.
+from modemgw import api_book, api_templates  # noqa: E402,F401

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modemgw import at, dispatch, numbers, pdu, text, urls
+from modemgw.book import AddressBook
 from modemgw.errors import CmsError, ModemError
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
 from modemgw.store import Claimed, Duplicate, NotFound, Store
+from modemgw.templates import TemplateLibrary
 
 if TYPE_CHECKING:
     from modemgw.modem import Modem
@@ -219,7 +221,7 @@ def failure_outcome(claimed: Claimed, error: Exception, may_have_left: bool,
 # --- end of send outcomes (pure) -------------------------------------------------------------------------------
 
 
-class Gateway:
+class Gateway(AddressBook, TemplateLibrary):
     """Business rules over the store. Thread-safe: every call uses the calling thread's connection."""
 
     def __init__(self, store: Store, settings: GatewaySettings | None = None):

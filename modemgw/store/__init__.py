@@ -9,6 +9,8 @@ transactions, reads, the event log, health):
 - `modems.py`: modem rows, bound by identity
 - `admin.py`: API keys, web UI users and sessions, settings
 - `webhooks.py`: webhook subscriptions and the delivery outbox
+- `book.py`: the address book (contacts and groups)
+- `templates.py`: saved message templates
 
 `schema.py` holds the migrations, `errors.py` the errors (never matched by their text), `backup.py` the online
 backup and checked restore, and `readonly.py` the doctor's read-only looks at a database file.
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 from modemgw.store.admin import AdminStore
 from modemgw.store.base import HEALTH_BUSY_TIMEOUT_MS, MIN_FREE_BYTES, OWN_WRITE_PATIENCE, StoreBase, WriteFailure
+from modemgw.store.book import BookStore
 from modemgw.store.dispatch import Claimed, DispatchStore, day_key, month_key
 from modemgw.store.errors import SQLITE_KINDS, UNHEALTHY_KINDS, Conflict, Duplicate, NotFound, StoreError
 from modemgw.store.inbox import InboxStore
 from modemgw.store.messages import FINAL_STATUSES, MessageStore
 from modemgw.store.modems import ModemStore
 from modemgw.store.schema import MIGRATIONS, SCHEMA_VERSION
+from modemgw.store.templates import TemplateStore
 from modemgw.store.webhooks import WebhookStore
 
 __all__ = ["FINAL_STATUSES", "HEALTH_BUSY_TIMEOUT_MS", "MIGRATIONS", "MIN_FREE_BYTES", "OWN_WRITE_PATIENCE",
@@ -31,6 +35,6 @@ __all__ = ["FINAL_STATUSES", "HEALTH_BUSY_TIMEOUT_MS", "MIGRATIONS", "MIN_FREE_B
            "Store", "StoreBase", "StoreError", "WriteFailure", "day_key", "month_key"]
 
 
-class Store(MessageStore, DispatchStore, InboxStore, ModemStore, AdminStore, WebhookStore):
+class Store(MessageStore, DispatchStore, InboxStore, ModemStore, AdminStore, WebhookStore, BookStore, TemplateStore):
     """The database at `path`, opened once per thread (one connection each), migrated when opened. Raises
     StoreError (its subclasses NotFound, Conflict, Duplicate say what a caller may do)."""

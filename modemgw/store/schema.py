@@ -253,6 +253,45 @@ MIGRATIONS: list[str] = [
     UPDATE submissions SET idempotency_key = CASE WHEN api_key_id IS NULL THEN 'local:'
         ELSE 'key' || api_key_id || ':' END || idempotency_key WHERE idempotency_key IS NOT NULL;
     """,
+    # 6: the office. A message may prefer the SIM a conversation belongs to (`prefer_modem_id`: a reply leaves from
+    # the SIM the customer texted, or from another live one when that SIM cannot send) and remember the inbound
+    # message it answers; conversations are (our SIM, their number). The address book (contacts, their groups) and
+    # saved templates.
+    """
+    ALTER TABLE messages ADD COLUMN prefer_modem_id INTEGER;
+    ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+    CREATE INDEX inbox_conversation ON inbox(modem_id, sender, id);
+    CREATE TABLE contacts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        number TEXT NOT NULL UNIQUE,
+        fields TEXT NOT NULL DEFAULT '{}',
+        notes TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX contacts_name ON contacts(name COLLATE NOCASE);
+    CREATE TABLE contact_groups (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE group_members (
+        group_id INTEGER NOT NULL REFERENCES contact_groups(id) ON DELETE CASCADE,
+        contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+        PRIMARY KEY (group_id, contact_id)
+    );
+    CREATE INDEX group_members_contact ON group_members(contact_id);
+    CREATE TABLE templates (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        body TEXT NOT NULL,
+        spintax INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
