@@ -84,7 +84,7 @@ def storage_error(error: StoreError):
 
 
 # The pages register on `ui`, defined above: imported last.
-from webui import book, library, sessions, settings, views  # noqa: E402
+from webui import book, conversations, library, sessions, settings, views  # noqa: E402
 
-__all__ = ["add_user", "book", "daemon", "gateway", "init_app", "library", "sessions", "settings",
+__all__ = ["add_user", "book", "conversations", "daemon", "gateway", "init_app", "library", "sessions", "settings",
            "storage_message", "ui", "views", "when"]
