@@ -137,6 +137,8 @@ SCHEMAS = {
         "id": {"type": "integer"}, "event": {"type": "string"}, "event_id": {"type": "string"},
         "message_id": {"type": ["integer", "null"]}, "status": {"enum": ["pending", "delivered", "dead"]},
         "attempts": {"type": "integer"}}},
+    # --- schemas: address book ---
+    # --- schemas: templates ---
 }
 
 
@@ -241,6 +243,8 @@ def document() -> dict:
             "Send a delivery again", "admin", {"202": {"description": "Queued",
                                                         "content": _json(_ref("Delivery"))}},
             parameters=[_path_id("webhook_id"), _path_id("delivery_id")], errors=(404,))},
+        # --- address book: contacts and groups ---
+        # --- templates ---
     }
     return {
         "openapi": "3.1.0",
