@@ -226,3 +226,29 @@ def test_modems_keyed_by_imei_that_swap_paths_between_two_scans_both_come_back(s
     sim.fault(1, "replug", name="sim0")
     assert daemon.pool.wait_until(lambda: a.live and b.live and a.device != b.device and
                                   a.device.endswith("sim1"), 15), [w.snapshot() for w in daemon.pool.workers]
+
+
+def test_a_port_seen_before_a_configured_worker_looked_at_its_own_waits_for_it(make_sim, tmp_path):
+    """On a loaded machine the watcher's first scan can come before a worker configured by path has claimed that
+    path: another port of the same modem must not get a worker of its own meanwhile (the configured one would then
+    be locked out for good as "attached already")."""
+    from modemgw.gateway import Gateway
+    from modemgw.pool import Pool, PoolSettings
+    from modemgw.store import Store
+
+    sim = make_sim(count=2, link_dir=tmp_path / "usb1")
+    first, second = sim.devices[0].modem, sim.devices[1].modem
+    second.identity.imei, second.identity.iccid = first.identity.imei, first.identity.iccid  # one modem, 2 ports
+    store = Store(tmp_path / "modemgw.db")
+    try:
+        pool = Pool(Gateway(store), store, [ModemConfig(device=str(tmp_path / "usb1" / "sim0"), label="office")],
+                    PoolSettings(ports=[str(tmp_path / "usb1" / "sim*")], probe_timeout=0.5))
+        worker = pool.workers[0]
+        assert worker.first_look_pending  # not started: it has not looked at its port yet
+        assert pool.port_appeared(str(tmp_path / "usb1" / "sim1")) is None  # asked again later, no try counted
+        assert len(pool.workers) == 1
+        worker.first_look_pending = False  # what its first connect attempt ends with, whatever it found
+        assert pool.port_appeared(str(tmp_path / "usb1" / "sim1")) is True  # probed now: a modem, so attached
+        assert len(pool.workers) == 2
+    finally:
+        store.close()

@@ -148,8 +148,11 @@ class Pool:
                 self._hand_over(worker, device)  # its configured port, first sight: it takes what answers there
                 return True
         if any(isinstance(owner, ModemWorker) and not owner.knows_identity and not owner.live
-               for owner in self.ports.owners()):
-            return None  # a worker is still finding out which modem it has: this port may be another port of it
+               for owner in self.ports.owners()) or any(worker.first_look_pending and not worker.knows_identity
+                                                        for worker in self.workers):
+            # a worker is still finding out which modem it has (or has not looked at its port yet, which a loaded
+            # machine may delay past the watcher's first scan): this port may be another port of the same modem
+            return None
         probing = object()  # the owner of this port while this call probes it (probes run in parallel)
         if not self.claim_device(device, probing):
             return None

@@ -85,6 +85,9 @@ class ModemWorker(threading.Thread):
         self._unreported = 0              # parts sent asking for a report since the last report came
         self._unreported_since = 0.0
         self._refused: set[str] = set()  # ports that held another modem
+        # until its first attempt to connect has ended, a worker configured by path alone has not claimed that path
+        # yet: the watcher must not give another port of the same modem a worker of its own meanwhile
+        self.first_look_pending = bool(config.device)
         self.waiting = False          # blocked on its task queue (idle, or backing off): healthy however long
         self.pulse = time.monotonic()  # last sign of progress, for the watchdog
 
@@ -656,6 +659,14 @@ class ModemWorker(threading.Thread):
     # --- connecting, losing the port, healing ----------------------------------------------------------
 
     def _connect(self) -> None:
+        try:
+            self._try_connect()
+        finally:
+            if self.first_look_pending:
+                self.first_look_pending = False
+                self.pool.changed()
+
+    def _try_connect(self) -> None:
         self._set_state("connecting" if self.modem_id is None else "recovering")
         device = self._find_device()
         if device is None and self.hint is not None:  # the watcher found it but the port is busy a moment
