@@ -126,7 +126,26 @@ SUBMIT_FIELDS: dict[str, tuple] = {
     "to": (str, list), "recipients": (list,), "body": (str,), "message": (str,), "priority": (int,),
     "send_at": (str, int, float), "validity": (int,), "modem": (str,), "group": (str,), "client_ref": (str,),
     "callback_url": (str,), "spintax": (bool,), "smart_encoding": (bool,), "request_report": (bool,),
+    "groups": (list,), "contacts": (list,), "template": (int, str), "reply_to": (int,),
 }
+
+
+def _book_recipients(body: dict) -> tuple[list | None, list | None, list | None]:
+    """(recipients, groups, contacts): `recipients` items may name an address-book group (`{"group": "staff"}`)
+    or contact (`{"contact": 12}`) besides numbers with fields; they join the `groups` and `contacts` lists."""
+    recipients, groups, contacts = body.get("recipients"), body.get("groups"), body.get("contacts")
+    if not isinstance(recipients, list):
+        return recipients, groups, contacts
+    plain = []
+    for item in recipients:
+        if isinstance(item, dict) and "to" not in item and len(item) == 1 and ("group" in item or "contact" in item):
+            if "group" in item:
+                groups = [*(groups or []), item["group"]]
+            else:
+                contacts = [*(contacts or []), item["contact"]]
+        else:
+            plain.append(item)
+    return plain or None, groups, contacts
 
 
 def _submit(body: dict, key: ApiKey) -> dict:
@@ -139,8 +158,10 @@ def _submit(body: dict, key: ApiKey) -> dict:
                          field="callback_url")
     if body.get("modem") and body.get("group"):
         raise ApiProblem(400, "invalid-request", "give 'modem' or 'group', not both", field="modem")
+    recipients, groups, contacts = _book_recipients(body)
     return _gateway().send(SubmitRequest(
-        body.get("body", body.get("message")), body.get("to"), recipients=body.get("recipients"),
+        body.get("body", body.get("message")), body.get("to"), recipients=recipients, groups=groups,
+        contacts=contacts, template=body.get("template"), reply_to=body.get("reply_to"),
         priority=body.get("priority", 0), send_at=body.get("send_at"), validity=body.get("validity"),
         route=body.get("modem") or body.get("group"), client_ref=body.get("client_ref"),
         idempotency_key=request.headers.get("Idempotency-Key"), spintax=body.get("spintax", False),
@@ -309,6 +330,23 @@ def list_inbox():
 @requires("read")
 def get_inbox(inbox_id: int):
     return inbox_view(_gateway().inbox_message(inbox_id))
+
+
+@api.post("/inbox/<id:inbox_id>/reply")
+@requires("send")
+def reply_inbox(inbox_id: int):
+    """Answer an inbound message: to its sender, from the SIM it came to (while that SIM can send)."""
+    body = _json_body()
+    fields = {name: SUBMIT_FIELDS[name] for name in ("body", "message", "template", "priority", "client_ref",
+                                                      "callback_url", "request_report", "spintax", "smart_encoding")}
+    _check_fields(body, fields, nullable=fields)
+    _gateway().inbox_message(inbox_id)  # 404 when there is none
+    return _gateway().send(SubmitRequest(
+        body.get("body", body.get("message")), reply_to=inbox_id, template=body.get("template"),
+        priority=body.get("priority", 0), client_ref=body.get("client_ref"),
+        idempotency_key=request.headers.get("Idempotency-Key"), spintax=body.get("spintax", False),
+        smart_encoding=body.get("smart_encoding", False), api_key_id=g.api_key.id, key_group=g.api_key.group,
+        callback_url=body.get("callback_url"), request_report=body.get("request_report", True))), 202
 
 
 @api.delete("/inbox/<id:inbox_id>")

@@ -59,7 +59,7 @@ GATEWAY_OPTIONS: dict[str, type | tuple] = {
     "retry_max": (int, float), "max_attempts": int, "retention_days": int,
     "strategy": str, "sticky_recipients": bool, "ports": list, "auto_attach": bool,
     "hotplug_interval": (int, float), "report_watchdog": int, "report_watchdog_minutes": (int, float),
-    "ussd_allow": list, "callback_private_destinations": bool,
+    "ussd_allow": list, "callback_private_destinations": bool, "same_sim_days": (int, float),
 }
 HTTP_OPTIONS: dict[str, type | tuple] = {"listen": str, "secure_cookies": bool, "metrics_auth": bool,
                                          "trusted_proxies": list}
@@ -173,6 +173,8 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
             config.pool.report_watchdog_age = float(value) * 60
         elif key in {item.name for item in fields(GatewaySettings)}:
             setattr(settings, key, value)
+    if settings.same_sim_days < 0:
+        raise checker.fail("gateway", "same_sim_days", f"must be 0 (off) or more days, not {settings.same_sim_days!r}")
     if settings.max_segments < 1 or settings.max_segments > 255:
         raise checker.fail("gateway", "max_segments", "must be from 1 to 255")
     http = raw.get("http", {})

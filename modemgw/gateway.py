@@ -50,6 +50,22 @@ class SubmitRequest:
     callback_url: str | None = None
     request_report: bool = True
     seed: int | None = None               # makes spintax choices reproducible
+    groups: list[str] | None = None       # address-book groups: each member, its name and fields fill placeholders
+    contacts: list[int] | None = None     # address-book contacts by id, likewise
+    template: int | str | None = None     # a saved template (id or name) as the body, when no body is given
+    reply_to: int | None = None           # the inbound message answered: to its sender, from the SIM it came to
+    prefer_sim: int | None = None         # a modem row id to send from while it can (a conversation's SIM)
+
+
+@dataclass
+class Entry:
+    """One recipient as given: the raw number, the fields its placeholders take, the line of the file or list
+    it came from (1-based), and where it came from ("to", "recipients", "group <name>", "contact <id>")."""
+
+    raw: str
+    fields: dict | None
+    line: int | None
+    source: str
 
 
 class SubmitError(ValueError):
@@ -221,6 +237,13 @@ def failure_outcome(claimed: Claimed, error: Exception, may_have_left: bool,
 # --- end of send outcomes (pure) -------------------------------------------------------------------------------
 
 
+def _contact_fields(contact: dict) -> dict:
+    """The placeholders a contact fills: its free fields, `name`, `first_name` and `number`."""
+    name = contact.get("name") or ""
+    return {**(contact.get("fields") or {}), "name": name, "first_name": name.split(" ")[0] if name else "",
+            "number": contact["number"]}
+
+
 class Gateway(AddressBook, TemplateLibrary):
     """Business rules over the store. Thread-safe: every call uses the calling thread's connection."""
 
@@ -302,7 +325,9 @@ class Gateway(AddressBook, TemplateLibrary):
         request = {"body": body, "to": to, "recipients": recipients, "priority": priority,
                    "send_at": send_at if not isinstance(send_at, dt.datetime) else send_at.isoformat(),
                    "validity": validity, "route": route, "client_ref": client_ref, "spintax": spintax,
-                   "smart_encoding": smart_encoding, "request_report": request_report, "callback_url": callback_url}
+                   "smart_encoding": smart_encoding, "request_report": request_report, "callback_url": callback_url,
+                   "groups": submission.groups, "contacts": submission.contacts, "template": submission.template,
+                   "reply_to": submission.reply_to, "prefer_sim": submission.prefer_sim}
         body_hash = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
             raise SubmitError("Idempotency-Key must be 1 to 255 characters", "idempotency_key")
@@ -314,7 +339,8 @@ class Gateway(AddressBook, TemplateLibrary):
                     raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request")
                 if previous["result"]:
                     return json.loads(previous["result"]) | {"idempotent_replay": True}
-        prepared, skipped = self._prepare(submission)
+        prepared, skipped, _, _ = self._prepare(submission)
+
         def result_for(submission_id: int, ids: list[int]) -> dict:
             return {
                 "submission_id": submission_id,
@@ -341,16 +367,47 @@ class Gateway(AddressBook, TemplateLibrary):
             self.wake_at(min(row["due_at"] for row in prepared if row["status"] == "scheduled"))
         return result
 
-    def _prepare(self, submission: SubmitRequest) -> tuple[list[dict], list[dict]]:
-        """The rows to insert and the recipients skipped (opted out, repeated). Raises SubmitError."""
-        body, to, recipients, priority = submission.body, submission.to, submission.recipients, submission.priority
-        send_at, validity, route, client_ref = (submission.send_at, submission.validity, submission.route,
-                                                submission.client_ref)
-        spintax, smart_encoding, api_key_id = submission.spintax, submission.smart_encoding, submission.api_key_id
-        key_group, callback_url, request_report, seed = (submission.key_group, submission.callback_url,
-                                                         submission.request_report, submission.seed)
+    def plan(self, submission: SubmitRequest) -> dict:
+        """What `send` would queue for `submission`, row by row, queuing nothing and not stopping at a bad row:
+        {"accepted": [{"line", "to", "text", "segments", "encoding", "source", "fields"}], "rejected": [{"line",
+        "to", "reason"}], "skipped": [{"line", "to", "reason"}] (opted out, repeated), "segments" (of the accepted),
+        "max_segments", "encoding" (of the first accepted, else None)}. Raises SubmitError only for what concerns
+        the whole request (no body, a bad option, an unknown group or route, too many recipients)."""
+        rows, skipped, rejected, meta = self._prepare(submission, collect=True)
+        accepted = [{"line": info.line, "to": row["recipient"], "text": row["body"], "segments": row["segments"],
+                     "encoding": row["encoding"], "source": info.source, "fields": info.fields or {}}
+                    for row, info in zip(rows, meta, strict=True)]
+        return {"accepted": accepted, "rejected": rejected, "skipped": skipped,
+                "segments": sum(row["segments"] for row in rows), "max_segments": self.settings.max_segments,
+                "encoding": rows[0]["encoding"] if rows else None}
+
+    def _body(self, submission: SubmitRequest) -> tuple[str, bool]:
+        """The text to send and whether it has spintax: the request's body, or its saved template's."""
+        body, spintax = submission.body, submission.spintax
+        if submission.template is not None:
+            if body not in (None, ""):
+                raise SubmitError("give either 'body' or 'template', not both", "template")
+            if not isinstance(submission.template, (int, str)) or isinstance(submission.template, bool):
+                raise SubmitError("template must be a saved template's id or name", "template")
+            try:
+                saved = self.template(submission.template)
+            except NotFound:
+                raise SubmitError(f"no saved template {submission.template!r}", "template") from None
+            return saved["body"], spintax or bool(saved["spintax"])
         if body is None or not isinstance(body, str) or body == "":
             raise SubmitError("body is empty: give the message text in 'body'", "body")
+        return body, spintax
+
+    def _prepare(self, submission: SubmitRequest, collect: bool = False
+                 ) -> tuple[list[dict], list[dict], list[dict], list[Entry]]:
+        """The rows to insert, the recipients skipped (opted out, repeated), the recipients rejected (only with
+        `collect`; else the first bad one raises SubmitError) and each row's entry. Raises SubmitError."""
+        priority, send_at, validity, route, client_ref = (submission.priority, submission.send_at,
+                                                          submission.validity, submission.route, submission.client_ref)
+        smart_encoding, api_key_id = submission.smart_encoding, submission.api_key_id
+        key_group, callback_url, request_report, seed = (submission.key_group, submission.callback_url,
+                                                         submission.request_report, submission.seed)
+        body, spintax = self._body(submission)
         if any("\ud800" <= char <= "\udfff" for char in body):
             raise SubmitError("body has a lone UTF-16 surrogate (a broken emoji); send valid Unicode", "body")
         for name, value, limit in (("client_ref", client_ref, 128), ("modem", route, 64)):
@@ -361,7 +418,8 @@ class Gateway(AddressBook, TemplateLibrary):
                 urls.check_callback(callback_url, private=self.settings.callback_private_destinations)
             except urls.UrlError as error:
                 raise SubmitError(f"callback_url {error}", "callback_url") from None
-        entries = self._entries(to, recipients)
+        reply = self._replied(submission.reply_to)
+        entries = self._entries(submission, reply)
         if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
             raise SubmitError("priority must be a whole number from -100 to 100 (higher goes first)", "priority")
         now = time.time()
@@ -371,49 +429,71 @@ class Gateway(AddressBook, TemplateLibrary):
                               "SMS can carry)", "validity")
         start = max(now, due or now)
         expires = start + validity if validity else None
+        templated = any(entry.fields is not None for entry in entries)
         try:  # the body's size is checked first, before any parsing (text.MAX_BODY_CHARS)
-            renderer = text.Renderer(body, spintax=spintax, templates=recipients is not None)
+            renderer = text.Renderer(body, spintax=spintax, templates=templated)
         except text.TextError as error:
             raise SubmitError(f"body: {error}", "body") from None
         labels = self.modem_labels()
+        if route:
+            self._route("", route, labels, key_group)  # an unknown modem or group concerns every recipient
         rng = random.Random(seed)
-        normalized = []
-        for position, (raw, fields) in enumerate(entries):
+        rows: list[dict] = []
+        meta: list[Entry] = []
+        skipped: list[dict] = []
+        rejected: list[dict] = []
+
+        def refuse(entry: Entry, number: str, reason: str, field: str) -> None:
+            if not collect:
+                where = f"line {entry.line}" if entry.source == "recipients" and entry.line else \
+                    f"recipient {entry.line}" if entry.source in ("to", "recipients") else entry.source
+                raise SubmitError(f"{where}: {reason}", field, number)
+            rejected.append({"line": entry.line, "to": number, "reason": reason, "source": entry.source})
+
+        normalized: list[tuple[str, Entry]] = []
+        for entry in entries:
             try:
-                normalized.append((numbers.normalize(raw, self.settings.default_region,
-                                                     self.settings.strict_numbers), fields))
+                normalized.append((numbers.normalize(entry.raw, self.settings.default_region,
+                                                     self.settings.strict_numbers), entry))
             except numbers.NumberError as error:
-                raise SubmitError(f"recipient {position + 1}: {error}", "to", str(raw)) from None
+                refuse(entry, str(entry.raw), str(error), "to")
         opted_out = self.store.optouts_among([number for number, _ in normalized])
-        rows, skipped, seen = [], [], set()
+        preferred = self._preferred_sims([number for number, _ in normalized], submission, reply)
+        seen: set = set()
         cache: dict[str, tuple[str, text.TextInfo]] = {}
-        for number, fields in normalized:
+        for number, entry in normalized:
             if number in opted_out:
-                skipped.append({"to": number, "reason": "opted out"})
+                skipped.append({"to": number, "reason": "opted out", "line": entry.line})
                 continue
-            if recipients is None and number in seen:
-                skipped.append({"to": number, "reason": "duplicate recipient in this request"})
-                continue
-            seen.add(number)
             try:
-                rendered = renderer.render(fields, rng)
+                rendered = renderer.render(entry.fields, rng)
             except text.TemplateError as error:
-                raise SubmitError(f"recipient {number}: {error}", "recipients", number) from None
+                have = ", ".join(sorted(str(key) for key in (entry.fields or {}))) or "no fields"
+                missing = ", ".join("{" + name + "}" for name in error.missing)
+                refuse(entry, number, f"no value for {missing} (this recipient has {have})", "recipients")
+                continue
+            identity = number if entry.source != "recipients" else (number, rendered)
+            if identity in seen:
+                skipped.append({"to": number, "reason": "duplicate recipient in this request", "line": entry.line})
+                continue
+            seen.add(identity)
             if rendered not in cache:
                 try:
                     info = text.info(rendered, smart=smart_encoding)
                 except text.TextError as error:  # longer than any SMS (255 segments)
-                    raise SubmitError(f"recipient {number}: {error}; the limit is {self.settings.max_segments} "
-                                      "segments", "body", number) from None
+                    refuse(entry, number, f"{error}; the limit is {self.settings.max_segments} segments", "body")
+                    continue
                 cache[rendered] = (info.text, info)
             sent_text, info = cache[rendered]
             if not sent_text.strip():
-                raise SubmitError(f"recipient {number}: the message text is empty after filling the template",
-                                  "body", number)
+                refuse(entry, number, "the message text is empty after filling the template", "body")
+                continue
             if info.segments > self.settings.max_segments:
-                raise SubmitError(f"body needs {info.segments} segments ({info.units} "
-                                  f"{'septets' if info.encoding == 'gsm7' else 'UTF-16 units'}, {info.encoding}); "
-                                  f"the limit is {self.settings.max_segments}", "body", number)
+                units = "septets" if info.encoding == "gsm7" else "UTF-16 units"
+                refuse(entry, number, f"{'the text' if templated else 'body'} needs {info.segments} segments "
+                                      f"({info.units} {units}, {info.encoding}); the limit is "
+                                      f"{self.settings.max_segments}", "body")
+                continue
             route_modem, route_group = self._route(number, route, labels, key_group)
             rows.append({
                 "recipient": number, "body": sent_text, "encoding": info.encoding, "segments": info.segments,
@@ -421,38 +501,121 @@ class Gateway(AddressBook, TemplateLibrary):
                 "due_at": start, "expires_at": expires, "created_at": now, "updated_at": now,
                 "client_ref": client_ref, "api_key_id": api_key_id, "route_modem": route_modem,
                 "route_group": route_group, "request_report": 1 if request_report else 0, "validity": validity,
-                "callback_url": callback_url,
+                "callback_url": callback_url, "prefer_modem_id": self._allowed(preferred.get(number), route_modem,
+                                                                               route_group),
+                "reply_to": reply["id"] if reply is not None else None,
             })
-        if not rows and not skipped:
+            meta.append(entry)
+        if not rows and not skipped and not rejected:
             raise SubmitError("no recipients", "to")
-        return rows, skipped
+        return rows, skipped, rejected, meta
 
-    def _entries(self, to, recipients) -> list[tuple[str, dict | None]]:
+    def _replied(self, reply_to: int | None) -> dict | None:
+        """The inbound message a submission answers (its sender and the SIM it came to)."""
+        if reply_to is None:
+            return None
+        if not isinstance(reply_to, int) or isinstance(reply_to, bool):
+            raise SubmitError("reply_to must be an inbound message's id", "reply_to")
+        try:
+            return self.store.inbox_message(reply_to)
+        except NotFound:
+            raise SubmitError(f"no inbound message {reply_to} to reply to", "reply_to") from None
+
+    def _preferred_sims(self, recipients: list[str], submission: SubmitRequest, reply: dict | None) -> dict[str, int]:
+        """The SIM (modem row id) each recipient's message should leave from while it can: the SIM a reply's
+        message came to, the conversation's SIM the request names, else the SIM the number last wrote to within
+        `same_sim_days`. An explicit route (a modem or group) decides instead."""
+        if submission.route:
+            return {}
+        if reply is not None and reply["modem_id"] is not None:
+            return dict.fromkeys(recipients, reply["modem_id"])
+        if submission.prefer_sim is not None:
+            if not isinstance(submission.prefer_sim, int) or isinstance(submission.prefer_sim, bool):
+                raise SubmitError("prefer_sim must be a modem's id", "prefer_sim")
+            return dict.fromkeys(recipients, submission.prefer_sim)
+        if self.settings.same_sim_days <= 0 or not recipients:
+            return {}
+        return self.store.last_inbound_sims(recipients, time.time() - self.settings.same_sim_days * 86400)
+
+    def _allowed(self, modem_id: int | None, route_modem: str | None, route_group: str | None) -> int | None:
+        """`modem_id` when the message's route lets that modem send it (else no preference: it would wait for a
+        modem that may never take it)."""
+        if modem_id is None:
+            return None
+        if route_modem is None and route_group is None:
+            return modem_id
+        try:
+            row = self.store.modem(modem_id)
+        except NotFound:
+            return None
+        if (route_modem is None or row["label"] == route_modem) and (route_group is None or row["grp"] == route_group):
+            return modem_id
+        return None
+
+    def _entries(self, submission: SubmitRequest, reply: dict | None) -> list[Entry]:
+        """Every recipient of a request: its numbers (`to`), its rows (`recipients`), its groups' and contacts'
+        members (whose name and fields fill placeholders), or the sender a reply answers."""
+        to, recipients = submission.to, submission.recipients
         if to is not None and recipients is not None:
             raise SubmitError("give either 'to' or 'recipients', not both", "to")
+        entries: list[Entry] = []
+        if reply is not None:
+            if to is not None or recipients is not None:
+                raise SubmitError("a reply goes to the sender of the message it answers: leave out 'to'", "to")
+            entries.append(Entry(reply["sender"], None, None, "reply"))
         if recipients is not None:
             if not isinstance(recipients, list) or not recipients:
                 raise SubmitError("'recipients' must be a non-empty list of {to, fields}", "recipients")
-            entries: list[tuple[str, dict | None]] = []
             for position, item in enumerate(recipients):
                 if not isinstance(item, dict) or "to" not in item:
                     raise SubmitError(f"recipients[{position}] must be an object with 'to'", "recipients")
                 fields = item.get("fields") or {}
                 if not isinstance(fields, dict):
                     raise SubmitError(f"recipients[{position}].fields must be an object", "recipients")
-                entries.append((item["to"], fields))
+                line = item.get("line")
+                entries.append(Entry(item["to"], fields, line if isinstance(line, int) and not isinstance(
+                    line, bool) else position + 1, "recipients"))
         elif isinstance(to, str):
-            entries = [(to, None)]
+            entries.append(Entry(to, None, 1, "to"))
         elif isinstance(to, list) and to:
-            entries = [(item, None) for item in to]
-        else:
-            raise SubmitError("'to' is missing: give a phone number or a list of them", "to")
+            entries.extend(Entry(item, None, position + 1, "to") for position, item in enumerate(to))
+        elif to is not None:
+            raise SubmitError("'to' must be a phone number or a list of them", "to")
+        entries.extend(self._book_entries(submission.groups, submission.contacts))
+        if not entries:
+            raise SubmitError("'to' is missing: give a phone number or a list of them (or groups or contacts)", "to")
         if len(entries) > self.settings.max_recipients:
             raise SubmitError(f"{len(entries)} recipients; at most {self.settings.max_recipients} in one request",
                               "to")
-        for raw, _ in entries:
-            if not isinstance(raw, str):
-                raise SubmitError(f"recipient {raw!r} must be a string", "to", str(raw))
+        for entry in entries:
+            if not isinstance(entry.raw, str):
+                raise SubmitError(f"recipient {entry.raw!r} must be a string", "to", str(entry.raw))
+        return entries
+
+    def _book_entries(self, groups: list[str] | None, contacts: list[int] | None) -> list[Entry]:
+        """The members of address-book `groups` and the `contacts`, each with its name and fields."""
+        entries: list[Entry] = []
+        if groups is not None:
+            if not isinstance(groups, list) or not all(isinstance(name, str) and 0 < len(name) <= 100
+                                                       for name in groups):
+                raise SubmitError("'groups' must be a list of group names", "groups")
+            for name in dict.fromkeys(groups):
+                try:
+                    members = self.store.group_contacts(name)
+                except NotFound:
+                    raise SubmitError(f"no contact group called {name!r}", "groups") from None
+                entries.extend(Entry(contact["number"], _contact_fields(contact), None, f"group {name}")
+                               for contact in members)
+        if contacts is not None:
+            if not isinstance(contacts, list) or not all(isinstance(item, int) and not isinstance(item, bool)
+                                                         for item in contacts):
+                raise SubmitError("'contacts' must be a list of contact ids", "contacts")
+            try:
+                found = self.store.contacts_by_ids(list(dict.fromkeys(contacts)))
+            except NotFound as error:
+                raise SubmitError(str(error), "contacts") from None
+            entries.extend(Entry(contact["number"], _contact_fields(contact), None, f"contact {contact['id']}")
+                           for contact in found)
         return entries
 
     # --- queries and changes ----------------------------------------------------------------------------
@@ -851,23 +1014,47 @@ class Gateway(AddressBook, TemplateLibrary):
         return counts
 
     def resend(self, message_id: int) -> dict:
-        """Submit a message's body to its recipient again, as a new message with its priority; `submit`'s
-        result. Raises NotFound, SubmitError, StoreError."""
+        """Submit a message's body to its recipient again, as a new message with its priority (from the SIM it
+        was meant to leave from, when it had one); `submit`'s result, whose `messages` is empty and `skipped`
+        says why when the recipient has opted out since. Raises NotFound, SubmitError, StoreError."""
         row = self.store.message(message_id)
-        return self.submit(row["body"], row["recipient"], priority=row["priority"])
+        return self.submit(row["body"], row["recipient"], priority=row["priority"],
+                           prefer_sim=row.get("prefer_modem_id"))
+
+    def reply(self, inbox_id: int, body: str | None = None, **options: Any) -> dict:
+        """Answer an inbound message: to its sender, from the SIM it came to while that SIM can send (else from
+        another, and the message says so); `send`'s result. Raises SubmitError, StoreError."""
+        return self.send(SubmitRequest(body, reply_to=inbox_id, **options))
+
+    def sim_can_send(self, modem_id: int | None) -> bool:
+        """Whether the SIM (modem row id) is online and enabled now, so that a message preferring it leaves from
+        it (see `Pool.claim`)."""
+        state = self.pool.state_of(modem_id) if self.pool is not None and modem_id is not None else None
+        if state is None or not state.live or modem_id is None:
+            return False
+        try:
+            return bool(self.store.modem(modem_id)["enabled"])
+        except NotFound:
+            return False
 
     def conversations(self, limit: int = 200) -> list[dict]:
-        """The inbox grouped by sender, newest conversation first."""
+        """The inbox grouped by conversation, (our SIM, their number), newest first; each with the SIM's `label`
+        and `our_number` (when the SIM knows it)."""
         return self.store.conversations(limit)
 
-    def conversation(self, number: str, *, mark_read: bool = False) -> list[dict]:
-        """Messages from and to `number`, oldest first, each with `direction` ("in" or "out") and `at`; with
-        `mark_read`, the inbound ones are marked read (only when a person opened the conversation)."""
-        inbound = [row | {"direction": "in", "at": row["received_at"]} for row in self.store.inbox_from(number)]
-        outbound = [row | {"direction": "out", "at": row["created_at"]}
-                    for row in self.store.recent_messages(100, recipient=number)]
+    def conversation(self, number: str, *, sim: int | None = None, mark_read: bool = False) -> list[dict]:
+        """Messages from and to `number` (with the SIM `sim` when given: its conversation), oldest first, each with
+        `direction` ("in" or "out") and `at`; an outgoing message that left from another SIM than the one it was
+        meant for has `other_sim` set. With `mark_read`, the inbound ones are marked read (only when a person
+        opened the conversation)."""
+        inbound = [row | {"direction": "in", "at": row["received_at"]} for row in self.store.inbox_from(number, sim)]
+        rows = self.store.recent_messages(100, recipient=number) if sim is None else \
+            self.store.conversation_messages(number, sim)
+        outbound = [row | {"direction": "out", "at": row["created_at"],
+                           "other_sim": bool(row["prefer_modem_id"] and row["modem_id"]
+                                             and row["modem_id"] != row["prefer_modem_id"])} for row in rows]
         if mark_read:
-            self.store.mark_read(number)
+            self.store.mark_read(number, sim)
         return sorted(inbound + outbound, key=lambda item: item["at"])
 
     def at_history(self, modem_id: int, limit: int = 50) -> list[dict]:

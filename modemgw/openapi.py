@@ -72,9 +72,21 @@ SCHEMAS = {
         "reason": {"type": "string", "description": "storage errors: full, locked, io, readonly, corrupt, error"}}},
     "SubmitRequest": {"type": "object", "additionalProperties": False, "properties": {
         "to": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 10000}]},
-        "recipients": {"type": "array", "maxItems": 10000, "items": {
-            "type": "object", "required": ["to"], "properties": {"to": {"type": "string"},
-                                                                  "fields": {"type": "object"}}}},
+        "recipients": {"type": "array", "maxItems": 10000, "items": {"anyOf": [
+            {"type": "object", "required": ["to"], "properties": {"to": {"type": "string"},
+                                                                   "fields": {"type": "object"}}},
+            {"type": "object", "required": ["group"], "properties": {"group": {"type": "string"}},
+             "description": "every member of an address-book group"},
+            {"type": "object", "required": ["contact"], "properties": {"contact": {"type": "integer"}},
+             "description": "an address-book contact"}]}},
+        "groups": {"type": "array", "items": {"type": "string"},
+                   "description": "address-book groups: each member gets the message, its name and fields fill "
+                                  "{placeholders}"},
+        "contacts": {"type": "array", "items": {"type": "integer"}, "description": "address-book contact ids"},
+        "template": {"oneOf": [{"type": "integer"}, {"type": "string"}],
+                     "description": "a saved template (id or name) as the body"},
+        "reply_to": {"type": "integer", "description": "an inbound message's id: the message goes to its sender, "
+                                                       "from the SIM it came to while that SIM can send"},
         "body": {"type": "string"}, "message": {"type": "string", "description": "alias of body"},
         "priority": {"type": "integer", "minimum": -100, "maximum": 100},
         "send_at": {"oneOf": [TIME, {"type": "number"}]}, "validity": {"type": "integer", "minimum": 1},
@@ -96,6 +108,10 @@ SCHEMAS = {
         "status": {"enum": STATUSES}, "segments": {"type": "integer"}, "encoding": {"enum": ["gsm7", "ucs2"]},
         "priority": {"type": "integer"}, "client_ref": {"type": ["string", "null"]},
         "modem_id": {"type": ["integer", "null"]}, "created_at": TIME, "send_at": _nullable(TIME),
+        "preferred_modem_id": {"type": ["integer", "null"], "description": "the SIM it was meant to leave from "
+                                                                            "(when modem_id differs, that SIM could "
+                                                                            "not send)"},
+        "reply_to": {"type": ["integer", "null"], "description": "the inbound message it answers"},
         "expires_at": _nullable(TIME), "sent_at": _nullable(TIME), "delivered_at": _nullable(TIME),
         "report": {"type": ["string", "null"]}, "possible_duplicate": {"type": "boolean"},
         "attempts": {"type": "integer"}, "callback_url": {"type": ["string", "null"]},
@@ -195,6 +211,15 @@ def document() -> dict:
             "get": _op("An inbound message", "read", {"200": {"description": "It",
                                                               "content": _json(_ref("Inbound"))}}, errors=(404,)),
             "delete": _op("Delete an inbound message", "send", {"204": {"description": "Deleted"}}, errors=(404,))},
+        "/api/v1/inbox/{inbox_id}/reply": {"post": _op(
+            "Reply to an inbound message, from the SIM it came to (another one when that SIM cannot send)", "send",
+            {"202": {"description": "Queued (or skipped: opted out)", "content": _json(_ref("SubmitResult"))}},
+            body={"type": "object", "properties": {
+                "body": {"type": "string"}, "message": {"type": "string"}, "template": {"type": ["integer", "string"]},
+                "priority": {"type": "integer"}, "client_ref": {"type": "string"},
+                "callback_url": {"type": "string"}, "request_report": {"type": "boolean"},
+                "spintax": {"type": "boolean"}, "smart_encoding": {"type": "boolean"}}},
+            parameters=[_path_id("inbox_id")], errors=(400, 404, 503))},
         "/api/v1/optouts": {
             "get": _op("The opt-out list", "read", {"200": {"description": "All", "content": _json({
                 "type": "object", "properties": {"data": {"type": "array", "items": _ref("OptOut")}}})}}),

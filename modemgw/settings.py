@@ -87,6 +87,7 @@ class GatewaySettings:
     retention_days: int = 90
     ussd_allow: tuple[str, ...] = ()      # USSD codes non-admins may send (e.g. "*100#"); admins may send any
     callback_private_destinations: bool = False  # messages' callback URLs may point at loopback and LAN addresses
+    same_sim_days: float = 30.0           # a number that wrote to a SIM this recently gets our messages from it
 
 
 __all__ = ["MAX_RECIPIENTS", "GatewaySettings", "ModemConfig", "ModemSettings", "PoolSettings", "Route"]

@@ -27,6 +27,8 @@ def message_view(row: dict, detail: bool = False) -> dict:
         "error": {"code": row["error_code"], "reason": row["error_reason"]} if row["error_reason"] else None,
         "possible_duplicate": bool(row["possible_duplicate"]), "attempts": row["attempts"],
         "callback_url": row["callback_url"],
+        # the SIM it was meant to leave from (a reply's, or the one its recipient wrote to), and the inbound it answers
+        "preferred_modem_id": row.get("prefer_modem_id"), "reply_to": row.get("reply_to"),
     }
     if detail:
         view["parts"] = [{"seq": part["seq"], "modem_id": part["modem_id"], "reference": part["tp_mr"],

@@ -61,7 +61,7 @@ def test_submit_normalises_and_reports_encoding_and_segments(gateway, store):
     (dict(body="x", to="+447700900123", route="nowhere"), "modem", "no modem or modem group is called 'nowhere'"),
     (dict(body="{a|b", to="+447700900123", spintax=True), "body", "unclosed '{'"),
     (dict(body="Hi {name}", recipients=[{"to": "+447700900123", "fields": {"nom": "x"}}]), "recipients",
-     "missing template field 'name'"),
+     "no value for {name} (this recipient has nom)"),
 ])
 def test_submit_errors_name_the_field(gateway, store, kwargs, field, detail):
     with pytest.raises(SubmitError) as caught:
@@ -115,7 +115,7 @@ def test_opted_out_recipients_are_reported_as_skipped(gateway, store):
     store.add_optout("+447700900124", "api")
     result = gateway.submit("Sale!", ["+447700900123", "+447700900124"])
     assert [m["to"] for m in result["messages"]] == ["+447700900123"]
-    assert result["skipped"] == [{"to": "+447700900124", "reason": "opted out"}]
+    assert result["skipped"] == [{"to": "+447700900124", "reason": "opted out", "line": 2}]
 
 
 def test_templates_and_spintax_per_recipient(gateway, store):

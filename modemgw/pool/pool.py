@@ -237,7 +237,9 @@ class Pool:
                   if other is not worker and not other.quota_blocked]
         sticky_to = [other.modem_id for other in live if other.modem_id is not None] if self.settings.sticky \
             else None
-        return self.store.claim_next(modem_id, worker.label, worker.row.get("grp"), others, time.time(), sticky_to)
+        sending = [other.modem_id for other in live if other.modem_id is not None and not other.quota_blocked]
+        return self.store.claim_next(modem_id, worker.label, worker.row.get("grp"), others, time.time(), sticky_to,
+                                     sending)
 
     def wake(self, count: int = 1, exclude: ModemWorker | None = None, delay: float = 0.0,
              tried: frozenset = frozenset()) -> None:

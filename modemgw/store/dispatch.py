@@ -56,14 +56,18 @@ class DispatchStore(StoreBase):
         return self.query("SELECT COUNT(*) FROM messages WHERE status = 'queued'")[0][0]
 
     def claim_next(self, modem_id: int, label: str, group: str | None, others: list[tuple[str, str | None]],
-                   now: float, sticky_to: list[int] | None = None) -> Claimed | None:
+                   now: float, sticky_to: list[int] | None = None, sending: list[int] | None = None
+                   ) -> Claimed | None:
         """Atomically take the next message this modem may send: highest priority, then oldest, among those
         due now whose route allows this modem. A retry avoids the modem it failed on while one of `others`
         (label, group of the other modems that can send now) is allowed by its route; otherwise it comes back
-        here. `sticky_to` (live modem ids) keeps recipients with the modem they had before.
+        here. `sticky_to` (live modem ids) keeps recipients with the modem they had before. A message that prefers
+        a SIM (a reply, or to a number that wrote to it) waits for that SIM while it is among `sending` (the
+        modems that can send now); when it is not, or when it failed there, any modem its route allows takes it.
         """
         sticky_clause = ""
-        params: list[Any] = [now, label, group, modem_id, modem_id, json.dumps(others)]
+        params: list[Any] = [now, label, group, modem_id, modem_id, json.dumps(others), modem_id,
+                             json.dumps(sending or [])]
         if sticky_to is not None:
             sticky_clause = ("AND NOT EXISTS (SELECT 1 FROM sticky s WHERE s.recipient = m.recipient "
                              "AND s.modem_id != ? AND s.modem_id IN (SELECT value FROM json_each(?)))")
@@ -75,7 +79,9 @@ class DispatchStore(StoreBase):
                 "AND (pinned_modem_id IS NULL OR pinned_modem_id = ?) "
                 "AND (avoid_modem_id IS NULL OR avoid_modem_id != ? OR NOT EXISTS (SELECT 1 FROM json_each(?) o "
                 "WHERE (m.route_modem IS NULL OR m.route_modem = json_extract(o.value, '$[0]')) "
-                f"AND (m.route_group IS NULL OR m.route_group = json_extract(o.value, '$[1]')))) {sticky_clause} "
+                "AND (m.route_group IS NULL OR m.route_group = json_extract(o.value, '$[1]')))) "
+                "AND (m.prefer_modem_id IS NULL OR m.prefer_modem_id = ? OR m.prefer_modem_id = m.avoid_modem_id "
+                f"OR m.prefer_modem_id NOT IN (SELECT value FROM json_each(?))) {sticky_clause} "
                 "ORDER BY priority DESC, id LIMIT 1", params).fetchone()
             if row is None:
                 return None

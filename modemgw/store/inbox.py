@@ -3,6 +3,7 @@ listings of the API and the web UI's conversations."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -92,18 +93,41 @@ class InboxStore(StoreBase):
                 raise NotFound(f"no inbound message {inbox_id}")
 
     def conversations(self, limit: int = 200) -> list[dict]:
-        """One row per sender, latest first: {"sender", "total", "unread", "last" (received_at), "latest"
-        (the body of the newest)}."""
+        """One row per conversation, (our SIM, their number), latest first: {"modem_id", "label" (the SIM's modem,
+        or None), "sender", "total", "unread", "last" (received_at), "latest" (the body of the newest)}."""
         return [dict(row) for row in self.query(
-            "SELECT sender, COUNT(*) AS total, SUM(read = 0) AS unread, MAX(received_at) AS last, "
-            "(SELECT body FROM inbox i2 WHERE i2.sender = inbox.sender ORDER BY id DESC LIMIT 1) "
-            "AS latest FROM inbox GROUP BY sender ORDER BY last DESC LIMIT ?", (limit,))]
+            "SELECT c.*, m.label AS label, m.number AS our_number, (SELECT body FROM inbox i2 WHERE i2.id = c.newest) AS latest FROM ("
+            "SELECT modem_id, sender, COUNT(*) AS total, SUM(read = 0) AS unread, MAX(received_at) AS last, "
+            "MAX(id) AS newest FROM inbox GROUP BY modem_id, sender) c LEFT JOIN modems m ON m.id = c.modem_id "
+            "ORDER BY c.last DESC LIMIT ?", (limit,))]
 
-    def inbox_from(self, sender: str) -> list[dict]:
-        """Every inbound message from `sender`, oldest first."""
-        return [dict(row) for row in self.query("SELECT * FROM inbox WHERE sender = ? ORDER BY id", (sender,))]
+    def inbox_from(self, sender: str, modem_id: int | None = None) -> list[dict]:
+        """Every inbound message from `sender` (to the SIM `modem_id` when given), oldest first."""
+        if modem_id is None:
+            return [dict(row) for row in self.query("SELECT * FROM inbox WHERE sender = ? ORDER BY id", (sender,))]
+        return [dict(row) for row in self.query("SELECT * FROM inbox WHERE modem_id = ? AND sender = ? ORDER BY id",
+                                                (modem_id, sender))]
 
-    def mark_read(self, sender: str) -> None:
-        """Mark every inbound message from `sender` read."""
+    def conversation_messages(self, recipient: str, modem_id: int, limit: int = 100) -> list[dict]:
+        """The newest `limit` messages to `recipient` that left from the SIM `modem_id` or were meant to (a reply
+        that another SIM sent because this one could not), newest first."""
+        return [dict(row) for row in self.query(
+            "SELECT * FROM messages WHERE recipient = ? AND (modem_id = ? OR prefer_modem_id = ?) "
+            "ORDER BY id DESC LIMIT ?", (recipient, modem_id, modem_id, limit))]
+
+    def last_inbound_sims(self, senders: list[str], since: float) -> dict[str, int]:
+        """For each of `senders` that wrote to us since `since`, the SIM (modem row id) of its latest message."""
+        rows = self.query(
+            "SELECT sender, modem_id FROM inbox WHERE id IN (SELECT MAX(id) FROM inbox WHERE sender IN "
+            "(SELECT value FROM json_each(?)) AND received_at >= ? AND modem_id IS NOT NULL GROUP BY sender)",
+            (json.dumps(sorted(set(senders))), since))
+        return {row["sender"]: row["modem_id"] for row in rows}
+
+    def mark_read(self, sender: str, modem_id: int | None = None) -> None:
+        """Mark every inbound message from `sender` (to the SIM `modem_id` when given) read."""
         with self.transaction() as conn:
-            conn.execute("UPDATE inbox SET read = 1 WHERE sender = ?", (sender,))
+            if modem_id is None:
+                conn.execute("UPDATE inbox SET read = 1 WHERE sender = ? AND read = 0", (sender,))
+            else:
+                conn.execute("UPDATE inbox SET read = 1 WHERE modem_id = ? AND sender = ? AND read = 0",
+                             (modem_id, sender))
