@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 # Every response: never framed (clickjacking), no MIME sniffing, no full URLs leaked to other sites, and pages that
@@ -83,6 +85,32 @@ class TrustedProxies:
         return self.app(environ, start_response)
 
 
+# Paths that programs read: their errors answer problem+json (modemgw.api's handlers). An error on any other path is
+# a page of the web UI (webui.error_page_for), so that a person never meets JSON or a traceback.
+MACHINE_PATHS = ("/send", "/metrics", "/health", "/openapi.json")
+
+
+def is_machine_path(path: str) -> bool:
+    """Whether an error on `path` answers problem+json (the API, /send, /metrics, /health, /openapi.json)."""
+    return path == "/api" or path.startswith("/api/") or path.rstrip("/") in MACHINE_PATHS
+
+
+def _errors_by_path(app: Flask, page: Callable[[BaseException], Any]) -> None:
+    """Make the app's catch-all handlers (HTTPException, Exception: modemgw.api.register_errors's) look at the path
+    first: problem+json as before on machine paths, `page(error)` (an HTML page) on every other. Flask picks a
+    handler by the error's class alone, and a 404 or 405 on a path no view matched reaches no blueprint's handler,
+    so this is the one place that can tell them apart. Errors inside the UI's own views meet its blueprint's
+    handler first (webui)."""
+    handlers = app.error_handler_spec[None][None]
+    for kind in (HTTPException, Exception):
+        answer_problem = handlers[kind]
+
+        def by_path(error: BaseException, answer_problem: Callable = answer_problem):
+            return answer_problem(error) if is_machine_path(request.path) else page(error)
+
+        app.register_error_handler(kind, by_path)
+
+
 def security_headers(response):
     """The headers of SECURITY_HEADERS on every response (unless a view set its own)."""
     for name, value in SECURITY_HEADERS.items():
@@ -116,6 +144,7 @@ def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
         import webui
 
         webui.init_app(app, daemon)
+        _errors_by_path(app, webui.error_page_for)
 
     if daemon is not None:
         from modemgw.metrics import Metrics

@@ -96,7 +96,8 @@ class InboxStore(StoreBase):
         """One row per conversation, (our SIM, their number), latest first: {"modem_id", "label" (the SIM's modem,
         or None), "sender", "total", "unread", "last" (received_at), "latest" (the body of the newest)}."""
         return [dict(row) for row in self.query(
-            "SELECT c.*, m.label AS label, m.number AS our_number, (SELECT body FROM inbox i2 WHERE i2.id = c.newest) AS latest FROM ("
+            "SELECT c.*, m.label AS label, m.number AS our_number, "
+            "(SELECT body FROM inbox i2 WHERE i2.id = c.newest) AS latest FROM ("
             "SELECT modem_id, sender, COUNT(*) AS total, SUM(read = 0) AS unread, MAX(received_at) AS last, "
             "MAX(id) AS newest FROM inbox GROUP BY modem_id, sender) c LEFT JOIN modems m ON m.id = c.modem_id "
             "ORDER BY c.last DESC LIMIT ?", (limit,))]
