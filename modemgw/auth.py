@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from modemgw.dispatch import RateWindow
 from modemgw.store import Store
 
-SCOPES = ("send", "read", "ussd", "admin")  # ussd: USSD codes of the allow-list (they can move money)
+SCOPES = ("send", "read", "ussd", "book", "admin")  # ussd: allowed USSD codes (they can move money); book: contacts
 
 
 class AuthError(Exception):

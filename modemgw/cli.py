@@ -634,7 +634,8 @@ def _gateway_for(config_path: Path | None, data_dir: Path | None):
 @_config_option
 @_data_option
 @click.option("--name", required=True, help="Who or what uses the key (an application, a person).")
-@click.option("--scopes", default="send,read", show_default=True, help="Comma-separated: send, read, admin.")
+@click.option("--scopes", default="send,read", show_default=True,
+              help="Comma-separated: send, read, ussd, book, admin.")
 @click.option("--group", default=None, help="Route this key's messages to a modem group by default.")
 @click.option("--rate", "rate_per_minute", type=click.IntRange(min=1), default=None,
               help="Requests a minute this key may make (default: unlimited).")

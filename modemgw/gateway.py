@@ -238,9 +238,10 @@ def failure_outcome(claimed: Claimed, error: Exception, may_have_left: bool,
 
 
 def _contact_fields(contact: dict) -> dict:
-    """The placeholders a contact fills: its free fields, `name`, `first_name` and `number`."""
+    """The placeholders a contact fills: its free fields, `name`, `number`, and `first_name` (its own field when it
+    has one, else the first word of its name)."""
     name = contact.get("name") or ""
-    return {**(contact.get("fields") or {}), "name": name, "first_name": name.split(" ")[0] if name else "",
+    return {"first_name": name.split(" ")[0] if name else "", **(contact.get("fields") or {}), "name": name,
             "number": contact["number"]}
 
 

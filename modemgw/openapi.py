@@ -154,7 +154,52 @@ SCHEMAS = {
         "message_id": {"type": ["integer", "null"]}, "status": {"enum": ["pending", "delivered", "dead"]},
         "attempts": {"type": "integer"}}},
     # --- schemas: address book ---
+    "Contact": {"type": "object", "required": ["id", "name", "number", "fields", "notes", "groups", "opted_out"],
+                "properties": {
+                    "id": {"type": "integer"}, "name": {"type": "string"},
+                    "number": {"type": "string", "description": "E.164"},
+                    "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                               "description": "free fields: each fills {placeholders} of that name"},
+                    "notes": {"type": "string"}, "groups": {"type": "array", "items": {"type": "string"}},
+                    "opted_out": {"type": "boolean", "description": "the number is on the opt-out list"},
+                    "created_at": TIME, "updated_at": TIME}},
+    "ContactInput": {"type": "object", "additionalProperties": False, "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 100}, "number": {"type": "string"},
+        "fields": {"type": "object", "maxProperties": 30, "additionalProperties": {"type": "string", "maxLength": 500},
+                   "description": "names of 1-40 letters, digits and _ (not name, number, groups, notes)"},
+        "notes": {"type": "string", "maxLength": 2000},
+        "groups": {"type": "array", "items": {"type": "string"},
+                   "description": "names of existing groups; on PATCH the contact is in exactly these"}}},
+    "Group": {"type": "object", "required": ["id", "name", "description", "members", "opted_out"], "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"},
+        "members": {"type": "integer"}, "opted_out": {"type": "integer", "description": "members opted out"},
+        "created_at": TIME}},
+    "GroupInput": {"type": "object", "additionalProperties": False, "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 60}, "description": {"type": "string"}}},
+    "ImportResult": {"type": "object", "required": ["created", "updated", "rejected"], "properties": {
+        "created": {"type": "integer"}, "updated": {"type": "integer"},
+        "rejected": {"type": "array", "items": {"type": "object", "required": ["line", "reason"], "properties": {
+            "line": {"type": "integer", "description": "the file's line where the row or card starts"},
+            "reason": {"type": "string"}}}},
+        "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "CSV columns that became free fields, and the field each became"}}},
     # --- schemas: templates ---
+    "Template": {"type": "object", "required": ["id", "name", "body", "spintax", "placeholders", "segments",
+                                                "created_at", "updated_at"], "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"}, "body": {"type": "string"},
+        "spintax": {"type": "boolean"},
+        "placeholders": {"type": "array", "items": {"type": "string"}, "description": "in order of first use"},
+        "segments": {"type": ["integer", "null"], "description": "of the sample (each placeholder filled with its "
+                     "name, spintax chosen once): about what one message costs"},
+        "encoding": {"enum": ["gsm7", "ucs2", None]}, "sample": {"type": ["string", "null"]},
+        "created_at": TIME, "updated_at": TIME}},
+    "TemplateNew": {"type": "object", "additionalProperties": False, "required": ["name", "body"], "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 60, "description": "unique, whatever its case"},
+        "body": {"type": "string", "minLength": 1, "description": "{placeholders}; with spintax, {a|b} choices"},
+        "spintax": {"type": "boolean"}}},
+    "TemplateUpdate": {"type": "object", "additionalProperties": False, "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 60}, "body": {"type": "string", "minLength": 1},
+        "spintax": {"type": "boolean"}}},
 }
 
 
@@ -269,7 +314,80 @@ def document() -> dict:
                                                         "content": _json(_ref("Delivery"))}},
             parameters=[_path_id("webhook_id"), _path_id("delivery_id")], errors=(404,))},
         # --- address book: contacts and groups ---
+        "/api/v1/contacts": {
+            "get": _op("Contacts in name order, a page at a time", "read", {
+                "200": {"description": "A page", "content": _json(_list("Contact"))}}, parameters=[
+                _query("q", {"type": "string", "maxLength": 100}, "text in the name, notes or fields, or digits of "
+                                                                   "the number"),
+                _query("group", {"type": "string"}, "only members of the group of this name"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (default 100)"),
+                _query("cursor", {"type": "integer"}, "next_cursor of the previous page")], errors=(400, 404)),
+            "post": _op("Add a contact", "book", {"201": {"description": "Added", "content": _json(_ref("Contact"))}},
+                        body={**_ref("ContactInput"), "required": ["name", "number"]}, errors=(400, 409, 415))},
+        "/api/v1/contacts/{contact_id}": {
+            "parameters": [_path_id("contact_id")],
+            "get": _op("A contact", "read", {"200": {"description": "It", "content": _json(_ref("Contact"))}},
+                       errors=(404,)),
+            "patch": _op("Change a contact (what is given; fields and groups are replaced)", "book", {
+                "200": {"description": "Changed", "content": _json(_ref("Contact"))}}, body=_ref("ContactInput"),
+                errors=(400, 404, 409, 415)),
+            "delete": _op("Delete a contact", "book", {"204": {"description": "Deleted"}}, errors=(404,))},
+        "/api/v1/contacts/import": {"post": {
+            **_op("Import contacts from a CSV or vCard file (at most 5 MiB, 50,000 contacts); a number already in "
+                  "the book updates that contact", "book", {
+                      "200": {"description": "What was imported, and each rejected line with why",
+                              "content": _json(_ref("ImportResult"))}},
+                  parameters=[_query("group", {"type": "string"}, "put every imported contact into this group "
+                                                                  "(created when missing)")],
+                  errors=(400, 413, 415)),
+            "requestBody": {"required": True, "content": {
+                "text/csv": {"schema": {"type": "string"}}, "text/vcard": {"schema": {"type": "string"}}}}}},
+        "/api/v1/contacts/export": {"get": _op("Every contact (or a group's) as a file", "read", {
+            "200": {"description": "The file", "content": {"text/csv": {"schema": {"type": "string"}},
+                                                           "text/vcard": {"schema": {"type": "string"}}}}},
+            parameters=[_query("format", {"enum": ["csv", "vcard"]}, "csv (formula-safe, UTF-8 with a BOM; the "
+                                                                    "default) or vcard (3.0)"),
+                        _query("group", {"type": "string"}, "only members of the group of this name")],
+            errors=(400, 404))},
+        "/api/v1/groups": {
+            "get": _op("Contact groups with their member counts", "read", {"200": {
+                "description": "All", "content": _json({"type": "object", "required": ["data"], "properties": {
+                    "data": {"type": "array", "items": _ref("Group")}}})}}),
+            "post": _op("Add a group", "book", {"201": {"description": "Added", "content": _json(_ref("Group"))}},
+                        body={**_ref("GroupInput"), "required": ["name"]}, errors=(400, 409, 415))},
+        "/api/v1/groups/{group_id}": {
+            "parameters": [_path_id("group_id")],
+            "get": _op("A group", "read", {"200": {"description": "It", "content": _json(_ref("Group"))}},
+                       errors=(404,)),
+            "patch": _op("Rename a group or change its description", "book", {
+                "200": {"description": "Changed", "content": _json(_ref("Group"))}}, body=_ref("GroupInput"),
+                errors=(400, 404, 409, 415)),
+            "delete": _op("Delete a group (its contacts stay)", "book", {"204": {"description": "Deleted"}},
+                          errors=(404,))},
+        "/api/v1/groups/{group_id}/members": {"post": _op("Put contacts into a group", "book", {
+            "200": {"description": "The group after", "content": _json(_ref("Group"))}},
+            parameters=[_path_id("group_id")], body={"type": "object", "required": ["contact_ids"], "properties": {
+                "contact_ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1}}},
+            errors=(400, 404, 415))},
+        "/api/v1/groups/{group_id}/members/{contact_id}": {"delete": _op(
+            "Take a contact out of a group", "book", {"204": {"description": "Removed"}},
+            parameters=[_path_id("group_id"), _path_id("contact_id")], errors=(404,))},
         # --- templates ---
+        "/api/v1/templates": {
+            "get": _op("Saved templates, by name", "read", {"200": {"description": "Every template", "content": _json(
+                {"type": "object", "required": ["data"], "properties": {
+                    "data": {"type": "array", "items": _ref("Template")}}})}}),
+            "post": _op("Save a template (checked as it would be sent)", "book", {
+                "201": {"description": "Saved", "content": _json(_ref("Template"))}},
+                body=_ref("TemplateNew"), errors=(400, 409, 413, 415, 503))},
+        "/api/v1/templates/{template_id}": {
+            "parameters": [_path_id("template_id")],
+            "get": _op("A template with its placeholders and segments", "read", {
+                "200": {"description": "The template", "content": _json(_ref("Template"))}}, errors=(404,)),
+            "patch": _op("Change a template's name, body or spintax", "book", {
+                "200": {"description": "Changed", "content": _json(_ref("Template"))}},
+                body=_ref("TemplateUpdate"), errors=(400, 404, 409, 413, 415, 503)),
+            "delete": _op("Delete a template", "book", {"204": {"description": "Deleted"}}, errors=(404, 503))},
     }
     return {
         "openapi": "3.1.0",

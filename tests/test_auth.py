@@ -66,7 +66,7 @@ def test_scopes_are_parsed_and_deduplicated(text, scopes):
 
 @pytest.mark.parametrize("text", ["", "send,root", ["write"]])
 def test_unknown_scopes_are_refused_naming_the_known_ones(text):
-    with pytest.raises(ValueError, match="send, read, ussd, admin"):
+    with pytest.raises(ValueError, match="send, read, ussd, book, admin"):
         auth.parse_scopes(text)
 
 

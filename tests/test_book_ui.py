@@ -1,0 +1,160 @@
+"""The address book pages in real headless Chromium (Debian's chromium, driven by Playwright with
+executable_path): add and edit a contact, import a CSV into a group, the opted-out badge, the export links, and
+no sideways scroll on a 360 px phone."""
+
+import os
+import shutil
+
+import pytest
+from playwright import sync_api as playwright_api
+
+from modemgw.daemon import Daemon
+from tests.support import daemon_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+expect = playwright_api.expect
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    import webui
+
+    config = daemon_config(tmp_path_factory.mktemp("book-ui"))
+    running = Daemon(config, simulate=0).start()
+    webui.add_user(running.store, "oscar", PASSWORD, "operator")  # the book is every user's, not only admins'
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+def logged_in(browser, daemon, **context):
+    page = browser.new_context(**context).new_page()
+    page.set_default_timeout(10_000)
+    page.goto(daemon.url)
+    page.get_by_label("Username").fill("oscar")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    return page
+
+
+def test_add_a_contact_with_fields_and_a_group_then_edit_and_delete_it(browser, daemon):
+    daemon.gateway.create_group("Front desk")
+    page = logged_in(browser, daemon)
+    page.get_by_role("navigation").get_by_role("link", name="Contacts").click()
+    expect(page.get_by_role("heading", name="Contacts")).to_be_visible()
+    page.get_by_role("link", name="Add a contact").click()
+    page.get_by_label("Name", exact=True).fill("Petra Pan")
+    page.get_by_label("Number").fill("07700 900201")
+    page.get_by_label("Field name 1").fill("room")
+    page.get_by_label("Field value 1").fill("12b")
+    page.get_by_label("Notes").fill("mornings only")
+    page.get_by_label("Front desk").check()
+    page.get_by_role("button", name="Add contact").click()
+    row = page.locator("table.contacts tbody tr", has_text="Petra Pan")
+    expect(row).to_contain_text("+447700900201")
+    expect(row).to_contain_text("Front desk")
+    [stored] = daemon.store.group_contacts("front desk")
+    assert (stored["fields"], stored["notes"]) == ({"room": "12b"}, "mornings only")
+
+    row.get_by_role("link", name="Petra Pan").click()
+    expect(page.get_by_label("Field value 1")).to_have_value("12b")
+    page.get_by_label("Field name 2").fill("bad name")
+    page.get_by_label("Field value 2").fill("x")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_contain_text("letters, digits and _")
+    expect(page.get_by_label("Field name 2")).to_have_value("bad name")  # the form comes back as typed
+    page.get_by_label("Field name 2").fill("floor")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Petra Pan saved.")
+    assert daemon.store.contact(stored["id"])["fields"] == {"room": "12b", "floor": "x"}
+    page.get_by_role("button", name="Delete this contact").click()
+    expect(page.get_by_role("status")).to_contain_text("Petra Pan deleted.")
+    assert daemon.store.group_contacts("Front desk") == []
+
+
+def test_import_a_windows_csv_into_a_new_group_lists_the_rejected_lines(browser, daemon, tmp_path):
+    upload = tmp_path / "kunden.csv"
+    upload.write_bytes("Name;Telefon;Stadt\r\nJürgen Müller;07700 900210;Köln\r\nOhne Nummer;;Bonn\r\n"
+                       "Zoë Weiß;+44 7700 900211;Düsseldorf\r\n".encode("cp1252"))
+    page = logged_in(browser, daemon)
+    page.goto(daemon.url + "ui/contacts")
+    page.get_by_role("link", name="Import").first.click()
+    page.get_by_label("CSV or vCard file").set_input_files(str(upload))
+    page.get_by_label("or a new group").fill("Kunden 2024")
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator("#created")).to_have_text("2")
+    expect(page.locator("#rejected")).to_have_text("1")
+    expect(page.locator("table.rejected tbody td")).to_have_text(["3", "no phone number"])
+    expect(page.locator(".import-result")).to_contain_text("Stadt")
+    page.get_by_role("link", name="See the contacts").click()
+    expect(page.locator("table.contacts tbody tr")).to_have_count(2)
+    expect(page.locator("table.contacts")).to_contain_text("Jürgen Müller")
+    expect(page.get_by_label("Group")).to_have_value("Kunden 2024")
+    page.get_by_role("link", name="Groups").click()
+    group_row = page.locator("table.groups tbody tr", has_text="Kunden 2024")
+    expect(group_row.locator(".members")).to_have_text("2")
+
+
+def test_an_opted_out_contact_shows_its_badge_and_counts_in_its_group(browser, daemon):
+    daemon.gateway.create_group("Newsletter")
+    daemon.gateway.create_contact("Quiet Quentin", "+447700900220", groups=["Newsletter"])
+    daemon.gateway.create_contact("Loud Lisa", "+447700900221", groups=["Newsletter"])
+    daemon.gateway.opt_out("+447700900220", "test")
+    page = logged_in(browser, daemon)
+    page.goto(daemon.url + "ui/contacts?group=Newsletter")
+    quiet = page.locator("table.contacts tbody tr", has_text="Quiet Quentin")
+    expect(quiet.locator(".badge.optout")).to_have_text("opted out")
+    expect(page.locator("table.contacts tbody tr", has_text="Loud Lisa").locator(".badge.optout")).to_have_count(0)
+    quiet.get_by_role("link", name="Quiet Quentin").click()
+    expect(page.get_by_role("heading", name="Quiet Quentin")).to_contain_text("opted out")
+    page.goto(daemon.url + "ui/groups")
+    expect(page.locator("table.groups tbody tr", has_text="Newsletter").locator(".opted")).to_have_text("1")
+
+
+def test_the_export_links_download_csv_and_vcard(browser, daemon):
+    daemon.gateway.create_group("Export me")
+    daemon.gateway.create_contact("=Formula Fred", "+447700900230", {"code": "@risk"}, groups=["Export me"])
+    page = logged_in(browser, daemon)
+    page.goto(daemon.url + "ui/contacts?group=Export+me")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="CSV").click()
+    text = download.value.path().read_bytes().decode("utf-8-sig")
+    assert download.value.suggested_filename == "contacts.csv"
+    assert text.splitlines() == ["name,number,groups,notes,code", "'=Formula Fred,'+447700900230,Export me,,'@risk"]
+    with page.expect_download() as download:
+        page.get_by_role("link", name="vCard").click()
+    card = download.value.path().read_bytes().decode("utf-8")
+    assert download.value.suggested_filename == "contacts.vcf"
+    assert "FN:=Formula Fred\r\n" in card and card.count("BEGIN:VCARD") == 1
+
+
+def test_no_sideways_scroll_at_360_px(browser, daemon):
+    long_group = "Gruppe-mit-einem-sehr-langen-Namen-ohne-Leerzeichen-" + "x" * 8
+    daemon.gateway.create_group(long_group)
+    for position in range(4):
+        daemon.gateway.create_contact("Maximiliane-Theodora-Wilhelmina-Konstantinopolous-" + "y" * 30 + str(position),
+                                      f"+44770090024{position}", {"Abteilung": "z" * 200}, groups=[long_group])
+    daemon.gateway.opt_out("+447700900240", "test")
+    page = logged_in(browser, daemon, viewport={"width": 360, "height": 740})
+    contact_id = daemon.gateway.contacts(search="+447700900241")[0]["id"]
+    for path in ("ui/contacts", f"ui/contacts?group={long_group}", "ui/groups", "ui/contacts/new",
+                 f"ui/contacts/{contact_id}", "ui/contacts/import"):
+        page.goto(daemon.url + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 360, (path, width)
+    expect(page.get_by_role("button", name="Import")).to_be_in_viewport()
