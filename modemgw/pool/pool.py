@@ -249,7 +249,9 @@ class Pool:
             self.alarm.at(time.time() + delay)
             return
         with self._lock:
-            idle = [worker for worker in self._idle if worker is not exclude and worker.live and worker not in tried]
+            # a disabled modem would swallow the wake-up and leave the work to nobody
+            idle = [worker for worker in self._idle if worker is not exclude and worker.live and worker not in tried
+                    and worker.row.get("enabled", 1)]
             by_order = {worker.order: worker for worker in idle}
             chosen = dispatch.choose([worker.candidate() for worker in idle], self.settings.strategy,
                                      count, self._round_robin)
