@@ -1,0 +1,106 @@
+"""Conversations in the web UI, in real headless Chromium: answered from the inbox, each reply leaves from the SIM
+the customer texted (checked at the simulated modems); opted-out numbers get a clear message, never a 500."""
+
+import os
+import shutil
+
+import pytest
+from playwright import sync_api as playwright_api
+
+from modemgw.daemon import Daemon
+from modemgw.users import add_user
+from tests.support import daemon_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+CUSTOMER = "+447700907001"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    config = daemon_config(tmp_path_factory.mktemp("conversations"))
+    running = Daemon(config, simulate=3, sim_send_latency=0.02, sim_report_delay=0.05).start()
+    assert running.pool.wait_ready(10)
+    add_user(running.store, "alice", PASSWORD, "admin")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, daemon):
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(daemon.url)
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    yield page
+    page.close()
+
+
+def inbound(daemon, sim: int, sender: str, body: str) -> dict:
+    daemon.simulator.inject_sms(sim, sender, body)
+    assert daemon.wait_until(lambda: any(row["body"] == body for row in daemon.store.inbox()), 10)
+    return next(row for row in daemon.store.inbox() if row["body"] == body)
+
+
+def sim_index(daemon, modem_id: int) -> int:
+    imei = daemon.store.modem(modem_id)["imei"]
+    return next(index for index, device in enumerate(daemon.simulator.devices) if device.modem.identity.imei == imei)
+
+
+def test_replies_from_the_inbox_leave_from_the_sim_each_customer_texted(page, daemon):
+    rows = [inbound(daemon, sim, CUSTOMER, f"Hello SIM {sim}") for sim in (2, 0, 1)]
+    page.get_by_role("link", name="Inbox").click()
+    conversations = page.locator("ul.conversations li")
+    for row in rows:
+        label = daemon.store.modem(row["modem_id"])["label"]
+        item = conversations.filter(has_text=row["body"])
+        playwright_api.expect(item).to_contain_text(label)  # which SIM it came to
+        item.get_by_role("link").click()
+        playwright_api.expect(page.locator(".thread li.in")).to_contain_text(row["body"])
+        playwright_api.expect(page.get_by_label(f"Reply from {label}")).to_be_visible()
+        page.get_by_label(f"Reply from {label}").fill(f"Answer to {row['body']}")
+        page.get_by_role("button", name="Send reply").click()
+        playwright_api.expect(page.locator(".thread li.out")).to_contain_text(f"Answer to {row['body']}")
+        page.get_by_role("link", name="Inbox").click()
+    ids = [message["id"] for message in daemon.store.recent_messages(10, recipient=CUSTOMER)]
+    assert len(ids) == 3
+    assert daemon.wait_until(lambda: all(row["status"] in ("sent", "delivered") for row in daemon.store.messages(ids)),
+                             10)
+    for row in rows:  # at the simulator: each SIM sent exactly the answer to what it received
+        sent = [record for record in daemon.simulator.sent(sim_index(daemon, row["modem_id"]))
+                if record.recipient == CUSTOMER]
+        assert len(sent) == 1, row
+
+
+def test_an_opted_out_number_gets_a_clear_message_on_reply_and_on_send_again(page, daemon):
+    number = "+447700907002"
+    [message] = daemon.gateway.submit("Your order is ready", number, request_report=False)["messages"]
+    row = inbound(daemon, 0, number, "STOP")
+    assert daemon.gateway.optouts_among([number])
+    page.goto(f"{daemon.url}ui/messages/{message['id']}")
+    page.get_by_role("button", name="Send again").click()
+    playwright_api.expect(page.get_by_role("status").first).to_contain_text(f"Not sent again: {number} has opted out")
+    playwright_api.expect(page.get_by_role("heading", name=f"Message {message['id']}")).to_be_visible()
+    page.goto(f"{daemon.url}ui/inbox/{number}?sim={row['modem_id']}")
+    playwright_api.expect(page.get_by_role("alert")).to_contain_text("has opted out")
+    page.get_by_role("textbox").fill("Are you sure?")
+    page.get_by_role("button", name="Send reply").click()
+    playwright_api.expect(page.get_by_role("status").first).to_contain_text(f"Not sent: {number} has opted out")
+    assert [m["id"] for m in daemon.store.recent_messages(10, recipient=number)] == [message["id"]]
