@@ -73,7 +73,7 @@ def test_compose_sends_and_the_message_reaches_delivered(browser, daemon):
     playwright_api.expect(page.locator("#unicode mark")).to_have_text("😀")
     page.get_by_role("button", name="Review…").click()
     playwright_api.expect(page.locator("#recipient-count")).to_have_text("1")
-    page.get_by_role("button", name="Send 1 message(s)").click()
+    page.get_by_role("button", name="Send 1 message").click()
     playwright_api.expect(page.locator("#message-status")).to_have_text("delivered", timeout=20_000)
     playwright_api.expect(page.locator(".timeline")).to_contain_text("message.delivered")
     page.screenshot(path=str(daemon.data_dir / "message.png"), full_page=True)
@@ -88,7 +88,7 @@ def test_csv_upload_fills_placeholders(browser, daemon, tmp_path):
     page.get_by_label("Message", exact=True).fill("Hi {name}, see you at {time}.")
     page.get_by_role("button", name="Review…").click()
     playwright_api.expect(page.locator("#recipient-count")).to_have_text("2")
-    page.get_by_role("button", name="Send 2 message(s)").click()
+    page.get_by_role("button", name="Send 2 messages").click()
     playwright_api.expect(page.get_by_role("heading", name="Messages")).to_be_visible()
     bodies = {row["recipient"]: row["body"] for row in daemon.store.query(
         "SELECT recipient, body FROM messages WHERE recipient IN ('+447700901301', '+447700901302')")}

@@ -1,21 +1,15 @@
-"""The pages every logged-in user sees: dashboard, compose, messages, inbox and modems, all through the gateway
-(also a modem's state, settings, USSD and AT console: the gateway asks the pool)."""
+"""The pages every logged-in user sees: dashboard, messages, inbox and modems, all through the gateway (also a
+modem's state, settings, USSD and AT console: the gateway asks the pool). Compose is `webui.compose`."""
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import io
-import json
 import time
 
 from flask import abort, g, jsonify, redirect, render_template, request, url_for
 
-from modemgw import text
-from modemgw.gateway import SubmitError, SubmitRequest, sent_today
-from modemgw.problems import STORAGE_RETRY_AFTER
-from modemgw.store import NotFound, StoreError
-from webui import gateway, storage_message, ui
+from modemgw.gateway import SubmitError, sent_today
+from modemgw.store import NotFound
+from webui import compose, gateway, ui  # noqa: F401 - compose registers the compose pages on `ui`
 from webui.sessions import login_required, notice
 
 SIGNAL_BARS = (-105, -95, -85, -75, -65)  # dBm at which the 1st to 5th bar lights
@@ -59,85 +53,7 @@ def dashboard_json():
     return jsonify(_dashboard_data())
 
 
-# --- compose ----------------------------------------------------------------------------------------------
-
-def _recipients_from_form() -> tuple[list[str] | None, list[dict] | None, list[str]]:
-    """(plain numbers, or recipients with CSV fields, and the CSV's column names)."""
-    upload = request.files.get("csv")
-    if upload and upload.filename:
-        raw = upload.read().decode("utf-8-sig", errors="replace")
-        reader = csv.DictReader(io.StringIO(raw))
-        columns = list(reader.fieldnames or [])
-        phone = next((name for name in columns if name.strip().lower() in ("to", "phone", "number", "mobile")), None)
-        if phone is None:
-            raise SubmitError("the CSV needs a column named to, phone, number or mobile", "csv")
-        rows: list[dict] = [{"to": row[phone], "fields": {key.strip(): value for key, value in row.items() if key}}
-                            for row in reader if row.get(phone)]
-        return None, rows, columns
-    numbers = [item.strip() for item in request.form.get("to", "").replace(";", "\n").replace(",", "\n")
-               .splitlines() if item.strip()]
-    return numbers, None, []
-
-
-def _submit_options() -> dict:
-    form = request.form
-    options = {"priority": int(form.get("priority") or 0), "spintax": form.get("spintax") == "on",
-               "smart_encoding": form.get("smart") == "on", "route": form.get("modem") or None}
-    if form.get("send_at"):
-        options["send_at"] = dt.datetime.fromisoformat(form["send_at"]).astimezone().isoformat()
-    return options
-
-
-@ui.route("/ui/compose", methods=["GET", "POST"])
-@login_required()
-def compose():
-    modems = gateway().modems_now()
-    if request.method == "GET":
-        return render_template("compose.html", modems=modems, form={})
-    body = request.form.get("body", "").replace("\r\n", "\n")
-    try:
-        if request.form.get("recipients_json"):  # the confirmation step carries the CSV's rows
-            numbers, recipients, columns = None, json.loads(request.form["recipients_json"]), []
-            if not isinstance(recipients, list) or not all(isinstance(item, dict) for item in recipients):
-                raise SubmitError("the recipient list of this form is damaged; start again from Compose", "csv")
-        else:
-            numbers, recipients, columns = _recipients_from_form()
-        options = _submit_options()
-        count = len(recipients if recipients is not None else numbers)
-        if count == 0:
-            raise SubmitError("add at least one recipient (or upload a CSV)", "to")
-        info = text.info(body or " ", smart=options["smart_encoding"])
-        opted = gateway().optouts_among([item if isinstance(item, str) else item["to"]
-                                         for item in (numbers or recipients or [])])
-        if request.form.get("confirm") != "yes":
-            return render_template("confirm.html", body=body, numbers=numbers, recipients=recipients,
-                                   columns=columns, count=count, info=info, opted=len(opted), form=request.form,
-                                   recipients_json=json.dumps(recipients) if recipients else "")
-        result = gateway().send(SubmitRequest(body, numbers, recipients=recipients, **options))
-    except (SubmitError, ValueError) as error:
-        detail = getattr(error, "detail", str(error))
-        return render_template("compose.html", modems=modems, form=request.form, error=detail), 400
-    except StoreError as error:  # the form stays filled in, to be sent again when the database works
-        return (render_template("compose.html", modems=modems, form=request.form, error=storage_message(error)),
-                503, {"Retry-After": str(STORAGE_RETRY_AFTER)})
-    notice(f"Queued {len(result['messages'])} message(s), {result['segments']} segment(s); "
-           f"{len(result['skipped'])} skipped (opted out or repeated).")
-    if len(result["messages"]) == 1:
-        return redirect(url_for("ui.message", message_id=result["messages"][0]["id"]))
-    return redirect(url_for("ui.messages"))
-
-
-@ui.post("/ui/preview")
-@login_required()
-def preview():
-    body = request.form.get("body", "")
-    try:
-        rendered = text.render(body, spintax=True, seed=0) if request.form.get("spintax") == "on" else body
-        info = text.info(rendered or "", smart=request.form.get("smart") == "on")
-    except text.TextError as error:
-        return jsonify(error=str(error)), 400
-    return jsonify(info.as_dict() | {"text": rendered})
-
+# --- compose: webui/compose.py (compose, the confirm page, preview) -------------------------------------------
 
 # --- messages ---------------------------------------------------------------------------------------------
 
@@ -171,7 +87,15 @@ def cancel(message_id: int):
 @ui.post("/ui/messages/<id:message_id>/resend")
 @login_required()
 def resend(message_id: int):
-    result = gateway().resend(message_id)
+    try:
+        result = gateway().resend(message_id)
+    except SubmitError as error:
+        notice(f"Not sent again: {error.detail}")
+        return redirect(url_for("ui.message", message_id=message_id))
+    if not result["messages"]:  # the recipient opted out since
+        notice(f"Not sent again: {result['skipped'][0]['to']} has opted out (it replied STOP, or was added to the "
+               "opt-out list); it can text START to opt back in.")
+        return redirect(url_for("ui.message", message_id=message_id))
     notice("Sent again as a new message.")
     return redirect(url_for("ui.message", message_id=result["messages"][0]["id"]))
 

@@ -1,4 +1,5 @@
-// modemgw web UI: the live character counter on Compose, live numbers on the Dashboard, Back on error pages.
+// modemgw web UI: the live character counter (with the segment limit) and the template choice on Compose,
+// live numbers on the Dashboard, Back on error pages.
 // No libraries, and nothing inline: the pages' Content-Security-Policy allows only scripts from /ui/static.
 "use strict";
 
@@ -21,9 +22,13 @@ function setupCounter() {
     const response = await fetch(body.dataset.preview, {method: "POST", body: form,
                                                          headers: {"X-CSRF-Token": csrf()}});
     const info = await response.json();
-    if (!response.ok) { counter.textContent = info.error; return; }
+    if (!response.ok) { counter.textContent = info.error; counter.classList.add("over"); return; }
+    const limit = info.max_segments || Number(body.dataset.maxSegments) || 0;
+    const over = limit > 0 && info.segments > limit;
+    counter.classList.toggle("over", over);
     counter.textContent = `${info.characters} characters · ${info.encoding === "gsm7" ? "GSM-7" : "UCS-2 (Unicode)"}` +
-      ` · ${info.segments} segment${info.segments === 1 ? "" : "s"} · ${info.remaining} left in the last`;
+      ` · ${info.segments} segment${info.segments === 1 ? "" : "s"}${limit ? ` (limit ${limit})` : ""}` +
+      (over ? " · over the limit: shorten the message" : ` · ${info.remaining} left in the last`);
     unicode.hidden = info.unicode_characters.length === 0;
     unicode.replaceChildren();
     if (!unicode.hidden) {
@@ -43,6 +48,18 @@ function setupCounter() {
   for (const name of ["smart", "spintax"]) {
     const box = document.getElementById(name);
     if (box) box.addEventListener("change", later);
+  }
+  // A saved template fills the message and its spintax box (the person may still edit the text).
+  const template = document.getElementById("template");
+  if (template) {
+    template.addEventListener("change", () => {
+      const chosen = template.selectedOptions[0];
+      if (!chosen || !chosen.value) return;
+      body.value = chosen.dataset.body || "";
+      const spinBox = document.getElementById("spintax");
+      if (spinBox) spinBox.checked = chosen.dataset.spintax === "1";
+      later();
+    });
   }
   update();
 }
