@@ -104,3 +104,39 @@ def test_an_opted_out_number_gets_a_clear_message_on_reply_and_on_send_again(pag
     page.get_by_role("button", name="Send reply").click()
     playwright_api.expect(page.get_by_role("status").first).to_contain_text(f"Not sent: {number} has opted out")
     assert [m["id"] for m in daemon.store.recent_messages(10, recipient=number)] == [message["id"]]
+
+
+def test_a_group_imported_from_an_excel_csv_gets_a_template_and_the_opted_out_member_is_skipped(page, daemon,
+                                                                                                    tmp_path):
+    """The office flow end to end: a semicolon CSV in Windows-1252 imported into a new group, one member opted out,
+    a saved template with {name} chosen in compose: the confirm page lists the opted-out one as skipped, and the
+    two others get their own names."""
+    members = [("Jörg Müller", "+447700907101"), ("Zoë Brontë", "+447700907102"), ("Åsa Öberg", "+447700907103")]
+    csv = tmp_path / "patients.csv"
+    csv.write_bytes(("Name;Mobile;Time\r\n" + "".join(f"{name};{number};10:30\r\n" for name, number in members))
+                    .encode("cp1252"))
+    daemon.gateway.opt_out(members[2][1], "keyword", "replied STOP")
+    page.goto(f"{daemon.url}ui/contacts/import")
+    page.get_by_label("CSV or vCard file").set_input_files(str(csv))
+    page.get_by_label("or a new group").fill("Patients")
+    page.get_by_role("button", name="Import").click()
+    playwright_api.expect(page.locator(".import-result")).to_contain_text("3")
+    page.goto(f"{daemon.url}ui/templates")
+    page.get_by_label("Name").fill("Reminder")
+    page.get_by_label("Message").fill("Hi {name}, see you tomorrow at {Time}.")
+    page.get_by_role("button", name="Save template").click()
+    page.goto(f"{daemon.url}ui/compose")
+    page.get_by_label("…or a contact group").select_option("Patients")
+    page.get_by_label("Saved template").select_option(label="Reminder")
+    playwright_api.expect(page.get_by_label("Message")).to_have_value("Hi {name}, see you tomorrow at {Time}.")
+    page.get_by_role("button", name="Review…").click()
+    playwright_api.expect(page.locator("#recipient-count")).to_have_text("2")
+    playwright_api.expect(page.locator("#skipped")).to_contain_text(members[2][1])
+    playwright_api.expect(page.locator("#skipped")).to_contain_text("opted out")
+    playwright_api.expect(page.locator("#accepted")).to_contain_text("Hi Jörg Müller, see you tomorrow at 10:30.")
+    page.locator("#send").click()
+    playwright_api.expect(page.get_by_role("heading", name="Messages")).to_be_visible()
+    bodies = {row["recipient"]: row["body"] for number in (members[0][1], members[1][1], members[2][1])
+              for row in daemon.store.recent_messages(10, recipient=number)}
+    assert bodies == {members[0][1]: "Hi Jörg Müller, see you tomorrow at 10:30.",
+                      members[1][1]: "Hi Zoë Brontë, see you tomorrow at 10:30."}
