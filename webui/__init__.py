@@ -3,7 +3,10 @@
 One blueprint, `ui`, defined here with what its pages share (the daemon, the gateway, `when`, the error pages);
 the pages live in submodules that register on it:
 - `webui.sessions`: server-side sessions, their cookies, the CSRF check of every form, login, logout, account;
-- `webui.views`: dashboard (its chart is the template `_chart.html`), compose, messages, inbox, modems;
+- `webui.views`: dashboard (its chart is the template `_chart.html`), messages, modems;
+- `webui.compose`: compose, the review of every recipient row, the confirm step;
+- `webui.conversations`: the inbox by (our SIM, their number), replies;
+- `webui.book`: contacts and groups; `webui.library`: saved templates;
 - `webui.settings`: the admin page (keys, webhooks, users, opt-outs).
 Every form carries its CSRF token through the one macro `csrf_field` of `_forms.html`. Users are managed by
 `modemgw.users` (shared with the CLI); everything else goes through the gateway, and modems through the pool.
