@@ -67,6 +67,13 @@ def requires(scope: str) -> Callable:
     return decorate
 
 
+def _audit(action: str, target: str | None = None, detail: dict | None = None, ok: bool = True) -> None:
+    """Record an action of the calling API key in the audit log, with the client's address."""
+    key = getattr(g, "api_key", None)
+    actor = f"key {key.name} (#{key.id})" if key is not None else "anonymous"
+    _gateway().audit(action, actor=actor, source=request.remote_addr, target=target, detail=detail, ok=ok)
+
+
 # --- input ----------------------------------------------------------------------------------------------------
 
 def _json_body() -> dict:

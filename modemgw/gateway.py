@@ -17,7 +17,7 @@ from modemgw import at, dispatch, numbers, pdu, text, urls
 from modemgw.book import AddressBook
 from modemgw.errors import CmsError, ModemError
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
-from modemgw.store import Claimed, Duplicate, NotFound, Store
+from modemgw.store import Claimed, Duplicate, NotFound, Store, StoreError
 from modemgw.templates import TemplateLibrary
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class SubmitRequest:
     template: int | str | None = None     # a saved template (id or name) as the body, when no body is given
     reply_to: int | None = None           # the inbound message answered: to its sender, from the SIM it came to
     prefer_sim: int | None = None         # a modem row id to send from while it can (a conversation's SIM)
+    user_id: int | None = None            # the web UI user who sent it
 
 
 @dataclass
@@ -98,6 +99,7 @@ REPORT_MODES = {
 MAX_LABEL = 40  # characters of a modem's label or group (API and web UI alike)
 MAX_LIMIT = 1_000_000_000  # the largest rate limit or quota a modem may be given
 MODEM_FIELDS = ("enabled", "label", "group", "rate_per_minute", "quota_day", "quota_month")
+SECRET_FIELDS = {"password", "pin", "puk", "secret", "token", "key", "api_key"}  # never written to the audit log
 MAX_AT_COMMAND = 512  # characters of one AT command line from the API, the UI or the console
 
 
@@ -260,6 +262,26 @@ class Gateway(AddressBook, TemplateLibrary):
     def attach_pool(self, pool: Pool) -> None:
         """The pool whose workers drive this gateway's modems (states, USSD and AT requests, row changes)."""
         self.pool = pool
+
+    # --- the audit log ---------------------------------------------------------------------------------
+
+    def audit(self, action: str, *, actor: str, source: str | None = None, target: str | None = None,
+              detail: dict | None = None, ok: bool = True) -> None:
+        """Record an administrative action or a login: `action` ("key.create", "login.failure", "modem.at", ...),
+        who (`actor`: "user alice", "key ops (#3)", "cli"), from where (`source`: the client's address), on what
+        (`target`), with what (`detail`; secrets are dropped and PINs in AT commands masked) and whether it was
+        allowed (`ok`). A database that refuses the entry is logged, never the caller's failure."""
+        clean = {key: (at.redact(value) if key == "command" and isinstance(value, str) else value)
+                 for key, value in (detail or {}).items() if key.lower() not in SECRET_FIELDS}
+        try:
+            self.store.add_audit(action, actor, source, target, clean or None, ok)
+        except StoreError as error:
+            log.error("audit entry %s by %s on %s not recorded: %s", action, actor, target, error)
+
+    def audit_log(self, limit: int = 100, **filters: Any) -> list[dict]:
+        """Audit entries, newest first (`AuditStore.audit_entries` filters: before, action, actor, since, until,
+        ok)."""
+        return self.store.audit_entries(limit, **filters)
 
     # --- events ------------------------------------------------------------------------------------------
 
@@ -504,7 +526,7 @@ class Gateway(AddressBook, TemplateLibrary):
                 "route_group": route_group, "request_report": 1 if request_report else 0, "validity": validity,
                 "callback_url": callback_url, "prefer_modem_id": self._allowed(preferred.get(number), route_modem,
                                                                                route_group),
-                "reply_to": reply["id"] if reply is not None else None,
+                "reply_to": reply["id"] if reply is not None else None, "user_id": submission.user_id,
             })
             meta.append(entry)
         if not rows and not skipped and not rejected:

@@ -19,7 +19,7 @@ from modemgw.store import (
 )
 
 TABLES = {"modems", "submissions", "messages", "parts", "events", "inbox", "inbox_parts", "inbox_seen", "optouts",
-          "sticky", "api_keys", "users", "webhooks", "webhook_deliveries", "settings", "sessions",
+          "sticky", "api_keys", "users", "webhooks", "webhook_deliveries", "settings", "sessions", "audit",
           "contacts", "contact_groups", "group_members", "templates"}
 
 

@@ -59,6 +59,16 @@ def when_filter(value):
     return when(value)
 
 
+def audit(action: str, target: str | None = None, detail: dict | None = None, ok: bool = True,
+          actor: str | None = None) -> None:
+    """Record an action of the logged-in user (or `actor`) in the audit log, with the client's address."""
+    from flask import g
+
+    user = getattr(g, "user", None)
+    who = actor or (f"user {user['username']}" if user else "anonymous")
+    gateway().audit(action, actor=who, source=request.remote_addr, target=target, detail=detail, ok=ok)
+
+
 def storage_message(error: StoreError) -> str:
     """What a person reads when the database failed: why, and whether anything was saved."""
     reason = {"full": "the disk is full", "locked": "the database is locked by another program"}.get(
@@ -171,5 +181,5 @@ def page_error(error: Exception):
 # The pages register on `ui`, defined above: imported last.
 from webui import book, conversations, library, sessions, settings, views  # noqa: E402
 
-__all__ = ["add_user", "book", "conversations", "daemon", "error_page", "error_page_for", "gateway", "init_app",
-           "library", "sessions", "settings", "storage_message", "ui", "views", "when"]
+__all__ = ["add_user", "audit", "book", "conversations", "daemon", "error_page", "error_page_for", "gateway",
+           "init_app", "library", "sessions", "settings", "storage_message", "ui", "views", "when"]

@@ -10,6 +10,7 @@ transactions, reads, the event log, health):
 - `admin.py`: API keys, web UI users and sessions, settings
 - `webhooks.py`: webhook subscriptions and the delivery outbox
 - `book.py`: the address book (contacts and groups)
+- `audit.py`: the audit log
 - `templates.py`: saved message templates
 
 `schema.py` holds the migrations, `errors.py` the errors (never matched by their text), `backup.py` the online
@@ -19,6 +20,7 @@ backup and checked restore, and `readonly.py` the doctor's read-only looks at a 
 from __future__ import annotations
 
 from modemgw.store.admin import AdminStore
+from modemgw.store.audit import AuditStore
 from modemgw.store.base import HEALTH_BUSY_TIMEOUT_MS, MIN_FREE_BYTES, OWN_WRITE_PATIENCE, StoreBase, WriteFailure
 from modemgw.store.book import BookStore
 from modemgw.store.dispatch import Claimed, DispatchStore, day_key, month_key
@@ -35,6 +37,7 @@ __all__ = ["FINAL_STATUSES", "HEALTH_BUSY_TIMEOUT_MS", "MIGRATIONS", "MIN_FREE_B
            "Store", "StoreBase", "StoreError", "WriteFailure", "day_key", "month_key"]
 
 
-class Store(MessageStore, DispatchStore, InboxStore, ModemStore, AdminStore, WebhookStore, BookStore, TemplateStore):
+class Store(MessageStore, DispatchStore, InboxStore, ModemStore, AdminStore, WebhookStore, BookStore, TemplateStore,
+            AuditStore):
     """The database at `path`, opened once per thread (one connection each), migrated when opened. Raises
     StoreError (its subclasses NotFound, Conflict, Duplicate say what a caller may do)."""

@@ -292,6 +292,23 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 7: running the office. The audit log: every administrative action and login, who (a user, an API key, the
+    # command line), from where, what, on what, whether it was allowed; and the web UI user who sent a message.
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT,
+        ok INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX audit_at ON audit(at);
+    CREATE INDEX audit_action ON audit(action, id);
+    ALTER TABLE messages ADD COLUMN user_id INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
