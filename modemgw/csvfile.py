@@ -20,6 +20,7 @@ DELIMITERS = (",", ";", "\t")
 PHONE_COLUMNS = ("to", "phone", "number", "mobile", "msisdn", "tel", "telephone", "cell", "cellphone",
                  "phone number", "mobile number", "mobile phone", "gsm")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class CsvError(ValueError):
@@ -109,13 +110,24 @@ def read(data: bytes, max_rows: int = MAX_ROWS) -> Table:
                 continue
             if len(rows) >= max_rows:
                 raise CsvError(f"more than {max_rows:,} rows; split the file")
-            values = {name: cell.strip() for name, cell in zip(columns, cells, strict=False)}
+            values = {name: unguard(cell.strip()) for name, cell in zip(columns, cells, strict=False)}
             rows.append(Row(start, values, missing=columns[len(cells):], extra=max(0, len(cells) - len(columns))))
     except csv.Error as error:
         raise CsvError(f"not a readable CSV file ({error})", line) from None
     if columns is None:
         raise CsvError("the file is empty")
     return Table(columns, rows, delimiter, encoding)
+
+
+def guard(cell: str) -> str:
+    """A cell written so that a spreadsheet shows it as text, never runs it as a formula: one starting with = + - @
+    (a phone number in E.164 too), tab or CR gets a leading apostrophe, as Excel itself writes it."""
+    return f"'{cell}" if cell[:1] in FORMULA_STARTS else cell
+
+
+def unguard(cell: str) -> str:
+    """The cell `guard` wrote: its leading apostrophe dropped again (our own exports round-trip)."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in FORMULA_STARTS and cell[1:2] else cell
 
 
 def phone_column(columns: list[str]) -> str | None:
@@ -127,5 +139,5 @@ def phone_column(columns: list[str]) -> str | None:
     return None
 
 
-__all__ = ["MAX_BYTES", "PHONE_COLUMNS", "CsvError", "Row", "Table", "decode", "phone_column", "read",
-           "sniff_delimiter"]
+__all__ = ["MAX_BYTES", "PHONE_COLUMNS", "CsvError", "Row", "Table", "decode", "guard", "phone_column", "read",
+           "sniff_delimiter", "unguard"]
