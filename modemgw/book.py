@@ -572,6 +572,12 @@ class AddressBook:
 
     # --- contacts ---
 
+    def contact_names(self, numbers: list[str]) -> dict[str, dict]:
+        """The address book's {"id", "name"} for each of `numbers` (E.164) that is a contact (the inbox shows
+        names instead of bare numbers)."""
+        found = self.store.contacts_by_numbers(list(dict.fromkeys(numbers))[:1000])
+        return {number: {"id": contact["id"], "name": contact["name"]} for number, contact in found.items()}
+
     def contacts(self, search: str | None = None, group: str | None = None, limit: int = 100,
                  after: int | None = None) -> list[dict]:
         """Contacts in name order: at most `limit` (1-1000), after the contact `after` (the last of the previous

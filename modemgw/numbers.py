@@ -51,6 +51,9 @@ def normalize(number: str, region: str | None = None, strict: bool = False) -> s
             phonenumbers.ValidationResult.TOO_LONG: "is too long",
             phonenumbers.ValidationResult.INVALID_LENGTH: "has a length no number in its country has",
         }.get(reason, "is not a possible number")
+        if not cleaned.startswith("+"):  # say which country it was read in: a foreign number without +country
+            explanation += (f" as a number of {(region or '').upper()} (a number without +<country code> is read as "
+                            "one of [gateway] default_region; write it with its country code)")
         raise NumberError(f"{raw!r} {explanation}")
     if strict and not phonenumbers.is_valid_number(parsed):
         raise NumberError(f"{raw!r} is not in any allocated number range")

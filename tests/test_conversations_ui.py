@@ -140,3 +140,37 @@ def test_a_group_imported_from_an_excel_csv_gets_a_template_and_the_opted_out_me
               for row in daemon.store.recent_messages(10, recipient=number)}
     assert bodies == {members[0][1]: "Hi Jörg Müller, see you tomorrow at 10:30.",
                       members[1][1]: "Hi Zoë Brontë, see you tomorrow at 10:30."}
+
+
+def test_a_long_link_in_a_conversation_never_makes_a_phone_scroll_sideways(browser, daemon):
+    link = "https://shop.example/track?id=" + "A1B2C3D4" * 20
+    row = inbound(daemon, 1, "+447700907201", f"Where is my parcel? {link}")
+    [message] = daemon.gateway.reply(row["id"], f"Here: {link}")["messages"]
+    daemon.gateway.create_contact("Grace Hopper", "+447700907201")
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    phone = context.new_page()
+    phone.set_default_timeout(15_000)
+    phone.goto(daemon.url)
+    phone.get_by_label("Username").fill("alice")
+    phone.get_by_label("Password").fill(PASSWORD)
+    phone.get_by_role("button", name="Log in").click()
+    for path in ("ui/inbox", f"ui/inbox/%2B447700907201?sim={row['modem_id']}", "ui/inbox/%2B447700907201",
+                 f"ui/messages/{message['id']}"):
+        phone.goto(daemon.url + path)
+        width = phone.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert width[0] <= width[1], (path, width)
+    phone.goto(daemon.url + "ui/inbox")
+    playwright_api.expect(phone.locator("ul.conversations")).to_contain_text("Grace Hopper")  # the contact's name
+    context.close()
+
+
+def test_unknown_conversations_are_not_found_and_unanswerable_senders_get_no_reply_box(page, daemon):
+    assert page.goto(f"{daemon.url}ui/inbox/garbage").status == 404
+    row = inbound(daemon, 0, "+447700907301", "Hi")
+    assert page.goto(f"{daemon.url}ui/inbox/%2B447700907301?sim=999999").status == 404
+    assert page.goto(f"{daemon.url}ui/inbox/%2B447700907301?sim={row['modem_id']}").status == 200
+    playwright_api.expect(page.get_by_role("link", name="Add to contacts")).to_be_visible()
+    inbound(daemon, 0, "MyBank", "Your code is 123456")  # an alphanumeric sender
+    page.goto(f"{daemon.url}ui/inbox/MyBank")
+    playwright_api.expect(page.get_by_role("status").last).to_contain_text("cannot be answered by SMS")
+    playwright_api.expect(page.get_by_role("button", name="Send reply")).to_have_count(0)

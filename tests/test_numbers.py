@@ -48,3 +48,9 @@ def test_strict_numbers_refuse_ranges_set_aside_for_drama_that_are_otherwise_pos
 ])
 def test_same_number_accepts_a_national_rendering_only(a, b, same):
     assert numbers.same_number(a, b) is same
+
+
+def test_a_national_number_that_does_not_fit_the_default_region_says_which_region_it_was_read_in():
+    with pytest.raises(numbers.NumberError, match=r"too long as a number of GB .*default_region"):
+        numbers.normalize("0151 98765432", "GB")  # a German mobile written nationally, on a British gateway
+    assert numbers.normalize("0151 98765432", "DE") == "+4915198765432"
