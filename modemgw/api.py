@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from modemgw import text
+from modemgw import text, urls
 from modemgw.auth import ApiKey, Authenticator, AuthError
 from modemgw.gateway import Conflict, Gateway, ModemRequestError, SubmitError, SubmitRequest, at_command_problem
 from modemgw.problems import STORAGE_RETRY_AFTER, ApiProblem, problem, storage_problem
@@ -233,21 +233,30 @@ def preview():
     return result
 
 
-@api.get("/messages")
-@requires("read")
-def list_messages():
-    args = request.args
-    limit, cursor = _page_args(args)
+MESSAGE_TEXT_FILTERS = {"status": ("status", 20), "client_ref": ("client_ref", 128), "to": ("recipient", 40),
+                        "q": ("search", 100)}  # query parameter: (filter, its longest sensible value)
+
+
+def _message_filters(args) -> dict[str, Any]:
+    """The filters of a message list (`GET /messages`; the web UI's CSV export offers the same): status,
+    client_ref, to, q (text in the number or the body, or an exact client_ref), modem or modem_id, api_key_id,
+    user_id (the web UI user who sent it), since and until (ISO 8601 times of creation)."""
     filters: dict[str, Any] = {}
-    for name in ("status", "client_ref"):
+    for name, (key, longest) in MESSAGE_TEXT_FILTERS.items():
         if args.get(name):
-            filters[name] = args[name]
-    if args.get("modem"):
-        filters["modem_id"] = _whole(args, "modem")
-    if args.get("to"):
-        filters["recipient"] = args["to"]
+            if len(args[name]) > longest:
+                raise ApiProblem(400, "invalid-request", f"'{name}' is longer than {longest} characters", field=name)
+            filters[key] = args[name]
+    if args.get("modem") and args.get("modem_id") and args["modem"] != args["modem_id"]:
+        raise ApiProblem(400, "invalid-request", "give 'modem_id' or its alias 'modem', not both", field="modem_id")
+    for name, key in (("modem", "modem_id"), ("modem_id", "modem_id"), ("api_key_id", "api_key_id"),
+                      ("user_id", "user_id")):
+        if args.get(name):
+            filters[key] = _whole(args, name)
     for name in ("since", "until"):
         if args.get(name):
+            if len(args[name]) > 64:
+                raise ApiProblem(400, "invalid-request", f"'{name}' is longer than any time", field=name)
             try:
                 moment = dt.datetime.fromisoformat(args[name].replace("Z", "+00:00"))
             except ValueError:
@@ -258,6 +267,14 @@ def list_messages():
                 filters[name] = moment.timestamp()
             except (OverflowError, ValueError, OSError):
                 raise ApiProblem(400, "invalid-request", f"'{name}' is out of range", field=name) from None
+    return filters
+
+
+@api.get("/messages")
+@requires("read")
+def list_messages():
+    limit, cursor = _page_args(request.args)
+    filters = _message_filters(request.args)
     return _page(functools.partial(_gateway().messages, **filters), limit, cursor, message_view)
 
 
@@ -275,6 +292,67 @@ def cancel_message(message_id: int):
         raise ApiProblem(409, "conflict", f"message {message_id} is {status}; only queued or scheduled messages "
                                           "can be canceled")
     return {"id": message_id, "status": status}
+
+
+@api.patch("/messages/<id:message_id>")
+@requires("send")
+def edit_message(message_id: int):
+    """A scheduled message's new time (`send_at`) and/or text (`body`, checked as a submission's is)."""
+    body = _json_body()
+    _check_fields(body, {"send_at": (str, int, float), "body": (str,)})
+    if not body:
+        raise ApiProblem(400, "invalid-request", "nothing to change: give 'send_at' or 'body'", field="send_at")
+    row = _gateway().edit_scheduled(message_id, send_at=body.get("send_at"), body=body.get("body"))
+    _audit("message.edit", f"message {message_id}", {"changed": sorted(body)})
+    return message_view(row)
+
+
+# --- scheduled batches (a batch is one submission) -------------------------------------------------------------
+
+def _batch_view(row: dict) -> dict:
+    """A batch: its scheduled messages' count and times, and its first scheduled message's text and number."""
+    return {"submission_id": row["submission_id"], "count": row["count"], "first_send_at": _iso(row["first_due"]),
+            "last_send_at": _iso(row["last_due"]), "created_at": _iso(row["created_at"]), "body": row["body"],
+            "to": row["recipient"], "api_key_id": row["api_key_id"], "user_id": row["user_id"]}
+
+
+@api.get("/scheduled")
+@requires("read")
+def list_scheduled():
+    limit = min(500, max(1, _whole(request.args, "limit", 50) or 50))
+    offset = _whole(request.args, "offset", 0) or 0
+    rows = _gateway().scheduled_batches(limit + 1, offset)
+    return {"data": [_batch_view(row) for row in rows[:limit]],
+            "next_offset": offset + limit if len(rows) > limit else None}
+
+
+@api.patch("/submissions/<id:submission_id>")
+@requires("send")
+def reschedule_submission(submission_id: int):
+    """Move every scheduled message of a batch to `send_at`."""
+    body = _json_body()
+    _check_fields(body, {"send_at": (str, int, float)})
+    if "send_at" not in body:
+        raise ApiProblem(400, "invalid-request", "give 'send_at', the batch's new time", field="send_at")
+    result = _gateway().reschedule_batch(submission_id, body["send_at"])
+    _audit("batch.reschedule", f"submission {submission_id}", {"send_at": _iso(result["due_at"]),
+                                                               "messages": len(result["ids"])})
+    return {"submission_id": submission_id, "send_at": _iso(result["due_at"]), "count": len(result["ids"]),
+            "message_ids": result["ids"]}
+
+
+@api.post("/submissions/<id:submission_id>/cancel")
+@requires("send")
+def cancel_submission(submission_id: int):
+    """Cancel every message of a batch that is not yet sending (queued or scheduled)."""
+    result = _gateway().cancel_submission(submission_id)
+    if not result["canceled"]:
+        now = ", ".join(f"{count} {status}" for status, count in sorted(result["statuses"].items())) or "none"
+        raise ApiProblem(409, "conflict", f"submission {submission_id} has no queued or scheduled message left to "
+                                          f"cancel (its messages: {now})")
+    _audit("batch.cancel", f"submission {submission_id}", {"messages": len(result["canceled"])})
+    return {"submission_id": submission_id, "count": len(result["canceled"]), "message_ids": result["canceled"],
+            "statuses": result["statuses"]}
 
 
 # --- modems ---------------------------------------------------------------------------------------------------
@@ -298,7 +376,23 @@ def update_modem(modem_id: int):
     _check_fields(body, {"enabled": (bool,), "label": (str,), "group": (str,), "rate_per_minute": (int,),
                          "quota_day": (int,), "quota_month": (int,)},
                   nullable=("rate_per_minute", "quota_day", "quota_month", "group"))
-    return modem_view(_gateway().update_modem(modem_id, **body))
+    before = modem_view(_gateway().modem_now(modem_id))
+    target = f"modem {before['label']} (#{modem_id})"
+    try:
+        after = modem_view(_gateway().update_modem(modem_id, **body))
+    except SubmitError as error:
+        _audit("modem.update", target, {"error": error.detail}, ok=False)
+        raise
+    changes = {name: [_modem_field(before, name), _modem_field(after, name)] for name in body
+               if _modem_field(before, name) != _modem_field(after, name)}
+    _audit("modem.update", target, {"changes": changes})
+    return after
+
+
+def _modem_field(view: dict, name: str) -> Any:
+    """A settable field of a modem as `modem_view` shows it (the limits are nested)."""
+    return view.get("limits", {}).get(name) if name in ("rate_per_minute", "quota_day", "quota_month") \
+        else view.get(name)
 
 
 @api.post("/modems/<id:modem_id>/ussd")
@@ -307,7 +401,8 @@ def ussd(modem_id: int):
     body = _json_body()
     _check_fields(body, {"code": (str,)})
     code = body.get("code", "")
-    reply = _gateway().ussd(modem_id, code, admin=g.api_key.allows("admin"), by=f"API key {g.api_key.name}")
+    reply = _gateway().ussd(modem_id, code, admin=g.api_key.allows("admin"), by=f"API key {g.api_key.name}",
+                            actor=f"key {g.api_key.name} (#{g.api_key.id})", source=request.remote_addr or "unknown")
     return {"code": code, "status": reply.status, "text": reply.text}
 
 
@@ -318,7 +413,9 @@ def at_command(modem_id: int):
     _check_fields(body, {"command": (str,), "timeout": (int, float)})
     command = body.get("command", "").strip()
     reply = _gateway().at_command(modem_id, command, timeout=float(body.get("timeout", 10)),
-                                  by=f"API key {g.api_key.name}", key=g.api_key.name)
+                                  by=f"API key {g.api_key.name}", key=g.api_key.name,
+                                  actor=f"key {g.api_key.name} (#{g.api_key.id})",
+                                  source=request.remote_addr or "unknown")
     return {"command": command, "lines": reply.lines, "final": reply.final,
             "elapsed_ms": round(reply.elapsed * 1000, 1)}
 
@@ -374,14 +471,24 @@ def list_optouts():
 def add_optout():
     body = _json_body()
     _check_fields(body, {"number": (str,), "note": (str,)})
-    number, created = _gateway().opt_out(body.get("number", ""), "api", body.get("note"))
+    try:
+        number, created = _gateway().opt_out(body.get("number", ""), "api", body.get("note"))
+    except SubmitError as error:
+        _audit("optout.add", body.get("number", "")[:40], {"error": error.detail}, ok=False)
+        raise
+    _audit("optout.add", number, {"created": created, "note": body.get("note")})
     return {"number": number, "created": created}, 201 if created else 200
 
 
 @api.delete("/optouts/<path:number>")
 @requires("send")
 def remove_optout(number: str):
-    _gateway().opt_in(number)
+    try:
+        normalized = _gateway().opt_in(number)
+    except (SubmitError, NotFound) as error:
+        _audit("optout.remove", number[:40], {"error": getattr(error, "detail", None) or str(error)}, ok=False)
+        raise
+    _audit("optout.remove", normalized)
     return "", 204
 
 
@@ -402,13 +509,35 @@ def create_webhook():
     if "url" not in body:
         raise ApiProblem(400, "invalid-request", "'url' is missing", field="url")
     row = _gateway().create_webhook(body["url"], body.get("events") or ["*"])
+    _audit("webhook.create", f"webhook {row['id']}", {"url": row["url"], "events": row["events"]})
     return webhook_view(row, secret=True), 201
+
+
+@api.patch("/webhooks/<id:webhook_id>")
+@requires("admin")
+def update_webhook(webhook_id: int):
+    """Change a subscription's `url`, `events` or `enabled` (the fields given); checked like a new one. A disabled
+    subscription gets no new deliveries; its pending ones wait until it is enabled again."""
+    body = _json_body()
+    _check_fields(body, {"url": (str,), "events": (list,), "enabled": (bool,)})
+    if not body:
+        raise ApiProblem(400, "invalid-request", "give at least one of 'url', 'events', 'enabled'")
+    try:
+        row = _daemon().webhooks.update(webhook_id, url=body.get("url"), events=body.get("events"),
+                                        enabled=body.get("enabled"))
+    except urls.UrlError as error:
+        raise ApiProblem(400, "invalid-request", str(error), field="url") from None
+    except ValueError as error:
+        raise ApiProblem(400, "invalid-request", str(error), field="events") from None
+    _audit("webhook.update", f"webhook {webhook_id}", body)
+    return webhook_view(row)
 
 
 @api.delete("/webhooks/<id:webhook_id>")
 @requires("admin")
 def delete_webhook(webhook_id: int):
     _gateway().delete_webhook(webhook_id)
+    _audit("webhook.delete", f"webhook {webhook_id}")
     return "", 204
 
 
@@ -421,7 +550,9 @@ def webhook_deliveries(webhook_id: int):
 @api.post("/webhooks/<id:webhook_id>/deliveries/<id:delivery_id>/redeliver")
 @requires("admin")
 def redeliver(webhook_id: int, delivery_id: int):
-    return delivery_view(_daemon().webhooks.redeliver(webhook_id, delivery_id)), 202
+    row = _daemon().webhooks.redeliver(webhook_id, delivery_id)
+    _audit("webhook.redeliver", f"webhook {webhook_id}", {"delivery_id": delivery_id})
+    return delivery_view(row), 202
 
 
 # --- cloud-style compatibility ---------------------------------------------------------------------------------
@@ -498,4 +629,4 @@ def register_errors(app: Flask) -> None:
 
 
 # Routes of other subjects register on `api`, defined above: imported last.
-from modemgw import api_book, api_templates  # noqa: E402,F401
+from modemgw import api_audit, api_book, api_stats, api_templates  # noqa: E402,F401

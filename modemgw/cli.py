@@ -14,7 +14,8 @@ import click
 
 from modemgw import __version__, pdu, text
 
-DEFAULT_SIM_DIR = os.environ.get("MODEMGW_SIM_DIR", "/tmp/modemgw-sim")
+DEFAULT_SIM_DIR = os.environ.get("MODEMGW_SIM_DIR", "/tmp/modemgw-sim")  # where `modemgw sim` puts its links
+DEMO_PHONE = "+447700900555"  # who texts the demo's gateway in its banner and the README: a number one can answer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -98,9 +99,38 @@ def text_info(message: str, smart: bool) -> None:
 # --- the simulated modem --------------------------------------------------------------------------------------
 
 def _sim_dir_option(function):
-    return click.option("--link-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_SIM_DIR,
-                        show_default=True, help="Where the running simulator keeps its links and control socket.")(
-        function)
+    return click.option("--link-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Where the running simulator keeps its links and control socket (default: `modemgw "
+                             "sim --link-dir`, else $MODEMGW_SIM_DIR, else the simulator that runs: "
+                             "/tmp/modemgw-sim, or the demo's).")(function)
+
+
+def _answers(socket_path: Path) -> bool:
+    """Whether something listens on the control socket at `socket_path` (a stale file does not)."""
+    import socket
+
+    if not socket_path.exists():
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(socket_path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _sim_link_dirs(link_dir: Path | None) -> list[Path]:
+    """Where a simulator subcommand looks, in order: its own --link-dir, the group's (`modemgw sim --link-dir DIR
+    list`), $MODEMGW_SIM_DIR; else a running `modemgw sim` (/tmp/modemgw-sim), then a running demo's simulator
+    (`<demo data>/sim`): whichever answers first."""
+    given = link_dir or click.get_current_context().meta.get("modemgw.sim_link_dir") or \
+        os.environ.get("MODEMGW_SIM_DIR")
+    if given:
+        return [Path(given)]
+    return [Path("/tmp/modemgw-sim"), _demo_dir() / "sim"]
 
 
 @main.group("sim", invoke_without_command=True)
@@ -111,22 +141,26 @@ def _sim_dir_option(function):
               help="Seconds a modem takes to answer AT+CMGS.")
 @click.option("--report-delay", type=click.FloatRange(min=0), default=2.0, show_default=True, metavar="S",
               help="Seconds from a send to its status report.")
-@click.option("--link-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_SIM_DIR,
-              show_default=True, help="Directory for stable device links (name -> /dev/pts/N) and the control socket.")
+@click.option("--link-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for stable device links (name -> /dev/pts/N) and the control socket (default "
+                   "/tmp/modemgw-sim, or $MODEMGW_SIM_DIR); the subcommands talk to the simulator there.")
 @click.option("--seed", type=int, default=0, help="Varies IMEIs, ICCIDs and IMSIs between simulators.")
 @click.option("--outcome", "outcomes", multiple=True, metavar="PREFIX=ST[,ST...]",
               help="Status reports for recipients starting with PREFIX carry these TP-ST codes in turn, e.g. "
                    "+4477009005=0x21,0 (pending, then delivered) or +1555=0x46 (expired). Repeatable.")
 @click.pass_context
 def sim_group(ctx: click.Context, count: int, profile: str, send_latency: float, report_delay: float,
-              link_dir: Path, seed: int, outcomes: tuple[str, ...]) -> None:
+              link_dir: Path | None, seed: int, outcomes: tuple[str, ...]) -> None:
     """Run simulated modems on pseudo-terminals until SIGINT or SIGTERM.
 
     Any program opens the printed devices like USB modems (pyserial, gammu, smstools, minicom). Subcommands
-    drive a running simulator: inject inbound SMS and faults, list what it sent.
+    drive a running simulator: inject inbound SMS and faults, list what it sent. They find a running `modemgw
+    sim` or `modemgw demo` by themselves; --link-dir (here or after the subcommand) names another.
     """
     if ctx.invoked_subcommand is not None:
+        ctx.meta["modemgw.sim_link_dir"] = link_dir  # `modemgw sim --link-dir DIR list` means DIR
         return
+    link_dir = link_dir or Path(os.environ.get("MODEMGW_SIM_DIR") or DEFAULT_SIM_DIR)
     from modemgw.sim import NetworkSettings, Simulator
 
     settings = NetworkSettings(report_delay=report_delay, outcomes=_parse_outcomes(outcomes))
@@ -168,15 +202,23 @@ def _parse_outcomes(outcomes: tuple[str, ...]) -> dict[str, list[int]]:
     return parsed
 
 
-def _control(link_dir: Path, request: dict) -> dict:
+def _control(link_dir: Path | None, request: dict) -> dict:
+    """`request` to the simulator's control socket (`_sim_link_dirs`: the one given, or the first that answers).
+    Raises ClickException naming where it looked and how to start one."""
     from modemgw import control
 
-    path = link_dir / "control.sock"
+    candidates = _sim_link_dirs(link_dir)
+    found = next((directory for directory in candidates if _answers(directory / "control.sock")), candidates[0])
+    path = found / "control.sock"
     try:
         reply = control.request(path, request, timeout=10)
     except control.ControlError as error:
+        if len(candidates) > 1:
+            looked = " nor at ".join(str(directory / "control.sock") for directory in candidates)
+            raise click.ClickException(f"no simulator answers at {looked} (the demo's); start one with "
+                                       "'modemgw sim' or 'modemgw demo', or name its --link-dir") from None
         raise click.ClickException(f"no simulator answers at {path} ({error}); start one with "
-                                   f"'modemgw sim --link-dir {link_dir}'") from None
+                                   f"'modemgw sim --link-dir {found}'") from None
     if not reply.get("ok"):
         raise click.ClickException(reply.get("error", "the simulator refused"))
     return reply
@@ -184,7 +226,7 @@ def _control(link_dir: Path, request: dict) -> dict:
 
 @sim_group.command("list")
 @_sim_dir_option
-def sim_list(link_dir: Path) -> None:
+def sim_list(link_dir: Path | None) -> None:
     """List the modems of a running simulator."""
     for info in _control(link_dir, {"command": "list"})["modems"]:
         state = "plugged" if info["plugged"] else "unplugged"
@@ -199,12 +241,13 @@ def sim_inject() -> None:
 @sim_inject.command("sms")
 @_sim_dir_option
 @click.option("--modem", "modem_name", default="sim0", show_default=True, help="Which modem receives it.")
-@click.option("--from", "sender", required=True, help="Sender: a number or an alphanumeric name.")
+@click.option("--from", "sender", required=True,
+              help=f"Sender: a number (e.g. {DEMO_PHONE}, which the gateway can answer) or an alphanumeric name.")
 @click.option("--text", "body", required=True, help="Message text; `-` reads standard input.")
 @click.option("--parts", type=click.IntRange(1, 255), default=None, help="Split into this many parts.")
 @click.option("--order", default=None, help="Deliver parts in this order, e.g. 3,1,2.")
 @click.option("--encoding", type=click.Choice([text.GSM7, text.UCS2]), default=None)
-def sim_inject_sms(link_dir: Path, modem_name: str, sender: str, body: str, parts: int | None, order: str | None,
+def sim_inject_sms(link_dir: Path | None, modem_name: str, sender: str, body: str, parts: int | None, order: str | None,
                    encoding: str | None) -> None:
     """Deliver an inbound SMS (multi-part when long or when --parts says so)."""
     request: dict[str, object] = {"command": "sms", "modem": modem_name, "sender": sender,
@@ -224,7 +267,7 @@ def sim_inject_sms(link_dir: Path, modem_name: str, sender: str, body: str, part
 @click.option("--modem", "modem_name", default="sim0", show_default=True)
 @click.argument("kind")
 @click.argument("params", nargs=-1, metavar="[KEY=VALUE]...")
-def sim_inject_fault(link_dir: Path, modem_name: str, kind: str, params: tuple[str, ...]) -> None:
+def sim_inject_fault(link_dir: Path | None, modem_name: str, kind: str, params: tuple[str, ...]) -> None:
     """Inject a fault: unplug, replug [name=N], hang [seconds=S], unhang, cms-error code=C [count=N],
     registration lost=1|0, pin required=1|0, garbage [count=N], slow-prompt seconds=S, no-prompt,
     delay-reply seconds=S, urc-before-prompt, urc-before-result, urc-in-reply, signal rssi=N,
@@ -253,7 +296,7 @@ def _fault_value(value: str):
 @sim_group.command("sent")
 @_sim_dir_option
 @click.option("--modem", "modem_name", default="sim0", show_default=True)
-def sim_sent(link_dir: Path, modem_name: str) -> None:
+def sim_sent(link_dir: Path | None, modem_name: str) -> None:
     """Print what a simulated modem has transmitted: TP-MR, recipient, text and the PDU."""
     for record in _control(link_dir, {"command": "sent", "modem": modem_name})["sent"]:
         click.echo(f"{record['reference']}  {record['recipient']}  {record['text']!r}  {record['hex']}")
@@ -371,7 +414,10 @@ def _banner(daemon) -> None:
 @_data_option
 @click.option("--modems", type=click.IntRange(1, 16), default=3, show_default=True)
 def demo(listen: str, data_dir: Path | None, modems: int) -> None:
-    """Try modemgw with no hardware and no configuration: simulated modems and an embedded SQLite file."""
+    """Try modemgw with no hardware and no configuration: simulated modems and an embedded SQLite file.
+
+    The first run over a data directory makes an admin login and an API key and prints both once; later runs
+    reuse them and say how to set a new password or make another key."""
     from modemgw.daemon import Daemon
 
     config = _load_config(None, data_dir or _demo_dir())
@@ -379,26 +425,60 @@ def demo(listen: str, data_dir: Path | None, modems: int) -> None:
     config.gateway.default_region = config.gateway.default_region or "GB"
     config.gateway.callback_private_destinations = True  # a demo's callbacks go to a receiver on this machine
     daemon = Daemon(config, simulate=modems, sim_send_latency=0.3, sim_report_delay=1.0)
+    _run_daemon(daemon, _demo_banner)
 
-    def banner(running) -> None:
-        import secrets as random_secrets
 
-        from modemgw import users
+def _demo_login(running) -> str:
+    """The web UI line of the demo's banner: a new admin (its password shown once), or the existing one."""
+    import secrets as random_secrets
 
-        key, _ = running.gateway.create_key("demo", ("send", "read", "admin"))
-        username, password = f"admin-{random_secrets.token_hex(2)}", random_secrets.token_urlsafe(12)
-        users.add_user(running.store, username, password, "admin")
-        _banner(running)
-        click.echo(f"web UI: {running.url} — log in as {username} with password {password} (shown once)")
+    from modemgw import users
+
+    data = running.data_dir
+    admins = [user for user in users.list_users(running.store) if user["role"] == "admin" and not user["disabled"]]
+    if admins:
+        name = admins[0]["username"]
+        return (f"web UI: {running.url} — log in as {name} (made by an earlier run, password shown then; a new "
+                f"one: modemgw users passwd --data {data} {name})")
+    username, password = f"admin-{random_secrets.token_hex(2)}", random_secrets.token_urlsafe(12)
+    users.add_user(running.store, username, password, "admin")
+    running.gateway.audit("user.add", actor="demo", target=f"user {username}", detail={"role": "admin"})
+    return f"web UI: {running.url} — log in as {username} with password {password} (shown once)"
+
+
+def _demo_key(running) -> str | None:
+    """The demo's admin API key when this run made it (None: an earlier run did, and showed it then)."""
+    if any(key["name"] == "demo" and not key["revoked_at"] for key in running.gateway.api_keys()):
+        return None
+    key, record = running.gateway.create_key("demo", ("send", "read", "admin"))
+    running.gateway.audit("key.create", actor="demo", target=f"key demo (#{record.id})",
+                          detail={"scopes": list(record.scopes)})
+    return key
+
+
+def _demo_banner(running) -> None:
+    """What a newcomer needs to try the demo: where it runs, the login and key, the region numbers are read in,
+    and the exact commands to send, to text the gateway from a simulated phone, and to reset a password."""
+    data, region = running.data_dir, running.config.gateway.default_region
+    login, key = _demo_login(running), _demo_key(running)
+    _banner(running)
+    click.echo(login)
+    if key:
         click.echo(f"API key (admin, shown once): {key}")
-        click.echo(f"try: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
-                   f"-d '{{\"to\": \"+447700900123\", \"body\": \"Hello\"}}' {running.url}api/v1/messages")
-        numbers = ", ".join(device.modem.identity.number for device in running.simulator.devices)
-        click.echo(f"simulated SIMs: {numbers} (messages between them arrive in their inboxes)")
-        click.echo(f"try: modemgw send --data {running.data_dir} --to +447700900123 --text 'Hello from modemgw' --wait"
-                   )
-
-    _run_daemon(daemon, banner)
+    else:
+        click.echo(f"API key: the one named 'demo' (made and shown by an earlier run); another: modemgw keys create "
+                   f"--data {data} --name demo-2 --scopes send,read,admin")
+    click.echo(f"default region: {region} (numbers without + and a country code are read as {region} numbers: "
+               f"07700 900123 is +447700900123)")
+    click.echo(f"try: curl -s -H \"Authorization: Bearer {key or '$MODEMGW_KEY'}\" -H 'Content-Type: application/json'"
+               f" -d '{{\"to\": \"+447700900123\", \"body\": \"Hello\"}}' {running.url}api/v1/messages")
+    numbers = ", ".join(f"{device.modem.name} {device.modem.identity.number}" for device in running.simulator.devices)
+    click.echo(f"simulated SIMs: {numbers} (messages between them arrive in their inboxes)")
+    link_dir = running.simulator.link_dir
+    click.echo(f"simulator: links and control socket in {link_dir}")
+    click.echo(f"text the gateway: modemgw sim --link-dir {link_dir} inject sms --modem sim0 --from {DEMO_PHONE} "
+               "--text 'Hello gateway' (it lands in the Inbox; reply from there)")
+    click.echo(f"try: modemgw send --data {data} --to +447700900123 --text 'Hello from modemgw' --wait")
 
 
 def _daemon_request(data_dir: Path | None, request: dict, timeout: float = 120.0) -> dict:
@@ -490,16 +570,41 @@ def _read_password(password_stdin: bool) -> str:
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
-def _change_user(config_path, data_dir, username: str, change) -> None:
-    """`change(store, user_id)` on the user of that name; library errors become ClickException."""
+def _os_user() -> str:
+    """Who ran this command, as the audit log names them: the login name, and whom sudo ran it for."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = f"uid {os.getuid()}"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{name} (sudo by {sudo[:64]})" if sudo and sudo != name else name
+
+
+def _audit(store, action: str, target: str, detail: dict | None = None, ok: bool = True) -> None:
+    """An entry in the audit log for a change made from the command line: actor "cli", source "console", and
+    the system user who ran the command in its detail. A database that refuses it never fails the command."""
+    from modemgw.gateway import Gateway
+
+    Gateway(store).audit(action, actor="cli", source="console", target=target,
+                         detail={**(detail or {}), "os_user": _os_user()}, ok=ok)
+
+
+def _change_user(config_path, data_dir, username: str, change, action: str) -> None:
+    """`change(store, user_id)` on the user of that name, audited as `action` (refused or not); library errors
+    become ClickException."""
     from modemgw import users
     from modemgw.store import StoreError
 
     store = _store_for(config_path, data_dir)
+    target = f"user {username[:users.MAX_USERNAME]}"
     try:
         change(store, users.find_user(store, username)["id"])
     except (users.UserError, StoreError) as error:
+        _audit(store, action, target, {"error": str(error)}, ok=False)
         raise click.ClickException(str(error)) from None
+    _audit(store, action, target)
 
 
 @users_group.command("add")
@@ -513,10 +618,14 @@ def users_add(config_path, data_dir, username, role, password_stdin) -> None:
     from modemgw import users
 
     password = _read_password(password_stdin)
+    store = _store_for(config_path, data_dir)
+    target = f"user {username.strip()[:users.MAX_USERNAME]}"
     try:
-        users.add_user(_store_for(config_path, data_dir), username, password, role)
+        users.add_user(store, username, password, role)
     except users.UserError as error:
+        _audit(store, "user.add", target, {"role": role, "error": str(error)}, ok=False)
         raise click.ClickException(str(error)) from None
+    _audit(store, "user.add", target, {"role": role})
     click.echo(f"user {username} ({role}) added")
 
 
@@ -544,7 +653,8 @@ def users_passwd(config_path, data_dir, username, password_stdin) -> None:
     from modemgw import users
 
     password = _read_password(password_stdin)
-    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_password(store, user_id, password))
+    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_password(store, user_id, password),
+                 "user.password")
     click.echo(f"password of {username} set; their sessions have ended")
 
 
@@ -556,7 +666,8 @@ def users_disable(config_path, data_dir, username) -> None:
     """Stop a user logging in; their open sessions end at once."""
     from modemgw import users
 
-    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_disabled(store, user_id, True))
+    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_disabled(store, user_id, True),
+                 "user.disable")
     click.echo(f"user {username} disabled; their sessions have ended")
 
 
@@ -568,7 +679,8 @@ def users_enable(config_path, data_dir, username) -> None:
     """Let a disabled user log in again."""
     from modemgw import users
 
-    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_disabled(store, user_id, False))
+    _change_user(config_path, data_dir, username, lambda store, user_id: users.set_disabled(store, user_id, False),
+                 "user.enable")
     click.echo(f"user {username} enabled")
 
 
@@ -580,7 +692,7 @@ def users_delete(config_path, data_dir, username) -> None:
     """Delete a user; their sessions end. (`disable` keeps the account for later.)"""
     from modemgw import users
 
-    _change_user(config_path, data_dir, username, users.delete_user)
+    _change_user(config_path, data_dir, username, users.delete_user, "user.delete")
     click.echo(f"user {username} deleted")
 
 
@@ -641,10 +753,15 @@ def _gateway_for(config_path: Path | None, data_dir: Path | None):
               help="Requests a minute this key may make (default: unlimited).")
 def keys_create(config_path, data_dir, name, scopes, group, rate_per_minute) -> None:
     """Create an API key and print it; it is stored hashed and cannot be shown again."""
+    gateway = _gateway_for(config_path, data_dir)
     try:
-        key, record = _gateway_for(config_path, data_dir).create_key(name, scopes, group, rate_per_minute)
+        key, record = gateway.create_key(name, scopes, group, rate_per_minute)
     except ValueError as error:
+        _audit(gateway.store, "key.create", f"key {name.strip()[:100]}", {"scopes": scopes, "error": str(error)},
+               ok=False)
         raise click.ClickException(str(error)) from None
+    _audit(gateway.store, "key.create", f"key {record.name} (#{record.id})",
+           {"scopes": list(record.scopes), "group": group, "rate_per_minute": rate_per_minute})
     click.echo(key)
     click.echo(f"key {record.id} '{record.name}' with scopes {','.join(record.scopes)}: store it now, it is "
                "not shown again", err=True)
@@ -671,10 +788,15 @@ def keys_revoke(config_path, data_dir, key_id) -> None:
     """Revoke a key by its id (from `modemgw keys list`)."""
     from modemgw.store import NotFound
 
+    gateway = _gateway_for(config_path, data_dir)
+    name = next((key["name"] for key in gateway.api_keys() if key["id"] == key_id), None)
+    target = f"key {name} (#{key_id})" if name is not None else f"key #{key_id}"
     try:
-        _gateway_for(config_path, data_dir).revoke_key(key_id)
+        gateway.revoke_key(key_id)
     except NotFound as error:
+        _audit(gateway.store, "key.revoke", target, {"error": str(error)}, ok=False)
         raise click.ClickException(str(error)) from None
+    _audit(gateway.store, "key.revoke", target)
     click.echo(f"key {key_id} revoked")
 
 

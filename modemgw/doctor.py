@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from modemgw import discovery
+from modemgw import discovery, webhooks
 from modemgw.config import Config
 from modemgw.store import StoreError, readonly
 
@@ -271,13 +271,26 @@ class Doctor:
                      "stop the gateway; modemgw restore <latest backup> (keep the damaged file for support)")
 
     def check_webhooks(self) -> None:
+        """Failing subscriptions (`webhooks.failing_from`: the last attempts in a row failed), each a failure
+        naming its URL and last error; and the backlog. Read from the database file, read-only, daemon or not."""
         path = self._database()
         if path is None:
             return
         try:
             count, oldest = readonly.webhook_backlog(path)
+            attempts = readonly.webhook_attempts(path)
         except StoreError:
             return
+        for hook, attempted in attempts:
+            failing = webhooks.failing_from(hook, attempted)
+            if failing is not None:
+                since = time.strftime("%Y-%m-%d %H:%M", time.localtime(failing["since"]))
+                state = "its deliveries are dead letters" if failing["dead"] else "they are retried"
+                self.add(FAIL, f"webhook {failing['url']} is failing: {failing['failed_attempts']} attempts in a "
+                               f"row since {since}, the last: {failing['last_error']} ({state})",
+                         "make the receiver answer 2xx (is it up? is the URL right?), or edit or disable the "
+                         f"webhook in the web UI (/ui/webhooks/{failing['id']}), then redeliver its failed "
+                         "deliveries there")
         age = time.time() - oldest if oldest else 0.0
         if count > WEBHOOK_BACKLOG or age > WEBHOOK_AGE:
             self.add(WARN, f"{count} webhook deliveries waiting, the oldest for {age / 60:.0f} min",

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from modemgw import at, dispatch, numbers, pdu, text, urls
 from modemgw.book import AddressBook
 from modemgw.errors import CmsError, ModemError
+from modemgw.scheduling import Scheduling
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
+from modemgw.statistics import Statistics
 from modemgw.store import Claimed, Duplicate, NotFound, Store, StoreError
 from modemgw.templates import TemplateLibrary
 
@@ -247,7 +249,7 @@ def _contact_fields(contact: dict) -> dict:
             "number": contact["number"]}
 
 
-class Gateway(AddressBook, TemplateLibrary):
+class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics):
     """Business rules over the store. Thread-safe: every call uses the calling thread's connection."""
 
     def __init__(self, store: Store, settings: GatewaySettings | None = None):
@@ -767,40 +769,80 @@ class Gateway(AddressBook, TemplateLibrary):
         except TimeoutError:
             raise ModemRequestError(f"{what}: the modem did not answer in time", "timeout") from None
 
-    def ussd(self, modem_id: int, code: str, *, admin: bool, by: str) -> Any:
-        """Send USSD `code` on the modem and return its reply (`status`, `text`); the event log says `by` whom.
+    def ussd(self, modem_id: int, code: str, *, admin: bool, by: str, actor: str | None = None,
+             source: str = "local") -> Any:
+        """Send USSD `code` on the modem and return its reply (`status`, `text`); the event log says `by` whom,
+        the audit log (`modem.ussd`, refused or failed ones too) who (`actor`, else `by`) from where (`source`:
+        the client's address; "local" for the control socket and scripts).
         Raises SubmitError (kind "forbidden" for a code outside ussd_allow), NotFound, ModemRequestError."""
+        target, shown = f"modem #{modem_id}", code[:64]
         refusal = self.ussd_problem(code, admin=admin)
-        if refusal:
-            # a well-formed code that only an admin may send is forbidden to this caller, not invalid
-            forbidden = self.ussd_problem(code, admin=True) is None
-            raise SubmitError(refusal, "code", kind="forbidden" if forbidden else "invalid-request")
-        reply = self.run_on_modem(modem_id, lambda modem: modem.ussd(code), f"USSD {code}")
+        try:
+            if refusal:
+                # a well-formed code that only an admin may send is forbidden to this caller, not invalid
+                forbidden = self.ussd_problem(code, admin=True) is None
+                raise SubmitError(refusal, "code", kind="forbidden" if forbidden else "invalid-request")
+            reply = self.run_on_modem(modem_id, lambda modem: modem.ussd(code), f"USSD {code}")
+        except (SubmitError, NotFound, ModemRequestError) as error:
+            self.audit("modem.ussd", actor=actor or by, source=source, target=target, ok=False,
+                       detail={"code": shown, "error": getattr(error, "detail", None) or str(error)})
+            raise
         self.store.log_event("modem.ussd", modem_id=modem_id, code=code, status=reply.status, by=by)
+        self.audit("modem.ussd", actor=actor or by, source=source, target=target,
+                   detail={"code": shown, "status": reply.status})
         return reply
 
     def at_command(self, modem_id: int, command: str, *, timeout: float = 10.0, wait: float = 60.0, by: str,
-                   **audit: Any) -> Any:
+                   actor: str | None = None, source: str = "local", **audit: Any) -> Any:
         """Run one AT command line on the modem (at most 60 s) and return its reply (`lines`, `final`,
-        `elapsed`), waiting `wait` seconds for the worker; the event log keeps it (PINs masked) and `by` whom, with
-        `audit` (e.g. the key's name).
+        `elapsed`), waiting `wait` seconds for the worker; the event log keeps it and `by` whom, with `audit` (e.g.
+        the key's name), and the audit log (`modem.at`, refused or failed ones too) who (`actor`, else `by`) from
+        where (`source`: the client's address; "local" for the control socket and scripts). A PIN, PUK or
+        facility password is masked in both and in any error, also inside a compound line (`AT+CSQ;+CPIN=1234`).
         Raises SubmitError (at_command_problem), NotFound, ModemRequestError."""
-        refusal = at_command_problem(command)
-        if refusal:
-            raise SubmitError(refusal, "command")
-        timeout = min(60.0, max(0.1, timeout))
-        reply = self.run_on_modem(modem_id, lambda modem: modem.raw(command, timeout), command, wait)
-        self.store.log_event("modem.at_command", modem_id=modem_id, command=at.redact(command), final=reply.final,
-                             **audit, by=by)
+        shown = at.redact(command[:MAX_AT_COMMAND])
+        normal = at.normalize_command(shown)
+        cuts = []  # at.redact masks a secret command that starts the line; these are anywhere in it
+        for name in at.SECRET_COMMANDS:
+            start = normal.find(name + "=")
+            while start >= 0 and normal[start + len(name) + 1:start + len(name) + 2] == "?":  # a test command
+                start = normal.find(name + "=", start + 1)
+            if start >= 0:
+                cuts.append(start + len(name) + 1)
+        if normal.startswith("ATD") and ("**04" in normal or "**05" in normal):  # SS codes that change a PIN
+            cuts.append(normal.index("**0") + 4)
+        if cuts:
+            shown = normal[:min(cuts)] + "***"
+        target = f"modem #{modem_id}"
+        try:
+            refusal = at_command_problem(command)
+            if refusal:
+                raise SubmitError(refusal, "command")
+            timeout = min(60.0, max(0.1, timeout))
+            try:
+                reply = self.run_on_modem(modem_id, lambda modem: modem.raw(command, timeout), shown, wait)
+            except ModemRequestError as failed:  # a timeout's text quotes the command as the link sent it
+                clean = failed.detail.replace(command.strip(), shown) if command.strip() else failed.detail
+                raise ModemRequestError(clean, failed.reason) from None
+        except (SubmitError, NotFound, ModemRequestError) as error:
+            self.audit("modem.at", actor=actor or by, source=source, target=target, ok=False,
+                       detail={"command": shown, "error": getattr(error, "detail", None) or str(error)})
+            raise
+        self.store.log_event("modem.at_command", modem_id=modem_id, command=shown, final=reply.final, **audit, by=by)
+        self.audit("modem.at", actor=actor or by, source=source, target=target,
+                   detail={"command": shown, "final": reply.final})
         return reply
 
     # API keys and webhooks
 
     def create_key(self, name: str, scopes: str | list[str] | tuple[str, ...], group: str | None = None,
                    rate_per_minute: int | None = None) -> tuple[str, Any]:
-        """A new API key (shown once) and its record. Raises ValueError for unknown scopes or a bad name."""
+        """A new API key (shown once) and its record. Raises ValueError for unknown scopes or a bad name (empty,
+        or over 100 characters)."""
         from modemgw import auth
 
+        if len(name.strip()) > 100:
+            raise ValueError("a key's name has at most 100 characters")
         return auth.create_key(self.store, name, auth.parse_scopes(list(scopes) if not isinstance(scopes, str)
                                                                    else scopes), group, rate_per_minute)
 

@@ -84,7 +84,8 @@ class PortWatcher(threading.Thread):
         current: dict[str, tuple] = {}
         for pattern in self.patterns:
             for path in glob.glob(pattern):
-                current[path] = _signature(path)
+                if not _never_a_port(path):
+                    current[path] = _signature(path)
         gone = [path for path in self.present if current.get(path) != self.present[path]]
         new = [path for path in current if self.present.get(path) != current[path]]
         self.present = current
@@ -169,6 +170,17 @@ def is_serial_node(path: str) -> bool:
         return stat.S_ISCHR(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def _never_a_port(path: str) -> bool:
+    """Whether `path` is something a glob matched that no modem can be: a socket (the simulator's control socket
+    beside its links), a FIFO or a directory. Ignored without a word; a character device is a port, and so is
+    a path that is gone meanwhile or a plain file (the pool looks at those and leaves them alone)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode) or stat.S_ISDIR(mode)
 
 
 def _signature(path: str) -> tuple:

@@ -119,6 +119,21 @@ SCHEMAS = {
                                                                "reason": {"type": "string"}}}),
         "parts": {"type": "array", "items": {"type": "object"}},
         "timeline": {"type": "array", "items": {"type": "object"}}}},
+    "MessageUpdate": {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+        "send_at": {"oneOf": [TIME, {"type": "number"}], "description": "the new time; a past time means now"},
+        "body": {"type": "string", "minLength": 1, "description": "the new text: its encoding and segments are "
+                                                                  "recomputed, at most the gateway's max_segments"}}},
+    "Batch": {"type": "object", "required": ["submission_id", "count", "first_send_at", "body"], "properties": {
+        "submission_id": {"type": "integer"}, "count": {"type": "integer", "description": "its scheduled messages"},
+        "first_send_at": TIME, "last_send_at": TIME, "created_at": TIME,
+        "body": {"type": "string", "description": "its first scheduled message's text"},
+        "to": {"type": "string", "description": "its first scheduled message's recipient"},
+        "api_key_id": {"type": ["integer", "null"]}, "user_id": {"type": ["integer", "null"]}}},
+    "BatchChange": {"type": "object", "required": ["submission_id", "count", "message_ids"], "properties": {
+        "submission_id": {"type": "integer"}, "count": {"type": "integer"},
+        "message_ids": {"type": "array", "items": {"type": "integer"}}, "send_at": TIME,
+        "statuses": {"type": "object", "additionalProperties": {"type": "integer"},
+                     "description": "how many of its messages are in each status now"}}},
     "Preview": {"type": "object", "required": ["encoding", "characters", "segments"], "properties": {
         "encoding": {"enum": ["gsm7", "ucs2"]}, "characters": {"type": "integer"}, "units": {"type": "integer"},
         "segments": {"type": "integer"}, "per_segment": {"type": "integer"}, "remaining": {"type": "integer"},
@@ -183,6 +198,16 @@ SCHEMAS = {
             "reason": {"type": "string"}}}},
         "fields": {"type": "object", "additionalProperties": {"type": "string"},
                    "description": "CSV columns that became free fields, and the field each became"}}},
+    # --- schemas: the audit log ---
+    "AuditEntry": {"type": "object", "required": ["id", "at", "actor", "action", "ok"], "properties": {
+        "id": {"type": "integer"}, "at": TIME,
+        "actor": {"type": "string", "description": "who: user alice, key ops (#3), cli, anonymous (a failed login)"},
+        "source": {"type": ["string", "null"], "description": "from where: the client's address, console, local"},
+        "action": {"type": "string", "description": "login.success, user.disable, key.create, modem.at, ..."},
+        "target": {"type": ["string", "null"], "description": "on what: user bob, key ops (#3), modem sim1 (#2)"},
+        "detail": {"type": "object", "description": "what was asked (never a password, key or PIN) and, when "
+                                                    "refused, why (error)"},
+        "ok": {"type": "boolean", "description": "false: refused or failed"}}},
     # --- schemas: templates ---
     "Template": {"type": "object", "required": ["id", "name", "body", "spintax", "placeholders", "segments",
                                                 "created_at", "updated_at"], "properties": {
@@ -203,6 +228,29 @@ SCHEMAS = {
 }
 
 
+# GET /api/v1/stats (modemgw.api_stats): the numbers of a period, a SIM or the whole range (modemgw.statistics)
+_STATS_NUMBERS = {
+    "sent": {"type": "integer", "description": "left a SIM (sent, delivered or undelivered)"},
+    "delivered": {"type": "integer"}, "failed": {"type": "integer", "description": "failed or undelivered"},
+    "expired": {"type": "integer"}, "no_report": {"type": "integer", "description": "sent, no report (yet)"},
+    "delivery_rate": {"type": ["number", "null"], "description": "delivered / sent"},
+    "median_delivery_seconds": {"type": ["number", "null"]},
+    "segments": {"type": "integer", "description": "SMS parts the SIMs sent (the cost)"}}
+_STATS_ROW = {"type": "object", "required": list(_STATS_NUMBERS), "properties": _STATS_NUMBERS}
+STATS = {"type": "object", "required": ["period", "since", "until", "modem_id", "timezone", "totals", "periods",
+                                        "sims"], "properties": {
+    "period": {"enum": ["day", "week", "month"]}, "since": {"type": "string", "format": "date"},
+    "until": {"type": "string", "format": "date"}, "modem_id": {"type": ["integer", "null"]},
+    "timezone": {"type": "string"}, "totals": _STATS_ROW,
+    "periods": {"type": "array", "items": {**_STATS_ROW, "required": ["start", "end", "label", *_STATS_NUMBERS],
+                                           "properties": {"start": {"type": "string", "format": "date"},
+                                                          "end": {"type": "string", "format": "date"},
+                                                          "label": {"type": "string"}, **_STATS_NUMBERS}}},
+    "sims": {"type": "array", "items": {**_STATS_ROW, "required": ["modem_id", "label", *_STATS_NUMBERS],
+                                        "properties": {"modem_id": {"type": ["integer", "null"]},
+                                                       "label": {"type": "string"}, **_STATS_NUMBERS}}}}}
+
+
 def document() -> dict:
     messages_filters = [
         _query("status", {"enum": STATUSES}, "only messages in this status"),
@@ -210,6 +258,10 @@ def document() -> dict:
         _query("since", TIME, "created at or after"), _query("until", TIME, "created before"),
         _query("client_ref", {"type": "string"}, "your reference"),
         _query("modem", {"type": "integer"}, "modem id"),
+        _query("modem_id", {"type": "integer"}, "modem id (the same as modem)"),
+        _query("api_key_id", {"type": "integer"}, "sent with this API key"),
+        _query("user_id", {"type": "integer"}, "sent by this web UI user"),
+        _query("q", {"type": "string", "maxLength": 100}, "text in the number or the body, or an exact client_ref"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (default 50)"),
         _query("cursor", {"type": "integer"}, "next_cursor of the previous page"),
     ]
@@ -246,7 +298,28 @@ def document() -> dict:
             "get": _op("A message with its parts and timeline", "read", {
                 "200": {"description": "The message", "content": _json(_ref("Message"))}}, errors=(404,)),
             "delete": _op("Cancel a queued or scheduled message", "send", {
-                "200": {"description": "Canceled", "content": _json({"type": "object"})}}, errors=(404, 409))},
+                "200": {"description": "Canceled", "content": _json({"type": "object"})}}, errors=(404, 409)),
+            "patch": _op("Change a scheduled message's time or text (the text is checked as a submission's)", "send", {
+                "200": {"description": "The message now", "content": _json(_ref("Message"))}},
+                body=_ref("MessageUpdate"), errors=(400, 404, 409, 415, 503))},
+        "/api/v1/scheduled": {"get": _op("Batches with scheduled messages, the earliest due first", "read", {
+            "200": {"description": "A page", "content": _json({
+                "type": "object", "required": ["data", "next_offset"], "properties": {
+                    "data": {"type": "array", "items": _ref("Batch")},
+                    "next_offset": {"type": ["integer", "null"]}}})}}, parameters=[
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (default 50)"),
+            _query("offset", {"type": "integer", "minimum": 0}, "next_offset of the previous page")],
+            errors=(400,))},
+        "/api/v1/submissions/{submission_id}": {"patch": _op(
+            "Move every scheduled message of a batch (a submission) to a new time", "send", {
+                "200": {"description": "Moved", "content": _json(_ref("BatchChange"))}},
+            body={"type": "object", "additionalProperties": False, "required": ["send_at"], "properties": {
+                "send_at": {"oneOf": [TIME, {"type": "number"}]}}},
+            parameters=[_path_id("submission_id")], errors=(400, 404, 415, 503))},
+        "/api/v1/submissions/{submission_id}/cancel": {"post": _op(
+            "Cancel every queued or scheduled message of a batch (a submission)", "send", {
+                "200": {"description": "Canceled", "content": _json(_ref("BatchChange"))}},
+            parameters=[_path_id("submission_id")], errors=(404, 409, 503))},
         "/api/v1/inbox": {"get": _op("Inbound messages, newest first", "read", {
             "200": {"description": "A page", "content": _json(_list("Inbound"))}}, parameters=[
             _query("from", {"type": "string"}, "sender"), messages_filters[-2], messages_filters[-1]],
@@ -276,6 +349,15 @@ def document() -> dict:
         "/api/v1/optouts/{number}": {"delete": _op("Remove a number from the opt-out list", "send", {
             "204": {"description": "Removed"}}, parameters=[{"name": "number", "in": "path", "required": True,
                                                             "schema": {"type": "string"}}], errors=(400, 404))},
+        "/api/v1/stats": {"get": _op(
+            "Statistics per day, week or month (the gateway's local time) and per SIM: sent, delivered, failed, "
+            "delivery rate, median time to delivery, segments", "read", {
+                "200": {"description": "The report", "content": _json(STATS)}}, parameters=[
+                _query("period", {"enum": ["day", "week", "month"]}, "the periods of the report (default day)"),
+                _query("since", {"type": "string", "format": "date"}, "first local date (default: 30 days, 12 "
+                                                                      "weeks or 12 months before until)"),
+                _query("until", {"type": "string", "format": "date"}, "last local date, included (default today)"),
+                _query("modem_id", {"type": "integer"}, "one SIM only")], errors=(400, 404))},
         "/api/v1/modems": {"get": _op("The modems", "read", {"200": {"description": "All", "content": _json({
             "type": "object", "properties": {"data": {"type": "array", "items": _ref("Modem")}}})}})},
         "/api/v1/modems/{modem_id}": {
@@ -303,8 +385,16 @@ def document() -> dict:
                 body={"type": "object", "required": ["url"], "properties": {
                     "url": {"type": "string"}, "events": {"type": "array", "items": {"enum": [*EVENTS, "*"]}}}},
                 errors=(400, 415))},
-        "/api/v1/webhooks/{webhook_id}": {"delete": _op("Unsubscribe", "admin", {"204": {"description": "Deleted"}},
-                                                        parameters=[_path_id("webhook_id")], errors=(404,))},
+        "/api/v1/webhooks/{webhook_id}": {
+            "parameters": [_path_id("webhook_id")],
+            "patch": _op("Change a subscription's URL or events, or enable or disable it (a disabled one gets no new "
+                         "deliveries; its pending ones wait)", "admin", {
+                "200": {"description": "Updated", "content": _json(_ref("Webhook"))}},
+                body={"type": "object", "minProperties": 1, "properties": {
+                    "url": {"type": "string"}, "events": {"type": "array", "minItems": 1,
+                                                          "items": {"enum": [*EVENTS, "*"]}},
+                    "enabled": {"type": "boolean"}}}, errors=(400, 404, 415)),
+            "delete": _op("Unsubscribe", "admin", {"204": {"description": "Deleted"}}, errors=(404,))},
         "/api/v1/webhooks/{webhook_id}/deliveries": {"get": _op("Recent deliveries", "admin", {
             "200": {"description": "Newest first", "content": _json({"type": "object", "properties": {
                 "data": {"type": "array", "items": _ref("Delivery")}}})}},
@@ -372,6 +462,16 @@ def document() -> dict:
         "/api/v1/groups/{group_id}/members/{contact_id}": {"delete": _op(
             "Take a contact out of a group", "book", {"204": {"description": "Removed"}},
             parameters=[_path_id("group_id"), _path_id("contact_id")], errors=(404,))},
+        # --- the audit log ---
+        "/api/v1/audit": {"get": _op("The audit log, newest first: logins, users, sessions, keys, modem settings, "
+                                     "USSD and AT commands, opt-outs, webhooks", "admin", {
+            "200": {"description": "A page", "content": _json(_list("AuditEntry"))}}, parameters=[
+            _query("action", {"type": "string", "maxLength": 100}, "entries whose action starts with this (login.)"),
+            _query("actor", {"type": "string", "maxLength": 100}, "entries whose actor contains this (any case)"),
+            _query("since", TIME, "at or after"), _query("until", TIME, "before"),
+            _query("ok", {"type": "boolean"}, "false: only what was refused or failed"),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (default 50)"),
+            _query("cursor", {"type": "integer"}, "next_cursor of the previous page")], errors=(400,))},
         # --- templates ---
         "/api/v1/templates": {
             "get": _op("Saved templates, by name", "read", {"200": {"description": "Every template", "content": _json(

@@ -60,7 +60,7 @@ def _check_braces(body: str, spintax: bool) -> None:
             close = body.find("}", position + 1, position + 2 + text.MAX_FIELD_NAME + 32)
             if close < 0 or not _is_placeholder(body[position + 1:close]):
                 spin = close > 0 and "|" in body[position:close]
-                raise LibraryError(f"'{{' at character {position} opens no placeholder"
+                raise LibraryError(f"'{{' at character {position + 1} opens no placeholder"
                                    f"{' (it looks like spintax: turn spintax on)' if spin else ''}; {hint}", "body")
             position = close + 1
             continue
@@ -71,7 +71,7 @@ def _check_braces(body: str, spintax: bool) -> None:
         elif char == "}" and groups:
             start, choices = groups.pop()
             if not choices and not _is_placeholder(body[start + 1:position]):
-                raise LibraryError(f"'{{' at character {start} opens neither a placeholder nor a choice of two "
+                raise LibraryError(f"'{{' at character {start + 1} opens neither a placeholder nor a choice of two "
                                    f"or more; {hint}", "body")
         position += 1
 

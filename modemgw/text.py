@@ -43,10 +43,11 @@ class TextError(ValueError):
 
 
 class SpintaxError(TextError):
-    """Unbalanced or empty spintax; `position` is the character offset of the fault."""
+    """Unbalanced or empty spintax; `position` is the offset of the fault (0 for the first character). The message
+    counts characters from 1, as a person does ("at character 7" is the 7th character)."""
 
     def __init__(self, message: str, position: int):
-        super().__init__(f"{message} at character {position}")
+        super().__init__(f"{message} at character {position + 1}")
         self.position = position
 
 
@@ -113,7 +114,7 @@ def gsm7_septets(text: str) -> bytes:
     except KeyError:
         bad = non_gsm7_characters(text)[0]
         raise TextError(
-            f"character {bad!r} (U+{ord(bad):04X}) at position {text.index(bad)} is not in the GSM-7 alphabet"
+            f"character {bad!r} (U+{ord(bad):04X}) at position {text.index(bad) + 1} is not in the GSM-7 alphabet"
         ) from None
 
 

@@ -16,6 +16,11 @@ that delivery alone; a URL that can never work (stored by an older version) is d
 
 Signature: `X-Modemgw-Signature: sha256=<hex>` = HMAC-SHA256(secret, f"{timestamp}.{body}") with the timestamp
 from `X-Modemgw-Timestamp` (Unix seconds). Receivers recompute it and reject old timestamps (replays).
+
+A disabled subscription gets no new deliveries, and those it had pending wait until it is enabled again. A
+subscription is *failing* when its receiver failed the last `FAILING_ATTEMPTS` attempts in a row (counted over
+its tried deliveries, newest first, back to the last one delivered): the dashboard and `modemgw doctor` say so
+until one gets through (`failure_streak`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ log = logging.getLogger("modemgw.webhooks")
 
 EVENTS = ("message.sent", "message.delivered", "message.undelivered", "message.failed", "message.expired",
           "inbound.received", "modem.offline", "modem.online", "modem.quota_reached")
+TEST_EVENT = "webhook.test"  # sent to one subscription when an admin asks, whatever events it chose
+FAILING_ATTEMPTS = 3       # failed attempts in a row that make a subscription "failing"
 # Seconds before each retry: about a day in all, then the delivery is dead.
 RETRY_SCHEDULE = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 28800)
 DELIVERY_DEADLINE = 12.0   # seconds for all of one delivery: DNS, connect, TLS, request, status line and headers
@@ -260,17 +267,39 @@ def callback_secret(store: Store) -> str:
     return store.setting("callback_secret", lambda: secrets.token_urlsafe(32))
 
 
-def create_webhook(store: Store, url: str, events: list[str]) -> dict:
-    """A new subscription. Raises urls.UrlError (for `url`) or ValueError (for `events`)."""
+def _check_url(url: str) -> None:
     try:
         urls.parse(url)
     except urls.UrlError as error:
         raise urls.UrlError(f"url {error}") from None
-    unknown = [event for event in events if event != "*" and event not in EVENTS]
+
+
+def _events(events: list[str]) -> list[str]:
+    """The events a subscription gets, checked: ["*"] when "*" is among them (stored otherwise, it would match
+    only the names beside it). Raises ValueError."""
+    unknown = [event for event in events if not isinstance(event, str) or event != "*" and event not in EVENTS]
     if unknown or not events:
         raise ValueError(f"events must be a non-empty list of {', '.join(EVENTS)} (or '*'); got {events!r}")
+    return ["*"] if "*" in events else list(dict.fromkeys(events))
+
+
+def create_webhook(store: Store, url: str, events: list[str]) -> dict:
+    """A new subscription. Raises urls.UrlError (for `url`) or ValueError (for `events`)."""
+    _check_url(url)
+    events = _events(events)
     secret = "whsec_" + secrets.token_urlsafe(24)
     return store.add_webhook(url, events, secret, time.time())
+
+
+def update_webhook(store: Store, webhook_id: int, *, url: str | None = None, events: list[str] | None = None,
+                   enabled: bool | None = None) -> dict:
+    """Change a subscription's URL, events or state (None: unchanged); its pending deliveries follow a new URL.
+    Checked like a new one. Raises urls.UrlError (for `url`), ValueError (for `events`), NotFound."""
+    if url is not None:
+        _check_url(url)
+    if events is not None:
+        events = _events(events)
+    return store.update_webhook(webhook_id, url=url, events=events, enabled=enabled)
 
 
 def webhook(store: Store, webhook_id: int) -> dict:
@@ -291,6 +320,44 @@ def delete_webhook(store: Store, webhook_id: int) -> None:
 def deliveries(store: Store, webhook_id: int, limit: int = 100) -> list[dict]:
     """A subscription's latest deliveries, newest first. Raises NotFound."""
     return store.deliveries_for_webhook(webhook_id, limit)
+
+
+def failure_streak(attempted: list[dict]) -> list[dict]:
+    """The deliveries of a subscription's current run of failures, newest first, from its tried deliveries newest
+    first (`attempts` > 0): back to the first one delivered, which ends the run (a receiver that took a later
+    delivery is up again, whatever older ones still retry). Every attempt of each counts as a failure."""
+    streak = []
+    for row in attempted:
+        if row["status"] == "delivered":
+            break
+        streak.append(row)
+    return streak
+
+
+def failing_from(hook: dict, attempted: list[dict]) -> dict | None:
+    """What the dashboard and the doctor say about a subscription whose receiver is failing (None: it is not, or
+    it is disabled): id, url, the failed attempts in a row, the newest delivery's last error, whether it is dead,
+    and since when (the oldest failing delivery's creation)."""
+    streak = failure_streak(attempted)
+    failed = sum(row["attempts"] for row in streak)
+    if not hook["enabled"] or failed < FAILING_ATTEMPTS:
+        return None
+    newest = streak[0]
+    return {"id": hook["id"], "url": hook["url"], "failed_attempts": failed,
+            "last_error": newest["last_error"] or f"HTTP {newest['last_status_code']}",
+            "last_status_code": newest["last_status_code"], "dead": newest["status"] == "dead",
+            "since": streak[-1]["created_at"]}
+
+
+def failing(store: Store) -> list[dict]:
+    """The enabled subscriptions whose receivers are failing (`failing_from`), oldest subscription first."""
+    found = []
+    for hook in store.webhooks():
+        if hook["enabled"]:
+            judged = failing_from(hook, store.attempted_webhook_deliveries(hook["id"]))
+            if judged is not None:
+                found.append(judged)
+    return found
 
 
 def _iso_now() -> str:
@@ -451,6 +518,32 @@ class WebhookSender(threading.Thread):
     def backlog(self) -> int:
         """How many deliveries wait to be sent."""
         return self.store.webhook_backlog()
+
+    def failing(self) -> list[dict]:
+        """The enabled subscriptions whose receivers are failing (`failing_from`)."""
+        return failing(self.store)
+
+    def update(self, webhook_id: int, *, url: str | None = None, events: list[str] | None = None,
+               enabled: bool | None = None) -> dict:
+        """`update_webhook`, then a look at the outbox (an enabled subscription's waiting deliveries are due).
+        Raises urls.UrlError (for `url`), ValueError (for `events`), NotFound."""
+        row = update_webhook(self.store, webhook_id, url=url, events=events, enabled=enabled)
+        self.wake()
+        return row
+
+    def test(self, webhook_id: int) -> str:
+        """Queue a `webhook.test` event for one subscription, whatever events it chose: its event id. Raises
+        NotFound, ValueError (the subscription is disabled: the delivery would only wait)."""
+        hook = webhook(self.store, webhook_id)
+        if not hook["enabled"]:
+            raise ValueError(f"webhook {webhook_id} is disabled: enable it, then send a test event")
+        event_id = "evt_" + secrets.token_hex(12)
+        payload = {"event": TEST_EVENT, "event_id": event_id, "timestamp": _iso_now(), "webhook_id": webhook_id,
+                   "test": True}
+        self.store.add_webhook_deliveries(TEST_EVENT, None, [(webhook_id, hook["url"], event_id,
+                                                              json.dumps(payload))], time.time())
+        self.wake()
+        return event_id
 
     # --- sending -------------------------------------------------------------------------------------
 

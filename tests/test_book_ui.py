@@ -2,6 +2,7 @@
 executable_path): add and edit a contact, import a CSV into a group, the opted-out badge, the export links, and
 no sideways scroll on a 360 px phone."""
 
+import html
 import os
 import shutil
 
@@ -9,7 +10,7 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw.daemon import Daemon
-from tests.support import daemon_config
+from tests.support import csrf_token, daemon_config, log_in
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
@@ -82,6 +83,12 @@ def test_add_a_contact_with_fields_and_a_group_then_edit_and_delete_it(browser, 
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("Petra Pan saved.")
     assert daemon.store.contact(stored["id"])["fields"] == {"room": "12b", "floor": "x"}
+    # one click deletes nothing: the "Yes, delete" box must be ticked first (the browser asks for it)
+    page.get_by_role("button", name="Delete this contact").click()
+    expect(page.get_by_label("Yes, delete Petra Pan")).to_be_visible()
+    assert page.evaluate("document.querySelector('#delete-contact [name=confirm]').validity.valueMissing")
+    assert daemon.store.contact(stored["id"])["name"] == "Petra Pan"
+    page.get_by_label("Yes, delete Petra Pan").check()
     page.get_by_role("button", name="Delete this contact").click()
     expect(page.get_by_role("status")).to_contain_text("Petra Pan deleted.")
     assert daemon.store.group_contacts("Front desk") == []
@@ -158,3 +165,63 @@ def test_no_sideways_scroll_at_360_px(browser, daemon):
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, (path, width)
     expect(page.get_by_role("button", name="Import")).to_be_in_viewport()
+
+
+def test_deleting_a_group_takes_a_ticked_yes_delete_box(browser, daemon):
+    daemon.gateway.create_group("Old list")
+    daemon.gateway.create_contact("Kept Karl", "+447700900250", groups=["Old list"])
+    page = logged_in(browser, daemon)
+    page.goto(daemon.url + "ui/groups")
+    page.get_by_role("button", name="Delete group Old list").click()  # not ticked: the browser asks, nothing goes
+    expect(page.get_by_label("Yes, delete group Old list")).to_be_visible()
+    assert [group["name"] for group in daemon.gateway.groups() if group["name"] == "Old list"] == ["Old list"]
+    page.get_by_label("Yes, delete group Old list").check()
+    page.get_by_role("button", name="Delete group Old list").click()
+    expect(page.get_by_role("status")).to_contain_text("Group Old list deleted; its contacts stay")
+    assert "Old list" not in [group["name"] for group in daemon.gateway.groups()]
+    assert daemon.gateway.contacts(search="+447700900250")[0]["name"] == "Kept Karl"
+
+
+def test_a_delete_form_without_the_tick_deletes_nothing_whatever_the_browser_does(daemon):
+    """The server checks the tick too (an old page, a script, a browser that ignores `required`)."""
+    group = daemon.gateway.create_group("Server side")
+    contact = daemon.gateway.create_contact("Sam Server", "+447700900260", groups=["Server side"])
+    http = log_in(daemon.url, "oscar", PASSWORD)
+    try:
+        token = csrf_token(http.get(f"{daemon.url}ui/groups", timeout=30).text)
+        answer = http.post(f"{daemon.url}ui/contacts/{contact['id']}", timeout=30,
+                           data={"csrf_token": token, "action": "delete"}, allow_redirects=False)
+        assert answer.status_code == 400
+        assert "Nothing was deleted: tick “Yes, delete Sam Server”" in html.unescape(answer.text)
+        assert daemon.gateway.contact(contact["id"])["name"] == "Sam Server"
+        answer = http.post(f"{daemon.url}ui/groups", timeout=30, allow_redirects=False,
+                           data={"csrf_token": token, "action": "delete", "group_id": str(group["id"])})
+        assert answer.status_code == 400 and "Nothing was deleted" in answer.text
+        assert daemon.gateway.group(group["id"])["name"] == "Server side"
+        answer = http.post(f"{daemon.url}ui/contacts/{contact['id']}", timeout=30, allow_redirects=False,
+                           data={"csrf_token": token, "action": "delete", "confirm": "yes"})
+        assert answer.status_code == 302
+        answer = http.post(f"{daemon.url}ui/groups", timeout=30, allow_redirects=False,
+                           data={"csrf_token": token, "action": "delete", "group_id": str(group["id"]),
+                                 "confirm": "yes"})
+        assert answer.status_code == 302
+        assert "Server side" not in [row["name"] for row in daemon.gateway.groups()]
+    finally:
+        http.close()
+
+
+def test_on_a_phone_each_import_label_sits_over_its_own_input(browser, daemon):
+    daemon.gateway.create_group("Phone import")
+    page = logged_in(browser, daemon, viewport={"width": 360, "height": 740})
+    page.goto(daemon.url + "ui/contacts/import")
+    pairs = [(page.get_by_text("Put them all in the group"), page.get_by_label("Put them all in the group")),
+             (page.get_by_text("or a new group"), page.get_by_label("or a new group"))]
+    for label, field in pairs:
+        label_box, field_box = label.bounding_box(), field.bounding_box()
+        assert label_box["y"] + label_box["height"] <= field_box["y"] + 1, (label_box, field_box)  # just above it
+        assert field_box["y"] - (label_box["y"] + label_box["height"]) < 20
+        assert abs(label_box["x"] - field_box["x"]) < 5  # and left-aligned with it
+        assert field_box["x"] + field_box["width"] <= 360
+    # the second label is below the first input, not beside it
+    assert pairs[1][0].bounding_box()["y"] >= pairs[0][1].bounding_box()["y"] + pairs[0][1].bounding_box()["height"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360

@@ -16,7 +16,7 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw.daemon import Daemon
-from tests.support import PASSWORD, csrf_token, daemon_config, log_in
+from tests.support import PASSWORD, csrf_token, daemon_config, eventually, log_in
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LONG_BODY = "Long message " + "x" * 1987  # 2,000 GSM-7 characters: 14 segments, over the default limit of 10
@@ -175,11 +175,18 @@ def test_a_bad_number_and_a_too_long_body_are_shown_before_the_click(browser, da
     page.get_by_role("button", name="Review…").click()
     playwright_api.expect(page.get_by_role("alert")).to_contain_text("needs 14 segments")
     playwright_api.expect(page.get_by_role("alert")).to_contain_text("the limit is 10")
+    # the good number is not a "rejected row": the text is too long for everyone, said once at the top
     rows = page.locator("#rejected tbody tr")
-    playwright_api.expect(rows).to_have_count(2)
-    playwright_api.expect(rows.nth(0)).to_contain_text("box line 1")
-    playwright_api.expect(rows.nth(1)).to_contain_text("box line 3")
-    playwright_api.expect(rows.nth(1)).to_contain_text("12ab")
+    playwright_api.expect(rows).to_have_count(1)
+    playwright_api.expect(rows.nth(0)).to_contain_text("box line 3")
+    playwright_api.expect(rows.nth(0)).to_contain_text("12ab")
+    playwright_api.expect(page.locator("#rejected")).not_to_contain_text("+447700902201")
+    playwright_api.expect(page.locator("#rejected-count")).to_have_text("1")
+    playwright_api.expect(page.locator("#rejected-lead")).to_have_text("These numbers are not sent.")
+    playwright_api.expect(page.locator("#rejected-advice")).to_contain_text("Recipients box")
+    playwright_api.expect(page.locator("#rejected-advice")).not_to_contain_text("upload")
+    playwright_api.expect(page.locator("#download-rejected")).to_have_count(0)  # nothing came from a file
+    playwright_api.expect(page.locator("#nothing-to-send")).to_contain_text("shorten the message")
     playwright_api.expect(page.locator("#send")).to_have_count(0)  # nothing good: no Send, only Back
     page.get_by_role("button", name="Back").click()
     playwright_api.expect(page.get_by_label("Recipients")).to_have_value("+447700902201\n\n12ab")
@@ -367,3 +374,146 @@ def test_the_chosen_sim_is_the_route_and_stays_chosen_on_the_way_back(ui, daemon
     assert ui.post("/ui/compose", data=form | {"action": "send"}, content_type="multipart/form-data").status_code == 302
     [message] = daemon.gateway.messages(5, search="[batch-k]")
     assert message["route_modem"] == label
+
+
+# --- the new-user review (issue #15): a SIM that cannot send, repeated numbers, what the Rejected section says -----
+
+def test_a_disabled_sim_is_marked_warned_about_and_its_waiting_message_says_why(browser, daemon):
+    modem = daemon.gateway.modems_now()[0]
+    label = modem["label"]
+    daemon.gateway.update_modem(modem["id"], enabled=False)
+    try:
+        page = logged_in(browser, daemon)
+        page.goto(f"{daemon.url}ui/compose")
+        sims = page.get_by_label("Send from SIM")
+        playwright_api.expect(sims.locator("option", has_text=label)).to_have_text(f"{label} — disabled")
+        page.get_by_label("Recipients").fill("+447700904101")
+        page.get_by_label("Message", exact=True).fill("From a disabled SIM [batch-l]")
+        sims.select_option(label=f"{label} — disabled")
+        page.get_by_role("button", name="Review…").click()
+        playwright_api.expect(page.locator("#sim-warning")).to_have_text(
+            f"{label} is disabled: these messages wait until it is enabled again (or choose Any).")
+        page.get_by_role("button", name="Send 1 message").click()
+        playwright_api.expect(page.locator("#message-status")).to_have_text("queued")
+        playwright_api.expect(page.locator("#sim-wait")).to_contain_text(f"Waiting for SIM {label}, which is disabled")
+        playwright_api.expect(page.locator("#sim-wait")).to_contain_text("Cancel it and Send again")
+        [message] = daemon.gateway.messages(5, search="[batch-l]")
+        assert message["status"] == "queued" and message["route_modem"] == label
+    finally:
+        daemon.gateway.update_modem(modem["id"], enabled=True)
+    # enabled again: it leaves, and its page says nothing about waiting
+    assert eventually(lambda: daemon.gateway.messages(5, search="[batch-l]")[0]["status"] != "queued")
+    page.reload()
+    playwright_api.expect(page.locator("#sim-wait")).to_have_count(0)
+
+
+def test_an_offline_sim_is_marked_and_warned_about(ui, daemon):
+    ghost = daemon.store.attach_modem("356938035643809", "8944010000000000999", label="ghost-sim")  # no worker
+    compose = ui.get("/ui/compose").get_data(as_text=True)
+    assert ">ghost-sim — offline</option>" in compose
+    online = daemon.gateway.modems_now()[1]["label"]
+    assert f">{online}</option>" in compose  # a SIM that can send is named alone
+    text = review(ui, {"to": "+447700904201", "body": "Hi [batch-m]", "modem": "ghost-sim"}).get_data(as_text=True)
+    assert ("ghost-sim is offline: these messages wait until it is back online (or choose Any)." in text)
+    assert 'id="sim-warning"' not in review(ui, {"to": "+447700904201", "body": "Hi [batch-m]",
+                                                 "modem": online}).get_data(as_text=True)
+    assert 'id="sim-warning"' not in review(ui, {"to": "+447700904201", "body": "Hi [batch-m]"}).get_data(as_text=True)
+    assert ghost["label"] == "ghost-sim"
+
+
+def test_a_number_on_two_lines_gets_two_messages_and_the_notice_counts_the_rejected_rows(browser, daemon, tmp_path):
+    listing = tmp_path / "appointments.csv"
+    listing.write_text("phone,name,time\n+447700904301,Ann,9:00\n12ab,Bo,10:00\n+447700904302,Cy,11:00\n"
+                       ",Di,12:00\n+447700904303,Ed\n+447700904301,Ann,15:00\n")
+    page = logged_in(browser, daemon)
+    page.goto(f"{daemon.url}ui/compose")
+    page.get_by_label("…or a CSV file").set_input_files(str(listing))
+    page.get_by_label("Message", exact=True).fill("Hi {name}, see you at {time} [batch-n]")
+    page.get_by_role("button", name="Review…").click()
+    playwright_api.expect(page.locator("#repeats li")).to_have_text(
+        ["+447700904301 appears on lines 2 and 7: it gets 2 messages."])
+    playwright_api.expect(page.locator("#recipient-count")).to_have_text("3")
+    playwright_api.expect(page.locator("#rejected-count")).to_have_text("3")
+    playwright_api.expect(page.locator("#rejected-lead")).to_have_text("These rows are not sent.")
+    playwright_api.expect(page.locator("#rejected-advice")).to_contain_text("fix them in the file, and upload it")
+    playwright_api.expect(page.locator("#download-rejected")).to_be_visible()
+    page.get_by_role("button", name="Send the 3 good messages").click()
+    playwright_api.expect(page.locator(".flash")).to_have_text(
+        "Queued 3 message(s), 3 segment(s); 0 skipped (opted out or repeated); 3 rejected rows were not sent.")
+    assert sorted(sent_all(daemon, "[batch-n]")) == [
+        ("+447700904301", "Hi Ann, see you at 15:00 [batch-n]"), ("+447700904301", "Hi Ann, see you at 9:00 [batch-n]"),
+        ("+447700904302", "Hi Cy, see you at 11:00 [batch-n]")]
+
+
+def sent_all(daemon, marker: str) -> list[tuple[str, str]]:
+    """Every message queued whose text holds `marker`, as (recipient, text): repeats included."""
+    return [(row["recipient"], row["body"]) for row in daemon.gateway.messages(500, search=marker)]
+
+
+def test_the_notice_counts_the_skipped_and_rejected_recipients_of_the_box(ui, daemon):
+    daemon.gateway.opt_out("+447700904401", "test")
+    page = review(ui, {"to": "+447700904401\n+447700904402\n12ab", "body": "Hello [batch-o]"}).get_data(as_text=True)
+    form = hidden_fields(page) | {"action": "send"}
+    assert form["left_out"] == "1,1"
+    answer = ui.post("/ui/compose", data=form, content_type="multipart/form-data", follow_redirects=True)
+    assert ("Queued 1 message(s), 1 segment(s); 1 skipped (opted out or repeated); 1 rejected recipient was not "
+            "sent.") in html.unescape(answer.get_data(as_text=True))
+    assert set(sent(daemon, "[batch-o]")) == {"+447700904402"}
+    # an altered count is only a number in a notice: a damaged one counts as none
+    again = hidden_fields(review(ui, {"to": "+447700904403", "body": "Hi [batch-o2]"}).get_data(as_text=True))
+    answer = ui.post("/ui/compose", data=again | {"action": "send", "left_out": "9" * 50}, follow_redirects=True,
+                     content_type="multipart/form-data")
+    assert "Queued 1 message(s), 1 segment(s); 0 skipped (opted out or repeated)." in answer.get_data(as_text=True)
+
+
+def test_a_text_too_long_for_every_row_of_a_file_is_said_once_with_no_download(ui):
+    page = review(ui, {"body": LONG_BODY}, b"phone\n+447700904501\n+447700904502\n", "two.csv")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "needs 14 segments" in text and "shorten it" in text
+    assert text.count("needs 14 segments") == 1  # once, at the top: no row lists it
+    assert 'id="rejected"' not in text and 'id="rejected-count"' not in text and "download" not in text.lower()
+    assert "upload" not in text  # nothing in the file is wrong
+    assert "go Back, shorten the message, and review again" in text
+
+
+def test_a_template_too_long_for_everyone_is_said_once_and_a_few_long_rows_are_listed(ui):
+    body = "Hi {name}, " + "z" * 1400 + " {note}"  # 1,420 characters with a short note: the limit is 1,530
+    everyone = review(ui, {"body": body.replace("z", "zz")},
+                      b"phone,name,note\n+447700904601,Ann,x\n+447700904602,Bo,y\n")
+    text = html.unescape(everyone.get_data(as_text=True))
+    assert "The text is too long for every recipient once the fields are filled in (line 2: the text needs" in text
+    assert 'id="rejected"' not in text and 'id="download-rejected"' not in text
+    # one row's field makes its text too long, the other fits: that row is listed, with what to shorten
+    some = review(ui, {"body": body},
+                  f"phone,name,note\n+447700904603,Ann,short\n+447700904604,Bo,{'n' * 300}\n12ab,Cy,x\n".encode())
+    text = html.unescape(some.get_data(as_text=True))
+    assert 'id="recipient-count">1<' in text and 'id="rejected-count">2<' in text
+    rejected = text.split('id="rejected"', 1)[1].split("</table>", 1)[0]
+    assert "line 3" in rejected and "needs" in rejected and "line 4" in rejected and "12ab" in rejected
+    advice = text.split('id="rejected-advice"', 1)[1].split("</div>", 1)[0]
+    assert "shorten the message, or the fields" in advice and "upload it again" in advice
+    assert 'id="download-rejected"' in text
+
+
+def test_a_groups_rejected_members_are_fixed_in_the_address_book_not_in_a_file(ui, daemon):
+    daemon.gateway.create_group("Band")
+    daemon.gateway.create_contact("Eve Ash", "+447700904701", {"instrument": "drums"}, groups=["Band"])
+    daemon.gateway.create_contact("Flo Birch", "+447700904702", {}, groups=["Band"])
+    text = html.unescape(review(ui, {"group": "Band", "body": "Bring the {instrument} [batch-p]"})
+                         .get_data(as_text=True))
+    assert 'id="rejected-count">1<' in text and "{instrument}" in text
+    assert '<p id="rejected-lead">These contacts are not sent.</p>' in text
+    advice = text.split('id="rejected-advice"', 1)[1].split("</div>", 1)[0]
+    assert "Contacts" in advice and "contact's page" in advice and "upload" not in advice
+    assert 'id="download-rejected"' not in text
+
+
+def test_on_a_phone_each_option_label_sits_over_its_own_input(browser, daemon):
+    page = logged_in(browser, daemon, width=360)
+    page.goto(f"{daemon.url}ui/compose")
+    for name in ("Send at (optional)", "Priority", "Send from SIM"):
+        label, field = page.locator("label", has_text=name).bounding_box(), page.get_by_label(name).bounding_box()
+        assert label["y"] + label["height"] <= field["y"] + 1 and abs(label["x"] - field["x"]) < 5, (name, label, field)
+        assert field["x"] + field["width"] <= 360
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360

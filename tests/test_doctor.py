@@ -4,11 +4,16 @@ The appliance tests (tests/test_appliance.py) run `modemgw doctor` against simul
 doctor's own rules with real files in a temporary directory.
 """
 
-from modemgw import doctor
+import json
+import subprocess
+
+import pytest
+
+from modemgw import doctor, webhooks
 from modemgw.config import ModemConfig
 from modemgw.doctor import FAIL, OK, WARN, Doctor, Finding
 from modemgw.store import Store
-from tests.support import daemon_config
+from tests.support import MODEMGW, Receiver, daemon_config
 
 
 def make_doctor(tmp_path, gateway=None, modems=()):
@@ -101,3 +106,64 @@ def test_a_check_that_raises_does_not_hide_the_others(tmp_path):
     assert "no modem is configured or found" in titles
     assert checked.status == 2  # the missing modem still fails the run
     assert "database check could not run" in doctor.render(findings)
+
+
+# --- failing webhooks ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address():
+    return ("127.0.0.1", 0)
+
+
+def _webhook_findings(checked):
+    return [finding for finding in checked.findings if finding.title.startswith("webhook http")]
+
+
+def test_a_webhook_whose_deliveries_fail_is_a_failure_naming_its_url_and_last_error(tmp_path, start_daemon,
+                                                                                     httpserver):
+    receiver = Receiver(httpserver, "/down", statuses=[500] * 3)  # then 200
+    daemon = start_daemon(modems=0)
+    hook = webhooks.create_webhook(daemon.store, receiver.url, ["message.delivered"])
+    daemon.webhooks.test(hook["id"])
+    assert daemon.wait_until(lambda: webhooks.deliveries(daemon.store, hook["id"])[0]["attempts"] == 1, 10)
+    healthy = make_doctor(tmp_path)
+    healthy.check_webhooks()
+    assert _webhook_findings(healthy) == [] and healthy.status == 0  # one failed attempt is not yet failing
+
+    for _ in range(2):
+        daemon.webhooks.test(hook["id"])
+    assert daemon.wait_until(lambda: [d["attempts"] for d in webhooks.deliveries(daemon.store, hook["id"])]
+                             == [1, 1, 1], 10)
+    checked = make_doctor(tmp_path)  # the daemon runs: the doctor reads the database file read-only
+    checked.check_webhooks()
+    [finding] = _webhook_findings(checked)
+    assert finding.level == FAIL and checked.status == 2
+    assert receiver.url in finding.title and "3 attempts in a row" in finding.title
+    assert "the last: HTTP 500 (they are retried)" in finding.title
+    assert f"/ui/webhooks/{hook['id']}" in finding.fix and "2xx" in finding.fix
+    rendered = doctor.render(checked.findings)
+    assert all(len(line) <= 80 for line in rendered.splitlines()) and "-- 1 problem(s)" in rendered
+
+    # the command itself: exit status 2, the webhook named (the daemon answers its other questions)
+    result = subprocess.run([MODEMGW, "doctor", "--data", str(daemon.data_dir), "--json"], capture_output=True,
+                            text=True, timeout=120)
+    report = json.loads(result.stdout)
+    assert result.returncode == 2 and report["status"] == 2
+    assert any(item["level"] == FAIL and receiver.url in item["title"] for item in report["findings"])
+
+    # disabled, it is not reported: nobody expects its deliveries
+    daemon.webhooks.update(hook["id"], enabled=False)
+    quiet = make_doctor(tmp_path)
+    quiet.check_webhooks()
+    assert _webhook_findings(quiet) == []
+
+    # enabled again and a delivery gets through (the receiver answers 200 now): no longer failing, daemon or not
+    daemon.webhooks.update(hook["id"], enabled=True)
+    newest = webhooks.deliveries(daemon.store, hook["id"])[0]
+    daemon.webhooks.redeliver(hook["id"], newest["id"])
+    assert daemon.wait_until(lambda: webhooks.deliveries(daemon.store, hook["id"])[0]["status"] == "delivered", 10)
+    daemon.stop()
+    recovered = make_doctor(tmp_path)
+    recovered.check_webhooks()
+    assert _webhook_findings(recovered) == []
+    assert [(f.level, f.title) for f in recovered.findings] == [(OK, "webhook backlog: 2")]  # 2 older retry

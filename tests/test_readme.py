@@ -6,11 +6,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from tests.support import Process, Receiver
+from tests.support import MODEMGW, Process, Receiver
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 LOCAL_RECEIVER = "http://192.0.2.10/sms-events"  # the README's example receiver; tests use a local one
@@ -46,20 +47,114 @@ def demo(tmp_path):
     process.stop()
 
 
-def test_readme_curl_examples_work_against_the_demo(demo, httpserver):
+# Each curl of a block prints its HTTP status on stderr (curl's %{stderr}), so that a block runs as written, its
+# shell variables and pipes included, and every answer is still checked.
+CURL_STATUS = "curl() { command curl --write-out '%{stderr}HTTP %{http_code}\\n' \"$@\"; echo; }\n"
+
+
+def run_block(block: str, env: dict) -> tuple[list[str], list[str]]:
+    """A README shell block run in order by bash (stopping at the first failing command): (the HTTP statuses of
+    its curls, the non-empty lines it printed)."""
+    script = "set -euo pipefail\n" + CURL_STATUS + "\n".join(
+        line for line in block.splitlines() if not line.startswith("export MODEMGW_URL="))  # the demo's are given
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, (block, result.stdout, result.stderr)
+    statuses = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("HTTP ")]
+    return statuses, [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_readme_curl_examples_work_against_the_demo_in_order(demo, httpserver):
     url, key = demo
     receiver = Receiver(httpserver, path="/sms-events")
-    commands = [command for block in code_blocks(section("HTTP API"), "sh") for command in curl_commands(block)]
-    assert len(commands) >= 10
+    blocks = code_blocks(section("HTTP API"), "sh")
     env = {**os.environ, "MODEMGW_URL": url, "MODEMGW_KEY": key}
-    for command in commands:
-        command = command.replace(LOCAL_RECEIVER, receiver.url)
-        result = subprocess.run(["bash", "-c", command + " -w '\\n%{http_code}'"], capture_output=True, text=True,
-                                env=env, timeout=60)
-        body, _, status = result.stdout.rpartition("\n")
-        assert status.startswith("2"), (command, status, body)
-        assert "urn:modemgw:problem" not in body, (command, body)
-        json.loads(body)  # every answer is JSON
+    answered = 0
+    for block in blocks:
+        statuses, printed = run_block(block.replace(LOCAL_RECEIVER, receiver.url), env)
+        assert statuses and all(status.startswith("2") for status in statuses), (block, statuses, printed)
+        answered += len(statuses)
+        for body in printed:
+            assert "urn:modemgw:problem" not in body, (block, body)
+            json.loads(body)  # every answer is JSON
+    assert answered >= 11 and answered > sum(len(curl_commands(block)) for block in blocks)  # the $(curl ...) too
+    # the walk-through's cancel canceled the message it had just scheduled
+    canceled = subprocess.run(["curl", "-s", f"{url}/api/v1/messages?status=canceled", "-H",
+                               f"Authorization: Bearer {key}"], capture_output=True, text=True, timeout=30).stdout
+    assert [(m["to"], m["body"]) for m in json.loads(canceled)["data"]] == [("+447700900126", "Later")]
+
+
+def test_the_quick_start_runs_as_written_and_the_api_walk_through_after_it(tmp_path, httpserver):
+    """The Quick start's commands from another terminal, against `modemgw demo` in its default data directory:
+    a send that is delivered, the status table, and a customer texting the gateway, which can be answered; then
+    the HTTP API's examples, in order, on the same gateway (its message ids no longer start at 1)."""
+    env = {**{name: value for name, value in os.environ.items() if name != "MODEMGW_SIM_DIR"},
+           "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    quick = code_blocks(section("Quick start"), "sh")[1]
+    commands = [line.split("   #")[0].replace(".venv/bin/modemgw", MODEMGW) for line in quick.splitlines()]
+    assert len(commands) == 3
+    process = Process("demo", "--listen", "127.0.0.1:0", "--modems", "2", env=env)
+    try:
+        url = re.search(r"modemgw is running: (http://\S+)/ ", process.wait_for("modemgw is running")).group(1)
+        key = process.wait_for("API key").split()[-1]
+        region = process.wait_for("default region:")
+        assert "default region: GB" in region and "07700 900123 is +447700900123" in region
+        outputs = [subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=120)
+                   for command in commands]
+        assert [output.returncode for output in outputs] == [0, 0, 0], [output.stderr for output in outputs]
+        assert "delivered" in outputs[0].stdout and "sim0" in outputs[1].stdout
+        assert outputs[2].stdout.strip() == "delivered to sim0 in 1 part(s)"
+        api = ["-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json"]
+        inbox: list = []
+        for _ in range(200):  # the gateway reads the SIM's new message within moments
+            inbox = json.loads(subprocess.run(["curl", "-s", f"{url}/api/v1/inbox", *api], capture_output=True,
+                                              text=True, timeout=30).stdout)["data"]
+            if inbox:
+                break
+            threading.Event().wait(0.05)
+        assert [(entry["from"], entry["body"]) for entry in inbox] == [("+447700900555", "Hello gateway")]
+        reply = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", f"{url}/api/v1/inbox/{inbox[0]['id']}/reply",
+                                *api, "-d", '{"body": "Thanks, we got it."}'], capture_output=True, text=True,
+                               timeout=30).stdout
+        body, _, status = reply.rpartition("\n")
+        assert status == "202" and json.loads(body)["messages"][0]["to"] == "+447700900555", reply
+        receiver = Receiver(httpserver, path="/sms-events")
+        for block in code_blocks(section("HTTP API"), "sh"):
+            statuses, _ = run_block(block.replace(LOCAL_RECEIVER, receiver.url),
+                                    {**env, "MODEMGW_URL": url, "MODEMGW_KEY": key})
+            assert all(status.startswith("2") for status in statuses), (block, statuses)
+    finally:
+        process.stop()
+
+
+def test_the_demo_run_again_keeps_its_admin_and_key(tmp_path):
+    """A second run over the same data directory adds no admin and no key: it names the admin, says how to give it
+    a new password, and does not show (or make) a key; the first run's key still works."""
+    data = tmp_path / "demo"
+    first = Process("demo", "--listen", "127.0.0.1:0", "--modems", "1", "--data", str(data))
+    login = first.wait_for("web UI:")
+    admin = re.search(r"log in as (\S+) with password \S+ \(shown once\)", login).group(1)
+    key = first.wait_for("API key").split()[-1]
+    assert first.stop() == 0
+    again = Process("demo", "--listen", "127.0.0.1:0", "--modems", "1", "--data", str(data))
+    try:
+        url = re.search(r"modemgw is running: (http://\S+)/ ", again.wait_for("modemgw is running")).group(1)
+        login = again.wait_for("web UI:")
+        assert f"log in as {admin} (made by an earlier run" in login and "password" in login
+        assert f"modemgw users passwd --data {data} {admin}" in login
+        key_line = again.wait_for("API key")
+        assert "shown once" not in key_line and "modemgw keys create" in key_line
+        again.wait_for("try: modemgw send")
+        assert "mgw_" not in "".join(again.seen)  # no key printed at all
+        keys = subprocess.run(["curl", "-s", f"{url}/api/v1/modems", "-H", f"Authorization: Bearer {key}", "-w",
+                               "\n%{http_code}"], capture_output=True, text=True, timeout=30).stdout
+        assert keys.endswith("\n200")  # the first run's key still works
+    finally:
+        assert again.stop() == 0
+    listed = subprocess.run([MODEMGW, "users", "list", "--data", str(data)], capture_output=True, text=True,
+                            timeout=60)
+    assert listed.stdout.count("admin-") == 1, listed.stdout
+    keys = subprocess.run([MODEMGW, "keys", "list", "--data", str(data)], capture_output=True, text=True, timeout=60)
+    assert keys.stdout.count("demo") == 1, keys.stdout
 
 
 def test_readme_python_send_example_and_its_callback(demo, httpserver):

@@ -1,7 +1,9 @@
 """`modemgw sim` and `modemgw console` as a person uses them: separate processes, real ptys."""
 
+import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from modemgw import pdu
+from tests.support import Process
 
 MODEMGW = str(Path(sys.executable).parent / "modemgw")
 
@@ -102,6 +105,61 @@ def test_inject_without_a_running_simulator_says_how_to_start_one(tmp_path):
     assert result.returncode == 1
     assert "modemgw sim --link-dir" in result.stderr
 
+
+
+def test_the_groups_link_dir_is_honoured_by_its_subcommands(running_sim, tmp_path):
+    link_dir, printed = running_sim
+    listing = run("sim", "--link-dir", str(link_dir), "list")
+    assert listing.returncode == 0, listing.stderr
+    assert [line.split()[:2] for line in listing.stdout.splitlines()] == [[fields[0], fields[1]] for fields in printed]
+    injected = run("sim", "--link-dir", str(link_dir), "inject", "sms", "--modem", "sim1", "--from", "+447700900555",
+                   "--text", "Through the group's option")
+    assert injected.stdout.strip() == "delivered to sim1 in 1 part(s)", injected.stderr
+    elsewhere = run("sim", "--link-dir", str(tmp_path / "none"), "list")  # not the default, not the running one
+    assert elsewhere.returncode == 1 and str(tmp_path / "none" / "control.sock") in elsewhere.stderr
+
+
+def _without_sim_dir(**extra):
+    return {**{name: value for name, value in os.environ.items() if name != "MODEMGW_SIM_DIR"}, **extra}
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def test_sim_commands_find_the_demos_simulator_without_being_told(tmp_path):
+    if _answers(Path("/tmp/modemgw-sim/control.sock")):
+        pytest.skip("a `modemgw sim` runs in /tmp/modemgw-sim on this machine: it would be found first")
+    env = _without_sim_dir(XDG_DATA_HOME=str(tmp_path / "xdg"))
+    nothing = subprocess.run([MODEMGW, "sim", "list"], capture_output=True, text=True, env=env, timeout=60)
+    demo_sim = tmp_path / "xdg" / "modemgw" / "demo" / "sim"
+    assert nothing.returncode == 1 and str(demo_sim / "control.sock") in nothing.stderr
+    assert "modemgw demo" in nothing.stderr
+    demo = Process("demo", "--listen", "127.0.0.1:0", "--modems", "1", env=env)
+    try:
+        command = demo.wait_for("text the gateway:").split("text the gateway: ", 1)[1].split(" (", 1)[0]
+        assert command.startswith(f"modemgw sim --link-dir {demo_sim} inject sms --modem sim0 --from +447700900555")
+        listing = subprocess.run([MODEMGW, "sim", "list"], capture_output=True, text=True, env=env, timeout=60)
+        assert listing.stdout.split()[:2] == ["sim0", str(demo_sim / "sim0")], listing.stderr
+        injected = subprocess.run([MODEMGW, "sim", "inject", "sms", "--from", "+447700900555", "--text", "Hi there"],
+                                  capture_output=True, text=True, env=env, timeout=60)
+        assert injected.stdout.strip() == "delivered to sim0 in 1 part(s)", injected.stderr
+        exact = subprocess.run(["bash", "-c", command.replace("modemgw ", f"{MODEMGW} ", 1)], capture_output=True,
+                               text=True, env=env, timeout=60)
+        assert exact.stdout.strip() == "delivered to sim0 in 1 part(s)", exact.stderr
+        status = subprocess.run([MODEMGW, "status"], capture_output=True, text=True, env=env, timeout=60)
+        assert status.returncode == 0 and "sim0" in status.stdout, status.stderr
+    finally:
+        assert demo.stop() == 0
+    log = "".join(demo.seen)
+    assert "modemgw.hotplug: port" in log and "control.sock" not in log, log  # the socket is no port
 
 
 def test_a_bad_outcome_option_is_refused_with_its_form():

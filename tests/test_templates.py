@@ -99,7 +99,7 @@ def test_escaped_braces_and_no_placeholders_are_fine(gateway):
     ("ok", "a" * (256 * 153), False, "body", "segments"),
     ("ok", "{Hi|Hello {name}", True, "body", "unclosed"),
     ("ok", "Hi} there", True, "body", "unexpected '}'"),
-    ("ok", "Hi {first name!}", False, "body", "'{' at character 3 opens no placeholder"),
+    ("ok", "Hi {first name!}", False, "body", "'{' at character 4 opens no placeholder"),
     ("ok", "Hi {name", False, "body", "opens no placeholder"),
     ("ok", "{Hi|Hello} {name}", False, "body", "turn spintax on"),
     ("ok", "Hi {just text!}", True, "body", "neither a placeholder nor a choice"),

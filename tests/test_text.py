@@ -76,7 +76,7 @@ def test_sixteen_bit_reference_leaves_less_room():
 
 
 def test_forcing_gsm7_on_unicode_names_the_character():
-    with pytest.raises(text.TextError, match=r"'ж' \(U\+0436\) at position 3"):
+    with pytest.raises(text.TextError, match=r"'ж' \(U\+0436\) at position 4 "):  # the 4th character, counted from 1
         text.split("abcж", GSM7)
 
 
@@ -162,16 +162,18 @@ def test_spintax_empty_option_is_allowed():
     assert {text.render("x{|!}", spintax=True, seed=seed) for seed in range(30)} == {"x", "x!"}
 
 
-@pytest.mark.parametrize("body, position", [
-    ("Hello {a|b", 6),
-    ("Hello {a|{b|c}", 6),
-    ("Hello a|b}", 9),
+@pytest.mark.parametrize("body, offset, said", [
+    ("Hello {a|b", 6, "at character 7"),  # the `{` is the 7th character: a person counts from 1
+    ("Hello {a|{b|c}", 6, "at character 7"),
+    ("Hello a|b}", 9, "at character 10"),
+    ("{a", 0, "at character 1"),
 ])
-def test_spintax_errors_name_the_position(body, position):
+def test_spintax_errors_name_the_position_counted_from_one(body, offset, said):
     with pytest.raises(text.SpintaxError) as caught:
         text.render(body, spintax=True)
-    assert caught.value.position == position
-    assert f"at character {position}" in str(caught.value)
+    assert caught.value.position == offset  # the attribute stays an offset into the string
+    assert str(caught.value).endswith(said)
+    assert body[int(said.rsplit(" ", 1)[1]) - 1] in "{}|"  # the character named is the one at fault
 
 
 def test_without_spintax_or_fields_the_body_is_untouched():

@@ -3,7 +3,8 @@
 One blueprint, `ui`, defined here with what its pages share (the daemon, the gateway, `when`, the error pages);
 the pages live in submodules that register on it:
 - `webui.sessions`: server-side sessions, their cookies, the CSRF check of every form, login, logout, account;
-- `webui.views`: dashboard (its chart is the template `_chart.html`), messages, modems;
+- `webui.views`: dashboard (its chart is the template `_chart.html`), modems;
+- `webui.messages`: the messages list (pages, filters, live statuses, CSV), a message, Scheduled;
 - `webui.compose`: compose, the review of every recipient row, the confirm step;
 - `webui.conversations`: the inbox by (our SIM, their number), replies;
 - `webui.book`: contacts and groups; `webui.library`: saved templates;
@@ -179,7 +180,8 @@ def page_error(error: Exception):
 
 
 # The pages register on `ui`, defined above: imported last.
-from webui import book, conversations, library, sessions, settings, views  # noqa: E402
+from webui import book, conversations, library, messages, sessions, settings, stats, views  # noqa: E402
 
 __all__ = ["add_user", "audit", "book", "conversations", "daemon", "error_page", "error_page_for", "gateway",
-           "init_app", "library", "sessions", "settings", "storage_message", "ui", "views", "when"]
+           "init_app", "library", "messages", "sessions", "settings", "stats", "storage_message", "ui", "views",
+           "when"]

@@ -2,6 +2,8 @@
 
 Any logged-in user may read and change the book (an office tool, like the compose page). Everything goes through
 the gateway's address book (`modemgw.book`); a form that breaks a rule comes back filled in, with what to fix.
+Deleting a contact or a group takes a ticked "Yes, delete" box with the Delete button (checked here too, not only
+by the browser): one stray click deletes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ PAGE = 50  # contacts on one page of the list
 BLANK_FIELD_ROWS = 3  # empty name=value rows on a contact's form, for new fields
 MAX_FORM_FIELDS = 60  # name=value rows a contact's form may send (30 fields, and blanks)
 SHOWN_REJECTIONS = 500  # rejected lines listed on an import's result page
+CONFIRMED = "yes"  # the value of a delete form's ticked "Yes, delete" box (`confirm`)
 EXPORT_TYPES = {"csv": ("text/csv; charset=utf-8", "contacts.csv"),
                 "vcard": ("text/vcard; charset=utf-8", "contacts.vcf")}
 
@@ -137,12 +140,15 @@ def contact_new():
 @ui.route("/ui/contacts/<id:contact_id>", methods=["GET", "POST"])
 @login_required()
 def contact(contact_id: int):
-    """A contact's page: change it, or delete it (`action=delete`)."""
+    """A contact's page: change it, or delete it (`action=delete` with `confirm=yes`, the ticked "Yes, delete")."""
     current = gateway().contact(contact_id)  # NotFound: the 404 page
     if request.method == "GET":
         return _contact_page(_editable(current))
     try:
         if request.form.get("action") == "delete":
+            if request.form.get("confirm") != CONFIRMED:
+                return _contact_page(_editable(current), f"Nothing was deleted: tick “Yes, delete {current['name']}” "
+                                                         "next to the Delete button to delete this contact.", 400)
             gateway().delete_contact(contact_id)
             notice(f"{current['name']} deleted.")
             return redirect(url_for("ui.contacts"))
@@ -169,6 +175,9 @@ def _group_action(action: str) -> str:
         return f"Group {group['name']} saved."
     if action == "delete":
         name = gateway().group(group_id)["name"]
+        if form.get("confirm") != CONFIRMED:
+            raise BookError(f"Nothing was deleted: tick “Yes, delete” next to group {name}'s Delete button to delete "
+                            "it.", "confirm")
         gateway().delete_group(group_id)
         return f"Group {name} deleted; its contacts stay in the address book."
     raise BookError(f"unknown action {action[:20]!r}")
@@ -177,7 +186,7 @@ def _group_action(action: str) -> str:
 @ui.route("/ui/groups", methods=["GET", "POST"])
 @login_required()
 def groups():
-    """Groups with their member counts (and how many opted out): add, rename, delete."""
+    """Groups with their member counts (and how many opted out): add, rename, delete (with `confirm=yes`)."""
     error = None
     if request.method == "POST":
         try:

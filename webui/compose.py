@@ -6,7 +6,9 @@ options) and presses Review. Everything is checked then, before any Send button 
 limit, opt-outs and repeats counted. `Gateway.plan` does the gateway's part (it checks a request like `send` but
 queues nothing and does not stop at the first bad row); the page adds what only the file knows (an empty phone
 cell, a short row). The confirm page lists who gets what, the rejected rows with their reasons (and a CSV of them
-to fix and upload again), and sends only the good rows if the person chooses.
+to fix and upload again, when they came from a file; said once, when it is the text that is too long for everyone),
+the numbers that get more than one message, a warning when the chosen SIM is disabled or offline, and sends only
+the good rows if the person chooses.
 
 Nothing is kept on the server between the pages: the compose form's contents (the CSV file's rows too, so that
 nobody uploads a file twice) travel in the forms as hidden fields, and are checked again at every step. The
@@ -22,9 +24,9 @@ import hashlib
 import io
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from flask import Response, jsonify, redirect, render_template, request, url_for
+from flask import Response, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from modemgw import csvfile, text
@@ -181,8 +183,70 @@ class Review:
     encoding: str | None = None
     problems: list[str] = field(default_factory=list)  # about the message as a whole
     notes: list[str] = field(default_factory=list)  # worth knowing, not wrong
+    repeats: list[str] = field(default_factory=list)  # numbers that get more than one message, and where from
+    sim_warning: str | None = None  # the chosen SIM is disabled or offline: the messages would wait
+    # the text is too long for every recipient: said once at the top, its rows not listed as bad rows
+    text_too_long: bool = False
     # which rows a Send queues: the box's positions, the file's lines, the whole group or its good members
     send: dict = field(default_factory=dict)  # {"box": [int], "file": [int], "group": bool, "members": [dict]}
+
+    @property
+    def listed(self) -> list[dict]:
+        """The rejected rows the page lists (and the download holds): all of them, except those refused only for
+        the text when it is too long for everyone (the page says that once instead)."""
+        if not self.text_too_long:
+            return self.rejected
+        return [item for item in self.rejected if not item["text"]]
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether a listed row came from the CSV file: only those can be fixed in a file and uploaded again."""
+        return any(item["kind"] == "file" for item in self.listed)
+
+    @property
+    def rejected_lead(self) -> str:
+        """The first words of the Rejected section, naming what the listed rows are."""
+        kinds = {item["kind"] for item in self.listed}
+        noun = {"file": "rows", "box": "numbers", "group": "contacts"}.get(kinds.pop()) if len(kinds) == 1 else None
+        return f"These {noun or 'recipients'} are not sent."
+
+    def advice(self, file_name: str) -> list[str]:
+        """What to fix for the listed rows, by where they came from (and for a text too long on some rows)."""
+        kinds = {item["kind"] for item in self.listed}
+        said = []
+        if "file" in kinds:
+            said.append(f"Rows of {file_name or 'the CSV file'}: download them with the reason of each, fix them in "
+                        "the file, and upload it again (or go Back and choose the fixed file).")
+        if "box" in kinds:
+            said.append("Numbers in the Recipients box: go Back, correct or remove them, and review again.")
+        if "group" in kinds:
+            said.append("Contacts of a group: correct them under Contacts (a missing field is added on the "
+                        "contact's page), or write the message without the placeholders they lack.")
+        if any(item["text"] for item in self.listed):
+            said.append("Rows whose text is too long: shorten the message, or the fields that make it long.")
+        return said
+
+    @property
+    def left_out(self) -> tuple[int, int]:
+        """(rejected, skipped) recipients that a Send of this review does not hand to the gateway, for the notice
+        after sending (the gateway does not see them again, so cannot count them). Skipped members of a group sent
+        whole are not among them: the gateway skips them again and counts them itself."""
+        skipped = len(self.skipped)
+        if self.send.get("group"):
+            skipped = sum(1 for item in self.skipped if isinstance(item.get("line"), int))
+        return len(self.rejected), skipped
+
+
+def _and(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _kind(source: object) -> str:
+    """Where a plan's row came from, as the Rejected section groups them: "file", "box" or "group"."""
+    if source in ("recipients", "file"):
+        return "file"
+    return "box" if source == "to" else "group"
 
 
 def _where(line: int | None, source: str) -> str:
@@ -232,7 +296,7 @@ def _request(draft: Draft, to: list[str] | None, recipients: list[dict] | None, 
             raise SubmitError(f"Send at: {draft.send_at[:40]!r} is not a date and time", "send_at") from None
     return SubmitRequest(draft.body, to, recipients=recipients, groups=groups, priority=priority, send_at=send_at,
                          route=draft.modem or None, spintax=draft.spintax, smart_encoding=draft.smart,
-                         idempotency_key=None if token is None else "ui-confirm:" + token)
+                         idempotency_key=None if token is None else "ui-confirm:" + token, user_id=g.user["id"])
 
 
 def _body_problem(draft: Draft, fields: list[str], max_segments: int) -> str | None:
@@ -280,8 +344,9 @@ def review(draft: Draft) -> Review:
             by_line[row.line] = row
             problem = _file_row_problem(row, phone, fields, len(table.columns))
             if problem is not None:
-                result.rejected.append({"where": _where(row.line, "file"), "line": row.line,
-                                        "to": row.values.get(phone, ""), "reason": problem, "values": row.values})
+                result.rejected.append({"where": _where(row.line, "file"), "line": row.line, "kind": "file",
+                                        "text": False, "to": row.values.get(phone, ""), "reason": problem,
+                                        "values": row.values})
             else:
                 recipients.append({"to": row.values[phone], "fields": dict(row.values), "line": row.line})
         if not table.rows:
@@ -321,9 +386,11 @@ def review(draft: Draft) -> Review:
             send["box"].append(item["line"])
         else:
             send["members"].append({"to": item["to"], "fields": item.get("fields") or {}})
+    for_text = _refused_for_text(draft, fields, to, recipients, groups, planned["rejected"])
     for item in planned["rejected"]:
         found = by_line.get(item["line"]) if item.get("source") == "recipients" else None
-        result.rejected.append(item | {"where": where(item), "values": found.values if found is not None else None})
+        result.rejected.append(item | {"where": where(item), "values": found.values if found is not None else None,
+                                       "kind": _kind(item.get("source")), "text": _key(item) in for_text})
     result.rejected.sort(key=lambda item: (not isinstance(item["line"], int), item["line"] or 0))
     result.skipped = [item | {"where": where(item)} for item in planned["skipped"]]
     if draft.group and not any(str(item.get("source", "")).startswith("group ") for item in planned["rejected"]):
@@ -332,7 +399,100 @@ def review(draft: Draft) -> Review:
     problem = _body_problem(draft, fields, result.max_segments)
     if problem is not None:
         result.problems.append(problem)
+    too_long = [item for item in result.rejected if item["text"]]
+    if too_long and not result.accepted:  # nobody can get the text as it is: say so once, list no row for it
+        result.text_too_long = True
+        if problem is None:
+            example = too_long[0]
+            filled = " once the fields are filled in" if fields else ""
+            result.problems.append(f"The text is too long for every recipient{filled} ({example['where']}: "
+                                   f"{example['reason']}): shorten the message.")
+    result.repeats = _repeats(result.accepted)
+    result.sim_warning = sim_warning(draft.modem)
     return result
+
+
+def _key(item: dict) -> tuple:
+    return item.get("source"), item.get("line"), item.get("to")
+
+
+def _refused_for_text(draft: Draft, fields: list[str], to: list[str] | None, recipients: list[dict] | None,
+                      groups: list[str] | None, rejected: list[dict]) -> set[tuple]:
+    """Which of the plan's rejected rows were refused for their text (too long, empty) rather than for themselves
+    (a bad number, a missing field): the gateway's plan again with a short text that has the same placeholders.
+    A row it still refuses is at fault itself; the others only for the text. Planned only when rows were refused."""
+    if not rejected:
+        return set()
+    short = " ".join(["x", *("{" + name + "}" for name in fields)])
+    try:
+        again = gateway().plan(_request(replace(draft, body=short, spintax=False), to, recipients or None, groups))
+    except SubmitError:  # not expected (the real plan passed the same request): then list every row as it is
+        return set()
+    still = {_key(item) for item in again["rejected"]}
+    return {_key(item) for item in rejected} - still
+
+
+def _repeats(accepted: list[dict]) -> list[str]:
+    """A note for each number that gets more than one message (rows of a file with the same number and different
+    fields, e.g. two appointments; a number both in the file and in the group): they are all sent, and said so."""
+    places: dict[str, list[dict]] = {}
+    for item in accepted:
+        places.setdefault(item["to"], []).append(item)
+    notes = []
+    for number, items in places.items():
+        if len(items) < 2:
+            continue
+        lines = [str(item["line"]) for item in items if item.get("source") == "recipients"]
+        where = [f"line {lines[0]}" if len(lines) == 1 else f"lines {_and(lines)}"] if lines else []
+        where += [f"in {item['where']}" if item["where"].startswith(("group ", "contact ")) else item["where"]
+                  for item in items if item.get("source") != "recipients"]
+        notes.append(f"{number} appears on {_and(where)}: it gets {len(items)} messages.")
+    return notes
+
+
+def sim_trouble(label: str | None) -> tuple[str, dict] | None:
+    """Why the SIM labelled `label` sends nothing now: ("disabled" or "offline", its modem as `modems_now` shows
+    it); None when it can send, or when no SIM has that label (a modem group's name). Raises StoreError."""
+    if not label:
+        return None
+    for modem in gateway().modems_now():
+        if modem["label"] == label:
+            if not modem["enabled"]:
+                return "disabled", modem
+            if not modem["online"]:
+                return "offline", modem
+            return None
+    return None
+
+
+def sim_warning(label: str | None) -> str | None:
+    """The confirm page's warning when the chosen SIM cannot send now: the messages would wait for it."""
+    trouble = sim_trouble(label)
+    if trouble is None:
+        return None
+    if trouble[0] == "disabled":
+        return f"{label} is disabled: these messages wait until it is enabled again (or choose Any)."
+    state = trouble[1]["state"]
+    detail = f" ({state})" if state != "offline" else ""
+    return f"{label} is offline{detail}: these messages wait until it is back online (or choose Any)."
+
+
+@ui.app_template_global()
+def sim_wait(message: dict) -> str | None:
+    """On a message's page: why a queued message waits, when it may leave only from a SIM that is disabled or
+    offline (its `route_modem`, the SIM chosen on Compose or by the API's `modem`); None otherwise."""
+    label = message.get("route_modem")
+    if message.get("status") != "queued" or not label:
+        return None
+    try:
+        trouble = sim_trouble(label)
+    except StoreError:
+        return None
+    if trouble is None:
+        return None
+    until = "it is enabled again (on the Modems page)" if trouble[0] == "disabled" else "it is back online"
+    return (f"Waiting for SIM {label}, which is {trouble[0]}: this message may leave only from that SIM, so it waits "
+            f"until {until}. To send it now from any SIM, Cancel it and Send again.")
 
 
 def _send_request(draft: Draft, chosen: dict | None, token: str) -> SubmitRequest:
@@ -370,6 +530,15 @@ def confirm_token(draft: Draft, chosen: dict) -> str:
     content = json.dumps([draft.body, draft.box, draft.table_json, draft.group, draft.modem, draft.priority,
                           draft.send_at, draft.smart, draft.spintax, chosen], sort_keys=True, ensure_ascii=False)
     return f"{draft.draft_id}.{hashlib.sha256(content.encode()).hexdigest()[:24]}"
+
+
+def _left_out(form: MultiDict) -> tuple[int, int]:
+    """The confirm form's `left_out` field: (rejected, skipped) rows the review left out of the send (only told in
+    the notice; a damaged value counts as none)."""
+    parts = form.get("left_out", "").split(",")
+    if len(parts) != 2 or not all(part.isdecimal() and len(part) <= 7 for part in parts):
+        return 0, 0
+    return int(parts[0]), int(parts[1])
 
 
 def _chosen(form: MultiDict) -> dict | None:
@@ -434,8 +603,14 @@ def _send(draft: Draft, form: MultiDict):
         notice(f"Already sent: this batch was queued before ({count} message(s)); nothing new was queued. "
                "Its messages are listed here.")
         return redirect(url_for("ui.messages"))
-    notice(f"Queued {count} message(s), {result['segments']} segment(s); "
-           f"{len(result['skipped'])} skipped (opted out or repeated).")
+    rejected, skipped = _left_out(form)
+    said = (f"Queued {count} message(s), {result['segments']} segment(s); "
+            f"{skipped + len(result['skipped'])} skipped (opted out or repeated)")
+    if rejected:
+        rows = ("row" if rejected == 1 else "rows") if draft.table is not None else \
+            ("recipient" if rejected == 1 else "recipients")
+        said += f"; {rejected} rejected {rows} {'was' if rejected == 1 else 'were'} not sent"
+    notice(said + ".")
     if count == 1:
         return redirect(url_for("ui.message", message_id=result["messages"][0]["id"]))
     return redirect(url_for("ui.messages"))
@@ -476,7 +651,8 @@ def _safe_cell(value: str) -> str:
 
 
 def rejected_csv(draft: Draft, result: Review) -> str:
-    """The rejected rows as CSV: the file's columns (or `to`), then `reason` and `line`; formula-safe."""
+    """The listed rejected rows that came from the file (only those can be fixed there) as CSV: the file's columns
+    (or `to`), then `reason` and `line`; formula-safe."""
     columns = list(draft.table.columns) if draft.table is not None else ["to"]
     reason = next(name for name in ("reason", "rejected reason", "modemgw reason") if name not in columns)
     line = next(name for name in ("line", "file line", "modemgw line") if name not in columns)
@@ -484,7 +660,9 @@ def rejected_csv(draft: Draft, result: Review) -> str:
     writer = csv.writer(out, delimiter=draft.table.delimiter if draft.table is not None else ",",
                         lineterminator="\r\n")
     writer.writerow([_safe_cell(name) for name in [*columns, reason, line]])
-    for item in result.rejected:
+    for item in result.listed:
+        if item["kind"] != "file" and draft.table is not None:
+            continue
         values = item.get("values") or {"to": item.get("to") or ""}
         cells = [values.get(name, "") for name in columns]
         writer.writerow([_safe_cell(str(cell)) for cell in [*cells, item["reason"], item["where"]]])
@@ -525,4 +703,5 @@ def preview():
 
 
 __all__ = ["Draft", "DraftError", "Review", "box_numbers", "compose", "compose_rejected", "confirm_token",
-           "preview", "rejected_csv", "review", "table_from_json", "table_to_json"]
+           "preview", "rejected_csv", "review", "sim_trouble", "sim_wait", "sim_warning", "table_from_json",
+           "table_to_json"]

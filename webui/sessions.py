@@ -1,5 +1,7 @@
 """Web UI sessions and who is logged in: the server-side session store, its cookies, the CSRF check of every
-form, login (checked by `modemgw.users` and its throttle), logout, and a user's own account page.
+form, login (checked by `modemgw.users` and its throttle), logout, and a user's own account page (their password,
+their open sessions: this browser's marked, the others to end one by one or all at once). Logins (successful,
+failed with the name tried, throttled), logouts, password changes and ended sessions go to the audit log.
 
 Sessions live on the server (`Sessions`): the cookie (HttpOnly, SameSite=Lax, Secure under HTTPS or with
 `secure_cookies`) carries only a random token, and nothing else ever goes into a cookie; one-time notices
@@ -26,7 +28,7 @@ from flask import abort, current_app, g, redirect, render_template, request, url
 
 from modemgw import users
 from modemgw.store import NotFound, Store
-from webui import ui
+from webui import audit, ui
 
 log = logging.getLogger("modemgw.webui")
 
@@ -35,12 +37,19 @@ LOGIN_CSRF_COOKIE = "login_csrf"  # the login form's CSRF token, before there is
 SESSION_LIFETIME = 12 * 3600.0  # a session ends this long after its login, however much it is used
 SESSION_IDLE = 2 * 3600.0       # ... or when unused this long
 SESSION_TOUCH = 60.0            # its last use is written at most this often (SD cards wear)
+SESSION_ID_LENGTH = 16          # hex digits of a token's SHA-256 that name a session on the pages (never the token)
+HEX = frozenset("0123456789abcdef")
 
 
 # --- the session store ------------------------------------------------------------------------------------------
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def is_session_id(value: str) -> bool:
+    """Whether `value` can be a session's public id (as `Sessions.listed` shows it)."""
+    return len(value) == SESSION_ID_LENGTH and all(char in HEX for char in value)
 
 
 @dataclass
@@ -78,6 +87,7 @@ class Sessions:
         self._lock = threading.Lock()
         self._unsaved: OrderedDict[str, Session] = OrderedDict()
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._addresses: OrderedDict[str, str] = OrderedDict()  # where each session was last used from
 
     @staticmethod
     def _csrf(token: str) -> str:
@@ -156,11 +166,77 @@ class Sessions:
         """End a session (logout) at once, also while the database cannot delete it yet."""
         with self._lock:
             self._unsaved.pop(session.token_hash, None)
+            self._addresses.pop(session.token_hash, None)
         if not self.store.end_session(session.token_hash):
             with self._lock:
                 self._ended[session.token_hash] = None
                 self._trim(self._ended)
         self._retry_ends()
+
+    # --- what a person sees of their sessions, and ends ---------------------------------------------------------
+    # A session is shown by a short public id (the first 16 hex digits of its token's SHA-256): enough to tell a
+    # user's sessions apart and to end one, and useless for taking it over (the cookie's token cannot be found
+    # from it). Where a session was last used from is kept in memory only (the sessions table has no column for
+    # it, and it changes with every network a phone joins): after a restart it is known again from its next use.
+
+    def note_address(self, session: Session, address: str | None) -> None:
+        """Remember the client address `session` was last used from."""
+        if not address:
+            return
+        with self._lock:
+            self._addresses[session.token_hash] = address[:64]
+            self._addresses.move_to_end(session.token_hash)
+            self._trim(self._addresses)
+
+    def listed(self, user_id: int | None = None, current: Session | None = None) -> list[dict]:
+        """The live sessions of one user (of every user when None), last used first, each a dict: `id` (its
+        public id), `user_id`, `created_at`, `last_seen_at`, `expires_at`, `address` (last used from, or None
+        when this process has not seen it used) and `current` (it is `current`, this browser's). Raises
+        StoreError."""
+        rows = self.store.user_sessions(user_id)
+        now = self._clock()
+        with self._lock:
+            ended = set(self._ended)
+            unsaved = [session for session in self._unsaved.values() if user_id in (None, session.user_id)]
+            addresses = {row["token_hash"]: self._addresses.get(row["token_hash"]) for row in rows}
+            addresses.update((session.token_hash, self._addresses.get(session.token_hash)) for session in unsaved)
+        stored = {row["token_hash"] for row in rows}
+        rows += [{"token_hash": session.token_hash, "user_id": session.user_id, "created_at": session.created_at,
+                  "last_seen_at": session.last_seen_at, "expires_at": session.expires_at}
+                 for session in unsaved if session.token_hash not in stored]
+        live = [row for row in rows if row["token_hash"] not in ended and now < row["expires_at"]
+                and now - row["last_seen_at"] < self.idle]
+        live.sort(key=lambda row: (row["last_seen_at"], row["created_at"]), reverse=True)
+        return [{"id": row["token_hash"][:SESSION_ID_LENGTH], "user_id": row["user_id"],
+                 "created_at": row["created_at"], "last_seen_at": row["last_seen_at"],
+                 "expires_at": row["expires_at"], "address": addresses.get(row["token_hash"]),
+                 "current": current is not None and row["token_hash"] == current.token_hash} for row in live]
+
+    def revoke(self, user_id: int, session_id: str) -> bool:
+        """End the session of `user_id` whose public id is `session_id`, at once: whether there was one.
+        Raises StoreError (nothing ended: the person must learn it)."""
+        if not is_session_id(session_id):
+            return False
+        with self._lock:
+            gone = [token_hash for token_hash, session in self._unsaved.items()
+                    if session.user_id == user_id and token_hash.startswith(session_id)]
+            self._forget(gone)
+        return self.store.end_user_sessions(user_id, prefix=session_id) + len(gone) > 0
+
+    def revoke_all(self, user_id: int, keep: Session | None = None) -> None:
+        """End every session of `user_id` at once, but `keep` (this browser's, when a user ends their others).
+        Raises StoreError."""
+        keep_hash = keep.token_hash if keep is not None else None
+        with self._lock:
+            self._forget([token_hash for token_hash, session in self._unsaved.items()
+                          if session.user_id == user_id and token_hash != keep_hash])
+        self.store.end_user_sessions(user_id, keep=keep_hash)
+
+    def _forget(self, token_hashes: list[str]) -> None:
+        """Drop unsaved sessions (under the lock)."""
+        for token_hash in token_hashes:
+            self._unsaved.pop(token_hash, None)
+            self._addresses.pop(token_hash, None)
 
     def _retry_ends(self) -> None:
         with self._lock:
@@ -205,6 +281,11 @@ def _sessions() -> Sessions:
     return current_app.extensions["modemgw.sessions"]
 
 
+def app_sessions() -> Sessions:
+    """This app's session store: the users section of Settings lists and ends other users' sessions with it."""
+    return _sessions()
+
+
 def _throttle() -> users.LoginThrottle:
     return current_app.extensions["modemgw.login_throttle"]
 
@@ -244,6 +325,7 @@ def load_session():
             g.drop_session_cookie = True  # ended, expired or revoked: the browser forgets it too
         else:
             g.user = {"id": g.session.user_id, "username": g.session.username, "role": g.session.role}
+            _sessions().note_address(g.session, request.remote_addr)
     if g.session is not None:
         g.csrf_token = g.session.csrf_token
     else:
@@ -315,8 +397,40 @@ def _start_session(user: dict) -> None:
     if g.session is not None:
         _sessions().end(g.session)
     token, g.session = _sessions().open(user)
+    _sessions().note_address(g.session, request.remote_addr)
     g.new_session_token = token
     g.user = {"id": g.session.user_id, "username": g.session.username, "role": g.session.role}
+
+
+THROTTLED_AUDIT_EVERY = 60.0  # seconds between two `login.throttled` entries for one account
+_THROTTLED_LOCK = threading.Lock()
+
+
+def _audit_refused_login(username: str, error: users.LoginError) -> None:
+    """A refused login in the audit log, with the name tried: `login.failure` for a wrong name or password (each
+    cost a password check, which the throttle bounds), `login.throttled` for an attempt the throttle refused
+    unchecked, at most once a minute for each account (they cost nothing, so they could flood the log). The
+    refusals of names longer than any can be are left out for the same reason."""
+    target = f"user {username}" if username else None
+    if error.status == 401:
+        try:
+            known = users.find_user(_store(), username)
+        except users.UserError:
+            known = None
+        audit("login.failure", target, {"known_user": known is not None,
+                                        "disabled": bool(known and known["disabled"])}, ok=False, actor="anonymous")
+    elif error.status == 429:
+        now = time.monotonic()
+        noted: OrderedDict[str, float] = current_app.extensions.setdefault("modemgw.throttled_audit", OrderedDict())
+        key = username.lower()
+        with _THROTTLED_LOCK:
+            if now - noted.get(key, -THROTTLED_AUDIT_EVERY) < THROTTLED_AUDIT_EVERY:
+                return
+            noted[key] = now
+            noted.move_to_end(key)
+            while len(noted) > 1000:
+                noted.popitem(last=False)
+        audit("login.throttled", target, {"retry_after": error.retry_after}, ok=False, actor="anonymous")
 
 
 @ui.route("/ui/login", methods=["GET", "POST"])
@@ -329,39 +443,78 @@ def login():
     except users.LoginError as error:
         if error.status == 401:  # not the refusals without a check: they could flood the log
             log.warning("web UI login failed for %r from %s", username, request.remote_addr)
+        _audit_refused_login(username, error)
         headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
         return render_template("login.html", error=error.detail), error.status, headers
     _start_session(user)
     log.info("web UI login: %s from %s", user["username"], request.remote_addr)
+    audit("login.success", f"user {user['username']}")
     return redirect(local_target(request.args.get("next", "")) or url_for("ui.dashboard"))
 
 
 @ui.post("/ui/logout")
 def logout():
+    audit("logout", f"user {g.user['username']}")
     _sessions().end(g.session)
     current_app.extensions["modemgw.notices"].take(g.session.token_hash)
     g.drop_session_cookie = True
     return redirect(url_for("ui.login"))
 
 
+def _own_sessions_action(action: str) -> None:
+    """End one of this user's other sessions, or all of them (never this browser's: that is Log out)."""
+    me = f"user {g.user['username']}"
+    if action == "revoke-others":
+        _sessions().revoke_all(g.user["id"], keep=g.session)
+        audit("session.revoke_all", me, {"kept": "this session"})
+        notice("Your other sessions have ended.")
+        return
+    session_id = request.form.get("session_id", "")
+    if session_id == g.session.token_hash[:SESSION_ID_LENGTH] or not _sessions().revoke(g.user["id"], session_id):
+        audit("session.revoke", me, {"session": session_id[:16]}, ok=False)
+        notice("Not done: no such other session of yours (it may have ended already). To end this one, log out.")
+        return
+    audit("session.revoke", me, {"session": session_id})
+    notice("That session has ended.")
+
+
+def _change_own_password() -> str | None:
+    """This user's new password (their other sessions end, this browser gets a new one); or why not."""
+    new = request.form.get("new_password", "")
+    store = _store()
+    me = f"user {g.user['username']}"
+    try:
+        if new != request.form.get("repeat_password", ""):
+            raise users.UserError("the two new passwords differ")
+        users.check_login(store, _throttle(), g.user["username"], request.form.get("password", ""))
+        users.set_password(store, g.user["id"], new)
+        _start_session(users.get_user(store, g.user["id"]))
+    except users.LoginError as refused:
+        error = "The current password is wrong." if refused.status == 401 else refused.detail
+    except (users.UserError, NotFound) as refused:
+        error = str(refused)
+    else:
+        audit("user.password", me, {"own": True})
+        notice("Password changed. Your other sessions have ended.")
+        return None
+    audit("user.password", me, {"own": True, "error": error}, ok=False)
+    return error
+
+
 @ui.route("/ui/account", methods=["GET", "POST"])
 @login_required()
 def account():
-    """Any user changes their own password; their other sessions end, this browser gets a new one."""
+    """Any user changes their own password (their other sessions end, this browser gets a new one), sees their
+    sessions (this browser's marked) and ends the others."""
     error = None
     if request.method == "POST":
-        new = request.form.get("new_password", "")
-        store = _store()
-        try:
-            if new != request.form.get("repeat_password", ""):
-                raise users.UserError("the two new passwords differ")
-            users.check_login(store, _throttle(), g.user["username"], request.form.get("password", ""))
-            users.set_password(store, g.user["id"], new)
-            _start_session(users.get_user(store, g.user["id"]))
-            notice("Password changed. Your other sessions have ended.")
+        action = request.form.get("action", "password")
+        if action in ("revoke", "revoke-others"):
+            _own_sessions_action(action)
             return redirect(url_for("ui.account"))
-        except users.LoginError as refused:
-            error = "The current password is wrong." if refused.status == 401 else refused.detail
-        except (users.UserError, NotFound) as refused:
-            error = str(refused)
-    return render_template("account.html", error=error), 200 if error is None else 400
+        error = _change_own_password()
+        if error is None:
+            return redirect(url_for("ui.account"))
+    sessions = _sessions().listed(g.user["id"], current=g.session)
+    return render_template("account.html", error=error, sessions=sessions, idle_hours=_sessions().idle / 3600,
+                           lifetime_hours=_sessions().lifetime / 3600), 200 if error is None else 400

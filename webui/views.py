@@ -1,15 +1,16 @@
-"""The pages every logged-in user sees: dashboard, messages, inbox and modems, all through the gateway (also a
-modem's state, settings, USSD and AT console: the gateway asks the pool). Compose is `webui.compose`."""
+"""The pages every logged-in user sees: dashboard and modems, all through the gateway (also a modem's state,
+settings, USSD and AT console: the gateway asks the pool). Compose is `webui.compose`, messages `webui.messages`."""
 
 from __future__ import annotations
 
 import time
 
-from flask import abort, g, jsonify, redirect, render_template, request, url_for
+from flask import abort, g, jsonify, render_template, request
 
+from modemgw import at
 from modemgw.gateway import SubmitError, sent_today
 from modemgw.store import NotFound
-from webui import compose, gateway, ui  # noqa: F401 - compose registers the compose pages on `ui`
+from webui import audit, compose, gateway, ui  # noqa: F401 - compose registers the compose pages on `ui`
 from webui.sessions import login_required, notice
 
 SIGNAL_BARS = (-105, -95, -85, -75, -65)  # dBm at which the 1st to 5th bar lights
@@ -30,7 +31,15 @@ def _modem_card(modem: dict, today: dict[str, int]) -> dict:
     return {"id": modem["id"], "label": modem["label"], "operator": modem["operator"] or "—",
             "signal_dbm": signal, "bars": bars, "registration": modem["registration"] or "—",
             "state": modem["state"], "enabled": bool(modem["enabled"]), "today": today,
-            "quota": f"{used} / {quota}" if quota else f"{used} / —"}
+            "quota": _quota_text(used, quota)}
+
+
+def _quota_text(used: int, quota: int | None) -> str:
+    """A SIM's daily quota in words. It counts segments (SMS parts), which is why it may differ from the
+    messages sent today."""
+    if not quota:
+        return "no daily quota"
+    return f"{used} of {quota} segments used (daily quota)"
 
 
 def _dashboard_data() -> dict:
@@ -44,7 +53,8 @@ def _dashboard_data() -> dict:
 @ui.get("/")
 @login_required()
 def dashboard():
-    return render_template("dashboard.html", data=_dashboard_data(), hours=gateway().sent_per_hour(time.time()))
+    # the chart (webui.stats' `hourly_chart`) counts clock hours of the gateway's time, the last one in progress
+    return render_template("dashboard.html", data=_dashboard_data(), hours=gateway().sent_by_hour(time.time()))
 
 
 @ui.get("/ui/dashboard.json")
@@ -55,50 +65,7 @@ def dashboard_json():
 
 # --- compose: webui/compose.py (compose, the confirm page, preview) -------------------------------------------
 
-# --- messages ---------------------------------------------------------------------------------------------
-
-@ui.get("/ui/messages")
-@login_required()
-def messages():
-    args = request.args
-    rows = gateway().messages(200, status=args.get("status") or None, search=args.get("q") or None)
-    return render_template("messages.html", rows=rows, args=args)
-
-
-@ui.get("/ui/messages/<id:message_id>")
-@login_required()
-def message(message_id: int):
-    try:
-        row = gateway().message(message_id)
-    except NotFound:
-        abort(404)
-    labels = {modem["id"]: modem["label"] for modem in gateway().modems_now()}
-    return render_template("message.html", m=row, labels=labels)
-
-
-@ui.post("/ui/messages/<id:message_id>/cancel")
-@login_required()
-def cancel(message_id: int):
-    status = gateway().cancel(message_id)
-    notice("Canceled." if status == "canceled" else f"Not canceled: the message is {status}.")
-    return redirect(url_for("ui.message", message_id=message_id))
-
-
-@ui.post("/ui/messages/<id:message_id>/resend")
-@login_required()
-def resend(message_id: int):
-    try:
-        result = gateway().resend(message_id)
-    except SubmitError as error:
-        notice(f"Not sent again: {error.detail}")
-        return redirect(url_for("ui.message", message_id=message_id))
-    if not result["messages"]:  # the recipient opted out since
-        notice(f"Not sent again: {result['skipped'][0]['to']} has opted out (it replied STOP, or was added to the "
-               "opt-out list); it can text START to opt back in.")
-        return redirect(url_for("ui.message", message_id=message_id))
-    notice("Sent again as a new message.")
-    return redirect(url_for("ui.message", message_id=result["messages"][0]["id"]))
-
+# --- messages, a message, scheduled: webui/messages.py ----------------------------------------------------
 
 # --- modems -----------------------------------------------------------------------------------------------
 
@@ -117,26 +84,49 @@ def _by() -> str:
     return f"web UI user {g.user['username']}"
 
 
-def _modem_action(modem_id: int, action: str | None, modem: dict) -> tuple[dict, dict | None]:
-    """A modem page's form applied: (the modem now, what the modem answered). Raises SubmitError, ValueError,
-    NotFound, ModemRequestError."""
+MODEM_SETTINGS = (("enabled", "enabled"), ("label", "label"), ("group", "grp"), ("rate_per_minute", "rate_per_minute"),
+                  ("quota_day", "quota_day"), ("quota_month", "quota_month"))  # (what people call it, its column)
+
+
+def _save_modem_settings(modem_id: int, modem: dict) -> dict:
+    """The settings form applied, and audited (`modem.update`: each changed field, before and after; a refusal
+    with its reason). Raises SubmitError, ValueError, NotFound."""
     form = request.form
-    if action == "settings":
-        modem = gateway().update_modem(
+    target = f"modem {modem['label']} (#{modem_id})"
+    try:
+        changed = gateway().update_modem(
             modem_id, enabled=form.get("enabled") == "on", label=form.get("label", modem["label"]),
             group=form.get("group", modem["grp"] or "").strip() or None, rate_per_minute=_limit("rate_per_minute"),
             quota_day=_limit("quota_day"), quota_month=_limit("quota_month"))
+    except (SubmitError, ValueError, NotFound) as error:
+        audit("modem.update", target, {"error": getattr(error, "detail", None) or str(error)}, ok=False)
+        raise
+    changes = {name: [modem.get(column), changed.get(column)] for name, column in MODEM_SETTINGS
+               if modem.get(column) != changed.get(column)}
+    audit("modem.update", target, {"changes": changes})
+    return changed
+
+
+def _modem_action(modem_id: int, action: str | None, modem: dict) -> tuple[dict, dict | None]:
+    """A modem page's form applied: (the modem now, what the modem answered). USSD and AT requests are audited by
+    the gateway (a PIN in an AT command masked there, and in the command shown back here). Raises SubmitError,
+    ValueError, NotFound, ModemRequestError."""
+    form = request.form
+    actor, source = f"user {g.user['username']}", request.remote_addr or "unknown"
+    if action == "settings":
+        modem = _save_modem_settings(modem_id, modem)
         notice("Settings saved.")
         return modem, None
     if action == "ussd":
         code = form.get("code", "").strip()
-        reply = gateway().ussd(modem_id, code, admin=g.user["role"] == "admin", by=_by())
+        reply = gateway().ussd(modem_id, code, admin=g.user["role"] == "admin", by=_by(), actor=actor, source=source)
         return modem, {"kind": "ussd", "command": code, "lines": [reply.text or f"(status {reply.status})"],
                        "final": ""}
     if action == "at":
         command = form.get("command", "").strip()
-        reply = gateway().at_command(modem_id, command, timeout=10, by=_by(), user=g.user["username"])
-        return modem, {"kind": "at", "command": command, "lines": reply.lines, "final": reply.final,
+        reply = gateway().at_command(modem_id, command, timeout=10, by=_by(), actor=actor, source=source,
+                                     user=g.user["username"])
+        return modem, {"kind": "at", "command": at.redact(command), "lines": reply.lines, "final": reply.final,
                        "elapsed": round(reply.elapsed * 1000)}
     return modem, None
 
@@ -156,8 +146,9 @@ def modem(modem_id: int):
         try:
             row, result = _modem_action(modem_id, action, row)
         except Exception as error:  # noqa: BLE001 - the modem's answer or failure is shown, never a crash page
-            result = {"kind": "error", "command": request.form.get("command") or request.form.get("code") or "",
-                      "lines": [str(error) or error.__class__.__name__], "final": "ERROR"}
+            result = {"kind": "error", "command": at.redact(request.form.get("command") or "")
+                      or request.form.get("code") or "", "lines": [str(error) or error.__class__.__name__],
+                      "final": "ERROR"}
     state = next((state for state in gateway().modem_states() if state.modem_id == modem_id), None)
     return render_template("modem.html", m=row, result=result, history=gateway().at_history(modem_id),
                            configured_label=state.configured_label if state is not None else None)

@@ -12,6 +12,7 @@ transactions, reads, the event log, health):
 - `book.py`: the address book (contacts and groups)
 - `audit.py`: the audit log
 - `templates.py`: saved message templates
+- `stats.py`: statistics per period and per SIM, and the dashboard's sends per hour
 
 `schema.py` holds the migrations, `errors.py` the errors (never matched by their text), `backup.py` the online
 backup and checked restore, and `readonly.py` the doctor's read-only looks at a database file.
@@ -29,6 +30,7 @@ from modemgw.store.inbox import InboxStore
 from modemgw.store.messages import FINAL_STATUSES, MessageStore
 from modemgw.store.modems import ModemStore
 from modemgw.store.schema import MIGRATIONS, SCHEMA_VERSION
+from modemgw.store.stats import StatsStore
 from modemgw.store.templates import TemplateStore
 from modemgw.store.webhooks import WebhookStore
 
@@ -38,6 +40,6 @@ __all__ = ["FINAL_STATUSES", "HEALTH_BUSY_TIMEOUT_MS", "MIGRATIONS", "MIN_FREE_B
 
 
 class Store(MessageStore, DispatchStore, InboxStore, ModemStore, AdminStore, WebhookStore, BookStore, TemplateStore,
-            AuditStore):
+            AuditStore, StatsStore):
     """The database at `path`, opened once per thread (one connection each), migrated when opened. Raises
     StoreError (its subclasses NotFound, Conflict, Duplicate say what a caller may do)."""

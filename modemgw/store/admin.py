@@ -137,6 +137,22 @@ class AdminStore(StoreBase):
         """Delete a session, if the database is free now (False when it could not)."""
         return self._write_if_free("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
 
+    def user_sessions(self, user_id: int | None = None) -> list[dict]:
+        """The stored sessions of one user (of every user when None), last used first; stale ones included (the
+        caller knows the timeouts)."""
+        where, params = ("WHERE user_id = ?", (user_id,)) if user_id is not None else ("", ())
+        return [dict(row) for row in self.query(
+            f"SELECT token_hash, user_id, created_at, last_seen_at, expires_at FROM sessions {where} "
+            "ORDER BY last_seen_at DESC, created_at DESC", params)]
+
+    def end_user_sessions(self, user_id: int, prefix: str | None = None, keep: str | None = None) -> int:
+        """End a user's sessions now: those whose token hash starts with `prefix` (every one when None), all but
+        `keep` (a token hash). How many ended. Raises StoreError (a person asked: they must learn it failed)."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND (? IS NULL OR substr(token_hash, 1, length(?)) = ?) "
+                "AND token_hash IS NOT ?", (user_id, prefix, prefix, prefix, keep)).rowcount
+
     def end_stale_sessions(self, now: float, seen_before: float) -> bool:
         """Delete sessions past their end, or unused since `seen_before`, if the database is free now."""
         return self._write_if_free("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?",

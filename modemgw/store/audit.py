@@ -6,9 +6,13 @@ import json
 import time
 from typing import Any
 
-from modemgw.store.base import StoreBase
+from modemgw.store.base import StoreBase, _busy_timeout
 
 MAX_DETAIL = 4000  # characters of one entry's detail JSON
+# How long an entry waits for another program's write lock (the connection's own patience is 10 s): a login works
+# while another program holds the database (its session waits in memory), and must not wait 10 s for its entry.
+# An entry that cannot wait longer is logged by `Gateway.audit` instead.
+AUDIT_PATIENCE_MS = 2000
 
 
 class AuditStore(StoreBase):
@@ -16,9 +20,10 @@ class AuditStore(StoreBase):
 
     def add_audit(self, action: str, actor: str, source: str | None = None, target: str | None = None,
                   detail: dict | None = None, ok: bool = True, now: float | None = None) -> int:
-        """Append one entry; its id. Raises StoreError."""
+        """Append one entry; its id. Waits at most AUDIT_PATIENCE_MS for another program's lock. Raises
+        StoreError."""
         text = json.dumps(detail, ensure_ascii=False, default=str)[:MAX_DETAIL] if detail else None
-        with self.transaction() as conn:
+        with _busy_timeout(self.connection(), AUDIT_PATIENCE_MS), self.transaction() as conn:
             cursor = conn.execute("INSERT INTO audit (at, actor, source, action, target, detail, ok) "
                                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
                                   (now or time.time(), actor[:200], (source or "")[:200] or None, action[:100],

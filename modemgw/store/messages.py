@@ -12,7 +12,7 @@ from typing import Any
 import sqlite_utils
 
 from modemgw.store.base import StoreBase, inserted_id
-from modemgw.store.errors import Duplicate, NotFound, StoreError
+from modemgw.store.errors import Conflict, Duplicate, NotFound, StoreError
 
 FINAL_STATUSES = ("sent", "delivered", "undelivered", "failed", "expired", "canceled")
 
@@ -75,21 +75,25 @@ class MessageStore(StoreBase):
     def recent_messages(self, limit: int, *, before: int | None = None, status: str | None = None,
                         client_ref: str | None = None, modem_id: int | None = None, recipient: str | None = None,
                         since: float | None = None, until: float | None = None,
-                        search: str | None = None) -> list[dict]:
-        """At most `limit` messages, newest first, with ids below `before` (a page's cursor), matching every
-        filter given: `since` <= created_at < `until`; `search` finds text in the recipient or the body, or an
-        exact client_ref."""
-        filters = [("id < ?", before), ("status = ?", status), ("client_ref = ?", client_ref),
+                        search: str | None = None, after: int | None = None, api_key_id: int | None = None,
+                        user_id: int | None = None) -> list[dict]:
+        """At most `limit` messages, newest first, with ids below `before` (a page's cursor; or, with `after`,
+        the `limit` messages just above that id: the newer page), matching every filter given: `since` <=
+        created_at < `until`; sent with the API key `api_key_id` or by the web UI user `user_id`; `search` finds
+        text in the recipient or the body, or an exact client_ref."""
+        filters = [("id < ?", before), ("id > ?", after), ("status = ?", status), ("client_ref = ?", client_ref),
                    ("modem_id = ?", modem_id), ("recipient = ?", recipient), ("created_at >= ?", since),
-                   ("created_at < ?", until)]
+                   ("created_at < ?", until), ("api_key_id = ?", api_key_id), ("user_id = ?", user_id)]
         clauses = [clause for clause, value in filters if value is not None]
         params: list[Any] = [value for _, value in filters if value is not None]
         if search is not None:
             clauses.append("(recipient LIKE ? OR body LIKE ? OR client_ref = ?)")
             params += [f"%{search}%", f"%{search}%", search]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.query(f"SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [dict(row) for row in rows]
+        order = "ASC" if after is not None else "DESC"
+        rows = self.query(f"SELECT * FROM messages {where} ORDER BY id {order} LIMIT ?", (*params, limit))
+        found = [dict(row) for row in rows]
+        return found[::-1] if after is not None else found
 
     def callback_url(self, message_id: int) -> str | None:
         """The message's own callback URL (None: it has none, or there is no such message)."""
@@ -160,3 +164,120 @@ class MessageStore(StoreBase):
     def optouts(self) -> list[dict]:
         """The opt-out list, newest first."""
         return [dict(row) for row in self.query("SELECT * FROM optouts ORDER BY created_at DESC")]
+
+    # --- scheduled batches, edits and deletion (issue #16) ----------------------------------------------------
+    # A batch is one submission: its messages share `submission_id`. Only scheduled messages are edited here
+    # (a queued one may be claimed by a modem at any moment); every change is one transaction with its events.
+
+    def scheduled_batches(self, limit: int, offset: int = 0) -> list[dict]:
+        """Submissions that still have scheduled messages, the earliest due first: {"submission_id", "count",
+        "first_due", "last_due", "created_at", "first_id", and the first scheduled message's "body",
+        "recipient", "api_key_id", "user_id"}."""
+        rows = self.query(
+            "SELECT s.*, m.body, m.recipient, m.api_key_id, m.user_id FROM (SELECT submission_id, COUNT(*) AS count, "
+            "MIN(due_at) AS first_due, MAX(due_at) AS last_due, MIN(created_at) AS created_at, MIN(id) AS first_id "
+            "FROM messages WHERE status = 'scheduled' GROUP BY submission_id) s "
+            "JOIN messages m ON m.id = s.first_id ORDER BY s.first_due, s.submission_id LIMIT ? OFFSET ?",
+            (limit, offset))
+        return [dict(row) for row in rows]
+
+    def scheduled_batch(self, submission_id: int) -> dict:
+        """One submission's scheduled messages summed up as in `scheduled_batches` (count 0 and no body when none
+        is scheduled any more), with "total" (all its messages). Raises NotFound (no such submission)."""
+        if not self.query("SELECT 1 FROM submissions WHERE id = ?", (submission_id,)):
+            raise NotFound(f"no submission {submission_id}")
+        row = self.query(
+            "SELECT COUNT(*) AS total, SUM(status = 'scheduled') AS count, MIN(CASE WHEN status = 'scheduled' "
+            "THEN due_at END) AS first_due, MAX(CASE WHEN status = 'scheduled' THEN due_at END) AS last_due, "
+            "MIN(created_at) AS created_at, MIN(CASE WHEN status = 'scheduled' THEN id END) AS first_id "
+            "FROM messages WHERE submission_id = ?", (submission_id,))[0]
+        batch = dict(row) | {"submission_id": submission_id, "count": row["count"] or 0, "body": None,
+                             "recipient": None, "api_key_id": None, "user_id": None}
+        if batch["first_id"] is not None:
+            first = self.query("SELECT body, recipient, api_key_id, user_id FROM messages WHERE id = ?",
+                               (batch["first_id"],))[0]
+            batch |= dict(first)
+        return batch
+
+    def batch_messages(self, submission_id: int, limit: int, after: int | None = None) -> list[dict]:
+        """Up to `limit` scheduled messages of a submission, by id, with ids above `after` (a page's cursor)."""
+        rows = self.query("SELECT * FROM messages WHERE submission_id = ? AND status = 'scheduled' AND id > ? "
+                          "ORDER BY id LIMIT ?", (submission_id, after or 0, limit))
+        return [dict(row) for row in rows]
+
+    def reschedule_batch(self, submission_id: int, due_at: float) -> list[int]:
+        """Every scheduled message of a submission is due at `due_at` (its validity counted from then); their
+        ids. Raises NotFound when the submission has no scheduled message (or does not exist)."""
+        now = time.time()
+        with self.transaction() as conn:
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM messages WHERE submission_id = ? AND status = 'scheduled' ORDER BY id",
+                (submission_id,))]
+            if not ids:
+                raise NotFound(f"submission {submission_id} has no scheduled message (it was sent, canceled or "
+                               "never existed)")
+            conn.execute("UPDATE messages SET due_at = ?, expires_at = CASE WHEN validity IS NOT NULL THEN ? + "
+                         "validity ELSE expires_at END, updated_at = ? WHERE submission_id = ? AND "
+                         "status = 'scheduled'", (due_at, due_at, now, submission_id))
+            conn.executemany("INSERT INTO events (at, message_id, kind, detail) VALUES (?, ?, ?, ?)",
+                             [(now, message_id, "message.rescheduled", json.dumps({"due_at": due_at}))
+                              for message_id in ids])
+            return ids
+
+    def edit_scheduled(self, message_id: int, *, due_at: float | None = None, body: str | None = None,
+                       encoding: str | None = None, segments: int | None = None) -> dict:
+        """Change a scheduled message's time (its validity counted from then) and/or its text (with the text's
+        encoding and segments, as the gateway computed them); the message afterwards. Raises NotFound, Conflict
+        (it is no longer scheduled: a modem may have it)."""
+        now = time.time()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT status FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no message {message_id}")
+            if row["status"] != "scheduled":
+                raise Conflict(f"message {message_id} is {row['status']}; only scheduled messages can be changed")
+            if due_at is not None:
+                conn.execute("UPDATE messages SET due_at = ?, expires_at = CASE WHEN validity IS NOT NULL THEN ? + "
+                             "validity ELSE expires_at END, updated_at = ? WHERE id = ?",
+                             (due_at, due_at, now, message_id))
+                self._event(conn, "message.rescheduled", message_id, now=now, due_at=due_at)
+            if body is not None:
+                conn.execute("UPDATE messages SET body = ?, encoding = ?, segments = ?, updated_at = ? WHERE id = ?",
+                             (body, encoding, segments, now, message_id))
+                self._event(conn, "message.edited", message_id, now=now, segments=segments, encoding=encoding)
+            return dict(conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone())
+
+    def cancel_submission(self, submission_id: int) -> list[int]:
+        """Cancel every message of a submission not yet sending (queued or scheduled); their ids (none: nothing
+        was left to cancel). Raises NotFound (no such submission)."""
+        now = time.time()
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM submissions WHERE id = ?", (submission_id,)).fetchone() is None:
+                raise NotFound(f"no submission {submission_id}")
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM messages WHERE submission_id = ? AND status IN ('queued', 'scheduled') ORDER BY id",
+                (submission_id,))]
+            conn.execute("UPDATE messages SET status = 'canceled', updated_at = ? WHERE id IN "
+                         "(SELECT value FROM json_each(?))", (now, json.dumps(ids)))
+            conn.executemany("INSERT INTO events (at, message_id, kind) VALUES (?, ?, 'message.canceled')",
+                             [(now, message_id) for message_id in ids])
+            return ids
+
+    def submission_status_counts(self, submission_id: int) -> dict[str, int]:
+        """How many of a submission's messages are in each status."""
+        return {row[0]: row[1] for row in self.query(
+            "SELECT status, COUNT(*) FROM messages WHERE submission_id = ? GROUP BY status", (submission_id,))}
+
+    def delete_message(self, message_id: int) -> dict:
+        """Delete a message with its parts and events; the row it was. Raises NotFound, Conflict (it is being
+        sent now: its modem would record parts of a message that no longer exists)."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no message {message_id}")
+            if row["status"] == "sending":
+                raise Conflict(f"message {message_id} is being sent now; delete it once it is sent or failed")
+            conn.execute("DELETE FROM parts WHERE message_id = ?", (message_id,))
+            conn.execute("DELETE FROM events WHERE message_id = ?", (message_id,))
+            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            return dict(row)

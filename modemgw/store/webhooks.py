@@ -32,6 +32,23 @@ class WebhookStore(StoreBase):
         """Every subscription, oldest first."""
         return [dict(row) for row in self.query("SELECT * FROM webhooks ORDER BY id")]
 
+    def update_webhook(self, webhook_id: int, *, url: str | None = None, events: list[str] | None = None,
+                       enabled: bool | None = None) -> dict:
+        """Change a subscription's URL, events or state (None: unchanged): its row. Its pending deliveries go to
+        the new URL (a corrected typo must reach the receiver); those already delivered or dead keep the URL they
+        went to. Raises NotFound."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no webhook {webhook_id}")
+            conn.execute("UPDATE webhooks SET url = ?, events = ?, enabled = ? WHERE id = ?",
+                         (row["url"] if url is None else url, row["events"] if events is None else ",".join(events),
+                          row["enabled"] if enabled is None else int(enabled), webhook_id))
+            if url is not None and url != row["url"]:
+                conn.execute("UPDATE webhook_deliveries SET url = ? WHERE webhook_id = ? AND status = 'pending'",
+                             (url, webhook_id))
+            return dict(conn.execute("SELECT * FROM webhooks WHERE id = ?", (webhook_id,)).fetchone())
+
     def delete_webhook(self, webhook_id: int) -> None:
         """Delete a subscription and its deliveries. Raises NotFound."""
         with self.transaction() as conn:
@@ -43,6 +60,14 @@ class WebhookStore(StoreBase):
         self.webhook(webhook_id)
         return [dict(row) for row in self.query("SELECT * FROM webhook_deliveries WHERE webhook_id = ? "
                                                 "ORDER BY id DESC LIMIT ?", (webhook_id, limit))]
+
+    def attempted_webhook_deliveries(self, webhook_id: int, limit: int = 50) -> list[dict]:
+        """A subscription's latest `limit` deliveries that were tried at least once, newest first (what tells
+        whether its receiver is failing: `modemgw.webhooks.failure_streak`)."""
+        return [dict(row) for row in self.query(
+            "SELECT id, url, event, status, attempts, last_status_code, last_error, created_at, next_attempt_at, "
+            "delivered_at FROM webhook_deliveries WHERE webhook_id = ? AND attempts > 0 ORDER BY id DESC LIMIT ?",
+            (webhook_id, limit))]
 
     # --- the outbox: its writers (modemgw.webhooks) --------------------------------------------------------------
 
@@ -57,21 +82,25 @@ class WebhookStore(StoreBase):
                               for webhook_id, url, event_id, payload in deliveries])
 
     def redeliver_webhook_delivery(self, webhook_id: int, delivery_id: int, now: float) -> dict:
-        """Send a subscription's delivery again from `now` (attempts start over): its row. Raises NotFound."""
+        """Send a subscription's delivery again from `now` (attempts start over), to the subscription's URL as it
+        is now: its row. Raises NotFound."""
         with self.transaction() as conn:
             changed = conn.execute("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, "
-                                   "attempts = 0 WHERE id = ? AND webhook_id = ?",
-                                   (now, delivery_id, webhook_id)).rowcount
+                                   "attempts = 0, url = (SELECT url FROM webhooks WHERE id = ?) "
+                                   "WHERE id = ? AND webhook_id = ?",
+                                   (now, webhook_id, delivery_id, webhook_id)).rowcount
             if not changed:
                 raise NotFound(f"no delivery {delivery_id} for webhook {webhook_id}")
             return dict(conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone())
 
     def webhook_backlog(self) -> int:
-        """How many deliveries wait to be sent (due or backing off)."""
-        return self.query("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")[0][0]
+        """How many deliveries wait to be sent (due or backing off; not those a disabled subscription holds)."""
+        return self.query("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending' AND (webhook_id IS NULL "
+                          "OR webhook_id IN (SELECT id FROM webhooks WHERE enabled = 1))")[0][0]
 
     # --- the outbox: its sender --------------------------------------------------------------------------------------
-    # A lane is one kind of delivery: messages' own callback URLs (webhook_id NULL), or subscriptions.
+    # A lane is one kind of delivery: messages' own callback URLs (webhook_id NULL), or subscriptions. Deliveries
+    # of a disabled subscription wait (they go out when it is enabled again, or are deleted with it).
 
     def due_webhook_deliveries(self, now: float, callbacks: bool, after_id: int, skip_urls: set[str],
                                limit: int) -> list[dict]:
@@ -81,6 +110,7 @@ class WebhookStore(StoreBase):
         rows = self.query(
             "SELECT d.* FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ? "
             "AND (d.webhook_id IS NULL) = ? AND d.id > ? AND d.url NOT IN (SELECT value FROM json_each(?)) "
+            "AND (d.webhook_id IS NULL OR d.webhook_id IN (SELECT id FROM webhooks WHERE enabled = 1)) "
             "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending' "
             "AND e.message_id = d.message_id AND e.url = d.url AND e.id < d.id) ORDER BY d.id LIMIT ?",
             (now, int(callbacks), after_id, json.dumps(sorted(skip_urls)), limit))
@@ -89,7 +119,8 @@ class WebhookStore(StoreBase):
     def next_webhook_attempt_after(self, now: float) -> float | None:
         """When the next pending delivery that is not due yet falls due (None: none waits). Raises StoreError."""
         return self.query("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' "
-                          "AND next_attempt_at > ?", (now,))[0][0]
+                          "AND next_attempt_at > ? AND (webhook_id IS NULL OR webhook_id IN "
+                          "(SELECT id FROM webhooks WHERE enabled = 1))", (now,))[0][0]
 
     def record_webhook_attempt(self, delivery_id: int, attempts: int, now: float, status_code: int | None,
                                error: str | None, retry_at: float | None) -> None:

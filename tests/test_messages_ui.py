@@ -1,0 +1,340 @@
+"""Messages and Scheduled in real headless Chromium (Debian's chromium, driven by Playwright with executable_path):
+300 messages all reachable through the pages' links, the CSV export equal to the API's list for the same filter,
+a status that turns delivered on an open page without a reload, moving and canceling a batch, a refused edit, a
+deletion, and the pages on a 360 px phone."""
+
+import csv
+import datetime as dt
+import io
+import os
+import shutil
+import time
+
+import pytest
+from playwright import sync_api as playwright_api
+
+from modemgw import auth
+from modemgw.book import unformula
+from modemgw.daemon import Daemon
+from modemgw.gateway import SubmitRequest
+from tests.support import Client, daemon_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+LATER = 2 * 86400
+expect = playwright_api.expect
+
+
+def numbers(count, start):
+    return [f"+4477009{start + index:05d}" for index in range(count)]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    import webui
+
+    config = daemon_config(tmp_path_factory.mktemp("messages-ui"))
+    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
+    assert running.pool.wait_ready(10)
+    webui.add_user(running.store, "alice", PASSWORD, "admin")
+    webui.add_user(running.store, "oscar", PASSWORD, "operator")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def people(daemon):
+    """Who sends: the web UI user alice (admin), and the API key crm (with its key for API calls)."""
+    users = {user["username"]: user["id"] for user in daemon.store.users()}
+    key, record = auth.create_key(daemon.store, "crm", ("send", "read"))
+    return {"alice": users["alice"], "oscar": users["oscar"], "crm": record.id, "key": key}
+
+
+@pytest.fixture(scope="module")
+def populated(daemon, people):
+    """250 messages scheduled by alice in one batch, and 50 delivered ones sent through the simulated modems
+    with the API key crm."""
+    gateway = daemon.gateway
+    batch = gateway.send(SubmitRequest("Tomorrow's reminder", numbers(250, 2000), send_at=time.time() + LATER,
+                                       user_id=people["alice"]))
+    sent = gateway.send(SubmitRequest("Your code is 1234", numbers(50, 3000), api_key_id=people["crm"]))
+    ids = [message["id"] for message in sent["messages"]]
+    assert daemon.wait_until(lambda: all(row["status"] == "delivered" for row in gateway.store.messages(ids)), 30)
+    return {"batch": batch["submission_id"], "delivered": ids}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+def logged_in(browser, daemon, username="alice", **context):
+    page = browser.new_context(**context).new_page() if context else browser.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(daemon.url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    return page
+
+
+def shown_ids(page):
+    return [int(value) for value in page.locator("tbody tr[data-message-id]").evaluate_all(
+        "rows => rows.map(row => row.dataset.messageId)")]
+
+
+def follow(page, name):
+    """Click the link `name` and wait for the page it opens."""
+    with page.expect_navigation():
+        page.get_by_role("link", name=name, exact=True).click()
+
+
+def api_list(daemon, key, query):
+    """Every message `GET /api/v1/messages?<query>` lists, following next_cursor."""
+    client, rows, cursor = Client(daemon.url, key), [], None
+    while True:
+        status, _, page = client.call("GET", f"/api/v1/messages?{query}&limit=500"
+                                             + (f"&cursor={cursor}" if cursor else ""))
+        assert status == 200, page
+        rows += page["data"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return rows
+
+
+def exported(page, daemon):
+    """The rows of the CSV the page's Export link downloads (with this browser's session), as dicts."""
+    href = page.get_by_role("link", name="Export CSV").get_attribute("href")
+    response = page.request.get(daemon.url.rstrip("/") + href)
+    assert response.status == 200 and response.headers["content-type"].startswith("text/csv")
+    text = response.body().decode("utf-8")
+    assert text.startswith("\ufeff")  # Excel reads it as UTF-8
+    return list(csv.DictReader(io.StringIO(text[1:])))
+
+
+def as_cells(view):
+    """An API message as the CSV writes it: `error` as two columns, null empty, booleans true/false."""
+    flat = {key: value for key, value in view.items() if key != "error"}
+    flat["error_code"], flat["error_reason"] = (view["error"] or {}).get("code"), (view["error"] or {}).get("reason")
+    return {key: "" if value is None else "true" if value is True else "false" if value is False else str(value)
+            for key, value in flat.items()}
+
+
+# --- the list -----------------------------------------------------------------------------------------------------
+
+def test_every_message_is_reachable_through_the_pages(browser, daemon, populated):
+    page = logged_in(browser, daemon)
+    follow(page, "Messages")
+    expected = [row["id"] for row in daemon.gateway.messages(100_000)]
+    assert len(expected) >= 300
+    pages, seen = [shown_ids(page)], list(shown_ids(page))
+    while page.get_by_role("link", name="Older →").count():
+        follow(page, "Older →")
+        pages.append(shown_ids(page))
+        seen += pages[-1]
+    assert seen == expected  # every message once, newest first
+    assert len(pages) >= 6 and all(len(ids) == 50 for ids in pages[:-1])
+    back = []
+    while page.get_by_role("link", name="← Newer").count():
+        follow(page, "← Newer")
+        back.append(shown_ids(page))
+    assert back == pages[-2::-1]  # the same pages again, back to the newest
+    expect(page.get_by_role("link", name="← Newer")).to_have_count(0)
+
+
+def test_the_csv_export_is_the_apis_list_for_the_same_filter(browser, daemon, people, populated):
+    page = logged_in(browser, daemon)
+    follow(page, "Messages")
+    page.get_by_label("Status").select_option("delivered")
+    page.get_by_label("Sender").select_option(label="crm")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
+    assert sorted(shown_ids(page)) == sorted(populated["delivered"])
+    rows = exported(page, daemon)
+    api = api_list(daemon, people["key"], f"status=delivered&api_key_id={people['crm']}")
+    assert [int(row["id"]) for row in rows] == [view["id"] for view in api] and len(rows) == 50
+    assert [{key: unformula(value) for key, value in row.items()} for row in rows] == [as_cells(v) for v in api]
+    assert rows[0]["to"].startswith("'+44")  # formula-safe: a spreadsheet must not read +44... as a formula
+
+    today = dt.date.today().isoformat()
+    page.goto(f"{daemon.url}ui/messages?status=scheduled&sender=user:{people['alice']}&from={today}&to={today}"
+              "&q=reminder")
+    rows = exported(page, daemon)
+    midnight = dt.datetime.combine(dt.date.today(), dt.time())
+    api = api_list(daemon, people["key"], f"status=scheduled&user_id={people['alice']}&q=reminder"
+                                          f"&since={midnight.isoformat()}"
+                                          f"&until={(midnight + dt.timedelta(days=1)).isoformat()}")
+    assert len(rows) == 250 and [int(row["id"]) for row in rows] == [view["id"] for view in api]
+
+    page.goto(f"{daemon.url}ui/messages")
+    everything = exported(page, daemon)  # more rows than one page of the export reads at a time
+    assert [int(row["id"]) for row in everything] == [view["id"] for view in api_list(daemon, people["key"], "")]
+
+
+def test_a_queued_message_turns_delivered_without_a_reload(browser, daemon, people):
+    gateway = daemon.gateway
+    modems = [modem["id"] for modem in gateway.modems_now()]
+    for modem_id in modems:
+        gateway.update_modem(modem_id, enabled=False)
+    try:
+        page = logged_in(browser, daemon)
+        follow(page, "Compose")
+        page.get_by_label("Recipients").fill("+447700904444")
+        page.get_by_label("Message", exact=True).fill("Live one")
+        page.get_by_role("button", name="Review…").click()
+        page.get_by_role("button", name="Send 1 message").click()
+        expect(page.locator("#message-status")).to_have_text("queued")
+        expect(page.locator("main")).to_contain_text("Sent by web UI user alice")
+        message_id = int(page.locator("#message-status").get_attribute("data-message-id"))
+        assert gateway.message(message_id)["user_id"] == people["alice"]  # compose records who sent it
+        follow(page, "Messages")
+        badge = page.locator(f'tr[data-message-id="{message_id}"] [data-status]')
+        expect(badge).to_have_text("queued")
+        page.evaluate("window.stillThisPage = true")
+    finally:
+        for modem_id in modems:
+            gateway.update_modem(modem_id, enabled=True)
+    expect(badge).to_have_text("delivered", timeout=20_000)
+    expect(badge).to_have_class("status delivered")
+    assert page.evaluate("window.stillThisPage") is True  # updated in place: no reload, no navigation
+
+
+def test_the_timeline_reads_as_sentences(browser, daemon, populated):
+    message_id = populated["delivered"][0]
+    page = logged_in(browser, daemon)
+    page.goto(f"{daemon.url}ui/messages/{message_id}")
+    modem = daemon.gateway.message(message_id)["modem_id"]
+    label = next(m for m in daemon.gateway.modems_now() if m["id"] == modem)
+    reference = daemon.gateway.message(message_id)["parts"][0]["tp_mr"]
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text(f"Sent by {label['label']} ({label['number']}), reference {reference}")
+    expect(timeline.locator("li .what")).to_contain_text(["Accepted", "Delivered"])
+    expect(page.locator("main")).to_contain_text("Sent by API key crm")
+
+
+def test_an_admin_deletes_a_message_after_confirming(browser, daemon, populated):
+    message_id = populated["delivered"][-1]
+    operator = logged_in(browser, daemon, "oscar")
+    operator.goto(f"{daemon.url}ui/messages/{message_id}")
+    expect(operator.get_by_text("Delete…")).to_have_count(0)
+    token = operator.locator('meta[name="csrf-token"]').get_attribute("content")
+    assert operator.request.post(f"{daemon.url}ui/messages/{message_id}/delete",
+                                 form={"csrf_token": token}).status == 403
+    page = logged_in(browser, daemon)
+    page.goto(f"{daemon.url}ui/messages/{message_id}")
+    confirm = page.get_by_role("button", name=f"Delete message {message_id}")
+    expect(confirm).to_be_hidden()  # asked first
+    page.get_by_text("Delete…").click()
+    confirm.click()
+    expect(page.get_by_role("status")).to_contain_text(f"Message {message_id} to +447700903049 deleted")
+    expect(page.get_by_role("heading", name="Messages")).to_be_visible()
+    assert daemon.gateway.message_statuses([message_id]) == {}
+    entry = daemon.gateway.audit_log(action="message.delete")[0]
+    assert (entry["actor"], entry["target"]) == ("user alice", f"message {message_id}")
+
+
+# --- scheduled ----------------------------------------------------------------------------------------------------
+
+def test_a_batch_is_moved_and_canceled_from_the_scheduled_page(browser, daemon, people):
+    batch = daemon.gateway.send(SubmitRequest("Party on Friday", numbers(3, 5000), send_at=time.time() + LATER,
+                                              user_id=people["alice"]))
+    submission = batch["submission_id"]
+    page = logged_in(browser, daemon)
+    follow(page, "Scheduled")
+    card = page.locator(f"#batch-{submission}")
+    expect(card.get_by_role("heading")).to_have_text(f"Batch {submission}: 3 messages")
+    expect(card).to_contain_text("Party on Friday")
+    card.get_by_label("New time").fill("2099-03-04T05:06")
+    card.get_by_role("button", name="Move batch").click()
+    expect(page.get_by_role("status")).to_have_text(f"Batch {submission}: 3 messages now due 2099-03-04 05:06:00.")
+    due = time.mktime((2099, 3, 4, 5, 6, 0, 0, 0, -1))
+    assert {daemon.gateway.message(m["id"])["due_at"] for m in batch["messages"]} == {due}
+    expect(card.locator(".first-due")).to_have_text("2099-03-04 05:06:00")
+    assert daemon.gateway.audit_log(action="batch.reschedule")[0]["target"] == f"submission {submission}"
+
+    card.get_by_text("Cancel batch…").click()
+    card.get_by_role("button", name="Cancel 3 messages").click()
+    expect(page.get_by_role("status")).to_have_text(f"Batch {submission}: 3 messages canceled.")
+    expect(page.locator(f"#batch-{submission}")).to_have_count(0)
+    assert {daemon.gateway.message(m["id"])["status"] for m in batch["messages"]} == {"canceled"}
+    entry = daemon.gateway.audit_log(action="batch.cancel")[0]
+    assert (entry["actor"], entry["target"], entry["detail"]) == ("user alice", f"submission {submission}",
+                                                                 {"messages": 3})
+
+
+def test_an_edit_over_the_segment_limit_is_refused_clearly(browser, daemon):
+    batch = daemon.gateway.submit("Original text", numbers(2, 6000), send_at=time.time() + LATER)
+    message_id = batch["messages"][0]["id"]
+    page = logged_in(browser, daemon)
+    page.goto(f"{daemon.url}ui/scheduled/{batch['submission_id']}")
+    follow(page, f"Edit message {message_id}")
+    long_text = "x" * 1600
+    page.get_by_label("Message").fill(long_text)
+    expect(page.locator("#counter")).to_contain_text("over the limit")  # said while typing, too
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "Not saved: the text needs 11 segments (1600 septets, GSM-7); the limit is 10: shorten it")
+    expect(page.get_by_label("Message")).to_have_value(long_text)  # what was typed is kept
+    assert daemon.gateway.message(message_id)["body"] == "Original text"
+
+    page.get_by_label("Message").fill("Short and sweet 😀")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved: 1 segment, UCS-2 (Unicode).")
+    expect(page.get_by_role("heading", name=f"Batch {batch['submission_id']}")).to_be_visible()
+    row = daemon.gateway.message(message_id)
+    assert (row["body"], row["encoding"], row["status"]) == ("Short and sweet 😀", "ucs2", "scheduled")
+
+    other = batch["messages"][1]["id"]
+    follow(page, f"Edit message {other}")
+    page.get_by_role("button", name="Cancel this message").click()
+    expect(page.get_by_role("status")).to_have_text(f"Message {other} canceled.")
+    assert daemon.gateway.message(other)["status"] == "canceled"
+    assert daemon.gateway.message(message_id)["status"] == "scheduled"  # one message, not its batch
+
+
+# --- on a phone ------------------------------------------------------------------------------------------------------
+
+PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+CONTROLS = """() => {
+  const width = document.documentElement.clientWidth;
+  return Array.from(document.querySelectorAll("a, button, summary, input, select, textarea"))
+    .filter((element) => element.type !== "hidden")
+    .filter((element) => element.tagName === "SUMMARY" || !element.closest("details:not([open])"))
+    .map((element) => {
+      const box = element.getBoundingClientRect();
+      return {what: element.outerHTML.slice(0, 80), shown: box.width > 0 && box.height > 0,
+              inside: box.left >= -1 && box.right <= width + 1};
+    })
+    .filter((control) => !control.shown || !control.inside);
+}"""
+
+
+def check_phone_page(page):
+    sideways = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert sideways <= 0, f"{page.url} scrolls sideways by {sideways} px"
+    assert page.evaluate(CONTROLS) == [], page.url
+
+
+def test_the_pages_fit_a_phone(browser, daemon, populated):
+    page = logged_in(browser, daemon, **PHONE)
+    scheduled_id = daemon.gateway.batch_messages(populated["batch"], 1)[0]["id"]
+    for path in ("ui/messages", f"ui/messages/{populated['delivered'][0]}", f"ui/messages/{scheduled_id}",
+                 "ui/scheduled", f"ui/scheduled/{populated['batch']}", f"ui/scheduled/messages/{scheduled_id}",
+                 "ui/messages?status=bogus&from=yesterday"):
+        page.goto(daemon.url + path)
+        check_phone_page(page)
+        for summary in page.locator("details summary").all():
+            summary.click()  # what a confirmation shows must fit too
+        check_phone_page(page)
+    expect(page.get_by_role("heading", name="Messages")).to_be_visible()
+    expect(page.get_by_role("alert").first).to_contain_text("is not a status")
