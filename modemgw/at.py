@@ -313,10 +313,18 @@ def normalize_command(command: str) -> str:
 
 
 def redact(command: str) -> str:
-    """`command` fit for a log or a history: the parameters of a secret-bearing command replaced by `***`."""
+    """`command` fit for a log, a history or the audit log: from the first parameter of a secret-bearing command
+    on, replaced by `***`, wherever it sits in the line (`AT+CSQ;+CPIN=1234`, `ATE0+CPIN=1234`), and the
+    supplementary-service codes that change a PIN (`ATD**04*old*new*new#`)."""
     normal = normalize_command(command)
+    cuts = []
     for name in SECRET_COMMANDS:
-        if normal.startswith("AT" + name + "=") and not normal.startswith("AT" + name + "=?"):
-            return normal[:len("AT" + name + "=")] + "***"
-    return command
+        start = normal.find(name + "=")
+        while start >= 0 and normal[start + len(name) + 1:start + len(name) + 2] == "?":  # a test command
+            start = normal.find(name + "=", start + 1)
+        if start >= 0:
+            cuts.append(start + len(name) + 1)
+    if normal.startswith("ATD") and ("**04" in normal or "**05" in normal):
+        cuts.append(normal.index("**0") + 4)
+    return normal[:min(cuts)] + "***" if cuts else command
 

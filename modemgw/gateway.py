@@ -801,18 +801,6 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics):
         facility password is masked in both and in any error, also inside a compound line (`AT+CSQ;+CPIN=1234`).
         Raises SubmitError (at_command_problem), NotFound, ModemRequestError."""
         shown = at.redact(command[:MAX_AT_COMMAND])
-        normal = at.normalize_command(shown)
-        cuts = []  # at.redact masks a secret command that starts the line; these are anywhere in it
-        for name in at.SECRET_COMMANDS:
-            start = normal.find(name + "=")
-            while start >= 0 and normal[start + len(name) + 1:start + len(name) + 2] == "?":  # a test command
-                start = normal.find(name + "=", start + 1)
-            if start >= 0:
-                cuts.append(start + len(name) + 1)
-        if normal.startswith("ATD") and ("**04" in normal or "**05" in normal):  # SS codes that change a PIN
-            cuts.append(normal.index("**0") + 4)
-        if cuts:
-            shown = normal[:min(cuts)] + "***"
         target = f"modem #{modem_id}"
         try:
             refusal = at_command_problem(command)

@@ -208,3 +208,15 @@ def test_the_at_parsers_raise_nothing_but_their_parse_error(line, following):
             parse()
         except ResponseError as error:
             assert error.line in [line, *following]
+
+
+@pytest.mark.parametrize("command, shown", [
+    ("AT+CPIN=1234", "AT+CPIN=***"),
+    ('at+cpin="1234"', "AT+CPIN=***"),
+    ("AT+CSQ;+CPIN=1234", "AT+CSQ;+CPIN=***"),          # a compound line: the PIN is not at the start
+    ('ATE0+CLCK="SC",0,"1234"', "ATE0+CLCK=***"),
+    ("ATD**04*1111*2222*2222#", "ATD**04***"),           # the supplementary-service code that changes a PIN
+    ("AT+CPIN?", "AT+CPIN?"), ("AT+CPIN=?", "AT+CPIN=?"), ("AT+CSQ", "AT+CSQ"),
+])
+def test_secrets_are_masked_wherever_they_sit_in_a_command_line(command, shown):
+    assert at.redact(command) == shown
