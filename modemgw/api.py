@@ -629,4 +629,4 @@ def register_errors(app: Flask) -> None:
 
 
 # Routes of other subjects register on `api`, defined above: imported last.
-from modemgw import api_audit, api_book, api_stats, api_templates  # noqa: E402,F401
+from modemgw import api_alerts, api_audit, api_book, api_legacy, api_rules, api_stats, api_templates  # noqa: E402,F401

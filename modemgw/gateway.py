@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modemgw import at, dispatch, numbers, pdu, text, urls
+from modemgw.alerts import Alerts
 from modemgw.book import AddressBook
 from modemgw.errors import CmsError, ModemError
+from modemgw.rules import InboundRules
 from modemgw.scheduling import Scheduling
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
 from modemgw.statistics import Statistics
@@ -249,7 +251,7 @@ def _contact_fields(contact: dict) -> dict:
             "number": contact["number"]}
 
 
-class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics):
+class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules, Alerts):
     """Business rules over the store. Thread-safe: every call uses the calling thread's connection."""
 
     def __init__(self, store: Store, settings: GatewaySettings | None = None):
@@ -993,6 +995,7 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics):
         if inbox_id is None:
             return None
         self._keywords(sender, body)
+        self.apply_inbound_rules(inbox_id, modem_id, sender, body)
         self.emit("inbound.received", {"id": inbox_id, "from": sender, "body": body, "modem_id": modem_id,
                                        "partial": partial})
         return inbox_id

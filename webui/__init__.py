@@ -180,8 +180,8 @@ def page_error(error: Exception):
 
 
 # The pages register on `ui`, defined above: imported last.
-from webui import book, conversations, library, messages, sessions, settings, stats, views  # noqa: E402
+from webui import book, conversations, library, messages, rules, sessions, settings, stats, views  # noqa: E402
 
 __all__ = ["add_user", "audit", "book", "conversations", "daemon", "error_page", "error_page_for", "gateway",
-           "init_app", "library", "messages", "sessions", "settings", "stats", "storage_message", "ui", "views",
-           "when"]
+           "init_app", "library", "messages", "rules", "sessions", "settings", "stats", "storage_message", "ui",
+           "views", "when"]

@@ -21,6 +21,7 @@ backup and checked restore, and `readonly.py` the doctor's read-only looks at a 
 from __future__ import annotations
 
 from modemgw.store.admin import AdminStore
+from modemgw.store.alerts import AlertStore
 from modemgw.store.audit import AuditStore
 from modemgw.store.base import HEALTH_BUSY_TIMEOUT_MS, MIN_FREE_BYTES, OWN_WRITE_PATIENCE, StoreBase, WriteFailure
 from modemgw.store.book import BookStore
@@ -29,6 +30,7 @@ from modemgw.store.errors import SQLITE_KINDS, UNHEALTHY_KINDS, Conflict, Duplic
 from modemgw.store.inbox import InboxStore
 from modemgw.store.messages import FINAL_STATUSES, MessageStore
 from modemgw.store.modems import ModemStore
+from modemgw.store.rules import RulesStore
 from modemgw.store.schema import MIGRATIONS, SCHEMA_VERSION
 from modemgw.store.stats import StatsStore
 from modemgw.store.templates import TemplateStore
@@ -40,6 +42,6 @@ __all__ = ["FINAL_STATUSES", "HEALTH_BUSY_TIMEOUT_MS", "MIGRATIONS", "MIN_FREE_B
 
 
 class Store(MessageStore, DispatchStore, InboxStore, ModemStore, AdminStore, WebhookStore, BookStore, TemplateStore,
-            AuditStore, StatsStore):
+            AuditStore, StatsStore, RulesStore, AlertStore):
     """The database at `path`, opened once per thread (one connection each), migrated when opened. Raises
     StoreError (its subclasses NotFound, Conflict, Duplicate say what a caller may do)."""

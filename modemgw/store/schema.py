@@ -309,6 +309,49 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_action ON audit(action, id);
     ALTER TABLE messages ADD COLUMN user_id INTEGER;
     """,
+    # 8: integrations. Inbound rules (forward by e-mail or SMS, webhook, auto-reply, stop), evaluated in `position`
+    # order; the auto-replies sent per (rule, sender), for their rate limit; alert notifications already sent
+    # (Alertmanager, Grafana), for de-duplication within a group interval; API keys that may pass their token in a
+    # URL's query string (legacy devices).
+    """
+    CREATE TABLE inbound_rules (
+        id INTEGER PRIMARY KEY,
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        match TEXT NOT NULL,
+        action TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX inbound_rules_order ON inbound_rules(position, id);
+    CREATE TABLE autoreplies (
+        rule_id INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX autoreplies_recent ON autoreplies(rule_id, sender, at);
+    CREATE TABLE alert_notifications (
+        dedupe_key TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        message_ids TEXT
+    );
+    ALTER TABLE api_keys ADD COLUMN allow_query_token INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE mail_outbox (
+        id INTEGER PRIMARY KEY,
+        recipients TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        source TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        sent_at REAL
+    );
+    CREATE INDEX mail_outbox_due ON mail_outbox(status, next_attempt_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,5 @@
+"""Receivers for alerting systems (Prometheus Alertmanager, Grafana): routes on the `/api/v1` blueprint."""
+
+from __future__ import annotations
+
+from modemgw.api import api  # noqa: F401 - the blueprint these routes register on
