@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass  # at import: a command acting as the service user may not read the standard library then
 import json
 import os
 import signal
@@ -572,8 +573,6 @@ def _read_password(password_stdin: bool) -> str:
 
 def _os_user() -> str:
     """Who ran this command, as the audit log names them: the login name, and whom sudo ran it for."""
-    import getpass
-
     try:
         name = getpass.getuser()
     except (KeyError, OSError):
@@ -751,20 +750,27 @@ def _gateway_for(config_path: Path | None, data_dir: Path | None):
 @click.option("--group", default=None, help="Route this key's messages to a modem group by default.")
 @click.option("--rate", "rate_per_minute", type=click.IntRange(min=1), default=None,
               help="Requests a minute this key may make (default: unlimited).")
-def keys_create(config_path, data_dir, name, scopes, group, rate_per_minute) -> None:
+@click.option("--allow-query-token", is_flag=True, default=False,
+              help="The key may also be passed in a URL (GET /api/v1/send?key=...) for devices that can only call "
+                   "a URL. Off by default: URLs end up in logs. Give such a device a key of its own, scope send.")
+def keys_create(config_path, data_dir, name, scopes, group, rate_per_minute, allow_query_token) -> None:
     """Create an API key and print it; it is stored hashed and cannot be shown again."""
     gateway = _gateway_for(config_path, data_dir)
     try:
-        key, record = gateway.create_key(name, scopes, group, rate_per_minute)
+        key, record = gateway.create_key(name, scopes, group, rate_per_minute, allow_query_token)
     except ValueError as error:
         _audit(gateway.store, "key.create", f"key {name.strip()[:100]}", {"scopes": scopes, "error": str(error)},
                ok=False)
         raise click.ClickException(str(error)) from None
     _audit(gateway.store, "key.create", f"key {record.name} (#{record.id})",
-           {"scopes": list(record.scopes), "group": group, "rate_per_minute": rate_per_minute})
+           {"scopes": list(record.scopes), "group": group, "rate_per_minute": rate_per_minute}
+           | ({"allow_query_token": True} if allow_query_token else {}))
     click.echo(key)
     click.echo(f"key {record.id} '{record.name}' with scopes {','.join(record.scopes)}: store it now, it is "
                "not shown again", err=True)
+    if allow_query_token:
+        click.echo("this key may be passed in a URL (GET /api/v1/send?key=...): URLs end up in logs, so keep it to "
+                   "the one device that needs it", err=True)
 
 
 @keys_group.command("list")
@@ -776,8 +782,9 @@ def keys_list(config_path, data_dir) -> None:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(key["last_used_at"])) if key["last_used_at"] \
             else "never"
         state = "revoked" if key["revoked_at"] else "active"
+        in_url = "  key in URL allowed" if key.get("allow_query_token") else ""
         click.echo(f"{key['id']:>4}  mgw_{key['prefix']}_…  {key['name'][:24]:<24} {key['scopes']:<16} "
-                   f"{state:<8} last used {used}")
+                   f"{state:<8} last used {used}{in_url}")
 
 
 @keys_group.command("revoke")
