@@ -235,7 +235,7 @@ def test_a_user_changes_their_own_password(browser, daemon):
 def test_a_new_webhook_secret_is_shown_on_its_page_and_kept_out_of_cookies(browser, daemon):
     page = logged_in(browser, daemon)
     page.get_by_role("link", name="Settings").click()
-    page.get_by_label("URL").fill("http://127.0.0.1:9/sms-events")
+    page.get_by_label("URL", exact=True).fill("http://127.0.0.1:9/sms-events")
     page.get_by_role("button", name="Add webhook").click()
     secret = page.locator("#new-webhook-secret").inner_text()
     assert len(secret) >= 32
