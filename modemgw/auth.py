@@ -19,15 +19,18 @@ from modemgw.dispatch import RateWindow
 from modemgw.store import Store
 
 SCOPES = ("send", "read", "ussd", "book", "admin")  # ussd: allowed USSD codes (they can move money); book: contacts
+MAX_KEY_CHARS = 200  # ours are 45; anything much longer is not one (and is not hashed)
 
 
 class AuthError(Exception):
-    """Authentication failed (401) or the key lacks a scope (403: `status`)."""
+    """Authentication failed (401) or the key lacks a scope (403: `status`). `key`: the valid key that was refused
+    (one passed in a URL that may not be), so that the refusal can be recorded against it."""
 
-    def __init__(self, detail: str, status: int = 401):
+    def __init__(self, detail: str, status: int = 401, key: ApiKey | None = None):
         super().__init__(detail)
         self.detail = detail
         self.status = status
+        self.key = key
 
 
 @dataclass
@@ -38,6 +41,7 @@ class ApiKey:
     scopes: tuple[str, ...]
     group: str | None
     rate_per_minute: int | None
+    allow_query_token: bool = False  # may be passed in a URL (GET /api/v1/send), where URLs end up in logs
 
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
@@ -57,14 +61,18 @@ def parse_scopes(text: str | list[str]) -> tuple[str, ...]:
 
 
 def create_key(store: Store, name: str, scopes: tuple[str, ...], group: str | None = None,
-               rate_per_minute: int | None = None) -> tuple[str, ApiKey]:
-    """A new key; returns (the key itself, to be shown once, and its record)."""
+               rate_per_minute: int | None = None, allow_query_token: bool = False) -> tuple[str, ApiKey]:
+    """A new key; returns (the key itself, to be shown once, and its record). `allow_query_token`: the key may
+    also be given in a URL's query string (`GET /api/v1/send?key=...`, for devices that can only call a URL). Off
+    unless asked for: a URL is written into access logs, proxy logs and browser histories, so such a key must be
+    one of its own, for that device alone."""
     if not name.strip():
         raise ValueError("a key needs a name (who or what uses it)")
     prefix = secrets.token_hex(4)
     key = f"mgw_{prefix}_{secrets.token_urlsafe(24)}"
-    key_id = store.add_api_key(name.strip(), prefix, _hash(key), ",".join(scopes), group, rate_per_minute, time.time())
-    return key, ApiKey(key_id, name.strip(), prefix, scopes, group, rate_per_minute)
+    key_id = store.add_api_key(name.strip(), prefix, _hash(key), ",".join(scopes), group, rate_per_minute, time.time(),
+                               allow_query_token)
+    return key, ApiKey(key_id, name.strip(), prefix, scopes, group, rate_per_minute, allow_query_token)
 
 
 def list_keys(store: Store) -> list[dict]:
@@ -87,12 +95,31 @@ class Authenticator:
         self._last_used: dict[int, float] = {}
 
     def authenticate(self, header: str | None) -> ApiKey:
+        """The key of an `Authorization: Bearer <key>` header. Raises AuthError."""
         if not header:
             raise AuthError("no API key: send the header 'Authorization: Bearer <key>'")
         scheme, _, key = header.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise AuthError("the Authorization header must be 'Bearer <key>'")
+        return self._check(key)
+
+    def authenticate_query(self, key: str) -> ApiKey:
+        """A key given in a URL's query string: accepted only from a key created to allow it (`modemgw keys create
+        --allow-query-token`). Raises AuthError, whose detail says why a valid key was refused."""
+        record = self._check(key.strip())
+        if not record.allow_query_token:
+            raise AuthError(f"this API key ({record.name}) may not be passed in a URL: URLs are written into "
+                            "access and proxy logs. Send it in the header 'Authorization: Bearer <key>', or create a "
+                            "key for this device with 'modemgw keys create --allow-query-token' (or the web UI's "
+                            "'may be passed in a URL'); as this key has now been in a URL, consider revoking it",
+                            key=record)
+        return record
+
+    def _check(self, key: str) -> ApiKey:
+        """The record of a key given in full; its last use noted. Raises AuthError."""
+        if len(key) > MAX_KEY_CHARS:
+            raise AuthError("that is not a modemgw API key (it is too long)")
         parts = key.split("_")
         if len(parts) < 3 or parts[0] != "mgw":
             raise AuthError("that is not a modemgw API key (they start with 'mgw_')")
@@ -107,7 +134,7 @@ class Authenticator:
             # bookkeeping only: a request must neither wait for nor fail on a busy, locked or full database
             self.store.note_key_use(row["id"], now)
         return ApiKey(row["id"], row["name"], row["prefix"], tuple(row["scopes"].split(",")), row["grp"],
-                      row["rate_per_minute"])
+                      row["rate_per_minute"], bool(row.get("allow_query_token")))
 
     def throttle(self, key: ApiKey) -> float:
         """0 when the key may make another request now, else the seconds to wait (Retry-After)."""

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from modemgw import dispatch
-from modemgw.settings import GatewaySettings, ModemConfig, PoolSettings, Route
+from modemgw.settings import EmailSettings, GatewaySettings, ModemConfig, PoolSettings, Route, SmtpSettings
 
 
 class ConfigError(ValueError):
@@ -48,6 +48,8 @@ class Config:
     secure_cookies: bool = False     # session cookies only over HTTPS (a TLS proxy in front)
     metrics_auth: bool = False       # /metrics asks for an API key with the read scope
     trusted_proxies: tuple = ()      # networks (ipaddress) whose X-Forwarded-For/-Proto are believed
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)  # [smtp]: the relay e-mails go out through
+    email: EmailSettings = field(default_factory=EmailSettings)  # [email]: e-mail to SMS (off without listen)
     data_dir: Path = Path("/var/lib/modemgw")
     source: Path | None = None
 
@@ -135,9 +137,9 @@ def load(path: str | Path | None = None, data_dir: str | Path | None = None) -> 
 def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) -> Config:
     checker = checker or _Checker(None, "")
     for section in raw:
-        if section not in ("gateway", "http", "modem", "route", "data_dir"):
+        if section not in ("gateway", "http", "modem", "route", "data_dir", "alerts", "email", "smtp"):
             raise checker.fail(None, section, "is not a section of the configuration (known: gateway, http, "
-                                              "modem, route, data_dir)")
+                                              "modem, route, data_dir, alerts, email, smtp)")
     if "data_dir" in raw:
         config.data_dir = Path(raw["data_dir"])
     gateway = checker.table(raw.get("gateway", {}), "gateway", GATEWAY_OPTIONS)
@@ -208,7 +210,71 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
         if "prefix" not in item or ("modem" in item) == ("group" in item):
             raise checker.fail("route", "prefix", "needs a prefix and exactly one of modem or group", index)
         settings.routes.append(Route(item["prefix"], item.get("modem"), item.get("group")))
+    if "alerts" in raw:
+        _apply_alerts(settings, raw["alerts"], checker)
+    if "email" in raw:
+        config.email = parse_email(raw["email"], checker)
+    if "smtp" in raw:
+        config.smtp = parse_smtp(raw["smtp"], checker)
     return config
+
+
+ALERT_OPTIONS: dict[str, type | tuple] = {"group_interval": (int, float, str), "priority": int, "receivers": dict}
+ALERT_RECEIVER_OPTIONS: dict[str, type | tuple] = {"to": list, "groups": list}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or an Alertmanager-style duration ("30s", "5m", "1h"). Raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"must be seconds or a duration such as \"5m\", not {value!r}")
+    if isinstance(value, str):
+        number, unit = (value[:-1], DURATION_UNITS[value[-1]]) if value[-1:] in DURATION_UNITS else (value, 1)
+        if len(value) > 20 or not number.replace(".", "", 1).isdigit():
+            raise ValueError(f"must be seconds or a duration such as \"30s\", \"5m\" or \"1h\", not {value!r}")
+        value = float(number) * unit
+    if not 0 <= value <= 7 * 86400:
+        raise ValueError(f"must be from 0 (off) to 7 days, not {value!r} seconds")
+    return float(value)
+
+
+def _apply_alerts(settings: GatewaySettings, raw: Any, checker: _Checker) -> None:
+    """`[alerts]`: the de-duplication window, the SMS priority, and `[alerts.receivers.<name>]` (`to`: numbers,
+    checked now with the gateway's default region; `groups`: address-book groups, which may be made later)."""
+    from modemgw import numbers
+    from modemgw.settings import AlertReceiver
+
+    if not isinstance(raw, dict):
+        raise checker.fail(None, "alerts", "must be written as an [alerts] table")
+    checker.table(raw, "alerts", ALERT_OPTIONS)
+    alerts = settings.alerts
+    if "group_interval" in raw:
+        try:
+            alerts.group_interval = parse_duration(raw["group_interval"])
+        except ValueError as error:
+            raise checker.fail("alerts", "group_interval", str(error)) from None
+    if "priority" in raw:
+        if raw["priority"] > 100:
+            raise checker.fail("alerts", "priority", f"must be from 0 to 100, not {raw['priority']}")
+        alerts.priority = raw["priority"]
+    for name, item in raw.get("receivers", {}).items():
+        where = f"receivers.{name}"
+        if not isinstance(item, dict):
+            raise checker.fail("alerts", where, "must be a table with `to` and/or `groups`")
+        checker.table(item, f"alerts.{where}", ALERT_RECEIVER_OPTIONS)
+        to, groups = item.get("to", []), item.get("groups", [])
+        if not to and not groups:
+            raise checker.fail("alerts", where, "needs `to` (phone numbers) and/or `groups` (address-book groups)")
+        if not all(isinstance(group, str) and 0 < len(group) <= 100 for group in groups):
+            raise checker.fail("alerts", where, f"groups must be a list of group names, not {groups!r}")
+        normalized = []
+        for number in to:
+            try:
+                normalized.append(numbers.normalize(number if isinstance(number, str) else repr(number),
+                                                    settings.default_region, settings.strict_numbers))
+            except numbers.NumberError as error:
+                raise checker.fail("alerts", where, f"to: {error}") from None
+        alerts.receivers[name] = AlertReceiver(tuple(normalized), tuple(groups))
 
 
 def parse_listen(listen: str, checker: _Checker | None = None) -> tuple[str, int]:
@@ -232,3 +298,104 @@ def parse_trusted_proxies(items: list, checker: _Checker | None = None) -> tuple
             raise (checker.fail("http", "trusted_proxies", problem) if checker
                    else ConfigError(f"trusted_proxies {problem}")) from None
     return tuple(networks)
+
+
+EMAIL_OPTIONS: dict[str, type | tuple] = {
+    "listen": str, "domain": str, "allowed_senders": list, "allowed_networks": list, "auth": bool,
+    "loopback_auth_without_tls": bool, "tls_certificate": str, "tls_key": str, "text": str, "max_size": int,
+}
+EMAIL_TEXT_MODES = ("body", "subject", "both")
+
+
+def parse_email(raw: Any, checker: _Checker | None = None) -> EmailSettings:
+    """`[email]`: the embedded SMTP server (modemgw.email_gateway). Nobody may send through it unless something
+    says who: with no `allowed_networks`, only loopback clients may (or, with `auth`, anyone who logs in)."""
+    import ipaddress
+
+    checker = checker or _Checker(None, "")
+    if not isinstance(raw, dict):
+        raise checker.fail(None, "email", "must be written as an [email] table")
+    checker.table(raw, "email", EMAIL_OPTIONS)
+    email = EmailSettings()
+    if "listen" in raw:
+        try:
+            parse_listen(raw["listen"])
+        except ConfigError:
+            raise checker.fail("email", "listen", f"must be HOST:PORT (e.g. 127.0.0.1:2525), not {raw['listen']!r}") \
+                from None
+        email.listen = raw["listen"]
+    if "domain" in raw:
+        domain = raw["domain"].strip().lower().rstrip(".")
+        if not domain or len(domain) > 253 or "@" in domain or any(char.isspace() for char in domain):
+            raise checker.fail("email", "domain", f"must be a mail domain such as \"sms.example.com\", not "
+                                                  f"{raw['domain']!r}")
+        email.domain = domain
+    senders = raw.get("allowed_senders", [])
+    for sender in senders:
+        if not isinstance(sender, str) or not 3 <= len(sender) <= 254 or "@" not in sender[:-1] \
+                or any(char.isspace() for char in sender):
+            raise checker.fail("email", "allowed_senders", "must be a list of addresses (\"alarm@example.com\") or "
+                                                           f"domains (\"@example.com\"), not {sender!r}")
+    email.allowed_senders = tuple(sender.lower() for sender in senders)
+    if "allowed_networks" in raw:
+        networks = []
+        for item in raw["allowed_networks"]:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except (TypeError, ValueError):
+                raise checker.fail("email", "allowed_networks", "must be a list of addresses or networks such as "
+                                                                f"\"192.168.1.0/24\", not {item!r}") from None
+        if not networks:
+            raise checker.fail("email", "allowed_networks", "is empty, so nobody could send: list networks such as "
+                                                            "\"192.168.1.0/24\", or leave it out (loopback only)")
+        email.allowed_networks = tuple(networks)
+    email.auth = raw.get("auth", email.auth)
+    email.loopback_auth_without_tls = raw.get("loopback_auth_without_tls", email.loopback_auth_without_tls)
+    email.tls_certificate, email.tls_key = raw.get("tls_certificate"), raw.get("tls_key")
+    if bool(email.tls_certificate) != bool(email.tls_key):
+        raise checker.fail("email", "tls_certificate" if email.tls_key else "tls_key",
+                           "is needed too: STARTTLS needs both tls_certificate and tls_key (PEM files)")
+    if email.auth and not email.tls_certificate and not email.loopback_auth_without_tls:
+        raise checker.fail("email", "auth", "needs tls_certificate and tls_key (AUTH is only accepted over "
+                                            "STARTTLS), or loopback_auth_without_tls = true for local clients")
+    if "text" in raw:
+        if raw["text"] not in EMAIL_TEXT_MODES:
+            raise checker.fail("email", "text", f"must be one of {', '.join(EMAIL_TEXT_MODES)}, not {raw['text']!r}")
+        email.text = raw["text"]
+    if "max_size" in raw:
+        if not 1024 <= raw["max_size"] <= 1024 * 1024:  # parsing costs ~10 us a byte: a mail is no upload
+            raise checker.fail("email", "max_size", f"must be from 1024 to 1048576 bytes (1 MB), not "
+                                                    f"{raw['max_size']}")
+        email.max_size = raw["max_size"]
+    return email
+
+
+SMTP_OPTIONS: dict[str, type | tuple] = {"host": str, "port": int, "starttls": bool, "username": str,
+                                         "password": str, "from": str, "timeout": (int, float)}
+
+
+def parse_smtp(raw: Any, checker: _Checker | None = None) -> SmtpSettings:
+    """`[smtp]`: the relay e-mails go out through (modemgw.mail). Raises ConfigError."""
+    checker = checker or _Checker(None, "")
+    if not isinstance(raw, dict):
+        raise checker.fail(None, "smtp", "must be written as an [smtp] table")
+    checker.table(raw, "smtp", SMTP_OPTIONS)
+    smtp = SmtpSettings(host=raw.get("host") or None, port=raw.get("port", 25), starttls=raw.get("starttls", False),
+                        username=raw.get("username") or None, password=raw.get("password"),
+                        from_address=raw.get("from") or None, timeout=float(raw.get("timeout", 30)))
+    if smtp.host is not None and (len(smtp.host) > 253 or any(char <= " " or char in "/@" for char in smtp.host)):
+        raise checker.fail("smtp", "host", f"must be a host name or address such as \"mail.example.com\", "
+                                           f"not {smtp.host!r}")
+    if not 1 <= smtp.port <= 65535:
+        raise checker.fail("smtp", "port", f"must be from 1 to 65535 (25, or 587 with starttls), not {smtp.port}")
+    if not 0 < smtp.timeout <= 600:
+        raise checker.fail("smtp", "timeout", f"must be more than 0 and at most 600 seconds, not {smtp.timeout:g}")
+    if smtp.username and smtp.password is None:
+        raise checker.fail("smtp", "username", "needs a password too")
+    if smtp.from_address is not None:
+        local, at, domain = smtp.from_address.rpartition("@")
+        if not at or not local or "." not in domain and domain != "localhost" or any(
+                char <= " " or char in "<>,;\"" for char in smtp.from_address):
+            raise checker.fail("smtp", "from", f"must be an e-mail address such as \"sms@example.com\", "
+                                               f"not {smtp.from_address!r}")
+    return smtp

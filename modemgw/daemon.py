@@ -24,6 +24,7 @@ from modemgw.pool import ModemConfig, ModemState, Pool
 from modemgw.store import FINAL_STATUSES, NotFound, Store, StoreError
 
 if TYPE_CHECKING:
+    from modemgw.email_gateway import EmailGateway
     from modemgw.sim import Simulator
 
 log = logging.getLogger("modemgw.daemon")
@@ -47,6 +48,7 @@ class Daemon:
         self._changed = threading.Condition()
         self._control: socket.socket | None = None
         self._stopping = False
+        self.email: EmailGateway | None = None  # [email]: the embedded SMTP server (e-mail to SMS), when set
 
     @property
     def data_dir(self) -> Path:
@@ -84,9 +86,18 @@ class Daemon:
                                       callback_private_destinations=self.config.gateway.callback_private_destinations)
         self.gateway.subscribe(self.webhooks.on_event)
         self.webhooks.start()
+        from modemgw.mail import MailSender
+
+        self.mail = MailSender(self.store, self.config.smtp)  # [smtp]: inbound rules' e-mails (the mail outbox)
+        self.gateway.attach_outboxes(self.mail, self.webhooks.wake)
+        self.mail.start()
         self.pool.start()
         self.scheduler = self._schedule()
         self._serve_control()
+        if self.config.email.listen:
+            from modemgw.email_gateway import EmailGateway
+
+            self.email = EmailGateway(self.gateway, self.config.email).start()
         if self.http_enabled:
             self._serve_http()
         return self
@@ -111,9 +122,13 @@ class Daemon:
                 pass
             self._control.close()
             self.socket_path.unlink(missing_ok=True)
+        if self.email is not None:
+            self.email.stop()
         self.scheduler.shutdown(wait=False)
         self.pool.stop()
         self.webhooks.stop()
+        self.mail.stop()
+        self.gateway.close_inbound_rules()
         if self.simulator is not None:
             self.simulator.stop()
         for thread in self._threads:
@@ -143,6 +158,7 @@ class Daemon:
             (self.gateway.close_overdue_reports, 300, "reports"),
             (self.gateway.flush_stale_inbound, 30, "inbound"),
             (self.gateway.purge, 86400, "retention"),
+            (self.gateway.purge_rules_data, 86400, "rules-retention"),
         ]
         for function, seconds, name in jobs:
             scheduler.add_job(self._guard(function), "interval", seconds=seconds, id=name)
@@ -258,6 +274,10 @@ class Daemon:
                 problems.append(thread.name)
         if not self.webhooks.is_alive() and not self._stopping:
             problems.append("webhooks")
+        if not self.mail.is_alive() and not self._stopping:
+            problems.append("mail")
+        if self.email is not None and not self.email.is_alive() and not self._stopping:
+            problems.append("email")
         if not self.scheduler.running and not self._stopping:
             problems.append("scheduler")
         return problems

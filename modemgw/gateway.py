@@ -435,6 +435,10 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
         key_group, callback_url, request_report, seed = (submission.key_group, submission.callback_url,
                                                          submission.request_report, submission.seed)
         body, spintax = self._body(submission)
+        try:  # the size first: nothing below may walk a body that no SMS could carry
+            text.check_length(body, "body")
+        except text.TextError as error:
+            raise SubmitError(str(error), "body") from None
         if any("\ud800" <= char <= "\udfff" for char in body):
             raise SubmitError("body has a lone UTF-16 surrogate (a broken emoji); send valid Unicode", "body")
         for name, value, limit in (("client_ref", client_ref, 128), ("modem", route, 64)):
@@ -826,15 +830,17 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
     # API keys and webhooks
 
     def create_key(self, name: str, scopes: str | list[str] | tuple[str, ...], group: str | None = None,
-                   rate_per_minute: int | None = None) -> tuple[str, Any]:
-        """A new API key (shown once) and its record. Raises ValueError for unknown scopes or a bad name (empty,
-        or over 100 characters)."""
+                   rate_per_minute: int | None = None, allow_query_token: bool = False) -> tuple[str, Any]:
+        """A new API key (shown once) and its record; `allow_query_token`: it may be passed in a URL (legacy
+        devices, `auth.create_key`). Raises ValueError for unknown scopes or a bad name (empty, or over 100
+        characters)."""
         from modemgw import auth
 
         if len(name.strip()) > 100:
             raise ValueError("a key's name has at most 100 characters")
         return auth.create_key(self.store, name, auth.parse_scopes(list(scopes) if not isinstance(scopes, str)
-                                                                   else scopes), group, rate_per_minute)
+                                                                   else scopes), group, rate_per_minute,
+                               allow_query_token)
 
     def api_keys(self) -> list[dict]:
         """Every API key's record (never the key)."""

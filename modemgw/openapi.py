@@ -251,6 +251,164 @@ STATS = {"type": "object", "required": ["period", "since", "until", "modem_id", 
                                                        "label": {"type": "string"}, **_STATS_NUMBERS}}}}}
 
 
+def _legacy_send() -> dict:
+    """GET /api/v1/send (modemgw.api_legacy): the send URL for devices that can only call a URL; plain text."""
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    errors = {400: "Invalid request (unknown or repeated parameter, bad number, no text)", 401: "No valid key, or a "
+              "key in the URL that was not created with --allow-query-token", 403: "The key lacks the send scope",
+              409: "Conflict", 414: "Query longer than 32 KiB", 422: "No recipient left (opted out)",
+              429: "Rate limited (Retry-After)", 503: "Storage unavailable (Retry-After)"}
+    string = {"type": "string"}
+    parameters = [
+        _query("key", string, "the API key, only one created with --allow-query-token (URLs end up in logs)"),
+        _query("token", string, "alias of key"), _query("access_token", string, "alias of key"),
+        _query("to", string, "number(s), comma-separated (the parameter may repeat); a literal + is kept"),
+        _query("text", string, "the message, URL-encoded (+ or %20 for a space)"),
+        _query("message", string, "alias of text"),
+        _query("priority", {"type": "integer", "minimum": -100, "maximum": 100}, "higher goes first (default 0)"),
+        _query("modem", string, "send from this modem (label)"), _query("group", string, "or this modem group"),
+        _query("charset", {"enum": ["utf-8", "iso-8859-1", "windows-1252"]}, "how the text is encoded")]
+    return {"get": {
+        "summary": "Send from a URL (alarm panels, PLCs, NVRs, printers): plain text OK <id>[,<id>...] or "
+                   "ERROR <status> <reason>",
+        "description": "Needs the `send` scope. The key may be given in the query only when it was created with "
+                       "`--allow-query-token`; the Authorization header works too. One message per recipient; "
+                       "after the OK line, one `SKIPPED <number> <reason>` line per recipient that got none.",
+        "security": [{"bearer": []}, {"query_key": []}], "parameters": parameters,
+        "responses": {"200": {"description": "Queued: OK and the message ids", "content": text},
+                      **{str(code): {"description": what, "content": text} for code, what in errors.items()}}}}
+
+
+def _alert_receivers() -> dict:
+    """POST /api/v1/integrations/alertmanager and /grafana (modemgw.api_alerts): alerting systems' webhooks."""
+    pairs = {"type": "object", "maxProperties": 256, "additionalProperties": {"type": "string", "maxLength": 32768}}
+    string = {"type": "string"}
+    alert: dict = {
+        "status": {"enum": ["firing", "resolved"]}, "labels": pairs, "annotations": pairs,
+        "startsAt": {"type": "string", "maxLength": 64}, "endsAt": string, "generatorURL": string,
+        "fingerprint": {"type": "string", "maxLength": 128}}
+    grafana_alert = {**alert, "values": {"type": ["object", "null"]}, "valueString": string, "silenceURL": string,
+                     "dashboardURL": string, "panelURL": string, "imageURL": string}
+    fields: dict = {
+        "version": string, "groupKey": {"type": "string", "maxLength": 8192},
+        "truncatedAlerts": {"type": "integer", "minimum": 0}, "status": {"enum": ["firing", "resolved"]},
+        "receiver": {"type": "string", "maxLength": 8192}, "groupLabels": pairs, "commonLabels": pairs,
+        "commonAnnotations": pairs, "externalURL": string}
+
+    def payload(items: dict, extra: dict) -> dict:
+        return {"type": "object", "required": ["status", "alerts"], "properties": {
+            **fields, **extra, "alerts": {"type": "array", "minItems": 1, "items": {"type": "object",
+                                                                                   "properties": items},
+                                          "description": "the first 1000 are read; more count as left out"}}}
+
+    notification = payload(alert, {})
+    grafana = payload(grafana_alert, {"orgId": {"type": "integer"}, "title": string, "state": string,
+                                      "message": string})
+    result = {"type": "object", "required": ["duplicate", "message_ids"], "properties": {
+        "duplicate": {"type": "boolean", "description": "the same notification came within [alerts] "
+                                                        "group_interval: nothing was sent now"},
+        "message_ids": {"type": "array", "items": {"type": "integer"},
+                        "description": "the messages queued (for a duplicate: by its first copy)"},
+        "text": {"type": "string", "description": "the SMS text"}, "submission_id": {"type": "integer"},
+        "segments": {"type": "integer"}, "first_sent_at": TIME,
+        "skipped": {"type": "array", "items": {"type": "object"}, "description": "recipients that got none "
+                                                                                 "(opted out)"}}}
+    parameters = [
+        _query("to", {"type": "string"}, "numbers, comma-separated (may repeat); a literal + is kept"),
+        _query("group", {"type": "string"}, "an address-book group (may repeat)")]
+
+    def receiver(summary: str, body: dict) -> dict:
+        operation = _op(summary, "send", {
+            "202": {"description": "Queued: one SMS per recipient", "content": _json(result)},
+            "200": {"description": "A repeat within [alerts] group_interval: nothing sent",
+                    "content": _json(result)}},
+            body=body, parameters=parameters, errors=(400, 413, 415, 503))
+        operation["security"] = [{"bearer": []}, {"basic": []}]
+        operation["description"] += (" The key as a bearer token, or as the password of HTTP Basic (any user). "
+                                      "Recipients from ?to= and ?group=, else [alerts.receivers] by receiver name.")
+        return {"post": operation}
+
+    return {"/api/v1/integrations/alertmanager": receiver(
+                "Prometheus Alertmanager's webhook (payload version 4): one SMS per notification", notification),
+            "/api/v1/integrations/grafana": receiver(
+                "Grafana's webhook contact point (unified alerting): one SMS per notification", grafana)}
+
+
+def _inbound_rules() -> dict:
+    """/api/v1/rules (modemgw.api_rules): inbound rules (admins), and their dry run."""
+    from modemgw.rules import ACTIONS, MAX_KEYWORD, MAX_PATTERN, MAX_SENDER, MAX_WINDOW, PLACEHOLDERS
+
+    placeholders = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+    match = {"type": "object", "additionalProperties": False, "description": "every condition given must hold; "
+             "none: every message", "properties": {
+                 "sim": {"type": ["integer", "null"], "minimum": 1, "description": "a modem's id: the SIM it came to"},
+                 "sender": {"type": ["string", "null"], "maxLength": MAX_SENDER,
+                            "description": "exact (E.164 or a name), or a prefix ending in * (+4477*)"},
+                 "keyword": {"type": ["string", "null"], "maxLength": MAX_KEYWORD,
+                             "description": "the text's first word, any case"},
+                 "regex": {"type": ["string", "null"], "maxLength": MAX_PATTERN,
+                           "description": "searched in the text, any case; no backreferences, lookarounds, nor "
+                                          "quantifiers or alternations inside a repeated group"}}}
+    action = {"type": "object", "required": ["type"], "additionalProperties": False, "properties": {
+        "type": {"enum": list(ACTIONS)},
+        "to": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 10}],
+               "description": "email: addresses; sms: numbers"},
+        "group": {"type": "string", "description": "sms: an address-book group"},
+        "subject": {"type": "string", "description": f"email; placeholders {placeholders}"},
+        "body": {"type": "string", "description": f"email, sms, autoreply; placeholders {placeholders}"},
+        "url": {"type": "string", "description": "webhook: signed like a message's callback_url"},
+        "window_minutes": {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW,
+                           "description": "autoreply: at most one answer per sender in this time (default 1440)"}}}
+    common = {"name": {"type": "string", "minLength": 1, "maxLength": 60}, "enabled": {"type": "boolean"},
+              "match": match, "action": action,
+              "position": {"type": ["integer", "null"], "minimum": 1, "description": "1: evaluated first"}}
+    rule = {"type": "object", "required": ["id", "position", "name", "enabled", "match", "action", "when", "then",
+                                           "created_at", "updated_at"], "properties": {
+        "id": {"type": "integer"}, "position": {"type": "integer"}, "name": {"type": "string"},
+        "enabled": {"type": "boolean"}, "match": {"type": "object"},
+        "action": {"type": "object", "required": ["type"], "properties": {"type": {"enum": list(ACTIONS)}}},
+        "when": {"type": "string"}, "then": {"type": "string"}, "created_at": TIME, "updated_at": TIME}}
+    test_body = {"type": "object", "required": ["from", "text"], "additionalProperties": False, "properties": {
+        "from": {"type": "string", "minLength": 1, "maxLength": MAX_SENDER}, "text": {"type": "string"},
+        "sim": {"type": ["integer", "null"], "minimum": 1}, "rule_id": {"type": ["integer", "null"], "minimum": 1},
+        "rule": {"type": ["object", "null"], "description": "an unsaved rule {name, match, action} to try"}}}
+    test_result = {"type": "object", "required": ["keyword", "stopped_by", "results"], "properties": {
+        "keyword": {"type": "boolean", "description": "a STOP/START reply: no rule runs"},
+        "stopped_by": {"type": ["integer", "null"], "description": "the stop rule that ends the run"},
+        "results": {"type": "array", "items": {"type": "object", "required": ["rule", "matched", "reason", "would"],
+                                               "properties": {
+            "rule": {"type": "object", "required": ["id", "name"], "properties": {
+                "id": {"type": ["integer", "null"]}, "name": {"type": "string"},
+                "position": {"type": ["integer", "null"]}, "enabled": {"type": "boolean"},
+                "when": {"type": "string"}, "then": {"type": "string"}}},
+            "matched": {"type": "boolean"}, "reason": {"type": ["string", "null"], "description": "why not"},
+            "would": {"type": ["string", "null"], "description": "what it would do (nothing is done)"}}}}}}
+    one = _json(rule)
+    return {
+        "/api/v1/rules": {
+            "get": _op("Inbound rules, in the order they are evaluated", "admin", {"200": {
+                "description": "Every rule", "content": _json({"type": "object", "required": ["data"], "properties": {
+                    "data": {"type": "array", "items": rule}}})}}),
+            "post": _op("Add an inbound rule (last, or at position)", "admin", {"201": {"description": "Saved",
+                                                                                        "content": one}},
+                        body={"type": "object", "required": ["name", "action"], "additionalProperties": False,
+                              "properties": common}, errors=(400, 413, 415, 503))},
+        "/api/v1/rules/{rule_id}": {
+            "parameters": [_path_id("rule_id")],
+            "get": _op("An inbound rule", "admin", {"200": {"description": "The rule", "content": one}},
+                       errors=(404,)),
+            "patch": _op("Change a rule: name, enabled, match or action (each replaced whole), position", "admin", {
+                "200": {"description": "Changed", "content": one}},
+                body={"type": "object", "additionalProperties": False, "properties": common},
+                errors=(400, 404, 413, 415, 503)),
+            "delete": _op("Delete an inbound rule", "admin", {"204": {"description": "Deleted"}}, errors=(404, 503))},
+        "/api/v1/rules/test": {"post": _op(
+            "Dry run: what the rules would do with a message (nothing is sent or recorded)", "admin", {
+                "200": {"description": "Each rule: matched or why not, and what it would do",
+                        "content": _json(test_result)}}, body=test_body, errors=(400, 404, 413, 415, 503))},
+    }
+
+
 def document() -> dict:
     messages_filters = [
         _query("status", {"enum": STATUSES}, "only messages in this status"),
@@ -278,6 +436,7 @@ def document() -> dict:
             "202": {"description": "Accepted", "content": _json({"type": "object", "required": ["message_id",
                                                                                                 "status"]})}},
             body=_ref("SubmitRequest"), errors=(400, 409, 413, 415, 503))},
+        "/api/v1/send": _legacy_send(),
         "/api/v1/messages": {
             "post": _op("Queue a message to one or many recipients", "send", {
                 "202": {"description": "Accepted", "content": _json(_ref("SubmitResult"))}},
@@ -488,6 +647,8 @@ def document() -> dict:
                 "200": {"description": "Changed", "content": _json(_ref("Template"))}},
                 body=_ref("TemplateUpdate"), errors=(400, 404, 409, 413, 415, 503)),
             "delete": _op("Delete a template", "book", {"204": {"description": "Deleted"}}, errors=(404, 503))},
+        **_alert_receivers(),
+        **_inbound_rules(),
     }
     return {
         "openapi": "3.1.0",
@@ -497,5 +658,10 @@ def document() -> dict:
         "paths": paths,
         "components": {"schemas": SCHEMAS,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                      "description": "mgw_... API key"}}},
+                                                      "description": "mgw_... API key"},
+                                           "basic": {"type": "http", "scheme": "basic", "description":
+                                                     "the mgw_... API key as the password (alert receivers)"},
+                                           "query_key": {"type": "apiKey", "in": "query", "name": "key",
+                                                         "description": "GET /api/v1/send only, and only a key "
+                                                                        "created with --allow-query-token"}}},
     }

@@ -70,6 +70,67 @@ class Route:
 
 
 @dataclass
+class AlertReceiver:
+    """Who gets the SMS of an alerting system's receiver (`[alerts.receivers.<name>]`): numbers and/or
+    address-book groups."""
+
+    to: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclass
+class AlertSettings:
+    """`[alerts]`: the Alertmanager and Grafana receivers (modemgw.alerts)."""
+
+    group_interval: float = 300.0         # a repeated notification within this many seconds sends nothing
+    priority: int = 0                     # of the alert SMS (higher goes first)
+    receivers: dict[str, AlertReceiver] = field(default_factory=dict)  # receiver name ("*": any other) -> who
+
+
+@dataclass
+class EmailSettings:
+    """`[email]`: the embedded SMTP server that turns mail to `<number>@<domain>` or `<group>@<domain>` into SMS
+    (modemgw/email_gateway.py); off while `listen` is None. Every condition that is set must hold for a mail to be
+    taken: the client's network, a login (`auth`), the envelope sender."""
+
+    listen: str | None = None                     # HOST:PORT, e.g. "127.0.0.1:2525"
+    domain: str = "sms.local"                     # the part after @ in the addresses it accepts (lower case)
+    allowed_senders: tuple[str, ...] = ()         # envelope senders ("a@example.com", "@example.com"); () any
+    allowed_networks: tuple | None = None         # ipaddress networks; None: loopback only, or anywhere with auth
+    auth: bool = False                            # require SMTP AUTH as an enabled web UI user
+    loopback_auth_without_tls: bool = False       # AUTH without STARTTLS from loopback (local scripts)
+    tls_certificate: str | None = None            # PEM files for STARTTLS
+    tls_key: str | None = None
+    text: str = "body"                            # "subject", "body" (else the subject) or "both"
+    max_size: int = 64 * 1024                     # bytes of a whole mail (the SIZE extension)
+
+    def networks(self) -> tuple | None:
+        """The client networks that may send: the configured ones; else loopback alone, or None (anywhere) when a
+        login is required."""
+        if self.allowed_networks is not None:
+            return self.allowed_networks
+        if self.auth:
+            return None
+        import ipaddress
+
+        return (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass
+class SmtpSettings:
+    """`[smtp]`: the relay that e-mails go out through (inbound rules' forwards; modemgw.mail). None of it set:
+    e-mails wait in the outbox."""
+
+    host: str | None = None               # the relay's name or address; None: no relay
+    port: int = 25                        # 587 for submission with STARTTLS
+    starttls: bool = False                # upgrade the connection with STARTTLS (the certificate is checked)
+    username: str | None = None           # log in (AUTH) when set
+    password: str | None = None
+    from_address: str | None = None       # `from`; None: modemgw@<this host's name>
+    timeout: float = 30.0                 # seconds for each step of a conversation with the relay
+
+
+@dataclass
 class GatewaySettings:
     default_region: str | None = None
     strict_numbers: bool = False
@@ -88,6 +149,8 @@ class GatewaySettings:
     ussd_allow: tuple[str, ...] = ()      # USSD codes non-admins may send (e.g. "*100#"); admins may send any
     callback_private_destinations: bool = False  # messages' callback URLs may point at loopback and LAN addresses
     same_sim_days: float = 30.0           # a number that wrote to a SIM this recently gets our messages from it
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # [alerts]: Alertmanager and Grafana receivers
 
 
-__all__ = ["MAX_RECIPIENTS", "GatewaySettings", "ModemConfig", "ModemSettings", "PoolSettings", "Route"]
+__all__ = ["MAX_RECIPIENTS", "AlertReceiver", "AlertSettings", "EmailSettings", "GatewaySettings", "ModemConfig",
+           "ModemSettings", "PoolSettings", "Route", "SmtpSettings"]

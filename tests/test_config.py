@@ -37,7 +37,7 @@ def test_every_option_is_documented_in_the_example():
     ("[[modem]]\ndevice = \"/dev/x\"\n\n[[modem]]\ndevice = \"/dev/y\"\nrate_per_minute = \"ten\"\n",
      "config.toml:6: [modem] rate_per_minute must be int"),
     ("[gateway\n", "not valid TOML"),
-    ("[smtp]\nhost = \"x\"\n", "smtp is not a section"),
+    ("[postfix]\nhost = \"x\"\n", "postfix is not a section"),
 ])
 def test_a_bad_config_names_file_line_and_option(tmp_path, text, message):
     path = tmp_path / "config.toml"

@@ -7,7 +7,8 @@ the pages live in submodules that register on it:
 - `webui.messages`: the messages list (pages, filters, live statuses, CSV), a message, Scheduled;
 - `webui.compose`: compose, the review of every recipient row, the confirm step;
 - `webui.conversations`: the inbox by (our SIM, their number), replies;
-- `webui.book`: contacts and groups; `webui.library`: saved templates;
+- `webui.book`: contacts and groups; `webui.library`: saved templates; `webui.rules`: inbound rules (admins);
+- `webui.messages`: messages and scheduled batches; `webui.stats`: statistics (SVG charts from `webui.charts`);
 - `webui.settings`: the admin page (keys, webhooks, users, opt-outs).
 Every form carries its CSRF token through the one macro `csrf_field` of `_forms.html`. Users are managed by
 `modemgw.users` (shared with the CLI); everything else goes through the gateway, and modems through the pool.

@@ -85,14 +85,16 @@ def _key_action(action: str) -> str | None:
     form = request.form
     if action == "key":
         name, scopes = form.get("name", "").strip(), form.getlist("scopes") or ["send"]
+        in_url = form.get("allow_query_token") == "1"  # may be passed in a URL (legacy devices): off unless ticked
         try:
             if len(name) > MAX_KEY_NAME:
                 raise ValueError(f"a key's name has at most {MAX_KEY_NAME} characters")
-            key, record = gateway().create_key(name, scopes)
+            key, record = gateway().create_key(name, scopes, allow_query_token=in_url)
         except ValueError as error:
             audit("key.create", f"key {name[:MAX_KEY_NAME]}", {"scopes": scopes[:10], "error": str(error)}, ok=False)
             raise
-        audit("key.create", f"key {record.name} (#{record.id})", {"scopes": list(record.scopes)})
+        audit("key.create", f"key {record.name} (#{record.id})",
+              {"scopes": list(record.scopes)} | ({"allow_query_token": True} if in_url else {}))
         return key
     key_id = int(form.get("key_id", ""))
     key_name = next((key["name"] for key in gateway().api_keys() if key["id"] == key_id), None)

@@ -16,17 +16,20 @@ class AdminStore(StoreBase):
     # --- API keys ----------------------------------------------------------------------------------------------
 
     def add_api_key(self, name: str, prefix: str, key_hash: str, scopes: str, group: str | None,
-                    rate_per_minute: int | None, now: float) -> int:
-        """A new key's id. Raises Duplicate (the prefix is taken), StoreError."""
+                    rate_per_minute: int | None, now: float, allow_query_token: bool = False) -> int:
+        """A new key's id. `allow_query_token`: the key may also be passed in a URL's query string (legacy
+        devices' send URL). Raises Duplicate (the prefix is taken), StoreError."""
         with self.transaction() as conn:
             return inserted_id(conn.execute(
-                "INSERT INTO api_keys (name, prefix, hash, scopes, grp, rate_per_minute, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (name, prefix, key_hash, scopes, group, rate_per_minute, now)))
+                "INSERT INTO api_keys (name, prefix, hash, scopes, grp, rate_per_minute, created_at, "
+                "allow_query_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, prefix, key_hash, scopes, group, rate_per_minute, now, int(allow_query_token))))
 
     def api_keys(self) -> list[dict]:
         """Every API key, without its hash."""
         return [dict(row) for row in self.query("SELECT id, name, prefix, scopes, grp, rate_per_minute, created_at, "
-                                                "last_used_at, revoked_at FROM api_keys ORDER BY id")]
+                                                "last_used_at, revoked_at, allow_query_token FROM api_keys "
+                                                "ORDER BY id")]
 
     def api_key_by_prefix(self, prefix: str) -> dict | None:
         """The key whose prefix this is, with its hash, or None."""
