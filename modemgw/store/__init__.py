@@ -32,6 +32,7 @@ from modemgw.store.messages import FINAL_STATUSES, MessageStore
 from modemgw.store.modems import ModemStore
 from modemgw.store.rules import RulesStore
 from modemgw.store.schema import MIGRATIONS, SCHEMA_VERSION
+from modemgw.store.smpp import SmppStore
 from modemgw.store.stats import StatsStore
 from modemgw.store.templates import TemplateStore
 from modemgw.store.webhooks import WebhookStore
@@ -42,6 +43,6 @@ __all__ = ["FINAL_STATUSES", "HEALTH_BUSY_TIMEOUT_MS", "MIGRATIONS", "MIN_FREE_B
 
 
 class Store(MessageStore, DispatchStore, InboxStore, ModemStore, AdminStore, WebhookStore, BookStore, TemplateStore,
-            AuditStore, StatsStore, RulesStore, AlertStore):
+            AuditStore, StatsStore, RulesStore, AlertStore, SmppStore):
     """The database at `path`, opened once per thread (one connection each), migrated when opened. Raises
     StoreError (its subclasses NotFound, Conflict, Duplicate say what a caller may do)."""

@@ -352,6 +352,34 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX mail_outbox_due ON mail_outbox(status, next_attempt_at);
     """,
+    # 9: the SMPP server. Its users (system_id, a password hash, a throughput limit, whether it takes inbound SMS);
+    # the user a message came from over SMPP (its delivery receipt goes back there); and the durable queue of
+    # deliver_sm PDUs (receipts and inbound SMS) kept until a receiver of that user acknowledges them.
+    """
+    CREATE TABLE smpp_users (
+        id INTEGER PRIMARY KEY,
+        system_id TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        throughput INTEGER,
+        receive_inbound INTEGER NOT NULL DEFAULT 0,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    ALTER TABLE messages ADD COLUMN smpp_user_id INTEGER;
+    CREATE TABLE smpp_outbox (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES smpp_users(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        message_id INTEGER,
+        inbox_id INTEGER,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        delivered_at REAL
+    );
+    CREATE INDEX smpp_outbox_due ON smpp_outbox(user_id, status, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
