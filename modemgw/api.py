@@ -297,7 +297,8 @@ def cancel_message(message_id: int):
 @api.patch("/messages/<id:message_id>")
 @requires("send")
 def edit_message(message_id: int):
-    """A scheduled message's new time (`send_at`) and/or text (`body`, checked as a submission's is)."""
+    """A scheduled message's new time (`send_at`: a time more than a minute past is refused, "now" sends at once)
+    and/or text (`body`, checked as a submission's is); a refused edit changes nothing."""
     body = _json_body()
     _check_fields(body, {"send_at": (str, int, float), "body": (str,)})
     if not body:
@@ -329,7 +330,8 @@ def list_scheduled():
 @api.patch("/submissions/<id:submission_id>")
 @requires("send")
 def reschedule_submission(submission_id: int):
-    """Move every scheduled message of a batch to `send_at`."""
+    """Move every scheduled message of a batch to `send_at` (a time more than a minute past is refused, "now" sends
+    them at once)."""
     body = _json_body()
     _check_fields(body, {"send_at": (str, int, float)})
     if "send_at" not in body:
@@ -523,8 +525,8 @@ def update_webhook(webhook_id: int):
     if not body:
         raise ApiProblem(400, "invalid-request", "give at least one of 'url', 'events', 'enabled'")
     try:
-        row = _daemon().webhooks.update(webhook_id, url=body.get("url"), events=body.get("events"),
-                                        enabled=body.get("enabled"))
+        row, _ = _daemon().webhooks.update(webhook_id, url=body.get("url"), events=body.get("events"),
+                                           enabled=body.get("enabled"))
     except urls.UrlError as error:
         raise ApiProblem(400, "invalid-request", str(error), field="url") from None
     except ValueError as error:
@@ -544,7 +546,43 @@ def delete_webhook(webhook_id: int):
 @api.get("/webhooks/<id:webhook_id>/deliveries")
 @requires("admin")
 def webhook_deliveries(webhook_id: int):
-    return {"data": [delivery_view(row) for row in _gateway().webhook_deliveries(webhook_id)]}
+    """A subscription's deliveries, newest first, a page at a time (`cursor`: the previous page's `next_cursor`),
+    only those in `status` (pending, delivered, dead) when given."""
+    from modemgw.webhooks import DELIVERY_STATUSES
+
+    status = request.args.get("status") or None
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise ApiProblem(400, "invalid-request", f"'status' must be one of {', '.join(DELIVERY_STATUSES)}",
+                         field="status")
+    limit, cursor = _page_args(request.args)
+    return _page(functools.partial(_daemon().webhooks.deliveries, webhook_id, status=status), limit, cursor,
+                 delivery_view)
+
+
+@api.post("/webhooks/<id:webhook_id>/retry")
+@requires("admin")
+def retry_webhook(webhook_id: int):
+    """Every pending delivery of a subscription due now (after its receiver was fixed): how many."""
+    try:
+        count = _daemon().webhooks.retry_pending(webhook_id)
+    except NotFound as error:
+        _audit("webhook.retry", f"webhook {webhook_id}", {"error": str(error)}, ok=False)
+        raise
+    _audit("webhook.retry", f"webhook {webhook_id}", {"pending": count})
+    return {"webhook_id": webhook_id, "pending": count}, 202
+
+
+@api.post("/webhooks/<id:webhook_id>/redeliver-dead")
+@requires("admin")
+def redeliver_dead(webhook_id: int):
+    """Every dead delivery of a subscription queued again, due now, its attempts starting over: how many."""
+    try:
+        count = _daemon().webhooks.redeliver_dead(webhook_id)
+    except NotFound as error:
+        _audit("webhook.redeliver_dead", f"webhook {webhook_id}", {"error": str(error)}, ok=False)
+        raise
+    _audit("webhook.redeliver_dead", f"webhook {webhook_id}", {"requeued": count})
+    return {"webhook_id": webhook_id, "requeued": count}, 202
 
 
 @api.post("/webhooks/<id:webhook_id>/deliveries/<id:delivery_id>/redeliver")

@@ -2,9 +2,11 @@
 `read`, the same report as the web UI's Statistics page (`Gateway.statistics`), as JSON.
 
 Query: `period` (day, week or month; default day), `since` and `until` (local dates YYYY-MM-DD, both included; by
-default the last 30 days, 12 weeks or 12 months up to today), `modem_id` (one SIM). A range longer than two years,
-a wrong date or period answers 400 with the parameter at fault; an unknown parameter too (a typo such as `perod`
-must not quietly give another report); an unknown SIM 404.
+default the last 30 days, 12 weeks or 12 months up to today: the Statistics page's defaults too, so that the page
+with From and To empty and this route without them give the same numbers), `modem_id` (one SIM). A week or month
+report counts whole weeks (Monday to Sunday) or months: the answer's `since` and `until` are the dates it covers.
+A range longer than two years, a wrong date or period answers 400 with the parameter at fault; an unknown parameter
+too (a typo such as `perod` must not quietly give another report); an unknown SIM 404.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ Files people bring, and what becomes of them:
   `company`, and our own `X-MODEMGW-FIELD;X-NAME=<field>:<value>` any other field (so an export comes back whole).
 A number already in the book updates that contact (its fields merged, its memberships added); a row or card that
 cannot be taken is reported with its line and why, and the rest is imported. Exports are CSV (UTF-8 with a BOM,
-so that Excel reads it as such; cells that start with `=`, `+`, `-`, `@`, a tab or a carriage return get a `'`
-in front, so that no spreadsheet runs them as a formula; the import takes that `'` off again) and vCard 3.0.
+so that Excel reads it as such; formula-safe by `csvfile.guard`: a cell that starts with `=`, `+`, `-`, `@`, a tab or
+a carriage return gets a `'` in front, so that no spreadsheet runs it as a formula, unless it is a plain number such
+as `+447700900123`; the import takes that `'` off again) and vCard 3.0.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modemgw import csvfile, numbers
-from modemgw.store import NotFound
+from modemgw.store import Duplicate, NotFound
 
 if TYPE_CHECKING:
     from modemgw.settings import GatewaySettings
@@ -60,8 +61,6 @@ RESERVED_FIELDS = ("name", "number", "groups", "notes")
 GROUP_SEPARATOR = "|"  # between group names in a CSV cell
 CONTACT_CHANGES = ("name", "number", "fields", "notes", "groups")
 GROUP_CHANGES = ("name", "description")
-# A spreadsheet takes a cell that starts with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # CSV columns with a role, by their name in lower case with `_` and `-` read as spaces: the first present wins.
 # Besides English, the names German, French, Spanish and Italian exports use (Excel, Outlook, Google Contacts).
@@ -181,15 +180,10 @@ def field_name_for(column: str) -> str:
     return f"_{name}"[:MAX_FIELD_NAME] if name[:1].isdigit() else name
 
 
-def formula_safe(value: str) -> str:
-    """A CSV cell no spreadsheet runs as a formula: a `'` in front of one that starts with = + - @, a tab or a
-    carriage return (after any `'`s, so that `unformula` can take exactly that one off again)."""
-    return "'" + value if value.lstrip("'")[:1] in FORMULA_STARTS else value
-
-
-def unformula(value: str) -> str:
-    """The cell `formula_safe` protected, as it was."""
-    return value[1:] if value[:1] == "'" and value.lstrip("'")[:1] in FORMULA_STARTS else value
+def _legacy_number(value: str) -> str:
+    """A phone number cell as exports before the plain-number rule wrote it (`'+447700900123`): the apostrophe
+    off, as no phone number holds one."""
+    return value[1:] if value[:1] == "'" and csvfile.plain_number(value[1:]) else value
 
 
 def _column_key(column: str) -> str:
@@ -275,8 +269,8 @@ def _csv_candidates(data: bytes) -> tuple[list[_Candidate], dict[str, str]]:
     roles = _roles(table.columns)
     found = []
     for row in table.rows:
-        values = {column: unformula(value) for column, value in row.values.items()}
-        candidate = _Candidate(row.line, values.get(roles.phone, ""))
+        values = row.values  # formula-safe cells of our own exports are read back as they were (csvfile.unguard)
+        candidate = _Candidate(row.line, _legacy_number(values.get(roles.phone, "")))
         if row.extra:
             candidate.problem = (f"{row.extra} more cell(s) than the header has columns (a value with an unquoted "
                                  f"{table.delimiter_name}?)")
@@ -486,7 +480,7 @@ def export_csv(contacts: list[dict]) -> str:
     for contact in contacts:
         cells = [contact["name"], contact["number"], GROUP_SEPARATOR.join(contact["groups"]), contact["notes"],
                  *(contact["fields"].get(name, "") for name in field_names)]
-        writer.writerow([formula_safe(cell) for cell in cells])
+        writer.writerow([csvfile.guard(cell) for cell in cells])
     return "\ufeff" + out.getvalue()
 
 
@@ -559,16 +553,38 @@ class AddressBook:
         opted = self.store.optouts_among([contact["number"] for contact in contacts])
         return [contact | {"opted_out": contact["number"] in opted} for contact in contacts]
 
-    def _group_ids(self, names: Any) -> list[int]:
+    def _number_free(self, number: str, contact_id: int | None = None) -> None:
+        """Raise Duplicate when another contact than `contact_id` has `number` (checked before new groups are
+        created for a contact that could not be saved; the store checks it again as it writes)."""
+        other = self.store.contacts_by_numbers([number]).get(number)
+        if other is not None and other["id"] != contact_id:
+            raise Duplicate(f"{number} is already in the address book, as contact {other['id']} ({other['name']})")
+
+    def _group_names(self, names: Any) -> list[str]:
+        """The group names a contact is to be in, checked, each once. Raises BookError."""
         if isinstance(names, str) or not isinstance(names, (list, tuple)):
             raise BookError("the groups must be a list of group names", "groups")
         if len(names) > MAX_IMPORT_GROUPS:
             raise BookError(f"{len(names)} groups; at most {MAX_IMPORT_GROUPS}", "groups")
-        checked = list(dict.fromkeys(check_group_name(name, "groups") for name in names))
+        return list(dict.fromkeys(check_group_name(name, "groups") for name in names))
+
+    def _group_ids(self, names: list[str]) -> list[int]:
+        """The ids of the groups named (checked by `_group_names`), creating those that do not exist yet, as an
+        import does: a contact saved with a new group name puts it in that new group."""
         try:
-            return self.store.group_ids(checked)
-        except NotFound as error:
-            raise BookError(f"{error}: create the group first", "groups") from None
+            return self.store.group_ids(names)
+        except NotFound:
+            pass
+        ids = []
+        for name in names:
+            try:
+                ids += self.store.group_ids([name])
+            except NotFound:
+                try:
+                    ids.append(self.store.add_group(name, "", time.time())["id"])
+                except Duplicate:  # created by someone else meanwhile
+                    ids += self.store.group_ids([name])
+        return ids
 
     # --- contacts ---
 
@@ -603,14 +619,20 @@ class AddressBook:
 
     def create_contact(self, name: str, number: str, fields: dict | None = None, notes: str = "",
                        groups: list[str] | tuple[str, ...] = ()) -> dict:
-        """A new contact in existing `groups` (names). Raises BookError, Duplicate (the number is in the book)."""
+        """A new contact in `groups` (names; those that do not exist yet are created, as an import creates them).
+        Everything is checked, and the number found free, before a group is created. Raises BookError, Duplicate
+        (the number is in the book)."""
         checked = (check_name(name), self._book_number(number), check_fields(fields), check_notes(notes))
-        group_ids = self._group_ids(groups)
+        names = self._group_names(groups)
+        if names:
+            self._number_free(checked[1])
+        group_ids = self._group_ids(names)
         return self._marked([self.store.add_contact(*checked, group_ids, time.time())])[0]
 
     def update_contact(self, contact_id: int, **changes: Any) -> dict:
         """Change a contact's name, number, fields (all replaced), notes or groups (names; the contact is in
-        exactly those afterwards). Raises BookError, NotFound, Duplicate."""
+        exactly those afterwards; those that do not exist yet are created, once all else is checked and the contact
+        found). Raises BookError, NotFound, Duplicate."""
         unknown = [name for name in changes if name not in CONTACT_CHANGES]
         if unknown:
             raise BookError(f"unknown field {unknown[0]!r} (fields: {', '.join(CONTACT_CHANGES)})", unknown[0])
@@ -624,7 +646,11 @@ class AddressBook:
         if "notes" in changes:
             checked["notes"] = check_notes(changes["notes"] if changes["notes"] is not None else "")
         if "groups" in changes:
-            checked["group_ids"] = self._group_ids(changes["groups"] or [])
+            names = self._group_names(changes["groups"] or [])
+            self.store.contact(contact_id)  # raises NotFound before any group is created
+            if "number" in checked:
+                self._number_free(checked["number"], contact_id)
+            checked["group_ids"] = self._group_ids(names)
         return self._marked([self.store.update_contact(contact_id, time.time(), **checked)])[0]
 
     def delete_contact(self, contact_id: int) -> None:
@@ -761,4 +787,4 @@ class AddressBook:
 
 
 __all__ = ["FORMATS", "MAX_IMPORT_BYTES", "MAX_IMPORT_CONTACTS", "AddressBook", "BookError", "check_fields",
-           "export_csv", "export_vcard", "field_name_for", "file_format", "formula_safe", "unformula"]
+           "export_csv", "export_vcard", "field_name_for", "file_format"]

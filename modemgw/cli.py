@@ -408,21 +408,43 @@ def _banner(daemon) -> None:
         click.echo(f"modem {modem.label}: {modem.state} on {modem.device} (IMEI {modem.imei})")
     click.echo(f"modemgw is running: {daemon.url} (health: {daemon.url}health); data in {daemon.data_dir}")
     click.echo(f"send from another terminal: modemgw send --data {daemon.data_dir} --to NUMBER --text TEXT")
+    if getattr(daemon, "smpp", None) is not None:  # [smpp] listen: the port it got (port 0 picks a free one)
+        host = daemon.config.smpp.listen.rpartition(":")[0]
+        click.echo(f"SMPP server on {host or '0.0.0.0'}:{daemon.smpp.port} (users: modemgw smpp-users list)")
 
 
 @main.command("demo")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT")
+@_config_option
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="HTTP address (default 127.0.0.1:8080, or the config's [http] listen).")
 @_data_option
 @click.option("--modems", type=click.IntRange(1, 16), default=3, show_default=True)
-def demo(listen: str, data_dir: Path | None, modems: int) -> None:
+@click.option("--email", "email_listen", default=None, metavar="HOST:PORT",
+              help="Also run the e-mail to SMS server there (e.g. 127.0.0.1:2525): mail to <number>@sms.local from "
+                   "this machine becomes an SMS. Off by default.")
+def demo(config_path: Path | None, listen: str | None, data_dir: Path | None, modems: int,
+         email_listen: str | None) -> None:
     """Try modemgw with no hardware and no configuration: simulated modems and an embedded SQLite file.
 
     The first run over a data directory makes an admin login and an API key and prints both once; later runs
-    reuse them and say how to set a new password or make another key."""
+    reuse them and say how to set a new password or make another key. --config reads a configuration as serve
+    does (the demo's simulated modems are added to it); its data_dir is used when the file names one other than
+    the installed gateway's /var/lib/modemgw, else the demo's own."""
+    from modemgw.config import Config, ConfigError, parse_listen
     from modemgw.daemon import Daemon
 
-    config = _load_config(None, data_dir or _demo_dir())
-    config.listen = listen
+    config = _load_config(config_path, data_dir)
+    if data_dir is None and (config_path is None or config.data_dir == Config().data_dir):
+        config.data_dir = _demo_dir()  # never the installed gateway's database by accident
+    if listen:
+        config.listen = listen
+    if email_listen:
+        try:
+            parse_listen(email_listen)
+        except ConfigError:
+            raise click.BadParameter(f"must be HOST:PORT (e.g. 127.0.0.1:2525), not {email_listen!r}",
+                                     param_hint="--email") from None
+        config.email.listen = email_listen  # [email]'s defaults: loopback clients only, <number>@sms.local
     config.gateway.default_region = config.gateway.default_region or "GB"
     config.gateway.callback_private_destinations = True  # a demo's callbacks go to a receiver on this machine
     daemon = Daemon(config, simulate=modems, sim_send_latency=0.3, sim_report_delay=1.0)
@@ -480,6 +502,26 @@ def _demo_banner(running) -> None:
     click.echo(f"text the gateway: modemgw sim --link-dir {link_dir} inject sms --modem sim0 --from {DEMO_PHONE} "
                "--text 'Hello gateway' (it lands in the Inbox; reply from there)")
     click.echo(f"try: modemgw send --data {data} --to +447700900123 --text 'Hello from modemgw' --wait")
+    if running.email is not None:
+        _demo_email_banner(running.email)
+
+
+def _demo_email_banner(server) -> None:
+    """The e-mail to SMS lines of the demo's banner: where the SMTP server listens, who may send, and a test mail
+    with Debian's swaks (POSIXLY_CORRECT stops swaks from reading +447... as an option)."""
+    settings = server.settings
+    if settings.auth:
+        who = "after SMTP AUTH as a web UI user"
+    elif settings.allowed_networks is not None:
+        who = "clients in " + ", ".join(str(network) for network in settings.allowed_networks)
+    else:
+        who = "clients on this machine only"
+    host = server.host if ":" not in server.host else f"[{server.host}]"
+    click.echo(f"e-mail to SMS: SMTP on {host}:{server.port} for <number>@{settings.domain} and "
+               f"<group>@{settings.domain} ({who})")
+    click.echo(f"try: POSIXLY_CORRECT=1 swaks --server {server.host} --port {server.port} --from demo@example.com "
+               f"--to +447700900123@{settings.domain} --header 'Subject: Test' --body 'Hello by e-mail' "
+               "(apt install swaks; the SMS shows on Messages)")
 
 
 def _daemon_request(data_dir: Path | None, request: dict, timeout: float = 120.0) -> dict:
@@ -557,6 +599,18 @@ def status(data_dir) -> None:
             click.echo(f"{modem['label']}: {modem['reports']}")
     counts = ", ".join(f"{name} {count}" for name, count in sorted(reply["counts"].items())) or "no messages"
     click.echo(f"queue: {reply['queue']} waiting; {counts}")
+    if reply.get("smpp") is not None:  # [smpp] listen is set: the SMPP server's sessions
+        sessions = reply["smpp"]
+        click.echo(f"SMPP: {len(sessions)} session{'' if len(sessions) == 1 else 's'}")
+        if sessions:
+            click.echo(f"  {'SYSTEM_ID':<16} {'BIND':<12} {'PEER':<22} {'SINCE':<8} {'MSG/S':>6} {'WINDOW':>7} "
+                       f"{'RECEIPTS':>8} {'INBOUND':>7}")
+        for session in sessions:
+            since = time.strftime("%H:%M:%S", time.localtime(session["since"]))
+            window = f"{session['window']}/{session['window_size']}"
+            click.echo(f"  {(session['system_id'] or '-')[:16]:<16} {session['bind']:<12} {session['peer'][:22]:<22} "
+                       f"{since:<8} {session['submitted_per_second']:>6.1f} {window:>7} "
+                       f"{session['receipts_pending']:>8} {session['inbound_pending']:>7}")
 
 
 @main.group("users")
@@ -693,6 +747,148 @@ def users_delete(config_path, data_dir, username) -> None:
 
     _change_user(config_path, data_dir, username, users.delete_user, "user.delete")
     click.echo(f"user {username} deleted")
+
+
+@main.group("smpp-users")
+def smpp_users_group() -> None:
+    """SMPP users: the system_id and password an SMPP client (Kannel, Jasmin, an application) binds with, its
+    throughput and whether it gets inbound SMS. Passwords (1-8 characters, the protocol's limit) are stored hashed.
+    Works on the data directory, daemon running or not; a change counts from the client's next bind."""
+
+
+def _change_smpp_user(config_path, data_dir, system_id: str, change, action: str, detail: dict | None = None) -> None:
+    """`change(store, user_id)` on the SMPP user of that system_id, audited as `action`; errors become
+    ClickException."""
+    from modemgw.smpp import accounts
+    from modemgw.store import NotFound, StoreError
+
+    store = _store_for(config_path, data_dir)
+    target = f"smpp user {system_id[:accounts.MAX_SYSTEM_ID + 1]}"
+    try:
+        change(store, accounts.find_account(store, system_id)["id"])
+    except (accounts.AccountError, NotFound, StoreError) as error:
+        _audit(store, action, target, {**(detail or {}), "error": str(error)}, ok=False)
+        raise click.ClickException(str(error)) from None
+    _audit(store, action, target, detail)
+
+
+@smpp_users_group.command("add")
+@_config_option
+@_data_option
+@click.option("--system-id", required=True, help="What the client binds with (1-15 characters).")
+@click.option("--throughput", type=int, default=None, help="Most submit_sm per second (more: ESME_RTHROTTLED); "
+                                                           "default: no limit.")
+@click.option("--receive-inbound", is_flag=True, help="Inbound SMS go to this user's receivers as deliver_sm.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+def smpp_users_add(config_path, data_dir, system_id, throughput, receive_inbound, password_stdin) -> None:
+    """Add an SMPP user; asks for the password (1-8 characters) unless --password-stdin."""
+    from modemgw.smpp import accounts
+
+    password = _read_password(password_stdin)
+    store = _store_for(config_path, data_dir)
+    target = f"smpp user {system_id[:accounts.MAX_SYSTEM_ID + 1]}"
+    detail = {"throughput": throughput, "receive_inbound": receive_inbound}
+    try:
+        accounts.add_account(store, system_id, password, throughput=throughput, receive_inbound=receive_inbound)
+    except accounts.AccountError as error:
+        _audit(store, "smpp_user.add", target, {**detail, "error": str(error)}, ok=False)
+        raise click.ClickException(str(error)) from None
+    _audit(store, "smpp_user.add", target, detail)
+    limit = f"{throughput} msg/s" if throughput else "no throughput limit"
+    click.echo(f"SMPP user {system_id} added ({limit}{', receives inbound SMS' if receive_inbound else ''})")
+
+
+@smpp_users_group.command("list")
+@_config_option
+@_data_option
+def smpp_users_list(config_path, data_dir) -> None:
+    """List SMPP users: id, system_id, throughput, inbound SMS, enabled or disabled (never a password)."""
+    from modemgw.smpp import accounts
+
+    users = accounts.list_accounts(_store_for(config_path, data_dir))
+    if not users:
+        click.echo("no SMPP users (add one: modemgw smpp-users add --system-id NAME)")
+    for user in users:
+        limit = f"{user['throughput']}/s" if user["throughput"] else "no limit"
+        inbound = "inbound" if user["receive_inbound"] else "-"
+        state = "disabled" if user["disabled"] else "enabled"
+        click.echo(f"{user['id']:>4}  {user['system_id']:<16} {limit:<10} {inbound:<8} {state}")
+
+
+@smpp_users_group.command("passwd")
+@_config_option
+@_data_option
+@click.argument("system_id")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
+def smpp_users_passwd(config_path, data_dir, system_id, password_stdin) -> None:
+    """Set an SMPP user's password (asks for it unless --password-stdin)."""
+    from modemgw.smpp import accounts
+
+    password = _read_password(password_stdin)
+    _change_smpp_user(config_path, data_dir, system_id,
+                      lambda store, user_id: accounts.change_account(store, user_id, password=password),
+                      "smpp_user.password")
+    click.echo(f"password of SMPP user {system_id} set; it counts from the client's next bind")
+
+
+@smpp_users_group.command("set")
+@_config_option
+@_data_option
+@click.argument("system_id")
+@click.option("--throughput", type=int, default=None, help="Most submit_sm per second.")
+@click.option("--no-limit", is_flag=True, help="Remove the throughput limit.")
+@click.option("--receive-inbound/--no-receive-inbound", default=None, help="Whether inbound SMS go to this user.")
+def smpp_users_set(config_path, data_dir, system_id, throughput, no_limit, receive_inbound) -> None:
+    """Change an SMPP user's throughput or whether it receives inbound SMS."""
+    from modemgw.smpp import accounts
+
+    detail = {"throughput": None if no_limit else throughput, "receive_inbound": receive_inbound}
+    _change_smpp_user(config_path, data_dir, system_id,
+                      lambda store, user_id: accounts.change_account(store, user_id, throughput=throughput,
+                                                                     no_limit=no_limit,
+                                                                     receive_inbound=receive_inbound),
+                      "smpp_user.update", detail)
+    click.echo(f"SMPP user {system_id} changed; it counts from the client's next bind")
+
+
+@smpp_users_group.command("disable")
+@_config_option
+@_data_option
+@click.argument("system_id")
+def smpp_users_disable(config_path, data_dir, system_id) -> None:
+    """Refuse an SMPP user's binds (ESME_RBINDFAIL) from now on; sessions bound already run until they unbind."""
+    from modemgw.smpp import accounts
+
+    _change_smpp_user(config_path, data_dir, system_id,
+                      lambda store, user_id: accounts.change_account(store, user_id, disabled=True),
+                      "smpp_user.disable")
+    click.echo(f"SMPP user {system_id} disabled")
+
+
+@smpp_users_group.command("enable")
+@_config_option
+@_data_option
+@click.argument("system_id")
+def smpp_users_enable(config_path, data_dir, system_id) -> None:
+    """Let a disabled SMPP user bind again."""
+    from modemgw.smpp import accounts
+
+    _change_smpp_user(config_path, data_dir, system_id,
+                      lambda store, user_id: accounts.change_account(store, user_id, disabled=False),
+                      "smpp_user.enable")
+    click.echo(f"SMPP user {system_id} enabled")
+
+
+@smpp_users_group.command("delete")
+@_config_option
+@_data_option
+@click.argument("system_id")
+def smpp_users_delete(config_path, data_dir, system_id) -> None:
+    """Delete an SMPP user with its queued receipts and inbound SMS (its messages keep their history)."""
+    from modemgw.smpp import accounts
+
+    _change_smpp_user(config_path, data_dir, system_id, accounts.delete_account, "smpp_user.delete")
+    click.echo(f"SMPP user {system_id} deleted")
 
 
 @main.group("keys")

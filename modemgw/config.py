@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from modemgw import dispatch
-from modemgw.settings import EmailSettings, GatewaySettings, ModemConfig, PoolSettings, Route, SmtpSettings
+from modemgw.settings import (
+    EmailSettings,
+    GatewaySettings,
+    ModemConfig,
+    PoolSettings,
+    Route,
+    SmppSettings,
+    SmtpSettings,
+)
 
 
 class ConfigError(ValueError):
@@ -50,6 +58,7 @@ class Config:
     trusted_proxies: tuple = ()      # networks (ipaddress) whose X-Forwarded-For/-Proto are believed
     smtp: SmtpSettings = field(default_factory=SmtpSettings)  # [smtp]: the relay e-mails go out through
     email: EmailSettings = field(default_factory=EmailSettings)  # [email]: e-mail to SMS (off without listen)
+    smpp: SmppSettings = field(default_factory=SmppSettings)  # [smpp]: the SMPP server (off without listen)
     data_dir: Path = Path("/var/lib/modemgw")
     source: Path | None = None
 
@@ -137,9 +146,9 @@ def load(path: str | Path | None = None, data_dir: str | Path | None = None) -> 
 def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) -> Config:
     checker = checker or _Checker(None, "")
     for section in raw:
-        if section not in ("gateway", "http", "modem", "route", "data_dir", "alerts", "email", "smtp"):
+        if section not in ("gateway", "http", "modem", "route", "data_dir", "alerts", "email", "smtp", "smpp"):
             raise checker.fail(None, section, "is not a section of the configuration (known: gateway, http, "
-                                              "modem, route, data_dir, alerts, email, smtp)")
+                                              "modem, route, data_dir, alerts, email, smtp, smpp)")
     if "data_dir" in raw:
         config.data_dir = Path(raw["data_dir"])
     gateway = checker.table(raw.get("gateway", {}), "gateway", GATEWAY_OPTIONS)
@@ -216,6 +225,8 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
         config.email = parse_email(raw["email"], checker)
     if "smtp" in raw:
         config.smtp = parse_smtp(raw["smtp"], checker)
+    if "smpp" in raw:
+        config.smpp = parse_smpp(raw["smpp"], checker)
     return config
 
 
@@ -399,3 +410,43 @@ def parse_smtp(raw: Any, checker: _Checker | None = None) -> SmtpSettings:
             raise checker.fail("smtp", "from", f"must be an e-mail address such as \"sms@example.com\", "
                                                f"not {smtp.from_address!r}")
     return smtp
+
+
+SMPP_OPTIONS: dict[str, type | tuple] = {
+    "listen": str, "system_type": str, "window": int, "enquire_link_timeout": (int, float),
+    "bind_timeout": (int, float), "max_sessions": int, "resend_timeout": (int, float),
+    "assembly_timeout": (int, float),
+}
+SMPP_LIMITS: dict[str, tuple[float, float, str]] = {  # option: (lowest, highest, unit)
+    "window": (1, 1000, "requests"), "enquire_link_timeout": (5, 3600, "seconds"), "bind_timeout": (1, 600, "seconds"),
+    "max_sessions": (1, 1000, "sessions"), "resend_timeout": (1, 3600, "seconds"),
+    "assembly_timeout": (1, 3600, "seconds"),
+}
+
+
+def parse_smpp(raw: Any, checker: _Checker | None = None) -> SmppSettings:
+    """`[smpp]`: the SMPP 3.4 server (modemgw.smpp). Off without `listen`; who may bind is the list of
+    `modemgw smpp-users`. Raises ConfigError."""
+    checker = checker or _Checker(None, "")
+    if not isinstance(raw, dict):
+        raise checker.fail(None, "smpp", "must be written as an [smpp] table")
+    checker.table(raw, "smpp", SMPP_OPTIONS)
+    smpp = SmppSettings()
+    if "listen" in raw:
+        try:
+            parse_listen(raw["listen"])
+        except ConfigError:
+            raise checker.fail("smpp", "listen", f"must be HOST:PORT (e.g. 0.0.0.0:2775), not {raw['listen']!r}") \
+                from None
+        smpp.listen = raw["listen"]
+    if "system_type" in raw:
+        if not 0 < len(raw["system_type"]) <= 12 or not raw["system_type"].isascii():
+            raise checker.fail("smpp", "system_type", f"must be 1 to 12 ASCII characters (a bind's system_type), not "
+                                                      f"{raw['system_type']!r}")
+        smpp.system_type = raw["system_type"]
+    for name, (lowest, highest, unit) in SMPP_LIMITS.items():
+        if name in raw:
+            if not lowest <= raw[name] <= highest:
+                raise checker.fail("smpp", name, f"must be from {lowest:g} to {highest:g} {unit}, not {raw[name]!r}")
+            setattr(smpp, name, type(getattr(smpp, name))(raw[name]))
+    return smpp

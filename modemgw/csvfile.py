@@ -5,6 +5,10 @@ Windows-1252, what Excel writes in western Europe), and so is the delimiter (com
 where the decimal mark is a comma, or tab). Every row keeps the line of the file it starts on, so an error can
 name it the way a person sees the file. The size is checked before anything is decoded; the `csv` module parses
 (no regular expressions).
+
+Writing: `guard` is the one formula-safe rule of every CSV the gateway exports (a cell a spreadsheet could run gets
+a leading apostrophe; a plain number, such as a phone number, does not), and `unguard` its exact inverse, applied
+to every cell `read` returns, so that our own exports come back as they were.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ DELIMITERS = (",", ";", "\t")
 PHONE_COLUMNS = ("to", "phone", "number", "mobile", "msisdn", "tel", "telephone", "cell", "cellphone",
                  "phone number", "mobile number", "mobile phone", "gsm")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+# A spreadsheet takes a cell that starts with one of these as a formula (CSV injection): `guard` writes it as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -119,15 +124,47 @@ def read(data: bytes, max_rows: int = MAX_ROWS) -> Table:
     return Table(columns, rows, delimiter, encoding)
 
 
+NUMBER_SEPARATORS = " .-()"  # what may stand between the digits of a phone number or an amount
+
+
+def plain_number(cell: str) -> bool:
+    """Whether `cell` is only a number: an optional leading + or -, then digits, with spaces, dots, dashes or
+    brackets between them (`+44 7700 900123`, `-12.50`, `+1 (555) 010-9999`). A spreadsheet that reads such a
+    cell as a formula can at most do arithmetic with it: no function, no reference, no command can be in it.
+    One pass over the characters, no regular expression."""
+    body = cell[1:] if cell[:1] in ("+", "-") else cell
+    if not body or not body[0].isascii() or not (body[0].isdigit() or body[0] == "("):
+        return False
+    if not (body[-1].isascii() and (body[-1].isdigit() or body[-1] == ")")):
+        return False
+    digits = 0
+    for char in body:
+        if char.isascii() and char.isdigit():
+            digits += 1
+        elif char not in NUMBER_SEPARATORS:
+            return False
+    return digits > 0
+
+
+def _needs_guard(cell: str) -> bool:
+    """Whether a spreadsheet could run `cell` (after any `'`s a person put in front, so that `unguard` can tell
+    our apostrophe from theirs): it starts with = + - @, a tab or a carriage return and is not a plain number."""
+    core = cell.lstrip("'")
+    return core[:1] in FORMULA_STARTS and not plain_number(core)
+
+
 def guard(cell: str) -> str:
-    """A cell written so that a spreadsheet shows it as text, never runs it as a formula: one starting with = + - @
-    (a phone number in E.164 too), tab or CR gets a leading apostrophe, as Excel itself writes it."""
-    return f"'{cell}" if cell[:1] in FORMULA_STARTS else cell
+    """A cell written so that a spreadsheet shows it as text, never runs it as a formula: one starting with = + - @,
+    a tab or a carriage return gets a leading apostrophe, as Excel itself writes it, unless it is a plain number
+    (`plain_number`: a phone number in E.164 or an amount stays as it is, so that scripts read it unchanged).
+    The one rule of every CSV export (messages, contacts, statistics, compose's rejected rows)."""
+    return f"'{cell}" if _needs_guard(cell) else cell
 
 
 def unguard(cell: str) -> str:
-    """The cell `guard` wrote: its leading apostrophe dropped again (our own exports round-trip)."""
-    return cell[1:] if cell[:1] == "'" and cell[1:2] in FORMULA_STARTS and cell[1:2] else cell
+    """The cell `guard` wrote, as it was: its leading apostrophe dropped only where `guard` would have added it
+    (`unguard(guard(x)) == x` for every text; a person's own `'+44...` or `'plain` stays)."""
+    return cell[1:] if cell[:1] == "'" and _needs_guard(cell[1:]) else cell
 
 
 def phone_column(columns: list[str]) -> str | None:
@@ -139,5 +176,5 @@ def phone_column(columns: list[str]) -> str | None:
     return None
 
 
-__all__ = ["MAX_BYTES", "PHONE_COLUMNS", "CsvError", "Row", "Table", "decode", "guard", "phone_column", "read",
-           "sniff_delimiter", "unguard"]
+__all__ = ["FORMULA_STARTS", "MAX_BYTES", "PHONE_COLUMNS", "CsvError", "Row", "Table", "decode", "guard",
+           "phone_column", "plain_number", "read", "sniff_delimiter", "unguard"]

@@ -26,6 +26,7 @@ from modemgw.store import FINAL_STATUSES, NotFound, Store, StoreError
 if TYPE_CHECKING:
     from modemgw.email_gateway import EmailGateway
     from modemgw.sim import Simulator
+    from modemgw.smpp import SmppServer
 
 log = logging.getLogger("modemgw.daemon")
 
@@ -49,6 +50,7 @@ class Daemon:
         self._control: socket.socket | None = None
         self._stopping = False
         self.email: EmailGateway | None = None  # [email]: the embedded SMTP server (e-mail to SMS), when set
+        self.smpp: SmppServer | None = None  # [smpp]: the SMPP server (Kannel, Jasmin, SMPP clients), when set
 
     @property
     def data_dir(self) -> Path:
@@ -98,6 +100,10 @@ class Daemon:
             from modemgw.email_gateway import EmailGateway
 
             self.email = EmailGateway(self.gateway, self.config.email).start()
+        if self.config.smpp.listen:
+            from modemgw.smpp import SmppServer
+
+            self.smpp = SmppServer(self.gateway, self.config.smpp).start()
         if self.http_enabled:
             self._serve_http()
         return self
@@ -124,6 +130,8 @@ class Daemon:
             self.socket_path.unlink(missing_ok=True)
         if self.email is not None:
             self.email.stop()
+        if self.smpp is not None:
+            self.smpp.stop()
         self.scheduler.shutdown(wait=False)
         self.pool.stop()
         self.webhooks.stop()
@@ -253,7 +261,8 @@ class Daemon:
                 return {"ok": True, "modems": [state.summary() for state in self.gateway.modem_states()],
                         "queue": self.gateway.queue_depth(), "counts": self.gateway.status_counts(),
                         "url": self.url if self.http_server else None,
-                        "unattached": dict(self.pool.unattached)}
+                        "unattached": dict(self.pool.unattached),
+                        "smpp": self.smpp.sessions() if self.smpp is not None else None}
             if command == "inspect":
                 modems = self.inspect(min(30.0, float(request.get("timeout", 20))))
                 return {"ok": True, "pid": os.getpid(), "modems": modems, "unattached": dict(self.pool.unattached)}
@@ -278,6 +287,8 @@ class Daemon:
             problems.append("mail")
         if self.email is not None and not self.email.is_alive() and not self._stopping:
             problems.append("email")
+        if self.smpp is not None and not self.smpp.is_alive() and not self._stopping:
+            problems.append("smpp")
         if not self.scheduler.running and not self._stopping:
             problems.append("scheduler")
         return problems

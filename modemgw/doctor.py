@@ -270,6 +270,14 @@ class Doctor:
             self.add(FAIL, f"the database is damaged: {'; '.join(result[:3])}",
                      "stop the gateway; modemgw restore <latest backup> (keep the damaged file for support)")
 
+    def _ui_url(self) -> str:
+        return _loopback_url(self.config.listen)
+
+    def _retry_command(self, webhook_id: int | str) -> str:
+        """The API call that retries a webhook's pending deliveries now (an admin key)."""
+        return (f"curl -X POST -H \"Authorization: Bearer $MODEMGW_KEY\" "
+                f"{self._ui_url()}/api/v1/webhooks/{webhook_id}/retry")
+
     def check_webhooks(self) -> None:
         """Failing subscriptions (`webhooks.failing_from`: the last attempts in a row failed), each a failure
         naming its URL and last error; and the backlog. Read from the database file, read-only, daemon or not."""
@@ -288,15 +296,26 @@ class Doctor:
                 state = "its deliveries are dead letters" if failing["dead"] else "they are retried"
                 self.add(FAIL, f"webhook {failing['url']} is failing: {failing['failed_attempts']} attempts in a "
                                f"row since {since}, the last: {failing['last_error']} ({state})",
-                         "make the receiver answer 2xx (is it up? is the URL right?), or edit or disable the "
-                         f"webhook in the web UI (/ui/webhooks/{failing['id']}), then redeliver its failed "
-                         "deliveries there")
+                         "make the receiver answer 2xx (is it up? is the URL right?), or correct the URL in the web "
+                         f"UI: Settings → Webhooks → {failing['url']} ({self._ui_url()}/ui/webhooks/{failing['id']}; "
+                         "a new URL sends its pending deliveries at once). Then, there: Retry pending now / Redeliver "
+                         f"all dead; or: {self._retry_command(failing['id'])} (and /redeliver-dead)")
         age = time.time() - oldest if oldest else 0.0
         if count > WEBHOOK_BACKLOG or age > WEBHOOK_AGE:
             self.add(WARN, f"{count} webhook deliveries waiting, the oldest for {age / 60:.0f} min",
-                     "is the receiver up? see the web UI's Webhooks page for its last error")
+                     "is the receiver up? Settings → Webhooks → its URL shows the last error; once it answers: "
+                     f"Retry pending now there, or {self._retry_command('ID')} (ID: GET /api/v1/webhooks)")
         else:
             self.add(OK, f"webhook backlog: {count}")
+
+
+def _loopback_url(listen: str) -> str:
+    """The gateway's HTTP address as seen from this machine (a wildcard listen address is reached on loopback)."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _offline_fix(reason: str, config_path: Path) -> str:

@@ -60,6 +60,7 @@ class SubmitRequest:
     reply_to: int | None = None           # the inbound message answered: to its sender, from the SIM it came to
     prefer_sim: int | None = None         # a modem row id to send from while it can (a conversation's SIM)
     user_id: int | None = None            # the web UI user who sent it
+    smpp_user_id: int | None = None       # the SMPP user who sent it (its delivery receipt goes back there)
 
 
 @dataclass
@@ -535,6 +536,7 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
                 "callback_url": callback_url, "prefer_modem_id": self._allowed(preferred.get(number), route_modem,
                                                                                route_group),
                 "reply_to": reply["id"] if reply is not None else None, "user_id": submission.user_id,
+                "smpp_user_id": submission.smpp_user_id,
             })
             meta.append(entry)
         if not rows and not skipped and not rejected:

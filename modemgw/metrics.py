@@ -39,6 +39,34 @@ class GatewayCollector:
         yield GaugeMetricFamily("modemgw_queue_depth", "Messages waiting to be sent", value=gateway.queue_depth())
         yield GaugeMetricFamily("modemgw_webhook_backlog", "Webhook deliveries waiting",
                                 value=self.daemon.webhooks.backlog())
+        smpp = getattr(self.daemon, "smpp", None)
+        if smpp is not None:
+            yield from smpp_metrics(smpp.metrics())
+
+
+def smpp_metrics(numbers: dict) -> list:
+    """The SMPP server's sessions, submits, deliver_sm and durable queue (`SmppServer.metrics()`)."""
+    sessions = GaugeMetricFamily("modemgw_smpp_sessions", "SMPP sessions by system_id and bind type",
+                                 labels=["system_id", "bind"])
+    for (system_id, bind), count in sorted(numbers["sessions"].items()):
+        sessions.add_metric([system_id, bind], count)
+    submits = CounterMetricFamily("modemgw_smpp_submits", "submit_sm by outcome (accepted, refused, throttled: "
+                                                          "ESME_RTHROTTLED, window_full: ESME_RMSGQFUL)",
+                                  labels=["result"])
+    for result, count in sorted(numbers["submits"].items()):
+        submits.add_metric([result], count)
+    delivers = CounterMetricFamily("modemgw_smpp_deliver_sm", "deliver_sm (receipts and inbound SMS) by the "
+                                                              "client's answer", labels=["result"])
+    for result, count in sorted(numbers["deliver_sm"].items()):
+        delivers.add_metric([result], count)
+    queued = CounterMetricFamily("modemgw_smpp_queued", "deliver_sm queued durably, by kind", labels=["kind"])
+    for kind, count in sorted(numbers["queued"].items()):
+        queued.add_metric([kind], count)
+    pending = GaugeMetricFamily("modemgw_smpp_pending", "deliver_sm waiting for a receiver, by system_id and kind",
+                                labels=["system_id", "kind"])
+    for (system_id, kind), count in sorted(numbers["pending"].items()):
+        pending.add_metric([system_id, kind], count)
+    return [sessions, submits, delivers, queued, pending]
 
 
 class Metrics:

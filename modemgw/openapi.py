@@ -120,7 +120,8 @@ SCHEMAS = {
         "parts": {"type": "array", "items": {"type": "object"}},
         "timeline": {"type": "array", "items": {"type": "object"}}}},
     "MessageUpdate": {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
-        "send_at": {"oneOf": [TIME, {"type": "number"}], "description": "the new time; a past time means now"},
+        "send_at": {"oneOf": [TIME, {"const": "now"}, {"type": "number"}], "description": "the new time (one more "
+                    "than a minute past is refused: 400), or \"now\" to send at once"},
         "body": {"type": "string", "minLength": 1, "description": "the new text: its encoding and segments are "
                                                                   "recomputed, at most the gateway's max_segments"}}},
     "Batch": {"type": "object", "required": ["submission_id", "count", "first_send_at", "body"], "properties": {
@@ -184,7 +185,8 @@ SCHEMAS = {
                    "description": "names of 1-40 letters, digits and _ (not name, number, groups, notes)"},
         "notes": {"type": "string", "maxLength": 2000},
         "groups": {"type": "array", "items": {"type": "string"},
-                   "description": "names of existing groups; on PATCH the contact is in exactly these"}}},
+                   "description": "group names (a group not there yet is created); on PATCH the contact is in "
+                                  "exactly these"}}},
     "Group": {"type": "object", "required": ["id", "name", "description", "members", "opted_out"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"},
         "members": {"type": "integer"}, "opted_out": {"type": "integer", "description": "members opted out"},
@@ -473,7 +475,8 @@ def document() -> dict:
             "Move every scheduled message of a batch (a submission) to a new time", "send", {
                 "200": {"description": "Moved", "content": _json(_ref("BatchChange"))}},
             body={"type": "object", "additionalProperties": False, "required": ["send_at"], "properties": {
-                "send_at": {"oneOf": [TIME, {"type": "number"}]}}},
+                "send_at": {"oneOf": [TIME, {"const": "now"}, {"type": "number"}], "description": "the new time (one "
+                            "more than a minute past is refused: 400), or \"now\" to send at once"}}},
             parameters=[_path_id("submission_id")], errors=(400, 404, 415, 503))},
         "/api/v1/submissions/{submission_id}/cancel": {"post": _op(
             "Cancel every queued or scheduled message of a batch (a submission)", "send", {
@@ -554,9 +557,29 @@ def document() -> dict:
                                                           "items": {"enum": [*EVENTS, "*"]}},
                     "enabled": {"type": "boolean"}}}, errors=(400, 404, 415)),
             "delete": _op("Unsubscribe", "admin", {"204": {"description": "Deleted"}}, errors=(404,))},
-        "/api/v1/webhooks/{webhook_id}/deliveries": {"get": _op("Recent deliveries", "admin", {
-            "200": {"description": "Newest first", "content": _json({"type": "object", "properties": {
-                "data": {"type": "array", "items": _ref("Delivery")}}})}},
+        "/api/v1/webhooks/{webhook_id}/deliveries": {"get": _op("A subscription's deliveries, a page at a time",
+                                                                "admin", {
+            "200": {"description": "Newest first", "content": _json(_list("Delivery"))}},
+            parameters=[_path_id("webhook_id"),
+                        _query("status", {"enum": ["pending", "delivered", "dead"]}, "only deliveries in this state"),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (default 50)"),
+                        _query("cursor", {"type": "integer"}, "next_cursor of the previous page")],
+            errors=(400, 404))},
+        "/api/v1/webhooks/{webhook_id}/retry": {"post": _op(
+            "Retry pending now: every pending delivery of the subscription is due at once (their attempts so far "
+            "still count); for after its receiver was fixed", "admin", {"202": {
+                "description": "Due now (a disabled subscription's wait until it is enabled)",
+                "content": _json({"type": "object", "required": ["webhook_id", "pending"], "properties": {
+                    "webhook_id": {"type": "integer"},
+                    "pending": {"type": "integer", "description": "how many are pending"}}})}},
+            parameters=[_path_id("webhook_id")], errors=(404,))},
+        "/api/v1/webhooks/{webhook_id}/redeliver-dead": {"post": _op(
+            "Redeliver all dead: every dead delivery of the subscription is queued again, due now, its attempts "
+            "starting over, to the subscription's URL", "admin", {"202": {
+                "description": "Queued",
+                "content": _json({"type": "object", "required": ["webhook_id", "requeued"], "properties": {
+                    "webhook_id": {"type": "integer"},
+                    "requeued": {"type": "integer", "description": "how many were queued again"}}})}},
             parameters=[_path_id("webhook_id")], errors=(404,))},
         "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": {"post": _op(
             "Send a delivery again", "admin", {"202": {"description": "Queued",

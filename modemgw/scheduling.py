@@ -4,10 +4,14 @@ statuses for the web UI's list.
 `Scheduling` is a part of `Gateway` (a mixin over `self.store`, like `AddressBook` and `TemplateLibrary`); edges
 call these methods on the gateway. A *batch* is one submission: its messages share `submission_id` (a compose
 to 250 numbers for tomorrow 09:00 is one batch of 250). Only messages still `scheduled` can be moved or edited:
-a queued one may be claimed by a modem at any moment. A new time in the past means "now"; every change of a due
-time tells the pool's alarm (`wake_at`), as `Gateway.send` does, so a message moved earlier leaves on time.
-An edited text is checked as a submission's is (`text.info`: its encoding and segments recomputed, at most the
-gateway's `max_segments`), so an edit can never queue what a send would have refused.
+a queued one may be claimed by a modem at any moment. A new time more than PAST_GRACE (a minute) in the past is
+refused (a typo in a date must not send a batch at once, silently); sending at once is asked for explicitly, with the
+time "now" (SEND_NOW: the UI's "Send now" button). A time within that minute is now (the minute a person picked has
+just begun). Every change of a due time tells the pool's alarm (`wake_at`), as `Gateway.send` does, so a message
+moved earlier leaves on time. An edited text is checked as a submission's is (`text.info`: its encoding and
+segments recomputed, at most the gateway's `max_segments`), so an edit can never queue what a send would have
+refused. Everything is checked before anything is written: a refused edit leaves the message and its timeline as
+they were.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 
 MAX_PAGE = 500          # rows of one page of batches or of a batch's messages
 MAX_STATUS_IDS = 200    # messages one live-status request may ask about
+SEND_NOW = "now"        # the time that sends at once (any case)
+PAST_GRACE = 60         # seconds a new time may lie behind now and still mean now
 
 
 def _submit_error(detail: str, field: str) -> Exception:
@@ -69,18 +75,27 @@ class Scheduling:
     # --- changing ---
 
     def _due(self, send_at: Any) -> float:
-        """`send_at` (ISO 8601, Unix seconds, or a datetime; without a zone, the gateway's local time) as Unix
-        seconds; a time already past is now. Raises SubmitError."""
+        """`send_at` (ISO 8601, Unix seconds, or a datetime; without a zone, the gateway's local time; or "now") as
+        Unix seconds. A time more than PAST_GRACE seconds ago is refused, naming it (and how to send at once); a
+        time within that grace is now. Raises SubmitError."""
         from modemgw.gateway import _epoch
 
         if isinstance(send_at, bool):
             raise _submit_error("send_at must be a time (ISO 8601 or Unix seconds), not true or false", "send_at")
         if isinstance(send_at, str) and len(send_at) > 64:
             raise _submit_error("send_at is longer than any time (at most 64 characters)", "send_at")
+        now = time.time()
+        if isinstance(send_at, str) and send_at.strip().lower() == SEND_NOW:
+            return now
         due = _epoch(send_at, "send_at")
         if due is None:
-            raise _submit_error("send_at is empty: give the new time (e.g. 2026-12-01T09:30:00+01:00)", "send_at")
-        return max(time.time(), due)
+            raise _submit_error("send_at is empty: give the new time (e.g. 2026-12-01T09:30:00+01:00), or \"now\"",
+                                "send_at")
+        if due < now - PAST_GRACE:
+            shown = time.strftime("%Y-%m-%d %H:%M", time.localtime(due))
+            raise _submit_error(f"{shown} has passed: choose a later time, or Send now (in the API: send_at "
+                                f'"{SEND_NOW}")', "send_at")
+        return max(now, due)
 
     def checked_body(self, body: Any) -> text.TextInfo:
         """What an edited text costs (`text.info`), refused as a submission's would be: not text, empty, broken
@@ -107,20 +122,23 @@ class Scheduling:
         return info
 
     def reschedule_batch(self, submission_id: int, send_at: Any) -> dict:
-        """Move every scheduled message of a batch to `send_at` (see `_due`): {"submission_id", "due_at",
-        "ids"}. Raises SubmitError, NotFound (no scheduled message in that batch)."""
+        """Move every scheduled message of a batch to `send_at` (see `_due`; "now" sends them at once):
+        {"submission_id", "due_at", "ids"}. Raises SubmitError (nothing is moved), NotFound (no scheduled message
+        in that batch)."""
         due = self._due(send_at)
         ids = self.store.reschedule_batch(submission_id, due)
         self.wake_at(due)
         return {"submission_id": submission_id, "due_at": due, "ids": ids}
 
     def edit_scheduled(self, message_id: int, *, send_at: Any = None, body: Any = None) -> dict:
-        """Change a scheduled message's time and/or text (the text re-checked, its encoding and segments
-        recomputed); the message afterwards. Raises SubmitError, NotFound, Conflict (no longer scheduled)."""
+        """Change a scheduled message's time (see `_due`; "now" sends it at once) and/or text (re-checked, its
+        encoding and segments recomputed); the message afterwards. Both are checked before anything is written, and
+        the store writes the change with its timeline events in one transaction: a refused edit changes nothing.
+        Raises SubmitError, NotFound, Conflict (no longer scheduled)."""
         if send_at is None and body is None:
             raise _submit_error("nothing to change: give send_at or body", "send_at")
-        due = self._due(send_at) if send_at is not None else None
         info = self.checked_body(body) if body is not None else None
+        due = self._due(send_at) if send_at is not None else None
         row = self.store.edit_scheduled(message_id, due_at=due, body=None if info is None else info.text,
                                         encoding=None if info is None else info.encoding,
                                         segments=None if info is None else info.segments)
@@ -141,4 +159,4 @@ class Scheduling:
         return self.store.delete_message(message_id)
 
 
-__all__ = ["MAX_PAGE", "MAX_STATUS_IDS", "Scheduling"]
+__all__ = ["MAX_PAGE", "MAX_STATUS_IDS", "PAST_GRACE", "SEND_NOW", "Scheduling"]

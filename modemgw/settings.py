@@ -117,6 +117,21 @@ class EmailSettings:
 
 
 @dataclass
+class SmppSettings:
+    """`[smpp]`: the SMPP 3.4 server (modemgw/smpp/): Kannel, Jasmin and SMPP applications bind to it as ESMEs
+    with the users of `modemgw smpp-users`; off while `listen` is None."""
+
+    listen: str | None = None             # HOST:PORT, e.g. "0.0.0.0:2775" (2775 by convention)
+    system_type: str | None = None        # when set, a bind must carry this system_type
+    window: int = 10                      # requests of one session waiting for their response; more: ESME_RMSGQFUL
+    enquire_link_timeout: float = 60.0    # seconds without any PDU from a client before its session is closed
+    bind_timeout: float = 10.0            # seconds a new connection has to bind
+    max_sessions: int = 32                # connections at once; more are closed at once
+    resend_timeout: float = 30.0          # seconds for a deliver_sm_resp before the deliver_sm goes again
+    assembly_timeout: float = 60.0        # seconds for the parts of a concatenated submit to arrive
+
+
+@dataclass
 class SmtpSettings:
     """`[smtp]`: the relay that e-mails go out through (inbound rules' forwards; modemgw.mail). None of it set:
     e-mails wait in the outbox."""
@@ -153,4 +168,4 @@ class GatewaySettings:
 
 
 __all__ = ["MAX_RECIPIENTS", "AlertReceiver", "AlertSettings", "EmailSettings", "GatewaySettings", "ModemConfig",
-           "ModemSettings", "PoolSettings", "Route", "SmtpSettings"]
+           "ModemSettings", "PoolSettings", "Route", "SmppSettings", "SmtpSettings"]

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from modemgw.book import formula_safe
+from modemgw.csvfile import guard
 
 if TYPE_CHECKING:
     from modemgw.store import Store
@@ -99,6 +99,9 @@ def period_label(start: dt.date, period: str) -> str:
     return f"Week of {day}" if period == "week" else f"{WEEKDAYS[start.weekday()]} {day}"
 
 
+DEFAULT_RANGES = {"day": "the last 30 days", "week": "the last 12 weeks", "month": "the last 12 months"}  # in words
+
+
 def default_since(until: dt.date, period: str) -> dt.date:
     """The start of the default range: the last 30 days by day, the last 12 weeks or 12 months."""
     if period == "week":
@@ -132,8 +135,9 @@ class Statistics:
     def statistics(self, period: str = "day", since: str | dt.date | None = None, until: str | dt.date | None = None,
                    modem_id: int | None = None, *, today: dt.date | None = None) -> dict[str, Any]:
         """The report for `period` ("day", "week" or "month") from `since` to `until` (local dates, both
-        included; a week or month range is widened to whole periods), of one SIM (`modem_id`) or all. Without
-        `until`, up to today; without `since`, the last 30 days by day, 12 weeks by week, 12 months by month.
+        included; a week or month range is widened to whole periods here, in the computation: callers keep the
+        dates they were given), of one SIM (`modem_id`) or all. Without `until`, up to today; without `since`, the
+        last 30 days by day, 12 weeks by week, 12 months by month (`default_since`: the page and the API alike).
 
         Returns {"period", "since", "until" (the dates covered), "modem_id", "timezone", "totals",
         "periods": [{"start", "end", "label", numbers...}] (every period, empty ones too, oldest first),
@@ -214,7 +218,7 @@ def stats_csv(report: dict[str, Any]) -> str:
 
     def write(kind: str, start: str, end: str, label: str, sim: str, row: dict[str, Any]) -> None:
         values = ["" if row[name] is None else row[name] for name in NUMBERS]
-        writer.writerow([formula_safe(cell) for cell in (kind, start, end, label, sim)] + values)
+        writer.writerow([guard(cell) for cell in (kind, start, end, label, sim)] + values)
 
     for row in report["periods"]:
         write("period", row["start"], row["end"], row["label"], everyone, row)

@@ -34,9 +34,13 @@ class UserError(ValueError):
     """A web UI user cannot be added or changed as asked; the message says why."""
 
 
+DISABLED = "This account is disabled; ask an administrator."
+
+
 class LoginError(Exception):
-    """A login refused: `status` 400 (a name or password longer than any can be), 401 (wrong name or password)
-    or 429 (too many wrong passwords for that account: try again after `retry_after` seconds)."""
+    """A login refused: `status` 400 (a name or password longer than any can be), 401 (wrong name or password),
+    403 (the right password of a disabled account: told only to whoever has the password, so a wrong one still
+    reads 401) or 429 (too many wrong passwords for that account: try again after `retry_after` seconds)."""
 
     def __init__(self, detail: str, status: int, retry_after: int | None = None):
         super().__init__(detail)
@@ -116,8 +120,9 @@ def delete_user(store: Store, user_id: int) -> None:
 
 def check_login(store: Store, throttle: LoginThrottle, username: str, password: str) -> dict:
     """The enabled user whose name and password these are. A name or password too long to be one is refused
-    before any work (and never kept); otherwise the throttle decides whether the password is checked at all.
-    Raises LoginError, StoreError (the database cannot be read)."""
+    before any work (and never kept); otherwise the throttle decides whether the password is checked at all. A
+    disabled account's right password is refused as such (403, `DISABLED`), and counts as no wrong password; a
+    wrong one reads as for any account (401). Raises LoginError, StoreError (the database cannot be read)."""
     if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
         raise LoginError(f"A username has at most {MAX_USERNAME} characters, a password at most {MAX_PASSWORD}.",
                          400)
@@ -129,13 +134,15 @@ def check_login(store: Store, throttle: LoginThrottle, username: str, password: 
         raise LoginError(f"Too many wrong passwords for this account: try again in {seconds} s.", 429, seconds)
     correct = False
     try:
-        correct = user is not None and _check_password(user["password_hash"], password) and not user["disabled"]
+        correct = user is not None and _check_password(user["password_hash"], password)
         if user is None:
             _check_password(None, password)  # the same work as for a real user: timing tells nothing
     finally:
         throttle.done(username, known, correct)
     if not correct or user is None:
         raise LoginError("Wrong username or password.", 401)
+    if user["disabled"]:  # said only to whoever has the password: a guess learns nothing about the account
+        raise LoginError(DISABLED, 403)
     return user
 
 
@@ -221,6 +228,6 @@ class LoginThrottle:
             return sum(len(table) for table in self._tables.values())
 
 
-__all__ = ["MAX_PASSWORD", "MAX_USERNAME", "MIN_PASSWORD", "ROLES", "LoginError", "LoginThrottle", "UserError",
-           "add_user", "check_login", "delete_user", "find_user", "get_user", "list_users", "set_disabled",
-           "set_password"]
+__all__ = ["DISABLED", "MAX_PASSWORD", "MAX_USERNAME", "MIN_PASSWORD", "ROLES", "LoginError", "LoginThrottle",
+           "UserError", "add_user", "check_login", "delete_user", "find_user", "get_user", "list_users",
+           "set_disabled", "set_password"]

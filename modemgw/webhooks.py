@@ -17,7 +17,10 @@ that delivery alone; a URL that can never work (stored by an older version) is d
 Signature: `X-Modemgw-Signature: sha256=<hex>` = HMAC-SHA256(secret, f"{timestamp}.{body}") with the timestamp
 from `X-Modemgw-Timestamp` (Unix seconds). Receivers recompute it and reject old timestamps (replays).
 
-A disabled subscription gets no new deliveries, and those it had pending wait until it is enabled again. A
+A disabled subscription gets no new deliveries, and those it had pending wait until it is enabled again. Once a
+receiver is fixed, nothing should wait out the backoffs its failures earned (up to 8 hours): a new URL or enabling
+the subscription makes its pending deliveries due at once, and an admin can do the same by hand (`retry_pending`)
+or queue every dead delivery again (`redeliver_dead`); each wakes the sender. A
 subscription is *failing* when its receiver failed the last `FAILING_ATTEMPTS` attempts in a row (counted over
 its tried deliveries, newest first, back to the last one delivered): the dashboard and `modemgw doctor` say so
 until one gets through (`failure_streak`).
@@ -292,14 +295,16 @@ def create_webhook(store: Store, url: str, events: list[str]) -> dict:
 
 
 def update_webhook(store: Store, webhook_id: int, *, url: str | None = None, events: list[str] | None = None,
-                   enabled: bool | None = None) -> dict:
-    """Change a subscription's URL, events or state (None: unchanged); its pending deliveries follow a new URL.
-    Checked like a new one. Raises urls.UrlError (for `url`), ValueError (for `events`), NotFound."""
+                   enabled: bool | None = None) -> tuple[dict, int]:
+    """Change a subscription's URL, events or state (None: unchanged): (its row, how many of its pending
+    deliveries were made due now). Its pending deliveries follow a new URL, and a new URL or enabling it makes them
+    due at once (the receiver was fixed: they must not wait out the old URL's backoffs). Checked like a new one.
+    Raises urls.UrlError (for `url`), ValueError (for `events`), NotFound."""
     if url is not None:
         _check_url(url)
     if events is not None:
         events = _events(events)
-    return store.update_webhook(webhook_id, url=url, events=events, enabled=enabled)
+    return store.update_webhook(webhook_id, url=url, events=events, enabled=enabled, now=time.time())
 
 
 def webhook(store: Store, webhook_id: int) -> dict:
@@ -317,9 +322,22 @@ def delete_webhook(store: Store, webhook_id: int) -> None:
     store.delete_webhook(webhook_id)
 
 
-def deliveries(store: Store, webhook_id: int, limit: int = 100) -> list[dict]:
-    """A subscription's latest deliveries, newest first. Raises NotFound."""
-    return store.deliveries_for_webhook(webhook_id, limit)
+DELIVERY_STATUSES = ("pending", "delivered", "dead")  # what a delivery log can be filtered by
+
+
+def deliveries(store: Store, webhook_id: int, limit: int = 100, *, before: int | None = None,
+               after: int | None = None, status: str | None = None) -> list[dict]:
+    """A subscription's deliveries, newest first: the latest `limit`, or a page of them (`before`: ids below
+    that cursor; `after`: the `limit` just above it), only those in `status` when given. Raises NotFound,
+    ValueError (a status other than pending, delivered or dead)."""
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(DELIVERY_STATUSES)}, not {status!r}")
+    return store.deliveries_for_webhook(webhook_id, limit, before=before, after=after, status=status)
+
+
+def delivery_counts(store: Store, webhook_id: int) -> dict[str, int]:
+    """How many deliveries of a subscription are pending, delivered and dead. Raises NotFound."""
+    return store.webhook_delivery_counts(webhook_id)
 
 
 def failure_streak(attempted: list[dict]) -> list[dict]:
@@ -515,6 +533,16 @@ class WebhookSender(threading.Thread):
         self.wake()  # only now: the answer shows the delivery as queued, whatever the sender does next
         return row
 
+    def deliveries(self, webhook_id: int, limit: int = 100, *, before: int | None = None, after: int | None = None,
+                   status: str | None = None) -> list[dict]:
+        """A subscription's deliveries, newest first, a page at a time (`deliveries`). Raises NotFound,
+        ValueError (an unknown status)."""
+        return deliveries(self.store, webhook_id, limit, before=before, after=after, status=status)
+
+    def delivery_counts(self, webhook_id: int) -> dict[str, int]:
+        """How many deliveries of a subscription are pending, delivered and dead. Raises NotFound."""
+        return delivery_counts(self.store, webhook_id)
+
     def backlog(self) -> int:
         """How many deliveries wait to be sent."""
         return self.store.webhook_backlog()
@@ -524,12 +552,28 @@ class WebhookSender(threading.Thread):
         return failing(self.store)
 
     def update(self, webhook_id: int, *, url: str | None = None, events: list[str] | None = None,
-               enabled: bool | None = None) -> dict:
-        """`update_webhook`, then a look at the outbox (an enabled subscription's waiting deliveries are due).
-        Raises urls.UrlError (for `url`), ValueError (for `events`), NotFound."""
-        row = update_webhook(self.store, webhook_id, url=url, events=events, enabled=enabled)
+               enabled: bool | None = None) -> tuple[dict, int]:
+        """`update_webhook` (a new URL or enabling it makes the pending deliveries due now), then the sender
+        looks at the outbox at once: (the row, how many pending deliveries were made due). Raises urls.UrlError
+        (for `url`), ValueError (for `events`), NotFound."""
+        row, made_due = update_webhook(self.store, webhook_id, url=url, events=events, enabled=enabled)
         self.wake()
-        return row
+        return row, made_due
+
+    def retry_pending(self, webhook_id: int) -> int:
+        """Make every pending delivery of a subscription due now ("Retry pending now": after its receiver was
+        fixed, nothing should wait out a backoff of hours), and wake the sender: how many are pending. Their
+        attempts so far still count. A disabled subscription's stay held until it is enabled. Raises NotFound."""
+        count = self.store.retry_pending_webhook_deliveries(webhook_id, time.time())
+        self.wake()
+        return count
+
+    def redeliver_dead(self, webhook_id: int) -> int:
+        """Queue every dead delivery of a subscription again, due now, its attempts starting over, to the
+        subscription's URL as it is now ("Redeliver all dead"), and wake the sender: how many. Raises NotFound."""
+        count = self.store.redeliver_dead_webhook_deliveries(webhook_id, time.time())
+        self.wake()
+        return count
 
     def test(self, webhook_id: int) -> str:
         """Queue a `webhook.test` event for one subscription, whatever events it chose: its event id. Raises

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from modemgw import auth
-from modemgw.book import BookError, export_csv, formula_safe, unformula
+from modemgw import auth, csvfile
+from modemgw.book import BookError, export_csv
 from modemgw.gateway import Gateway
 from modemgw.settings import GatewaySettings
 from modemgw.store import Duplicate, NotFound, Store
@@ -106,7 +106,8 @@ def test_strict_numbers_refuse_unallocated_ranges(store):
     ({"fields": {"Number": "1"}}, "fields", "cannot be a field name"),
     ({"fields": {"room": "v" * 501}}, "fields", "at most 500"),
     ({"fields": {"room": ["a"]}}, "fields", "must be text"),
-    ({"groups": ["Nowhere"]}, "groups", "create the group first"),
+    ({"groups": ["a|b"]}, "groups", "cannot hold '|'"),
+    ({"groups": "Staff"}, "groups", "a list of group names"),
     ({"colour": "red"}, "colour", "unknown field"),
 ])
 def test_update_refuses_what_breaks_a_bound(book, changes, field, words):
@@ -127,6 +128,30 @@ def test_update_replaces_fields_and_groups_and_keeps_the_rest(book):
     other = book.create_contact("Dora", "+447700900012")
     with pytest.raises(Duplicate):
         book.update_contact(other["id"], number="07700 900011")
+
+
+def test_a_new_group_name_creates_the_group_as_an_import_does(book):
+    book.create_group("Staff")
+    ann = book.create_contact("Ann", "+447700900013", groups=["staff", "Night Shift", "night shift"])
+    assert ann["groups"] == ["Night Shift", "Staff"]
+    assert [(group["name"], group["members"]) for group in book.groups()] == [("Night Shift", 1), ("Staff", 1)]
+    changed = book.update_contact(ann["id"], groups=["Drivers"])
+    assert changed["groups"] == ["Drivers"] and [group["name"] for group in book.groups()] == [
+        "Drivers", "Night Shift", "Staff"]
+
+
+def test_a_contact_that_cannot_be_saved_creates_no_group(book):
+    ann = book.create_contact("Ann", "+447700900014")
+    bob = book.create_contact("Bob", "+447700900015")
+    with pytest.raises(Duplicate, match="already in the address book"):
+        book.create_contact("Ann again", "+447700900014", groups=["Ghosts"])
+    with pytest.raises(Duplicate):
+        book.update_contact(bob["id"], number="+447700900014", groups=["Ghosts"])
+    with pytest.raises(NotFound):
+        book.update_contact(999_999, groups=["Ghosts"])
+    with pytest.raises(BookError):
+        book.create_contact("", "+447700900016", groups=["Ghosts"])
+    assert book.groups() == [] and book.contact(ann["id"])["groups"] == []
 
 
 def test_group_names_are_unique_in_any_case_and_bounded(book):
@@ -268,20 +293,21 @@ def test_csv_export_is_formula_safe_and_round_trips(book, store, tmp_path):
     assert rows[0] == ["name", "number", "groups", "notes", "link", "plain", "quoted"]
     for row in rows[1:]:
         for cell in row:
-            assert cell[:1] not in ("=", "+", "-", "@"), row
+            assert cell[:1] not in ("=", "+", "-", "@") or csvfile.plain_number(cell), row
     assert rows[1][0] == "'@SUM(A1)" and rows[1][4] == "'=HYPERLINK(\"http://evil\",\"x\")"
+    assert [row[1] for row in rows[1:]] == ["+447700900070", "+447700900071"]  # numbers as they are
+    assert rows[1][3] == "'-2+3\nline two" and rows[2][5] == "'+ also" and rows[1][6] == "''=already"
     copy = Gateway(Store(tmp_path / "copy.sqlite"), GatewaySettings(default_region="GB"))
     result = copy.import_contacts(exported.encode("utf-8"), "csv")
     assert (result["created"], result["rejected"]) == (2, [])
     assert [comparable(c) for c in copy.contacts()] == [comparable(c) for c in book.contacts()]
 
 
-@pytest.mark.parametrize("value", ["=1", "+1", "-1", "@x", "\tx", "\rx", "'=1", "''+1", "'plain", "plain", "",
-                                   "a=1"])
-def test_formula_safe_is_undone_exactly_by_unformula(value):
-    safe = formula_safe(value)
-    assert safe[:1] not in ("=", "+", "-", "@", "\t", "\r")
-    assert unformula(safe) == value
+def test_an_export_written_before_the_plain_number_rule_still_imports(book):
+    """Older exports wrote `'+447700900072`: the apostrophe of a number is taken off, a person's own text kept."""
+    result = book.import_contacts("\ufeffname,number,notes\nOld,'+447700900072,'+1\n".encode(), "csv")
+    assert (result["created"], result["rejected"]) == (1, [])
+    assert [(c["number"], c["notes"]) for c in book.contacts()] == [("+447700900072", "'+1")]
 
 
 def test_export_csv_lists_every_field_of_any_contact():
@@ -399,13 +425,24 @@ def test_api_contacts_crud(editor):
     assert editor.call("GET", "/api/v1/groups")[2] == {"data": []}
 
 
+def test_api_creates_a_contact_in_a_new_group_as_the_readme_does(editor):
+    """README, E-mail to SMS: one call makes the group "staff" with its first member on a fresh gateway."""
+    status, _, created = editor.call("POST", "/api/v1/contacts", {"name": "Ann", "number": "+447700900789",
+                                                                 "groups": ["staff"]})
+    assert status == 201 and created["groups"] == ["staff"], created
+    status, _, groups = editor.call("GET", "/api/v1/groups")
+    assert [(group["name"], group["members"]) for group in groups["data"]] == [("staff", 1)]
+    status, _, patched = editor.call("PATCH", f"/api/v1/contacts/{created['id']}", {"groups": ["staff", "Drivers"]})
+    assert status == 200 and patched["groups"] == ["Drivers", "staff"]
+
+
 @pytest.mark.parametrize("payload, field, words", [
     ({"number": "+447700900101"}, "name", "'name' is missing"),
     ({"name": "A", "number": "+447700900101", "fields": {"bad name": "x"}}, "fields", "letters, digits and _"),
     ({"name": "A", "number": "not a number"}, "number", "not a phone number"),
     ({"name": "A", "number": "+447700900101", "fields": "x"}, "fields", "must be object"),
     ({"name": "A", "number": "+447700900101", "tags": []}, "tags", "unknown field"),
-    ({"name": "A", "number": "+447700900101", "groups": ["none such"]}, "groups", "create the group first"),
+    ({"name": "A", "number": "+447700900101", "groups": [" "]}, "groups", "the group name is empty"),
 ])
 def test_api_refuses_a_bad_contact_naming_the_field(editor, payload, field, words):
     status, headers, problem = editor.call("POST", "/api/v1/contacts", payload)
@@ -489,7 +526,7 @@ def test_http_import_into_a_group_then_export_both_formats(served):
     assert 'filename="contacts.csv"' in headers["Content-Disposition"]
     text = raw.decode("utf-8")
     assert text.startswith("\ufeffname,number,groups,notes,Abteilung\r\n")
-    assert "Ärztin Özdemir,'+447700900140,Klinik,,Kardiologie" in text
+    assert "Ärztin Özdemir,+447700900140,Klinik,,Kardiologie" in text
     status, headers, raw = http(daemon, key, "GET", "/api/v1/contacts/export?format=vcard")
     assert status == 200 and headers["Content-Type"].startswith("text/vcard")
     assert "FN:Ärztin Özdemir\r\n" in raw.decode() and "TEL;TYPE=CELL:+447700900140\r\n" in raw.decode()

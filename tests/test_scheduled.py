@@ -67,10 +67,51 @@ def test_moving_a_batch_to_now_wakes_the_pool_and_it_is_sent(start_daemon):
     """The alarm was set for the old time (two days ahead): only `wake_at` can get these out now."""
     daemon = start_daemon(modems=2)
     result = schedule(daemon.gateway, 3)
-    daemon.gateway.reschedule_batch(result["submission_id"], time.time() - 60)  # a past time means now
+    daemon.gateway.reschedule_batch(result["submission_id"], "now")  # explicitly: a past time is refused
     ids = [message["id"] for message in result["messages"]]
     assert daemon.wait_until(lambda: all(daemon.gateway.message(i, timeline=False)["status"] == "delivered"
                                          for i in ids), 15)
+
+
+def test_a_time_more_than_a_minute_past_is_refused_and_now_is_explicit(gateway):
+    result = schedule(gateway, 2)
+    submission, message_id = result["submission_id"], result["messages"][0]["id"]
+    before = gateway.message(message_id)
+    for send_at in ("2020-01-01T08:00", dt.datetime(2020, 1, 1, 8, 0).timestamp(), time.time() - 120):
+        with pytest.raises(SubmitError) as refused:
+            gateway.reschedule_batch(submission, send_at)
+        assert refused.value.field == "send_at" and "has passed: choose a later time, or Send now" in \
+            refused.value.detail
+        with pytest.raises(SubmitError, match="has passed"):
+            gateway.edit_scheduled(message_id, send_at=send_at)
+    with pytest.raises(SubmitError) as named:
+        gateway.edit_scheduled(message_id, send_at="2020-01-01T08:00")
+    assert named.value.detail.startswith("2020-01-01 08:00 has passed: choose a later time, or Send now")
+    assert gateway.message(message_id) == before  # nothing moved, nothing on the timeline
+    moments_ago = gateway.reschedule_batch(submission, time.time() - 30)  # within the minute: that is now
+    assert moments_ago["due_at"] == pytest.approx(time.time(), abs=5)
+    row = gateway.edit_scheduled(schedule(gateway, 1, start=50)["messages"][0]["id"], send_at="NOW")
+    assert row["due_at"] == pytest.approx(time.time(), abs=5)
+
+
+def test_a_refused_edit_changes_nothing_not_even_the_timeline(gateway):
+    message_id = schedule(gateway, 1)["messages"][0]["id"]
+    before = gateway.message(message_id)
+    later = time.time() + 3 * 86400
+    with pytest.raises(SubmitError, match="segments"):  # a good time with a text over the limit
+        gateway.edit_scheduled(message_id, send_at=later, body="x" * 2000)
+    with pytest.raises(SubmitError, match="has passed"):  # a good text with a past time
+        gateway.edit_scheduled(message_id, send_at="2020-01-01T08:00:00Z", body="Changed")
+    with pytest.raises(SubmitError, match="empty"):
+        gateway.edit_scheduled(message_id, send_at=later, body=" ")
+    assert gateway.message(message_id) == before
+    assert [event["kind"] for event in before["timeline"]] == ["message.created"]
+    gateway.edit_scheduled(message_id, send_at=before["due_at"], body=before["body"])  # the same: no event
+    assert gateway.message(message_id)["timeline"] == before["timeline"]
+    row = gateway.edit_scheduled(message_id, send_at=later, body="Changed")
+    assert (row["due_at"], row["body"]) == (pytest.approx(later), "Changed")
+    assert [event["kind"] for event in gateway.message(message_id)["timeline"]] == [
+        "message.created", "message.rescheduled", "message.edited"]
 
 
 def test_an_edited_text_is_checked_and_its_segments_recomputed(gateway):
@@ -157,6 +198,24 @@ def test_api_edits_a_scheduled_message(client, gateway):
     assert client.call("PATCH", "/api/v1/messages/999999", {"body": "Hi"})[0] == 404
     entries = gateway.audit_log(action="message.edit")
     assert [entry["target"] for entry in entries] == [f"message {message_id}"]
+
+
+def test_api_refuses_a_past_time_and_sends_now_when_asked(client, gateway):
+    result = schedule(gateway, 2)
+    submission, message_id = result["submission_id"], result["messages"][0]["id"]
+    for path in (f"/api/v1/messages/{message_id}", f"/api/v1/submissions/{submission}"):
+        status, headers, problem = client.call("PATCH", path, {"send_at": "2020-01-01T08:00:00Z"})
+        assert status == 400 and headers["Content-Type"] == "application/problem+json"
+        assert problem["field"] == "send_at" and "has passed: choose a later time, or Send now" in problem["detail"]
+        assert 'send_at "now"' in problem["detail"]
+    status, _, problem = client.call("PATCH", f"/api/v1/messages/{message_id}",
+                                     {"send_at": "2020-01-01T08:00:00Z", "body": "New text"})
+    assert status == 400 and gateway.message(message_id)["body"] == "See you tomorrow"
+    assert [event["kind"] for event in gateway.message(message_id)["timeline"]] == ["message.created"]
+    status, _, moved = client.call("PATCH", f"/api/v1/submissions/{submission}", {"send_at": "now"})
+    assert status == 200 and moved["count"] == 2
+    sent_at = dt.datetime.fromisoformat(moved["send_at"].replace("Z", "+00:00")).timestamp()
+    assert sent_at == pytest.approx(time.time(), abs=5)
 
 
 def test_api_moves_and_cancels_a_batch_audited(client, gateway):

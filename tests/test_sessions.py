@@ -105,7 +105,10 @@ def test_a_disabled_users_open_session_is_refused_and_enabling_does_not_revive_i
     disabled = run("users", "disable", "dave", "--data", daemon.data_dir)  # another process's view: the database
     assert disabled.exit_code == 0 and "user dave disabled" in disabled.output
     assert not logged_in(dave, daemon.url)
-    assert attempt(browser(), daemon.url, "dave", PASSWORD).status_code == 401
+    refused = attempt(browser(), daemon.url, "dave", PASSWORD)  # the right password: told why (issue #16)
+    assert refused.status_code == 403 and "This account is disabled; ask an administrator." in refused.text
+    guessed = attempt(browser(), daemon.url, "dave", "not his password")  # a wrong one learns nothing
+    assert guessed.status_code == 401 and "Wrong username or password." in guessed.text
     assert run("users", "enable", "dave", "--data", daemon.data_dir).exit_code == 0
     assert not logged_in(dave, daemon.url)
     assert logged_in(log_in(daemon.url, "dave"), daemon.url)

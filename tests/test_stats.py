@@ -215,6 +215,39 @@ def test_the_page_shows_tables_and_charts_with_numbers(ui, app):
     assert ui.get("/ui/stats?period=week").status_code == 200 and ui.get("/ui/stats?period=month").status_code == 200
 
 
+@pytest.mark.parametrize("period", ["day", "week", "month"])
+def test_the_page_and_the_api_have_the_same_defaults(ui, client, period):
+    """The README: `GET /api/v1/stats?period=week` gives the Statistics page's numbers, without since/until."""
+    known_traffic(client.test_client.application.extensions["modemgw"].store)
+    status, _, api = client.call("GET", f"/api/v1/stats?period={period}")
+    assert status == 200
+    page = ui.get(f"/ui/stats?period={period}&since=&until=&sim=").get_data(as_text=True)  # Period changed, Show
+    assert f"From {api['since']} to {api['until']} (the last " in page
+    totals = api["totals"]
+    assert (f'<tfoot><tr><th scope="row">Total</th><td class="num">{totals["sent"]}</td><td class="num">'
+            f'{totals["delivered"]}</td><td class="num">{totals["failed"]}</td>') in page
+    assert page.count('<tr><th scope="row">') - 1 - len(api["sims"]) == len(api["periods"])  # its rows, the total
+    assert 'name="since" type="date" value=""' in page and 'name="until" type="date" value=""' in page
+
+
+def test_the_range_chosen_stays_as_chosen_whatever_the_period(ui):
+    """Day 11-02..12-01, then week, month and week again: the form keeps 11-02..12-01; only the report counts
+    whole weeks or months (it used to widen the form's dates at each change)."""
+    since, until = "2026-11-02", "2026-12-01"
+    covered = []
+    for period in ("day", "week", "month", "week"):
+        page = ui.get(f"/ui/stats?period={period}&since={since}&until={until}").get_data(as_text=True)
+        assert f'name="since" type="date" value="{since}"' in page and f'name="until" type="date" value="{until}"' \
+            in page
+        covered.append(re.search(r"From (\d{4}-\d\d-\d\d) to (\d{4}-\d\d-\d\d)", page).groups())
+        if period != "day":
+            assert f"(the whole {period}s covering {since} to {until})" in page
+    assert covered == [(since, until), ("2026-11-02", "2026-12-06"), ("2026-11-01", "2026-12-31"),
+                       ("2026-11-02", "2026-12-06")]
+    page = ui.get("/ui/stats").get_data(as_text=True)
+    assert "Hover" not in page and "The tables below carry the numbers." in page
+
+
 def test_the_csv_is_the_table_and_formula_safe(ui, app):
     known_traffic(app.extensions["modemgw"].store)
     answer = ui.get(f"/ui/stats.csv?period=day&until={TODAY}")

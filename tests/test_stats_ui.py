@@ -139,3 +139,23 @@ def test_the_dashboard_chart_has_an_axis_hours_and_now_at_the_right(browser, dae
     expect(page.locator("article.modem").last).to_contain_text("no daily quota")
     assert no_sideways_scroll(page), page.evaluate("document.documentElement.scrollWidth")
     page.screenshot(path=str(daemon.data_dir / f"dashboard-{context['viewport']['width']}.png"), full_page=True)
+
+
+def test_the_range_typed_stays_while_the_period_changes(browser, daemon):
+    """Day, week, month, week: From and To keep what was typed (the report alone counts whole weeks or months);
+    left empty, they stay empty and each period has its default, as GET /api/v1/stats has."""
+    page = logged_in(browser, daemon, **DESKTOP)
+    page.goto(daemon.url + "ui/stats")
+    expect(page.get_by_label("From", exact=True)).to_have_value("")
+    page.get_by_label("Period", exact=True).select_option("week")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator(".stats-note").first).to_contain_text("(the last 12 weeks)")
+    page.get_by_label("From", exact=True).fill("2026-11-02")
+    page.get_by_label("To", exact=True).fill("2026-12-01")
+    for period, covered in (("day", "From 2026-11-02 to 2026-12-01"), ("week", "From 2026-11-02 to 2026-12-06"),
+                            ("month", "From 2026-11-01 to 2026-12-31"), ("week", "From 2026-11-02 to 2026-12-06")):
+        page.get_by_label("Period", exact=True).select_option(period)
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator(".stats-note").first).to_contain_text(covered)
+        expect(page.get_by_label("From", exact=True)).to_have_value("2026-11-02")
+        expect(page.get_by_label("To", exact=True)).to_have_value("2026-12-01")

@@ -85,8 +85,8 @@ def test_an_admin_disables_a_user_whose_open_session_is_refused_at_its_next_requ
     asks_for_login(uma)
     uma.get_by_label("Username").fill("uma")
     uma.get_by_label("Password").fill(PASSWORD)
-    uma.get_by_role("button", name="Log in").click()
-    playwright_api.expect(uma.get_by_role("alert")).to_have_text("Wrong username or password.")
+    uma.get_by_role("button", name="Log in").click()  # the right password: told why, as only she can be
+    playwright_api.expect(uma.get_by_role("alert")).to_have_text("This account is disabled; ask an administrator.")
     admin.get_by_role("link", name="Audit log", exact=True).click()
     admin.get_by_label("Action starts with").fill("user.disable")
     admin.get_by_role("button", name="Filter").click()

@@ -43,7 +43,6 @@ MAX_FILE_NAME = 100
 # The compose forms carry a CSV file's rows as a hidden field: allow one field as large as the whole request
 # (MAX_CONTENT_LENGTH, 4 MB, still bounds it) instead of Werkzeug's 500 KB per field.
 FORM_FIELD_LIMIT = 4 * 1024 * 1024
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
 
 
 class DraftError(ValueError):
@@ -645,11 +644,6 @@ def compose():
         return _compose_page(draft, storage_message(error), 503, {"Retry-After": str(STORAGE_RETRY_AFTER)})
 
 
-def _safe_cell(value: str) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
 def rejected_csv(draft: Draft, result: Review) -> str:
     """The listed rejected rows that came from the file (only those can be fixed there) as CSV: the file's columns
     (or `to`), then `reason` and `line`; formula-safe."""
@@ -659,13 +653,13 @@ def rejected_csv(draft: Draft, result: Review) -> str:
     out = io.StringIO()
     writer = csv.writer(out, delimiter=draft.table.delimiter if draft.table is not None else ",",
                         lineterminator="\r\n")
-    writer.writerow([_safe_cell(name) for name in [*columns, reason, line]])
+    writer.writerow([csvfile.guard(name) for name in [*columns, reason, line]])
     for item in result.listed:
         if item["kind"] != "file" and draft.table is not None:
             continue
         values = item.get("values") or {"to": item.get("to") or ""}
         cells = [values.get(name, "") for name in columns]
-        writer.writerow([_safe_cell(str(cell)) for cell in [*cells, item["reason"], item["where"]]])
+        writer.writerow([csvfile.guard(str(cell)) for cell in [*cells, item["reason"], item["where"]]])
     return out.getvalue()
 
 

@@ -24,9 +24,9 @@ from typing import Any
 
 from flask import Response, abort, jsonify, redirect, render_template, request, stream_with_context, url_for
 
-from modemgw import pdu
-from modemgw.book import formula_safe
+from modemgw import csvfile, pdu
 from modemgw.gateway import SubmitError
+from modemgw.scheduling import SEND_NOW
 from modemgw.store import Conflict, NotFound, StoreError
 from modemgw.users import list_users
 from modemgw.views import message_view
@@ -247,7 +247,7 @@ def _csv_cells(row: dict) -> list[str]:
     for column in CSV_COLUMNS:
         value = view[column]
         cells.append("" if value is None else "true" if value is True else "false" if value is False else
-                     formula_safe(str(value)))
+                     csvfile.guard(str(value)))
     return cells
 
 
@@ -378,10 +378,23 @@ def scheduled_batch(submission_id: int):
                            next_after=rows[-1]["id"] if more else None, keys=keys, users=users, sender_of=sender_of)
 
 
+def _send_now() -> bool:
+    """The form's "Send now" button was pressed (rather than the one that saves the typed time)."""
+    return request.form.get("action", "") == "now"
+
+
+@ui.app_template_global()
+def earliest_input() -> str:
+    """The earliest time a datetime-local field may offer (`min`): this minute (a time more than a minute past is
+    refused; "Send now" sends at once)."""
+    return local_input(time.time())
+
+
 @ui.post("/ui/scheduled/<id:submission_id>/move")
 @login_required()
 def scheduled_move(submission_id: int):
-    send_at = request.form.get("send_at", "")
+    """Move a batch to the time typed, or (its "Send now" button) send it at once; a past time is refused."""
+    send_at = SEND_NOW if _send_now() else request.form.get("send_at", "")
     try:
         result = gateway().reschedule_batch(submission_id, send_at)
     except SubmitError as error:
@@ -393,7 +406,12 @@ def scheduled_move(submission_id: int):
     audit("batch.reschedule", f"submission {submission_id}", {"send_at": when(result["due_at"]),
                                                               "messages": len(result["ids"])})
     count = len(result["ids"])
-    notice(f"Batch {submission_id}: {count} message{'' if count == 1 else 's'} now due {when(result['due_at'])}.")
+    if send_at == SEND_NOW:
+        notice(f"Batch {submission_id}: {count} message{'' if count == 1 else 's'} sent now (they leave as soon as "
+               "a SIM can send them).")
+    else:
+        notice(f"Batch {submission_id}: {count} message{'' if count == 1 else 's'} now due "
+               f"{when(result['due_at'])}.")
     return _back_to_batch(submission_id)
 
 
@@ -413,8 +431,9 @@ def scheduled_cancel(submission_id: int):
 @ui.route("/ui/scheduled/messages/<id:message_id>", methods=["GET", "POST"])
 @login_required()
 def scheduled_message(message_id: int):
-    """One scheduled message: its time and its text, changed together; the text is checked by the gateway (its
-    segments against the limit) and a refusal keeps what was typed on the page."""
+    """One scheduled message: its time and its text, changed together ("Save"), or its text saved and the message
+    sent at once ("Send now"); the gateway checks both before it writes anything (a time more than a minute past
+    is refused, the text's segments against the limit) and a refusal keeps what was typed on the page."""
     row = gateway().message(message_id, timeline=False)
     error, code, send_at = None, 200, local_input(row["due_at"])
     if request.method == "POST":
@@ -423,17 +442,23 @@ def scheduled_message(message_id: int):
         changes: dict[str, Any] = {}
         if body != row["body"]:
             changes["body"] = body
-        if send_at != local_input(row["due_at"]):
+        if _send_now():
+            changes["send_at"] = SEND_NOW
+        elif send_at != local_input(row["due_at"]):
             changes["send_at"] = send_at
         try:
             if changes:
                 row = gateway().edit_scheduled(message_id, **changes)
-                audit("message.edit", f"message {message_id}", {"changed": sorted(changes)})
-                notice("Saved." if "body" not in changes else
-                       f"Saved: {row['segments']} segment{'' if row['segments'] == 1 else 's'}, "
+                audit("message.edit", f"message {message_id}", {"changed": sorted(changes)}
+                      | ({"send_at": SEND_NOW} if changes.get("send_at") == SEND_NOW else {}))
+                saved = "Saved" if changes.get("send_at") != SEND_NOW else "Sent now"
+                notice(f"{saved}." if "body" not in changes else
+                       f"{saved}: {row['segments']} segment{'' if row['segments'] == 1 else 's'}, "
                        f"{'GSM-7' if row['encoding'] == 'gsm7' else 'UCS-2 (Unicode)'}.")
             else:
                 notice("Nothing changed.")
+            if changes.get("send_at") == SEND_NOW:  # its page shows it leave
+                return redirect(url_for("ui.message", message_id=message_id))
             return redirect(url_for("ui.scheduled_batch", submission_id=row["submission_id"])
                             if row["submission_id"] else url_for("ui.message", message_id=message_id))
         except SubmitError as refusal:
@@ -463,7 +488,7 @@ def scheduled_message_cancel(message_id: int):
     return redirect(url_for("ui.scheduled"))
 
 
-__all__ = ["CSV_COLUMNS", "PAGE_SIZE", "cancel", "delete_message", "describe_event", "list_filters", "local_input",
-           "message", "message_statuses", "messages", "messages_export", "resend", "scheduled", "scheduled_batch",
-           "scheduled_cancel", "scheduled_message", "scheduled_message_cancel", "scheduled_move", "sender_of",
-           "senders", "sim_labels"]
+__all__ = ["CSV_COLUMNS", "PAGE_SIZE", "cancel", "delete_message", "describe_event", "earliest_input", "list_filters",
+           "local_input", "message", "message_statuses", "messages", "messages_export", "resend", "scheduled",
+           "scheduled_batch", "scheduled_cancel", "scheduled_message", "scheduled_message_cancel", "scheduled_move",
+           "sender_of", "senders", "sim_labels"]

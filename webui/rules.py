@@ -131,9 +131,12 @@ def rules():
 def _rule_page(rule: dict | None, form: dict, error: str | None = None, field: str | None = None,
                test: dict | None = None, test_form: dict | None = None, confirm_delete: bool = False,
                status: int = 200):
+    """The rule's page. The missing SMTP relay is named only for a rule that forwards by e-mail (the form's action
+    as saved or as sent): another rule sends no mail, so the warning would only alarm."""
+    relay = gateway().mail_relay()
     return render_template("rule.html", rule=rule, form=form, error=error, field=field, test=test,
-                           test_form=test_form or {}, confirm_delete=confirm_delete, relay=gateway().mail_relay(),
-                           **_choices()), status
+                           test_form=test_form or {}, confirm_delete=confirm_delete, relay=relay,
+                           relay_missing=not relay and form.get("type") == "email", **_choices()), status
 
 
 @ui.route("/ui/rules/new", methods=["GET", "POST"])

@@ -7,7 +7,9 @@ Sessions live on the server (`Sessions`): the cookie (HttpOnly, SameSite=Lax, Se
 `secure_cookies`) carries only a random token, and nothing else ever goes into a cookie; one-time notices
 ("Settings saved.") are kept in memory (`Notices`). Every form carries a CSRF token derived from the session's
 token (the login form's own, before there is a session, from a cookie of its own); wrong passwords slow down
-their account (`users.LoginThrottle`); operators cannot reach the admin pages (`login_required("admin")`).
+their account (`users.LoginThrottle`); operators cannot reach the admin pages (`login_required("admin")`). A
+script's request (a `.json` endpoint, or one that prefers JSON) whose session is gone gets 401 with a small JSON
+body rather than the login page, so the page can say so (app.js shows "You were logged out").
 Sessions are the web UI's alone, so they live here rather than with the API keys (`modemgw.auth`).
 """
 
@@ -24,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, g, redirect, render_template, request, url_for
+from flask import abort, current_app, g, jsonify, redirect, render_template, request, url_for
 
 from modemgw import users
 from modemgw.store import NotFound, Store
@@ -335,6 +337,8 @@ def load_session():
             g.new_login_csrf = True
     if request.method == "POST":
         if g.session is None and request.endpoint != "ui.login":
+            if wants_json():  # a script's request (the compose counter): it must learn, not follow a redirect
+                return logged_out()
             return redirect(url_for("ui.login"))  # a form sent after its session ended (a logout too)
         sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
         if not hmac.compare_digest(sent.encode(), g.csrf_token.encode()):
@@ -365,12 +369,37 @@ def inject():
     return {"user": g.get("user"), "csrf_token": g.get("csrf_token", ""), "notices": _take_notices}
 
 
+LOGGED_OUT = "You were logged out — log in again."
+
+
+def wants_json() -> bool:
+    """Whether this request is a script's rather than a page's: a JSON endpoint of the UI (its path ends with
+    .json), or a request that prefers JSON to HTML (Accept). A script must be told that its session is gone: a
+    redirect to the login page would be followed by fetch() and answer 200 with HTML."""
+    if request.path.endswith(".json"):
+        return True
+    accepted = request.accept_mimetypes  # the quality of each ("*/*": equal, so a page's)
+    return accepted["application/json"] > accepted["text/html"]
+
+
+def logged_out():
+    """The answer to a script whose session is gone (logged out, ended, expired, the user disabled or deleted):
+    401 with a small JSON body, which the UI's scripts show as a notice with a link to log in again."""
+    response = jsonify(error="logged_out", detail=LOGGED_OUT, login=url_for("ui.login"))
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Session realm="modemgw web UI"'  # a cookie session: no browser prompt
+    return response
+
+
 def login_required(role: str | None = None):
-    """A view for logged-in users only (others go to the login page); `role="admin"`: for admins only (403)."""
+    """A view for logged-in users only (others go to the login page; a script's request, `wants_json`, gets 401
+    with a JSON body instead); `role="admin"`: for admins only (403)."""
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             if g.user is None:
+                if wants_json():
+                    return logged_out()
                 return redirect(url_for("ui.login", next=request.path))
             if role == "admin" and g.user["role"] != "admin":
                 abort(403, description="Only administrators can do this.")
@@ -412,7 +441,7 @@ def _audit_refused_login(username: str, error: users.LoginError) -> None:
     unchecked, at most once a minute for each account (they cost nothing, so they could flood the log). The
     refusals of names longer than any can be are left out for the same reason."""
     target = f"user {username}" if username else None
-    if error.status == 401:
+    if error.status in (401, 403):  # 403: a disabled account's right password
         try:
             known = users.find_user(_store(), username)
         except users.UserError:
@@ -441,8 +470,9 @@ def login():
     try:
         user = users.check_login(_store(), _throttle(), username, request.form.get("password", ""))
     except users.LoginError as error:
-        if error.status == 401:  # not the refusals without a check: they could flood the log
-            log.warning("web UI login failed for %r from %s", username, request.remote_addr)
+        if error.status in (401, 403):  # not the refusals without a check: they could flood the log
+            log.warning("web UI login failed for %r from %s%s", username, request.remote_addr,
+                        " (the account is disabled)" if error.status == 403 else "")
         _audit_refused_login(username, error)
         headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
         return render_template("login.html", error=error.detail), error.status, headers

@@ -5,6 +5,8 @@ in a cookie."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import g, redirect, render_template, request, url_for
 
 from modemgw import users, webhooks
@@ -182,7 +184,9 @@ def settings():
 
 # What an admin does on a webhook's page, and its entry in the audit log (refusals too).
 WEBHOOK_ACTIONS = {"save": "webhook.update", "enable": "webhook.update", "disable": "webhook.update",
-                   "delete": "webhook.delete", "test": "webhook.test", "redeliver": "webhook.redeliver"}
+                   "delete": "webhook.delete", "test": "webhook.test", "redeliver": "webhook.redeliver",
+                   "retry": "webhook.retry", "redeliver-dead": "webhook.redeliver_dead"}
+DELIVERY_PAGE = 50  # rows of the delivery log a page shows
 
 
 def _webhook(webhook_id: int) -> dict:
@@ -193,6 +197,38 @@ def _webhook(webhook_id: int) -> dict:
     raise NotFound(f"There is no webhook {webhook_id}; Settings lists them.")
 
 
+def _made_due(made_due: int) -> str:
+    """What saving or enabling did to the deliveries that waited for a retry."""
+    if not made_due:
+        return ""
+    return f" {_plural(made_due, 'pending delivery', 'pending deliveries')} that waited for a retry " \
+           f"{'goes' if made_due == 1 else 'go'} out now."
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _recover(action: str, hook: dict) -> str:
+    """"Retry pending now" (`retry`: every pending delivery due now) or "Redeliver all dead" (`redeliver-dead`:
+    every dead one queued again, its attempts starting over), audited with the count: what to tell the admin.
+    Raises NotFound."""
+    sender, target = daemon().webhooks, f"webhook {hook['id']}"
+    held = "; they go out once the webhook is enabled" if not hook["enabled"] else ""
+    if action == "retry":
+        count = sender.retry_pending(hook["id"])
+        audit("webhook.retry", target, {"pending": count})
+        if not count:
+            return "No delivery is pending."
+        return f"{_plural(count, 'pending delivery is', 'pending deliveries are')} due now" + \
+            (f"{held}." if held else "; they go out one at a time.")
+    count = sender.redeliver_dead(hook["id"])
+    audit("webhook.redeliver_dead", target, {"requeued": count})
+    if not count:
+        return "No delivery is dead."
+    return f"{_plural(count, 'dead delivery', 'dead deliveries')} queued again, their attempts starting over{held}."
+
+
 def _webhook_action(action: str, hook: dict) -> str | None:
     """Do one action of the webhook page, audited: what to tell the admin, or None (deleted: back to Settings).
     Raises ValueError (urls.UrlError, a bad event list, a disabled webhook's test), NotFound."""
@@ -200,14 +236,16 @@ def _webhook_action(action: str, hook: dict) -> str | None:
     if action == "save":
         url, events, enabled = form.get("url", "").strip(), form.getlist("events"), form.get("enabled") == "on"
         events = ["*"] if "*" in events else events  # all events: the others ticked too say nothing more
-        sender.update(hook["id"], url=url, events=events, enabled=enabled)
-        audit("webhook.update", target, {"url": url, "events": events, "enabled": enabled})
-        return "Webhook saved."
+        _, made_due = sender.update(hook["id"], url=url, events=events, enabled=enabled)
+        audit("webhook.update", target, {"url": url, "events": events, "enabled": enabled} |
+              ({"made_due": made_due} if made_due else {}))
+        return "Webhook saved." + _made_due(made_due)
     if action in ("enable", "disable"):
-        sender.update(hook["id"], enabled=action == "enable")
-        audit("webhook.update", target, {"enabled": action == "enable"})
-        return ("Webhook enabled; deliveries that waited go out now." if action == "enable" else
-                "Webhook disabled: it gets no new deliveries, and those pending wait until it is enabled again.")
+        _, made_due = sender.update(hook["id"], enabled=action == "enable")
+        audit("webhook.update", target, {"enabled": action == "enable"} | ({"made_due": made_due} if made_due else {}))
+        if action == "enable":
+            return "Webhook enabled." + (_made_due(made_due) or " Deliveries that waited go out now.")
+        return "Webhook disabled: it gets no new deliveries, and those pending wait until it is enabled again."
     if action == "delete":
         gateway().delete_webhook(hook["id"])
         audit("webhook.delete", target, {"url": hook["url"]})
@@ -216,17 +254,64 @@ def _webhook_action(action: str, hook: dict) -> str | None:
         event_id = sender.test(hook["id"])
         audit("webhook.test", target, {"event_id": event_id})
         return f"Test event {event_id} queued; its delivery shows in the log below."
+    if action in ("retry", "redeliver-dead"):
+        return _recover(action, hook)
     delivery_id = int(form.get("delivery_id", ""))  # redeliver
     sender.redeliver(hook["id"], delivery_id)
     audit("webhook.redeliver", target, {"delivery_id": delivery_id})
     return f"Delivery {delivery_id} queued again (its attempts start over)."
 
 
+def _cursor(value: str | None) -> int | None:
+    """A page's cursor from the query string: a delivery id, or None (absent, or not a whole number)."""
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
+def _log_args(args) -> dict[str, str]:
+    """The delivery log's filter and cursor as the query string gave them (kept across an action's redirect)."""
+    return {name: args[name] for name in ("status", "before", "after") if _log_value(args, name)}
+
+
+def _log_value(args, name: str) -> str | None:
+    value = args.get(name, "")
+    if name == "status":
+        return value if value in webhooks.DELIVERY_STATUSES else None
+    return value if _cursor(value) is not None else None
+
+
+def _delivery_log(webhook_id: int, args) -> dict:
+    """One page of a webhook's delivery log, newest first: its rows, the cursors of the pages older and newer
+    (None: there is none), the status filter, and the counts per status."""
+    sender = daemon().webhooks
+    status = _log_value(args, "status")
+    before, after = _cursor(args.get("before")), _cursor(args.get("after"))
+    older = newer = None
+    rows = None
+    if after is not None:  # the page above a cursor (Newer); when it is the newest, it is shown as the first page
+        above = sender.deliveries(webhook_id, DELIVERY_PAGE + 1, after=after, status=status)
+        if len(above) > DELIVERY_PAGE:
+            rows = above[-DELIVERY_PAGE:]
+            newer, older = rows[0]["id"], rows[-1]["id"]
+        else:
+            after = None
+    if rows is None:
+        rows = sender.deliveries(webhook_id, DELIVERY_PAGE + 1, before=before, status=status)
+        if len(rows) > DELIVERY_PAGE:
+            rows = rows[:DELIVERY_PAGE]
+            older = rows[-1]["id"]
+        if before is not None:
+            newer = rows[0]["id"] if rows else before - 1  # past the end: back to the rows above its cursor
+    return {"deliveries": rows, "older": older, "newer": newer, "status": status,
+            "paged": before is not None or after is not None, "counts": sender.delivery_counts(webhook_id)}
+
+
 @ui.route("/ui/webhooks/<id:webhook_id>", methods=["GET", "POST"])
 @login_required("admin")
 def webhook_page(webhook_id: int):
     """One webhook: edit its URL and events, enable or disable it, delete it (after a confirmation), send it a
-    test event, and its delivery log with redeliver."""
+    test event, retry its pending deliveries now or redeliver all its dead ones, and its delivery log (a page at a
+    time, filtered by status) with redeliver."""
     hook = _webhook(webhook_id)
     confirm_delete, status, form = False, 200, None
     if request.method == "POST":
@@ -242,13 +327,15 @@ def webhook_page(webhook_id: int):
                 status, form = 400, (request.form if action == "save" else None)
             else:
                 notice(said or f"Webhook {hook['url']} deleted, with its delivery log.")
-                return redirect(url_for("ui.webhook_page", webhook_id=webhook_id) if said else
-                                url_for("ui.settings") + "#webhooks")
+                back: dict[str, Any] = _log_args(request.args)  # the log's page and filter stay as they were
+                return redirect(url_for("ui.webhook_page", webhook_id=webhook_id, **back) if said
+                                else url_for("ui.settings") + "#webhooks")
     failing = next((item for item in daemon().webhooks.failing() if item["id"] == webhook_id), None)
     return render_template("webhook.html", hook=hook, failing=failing, events=webhooks.EVENTS,
                            chosen=form.getlist("events") if form else hook["events"].split(","),
                            url_value=form.get("url", "") if form else hook["url"], confirm_delete=confirm_delete,
-                           deliveries=gateway().webhook_deliveries(webhook_id)), status
+                           statuses=webhooks.DELIVERY_STATUSES, page_size=DELIVERY_PAGE,
+                           **_delivery_log(webhook_id, request.args)), status
 
 
 @ui.context_processor

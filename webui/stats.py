@@ -2,9 +2,12 @@
 messages were sent, delivered and failed, the delivery rate, the median time to delivery and the segments (the
 cost), as charts (server-rendered SVG, `webui.charts`) and tables, and the same table as CSV (`ui.stats_csv`).
 
-Every number comes from one report, `Gateway.statistics` (the API's `GET /api/v1/stats` answers the same);
-every logged-in user may read it. The form is a GET form: it changes nothing, so it carries no CSRF token (the
-token would end up in URLs and logs).
+Every number comes from one report, `Gateway.statistics` (the API's `GET /api/v1/stats` answers the same for the
+same query, defaults included); every logged-in user may read it. The form is a GET form: it changes nothing, so it
+carries no CSRF token (the token would end up in URLs and logs). Its From and To keep what the person typed, never
+the report's widened range (a week or month report covers whole periods): otherwise every change of Period would
+widen the range again, and a range left empty would not follow the period's default (30 days, 12 weeks, 12 months)
+as the API's does.
 """
 
 from __future__ import annotations
@@ -97,6 +100,19 @@ def _charts(report: dict[str, Any]) -> dict[str, Any]:
     return {"over_time": over_time, "per_sim": per_sim}
 
 
+def range_note(report: dict[str, Any], args: dict[str, str]) -> str:
+    """Why the report covers the dates it does, for the line under the totals: the period's default range, or the
+    whole weeks or months around the dates chosen."""
+    period = report["period"]
+    if not args.get("since"):
+        default = statistics.DEFAULT_RANGES[period]
+        return f"{default} up to {args['until']}" if args.get("until") else default
+    if period == "day":
+        return ""
+    until = args.get("until") or "today"
+    return f"the whole {period}s covering {args['since']} to {until}"
+
+
 @ui.get("/ui/stats")
 @login_required()
 def stats():
@@ -110,7 +126,8 @@ def stats():
         error, status = "There is no such SIM (it may have been removed): choose one from the list.", 404
     return render_template("stats.html", report=report, error=error, args=args, periods=PERIODS,
                            modems=gateway().modems_now(), charts=_charts(report) if report else None,
-                           percent=percent, duration=duration), status
+                           percent=percent, duration=duration,
+                           range_note=range_note(report, args) if report else ""), status
 
 
 @ui.get("/ui/stats.csv")

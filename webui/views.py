@@ -10,7 +10,7 @@ from flask import abort, g, jsonify, render_template, request
 from modemgw import at
 from modemgw.gateway import SubmitError, sent_today
 from modemgw.store import NotFound
-from webui import audit, compose, gateway, ui  # noqa: F401 - compose registers the compose pages on `ui`
+from webui import audit, compose, daemon, gateway, ui  # noqa: F401 - compose registers the compose pages on `ui`
 from webui.sessions import login_required, notice
 
 SIGNAL_BARS = (-105, -95, -85, -75, -65)  # dBm at which the 1st to 5th bar lights
@@ -72,7 +72,13 @@ def dashboard_json():
 @ui.get("/ui/modems")
 @login_required()
 def modems():
-    return render_template("modems.html", data=_dashboard_data())
+    return render_template("modems.html", data=_dashboard_data(), smpp=_smpp_sessions())
+
+
+def _smpp_sessions() -> list[dict] | None:
+    """The SMPP server's sessions (`SmppServer.sessions`), or None when `[smpp] listen` is not set."""
+    server = getattr(daemon(), "smpp", None)
+    return server.sessions() if server is not None else None
 
 
 def _limit(name: str) -> int | None:

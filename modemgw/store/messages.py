@@ -207,43 +207,50 @@ class MessageStore(StoreBase):
 
     def reschedule_batch(self, submission_id: int, due_at: float) -> list[int]:
         """Every scheduled message of a submission is due at `due_at` (its validity counted from then); their
-        ids. Raises NotFound when the submission has no scheduled message (or does not exist)."""
+        ids. The messages whose time changes get a `message.rescheduled` event, written in the same transaction
+        as the change. Raises NotFound when the submission has no scheduled message (or does not exist)."""
         now = time.time()
         with self.transaction() as conn:
-            ids = [row[0] for row in conn.execute(
-                "SELECT id FROM messages WHERE submission_id = ? AND status = 'scheduled' ORDER BY id",
-                (submission_id,))]
-            if not ids:
+            rows = conn.execute("SELECT id, due_at FROM messages WHERE submission_id = ? AND status = 'scheduled' "
+                                "ORDER BY id", (submission_id,)).fetchall()
+            if not rows:
                 raise NotFound(f"submission {submission_id} has no scheduled message (it was sent, canceled or "
                                "never existed)")
+            moved = [row["id"] for row in rows if row["due_at"] != due_at]
             conn.execute("UPDATE messages SET due_at = ?, expires_at = CASE WHEN validity IS NOT NULL THEN ? + "
-                         "validity ELSE expires_at END, updated_at = ? WHERE submission_id = ? AND "
-                         "status = 'scheduled'", (due_at, due_at, now, submission_id))
+                         "validity ELSE expires_at END, updated_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+                         (due_at, due_at, now, json.dumps(moved)))
             conn.executemany("INSERT INTO events (at, message_id, kind, detail) VALUES (?, ?, ?, ?)",
                              [(now, message_id, "message.rescheduled", json.dumps({"due_at": due_at}))
-                              for message_id in ids])
-            return ids
+                              for message_id in moved])
+            return [row["id"] for row in rows]
 
     def edit_scheduled(self, message_id: int, *, due_at: float | None = None, body: str | None = None,
                        encoding: str | None = None, segments: int | None = None) -> dict:
         """Change a scheduled message's time (its validity counted from then) and/or its text (with the text's
-        encoding and segments, as the gateway computed them); the message afterwards. Raises NotFound, Conflict
-        (it is no longer scheduled: a modem may have it)."""
+        encoding and segments, as the gateway computed them, which checked everything before); the message
+        afterwards. One UPDATE, and an event for each thing that really changed (`message.rescheduled`,
+        `message.edited`), in one transaction: the timeline never tells of a change that was not made. Raises
+        NotFound, Conflict (it is no longer scheduled: a modem may have it)."""
         now = time.time()
         with self.transaction() as conn:
-            row = conn.execute("SELECT status FROM messages WHERE id = ?", (message_id,)).fetchone()
+            row = conn.execute("SELECT status, due_at, body FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no message {message_id}")
             if row["status"] != "scheduled":
                 raise Conflict(f"message {message_id} is {row['status']}; only scheduled messages can be changed")
-            if due_at is not None:
-                conn.execute("UPDATE messages SET due_at = ?, expires_at = CASE WHEN validity IS NOT NULL THEN ? + "
-                             "validity ELSE expires_at END, updated_at = ? WHERE id = ?",
-                             (due_at, due_at, now, message_id))
+            moved = due_at is not None and due_at != row["due_at"]
+            edited = body is not None and body != row["body"]
+            if moved or edited:
+                conn.execute(
+                    "UPDATE messages SET due_at = CASE WHEN ? THEN ? ELSE due_at END, expires_at = CASE WHEN ? AND "
+                    "validity IS NOT NULL THEN ? + validity ELSE expires_at END, body = CASE WHEN ? THEN ? ELSE body "
+                    "END, encoding = CASE WHEN ? THEN ? ELSE encoding END, segments = CASE WHEN ? THEN ? ELSE "
+                    "segments END, updated_at = ? WHERE id = ?",
+                    (moved, due_at, moved, due_at, edited, body, edited, encoding, edited, segments, now, message_id))
+            if moved:
                 self._event(conn, "message.rescheduled", message_id, now=now, due_at=due_at)
-            if body is not None:
-                conn.execute("UPDATE messages SET body = ?, encoding = ?, segments = ?, updated_at = ? WHERE id = ?",
-                             (body, encoding, segments, now, message_id))
+            if edited:
                 self._event(conn, "message.edited", message_id, now=now, segments=segments, encoding=encoding)
             return dict(conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone())
 

@@ -33,10 +33,12 @@ class WebhookStore(StoreBase):
         return [dict(row) for row in self.query("SELECT * FROM webhooks ORDER BY id")]
 
     def update_webhook(self, webhook_id: int, *, url: str | None = None, events: list[str] | None = None,
-                       enabled: bool | None = None) -> dict:
-        """Change a subscription's URL, events or state (None: unchanged): its row. Its pending deliveries go to
-        the new URL (a corrected typo must reach the receiver); those already delivered or dead keep the URL they
-        went to. Raises NotFound."""
+                       enabled: bool | None = None, now: float | None = None) -> tuple[dict, int]:
+        """Change a subscription's URL, events or state (None: unchanged): (its row, how many of its pending
+        deliveries were made due). Its pending deliveries go to the new URL (a corrected typo must reach the
+        receiver); those already delivered or dead keep the URL they went to. A new URL, or enabling it, makes its
+        pending deliveries due at `now`: the receiver was fixed, so they must not wait out backoffs the old URL
+        earned (up to 8 hours). Raises NotFound."""
         with self.transaction() as conn:
             row = conn.execute("SELECT * FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
             if row is None:
@@ -44,10 +46,16 @@ class WebhookStore(StoreBase):
             conn.execute("UPDATE webhooks SET url = ?, events = ?, enabled = ? WHERE id = ?",
                          (row["url"] if url is None else url, row["events"] if events is None else ",".join(events),
                           row["enabled"] if enabled is None else int(enabled), webhook_id))
-            if url is not None and url != row["url"]:
+            new_url = url is not None and url != row["url"]
+            if new_url:
                 conn.execute("UPDATE webhook_deliveries SET url = ? WHERE webhook_id = ? AND status = 'pending'",
                              (url, webhook_id))
-            return dict(conn.execute("SELECT * FROM webhooks WHERE id = ?", (webhook_id,)).fetchone())
+            made_due = 0
+            if now is not None and (new_url or enabled and not row["enabled"]):
+                made_due = conn.execute("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE webhook_id = ? "
+                                        "AND status = 'pending' AND next_attempt_at > ?",
+                                        (now, webhook_id, now)).rowcount
+            return dict(conn.execute("SELECT * FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()), made_due
 
     def delete_webhook(self, webhook_id: int) -> None:
         """Delete a subscription and its deliveries. Raises NotFound."""
@@ -55,11 +63,30 @@ class WebhookStore(StoreBase):
             if conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount == 0:
                 raise NotFound(f"no webhook {webhook_id}")
 
-    def deliveries_for_webhook(self, webhook_id: int, limit: int = 100) -> list[dict]:
-        """A subscription's latest `limit` deliveries, newest first. Raises NotFound (no such subscription)."""
+    def deliveries_for_webhook(self, webhook_id: int, limit: int = 100, *, before: int | None = None,
+                               after: int | None = None, status: str | None = None) -> list[dict]:
+        """At most `limit` deliveries of a subscription, newest first: with ids below `before` (a page's cursor),
+        or, with `after`, the `limit` oldest above it (the page before, still shown newest first); only those in
+        `status` when given. Raises NotFound (no such subscription)."""
         self.webhook(webhook_id)
-        return [dict(row) for row in self.query("SELECT * FROM webhook_deliveries WHERE webhook_id = ? "
-                                                "ORDER BY id DESC LIMIT ?", (webhook_id, limit))]
+        filters = [("id < ?", before), ("id > ?", after), ("status = ?", status)]
+        clauses = [clause for clause, value in filters if value is not None]
+        params = [value for _, value in filters if value is not None]
+        where = "".join(f" AND {clause}" for clause in clauses)
+        order = "ASC" if after is not None else "DESC"
+        rows = [dict(row) for row in self.query(f"SELECT * FROM webhook_deliveries WHERE webhook_id = ?{where} "
+                                                f"ORDER BY id {order} LIMIT ?", (webhook_id, *params, limit))]
+        return rows[::-1] if after is not None else rows
+
+    def webhook_delivery_counts(self, webhook_id: int) -> dict[str, int]:
+        """How many deliveries of a subscription are in each status (pending, delivered, dead; 0 when none).
+        Raises NotFound (no such subscription)."""
+        self.webhook(webhook_id)
+        counts = {"pending": 0, "delivered": 0, "dead": 0}
+        for row in self.query("SELECT status, COUNT(*) FROM webhook_deliveries WHERE webhook_id = ? GROUP BY status",
+                              (webhook_id,)):
+            counts[row[0]] = row[1]
+        return counts
 
     def attempted_webhook_deliveries(self, webhook_id: int, limit: int = 50) -> list[dict]:
         """A subscription's latest `limit` deliveries that were tried at least once, newest first (what tells
@@ -92,6 +119,26 @@ class WebhookStore(StoreBase):
             if not changed:
                 raise NotFound(f"no delivery {delivery_id} for webhook {webhook_id}")
             return dict(conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone())
+
+    def retry_pending_webhook_deliveries(self, webhook_id: int, now: float) -> int:
+        """Make every pending delivery of a subscription due at `now` (their attempts so far still count, and a
+        failure goes on with the retry schedule from there): how many are pending. Raises NotFound."""
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM webhooks WHERE id = ?", (webhook_id,)).fetchone() is None:
+                raise NotFound(f"no webhook {webhook_id}")
+            return conn.execute("UPDATE webhook_deliveries SET next_attempt_at = MIN(next_attempt_at, ?) "
+                                "WHERE webhook_id = ? AND status = 'pending'", (now, webhook_id)).rowcount
+
+    def redeliver_dead_webhook_deliveries(self, webhook_id: int, now: float) -> int:
+        """Send every dead delivery of a subscription again from `now` (attempts start over), to the subscription's
+        URL as it is now: how many. Raises NotFound."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT url FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no webhook {webhook_id}")
+            return conn.execute("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, attempts = 0, "
+                                "url = ? WHERE webhook_id = ? AND status = 'dead'",
+                                (now, row["url"], webhook_id)).rowcount
 
     def webhook_backlog(self) -> int:
         """How many deliveries wait to be sent (due or backing off; not those a disabled subscription holds)."""

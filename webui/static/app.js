@@ -1,9 +1,35 @@
 // modemgw web UI: the live character counter (with the segment limit) and the template choice on Compose,
-// live numbers on the Dashboard, Back on error pages.
+// live numbers on the Dashboard, Back on error pages, and the notice that the session has ended.
 // No libraries, and nothing inline: the pages' Content-Security-Policy allows only scripts from /ui/static.
 "use strict";
 
 function csrf() { return document.querySelector('meta[name="csrf-token"]').content; }
+
+// A script's request whose session has ended (a logout in another tab, the session ended by an admin, the user
+// disabled, the session expired) is answered 401 with JSON (webui/sessions.py, logged_out). The page says so where
+// the person sees it, once, with a link that logs in again and comes back here; the caller stops polling (a page
+// that silently stops updating looks like a quiet gateway). True when `response` was such an answer.
+async function sessionEnded(response) {
+  if (response.status !== 401) return false;
+  let login = "/ui/login";
+  try {
+    const body = await response.json();
+    if (body && typeof body.login === "string" && body.login.startsWith("/")) login = body.login;
+  } catch (e) { /* not our JSON: the default login page */ }
+  if (!document.getElementById("logged-out")) {
+    const notice = document.createElement("p");
+    notice.id = "logged-out";
+    notice.className = "flash logged-out";
+    notice.setAttribute("role", "alert");
+    const link = document.createElement("a");
+    link.href = `${login}?next=${encodeURIComponent(location.pathname + location.search)}`;
+    link.textContent = "log in again";
+    notice.append("You were logged out — ", link);
+    (document.querySelector("main") || document.body).prepend(notice);
+  }
+  return true;
+}
+window.modemgwSessionEnded = sessionEnded;  // for messages.js
 
 function setupCounter() {
   const body = document.getElementById("body");
@@ -19,8 +45,9 @@ function setupCounter() {
       const box = document.getElementById(name);
       if (box && box.checked) form.append(name, "on");
     }
-    const response = await fetch(body.dataset.preview, {method: "POST", body: form,
-                                                         headers: {"X-CSRF-Token": csrf()}});
+    const response = await fetch(body.dataset.preview, {
+      method: "POST", body: form, headers: {"X-CSRF-Token": csrf(), "Accept": "application/json"}});
+    if (await sessionEnded(response)) { counter.textContent = "Logged out: the counter stopped."; return; }
     const info = await response.json();
     if (!response.ok) { counter.textContent = info.error; counter.classList.add("over"); return; }
     const limit = info.max_segments || Number(body.dataset.maxSegments) || 0;
@@ -67,9 +94,11 @@ function setupCounter() {
 function setupLive() {
   const live = document.querySelector("[data-live]");
   if (!live) return;
+  let timer = null;
   async function refresh() {
     try {
-      const response = await fetch(live.dataset.live);
+      const response = await fetch(live.dataset.live, {headers: {"Accept": "application/json"}});
+      if (await sessionEnded(response)) { clearInterval(timer); return; }  // nothing more to show until a new login
       if (!response.ok) return;
       const data = await response.json();
       for (const el of document.querySelectorAll("[data-key]")) {
@@ -83,7 +112,7 @@ function setupLive() {
       }
     } catch (e) { /* offline for a moment: try again next time */ }
   }
-  setInterval(refresh, 5000);
+  timer = setInterval(refresh, 5000);
 }
 
 // "Back" on an error page: to the page before, when there is one (the CSP allows no inline script or javascript: link).

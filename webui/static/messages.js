@@ -3,8 +3,9 @@
 // names the status endpoint on an element with data-status-url (and the statuses that never change again in
 // data-settled). Every few seconds the pending ids are asked about; a changed badge is updated in place, and a
 // message that has settled is asked about no more. A message's own page (data-reload-on-change) reloads when its
-// status changes, so that its timeline and parts follow. No libraries, nothing inline: the pages' CSP allows only
-// scripts from /ui/static.
+// status changes, so that its timeline and parts follow. When the session has ended (401), the page says so with a
+// link to log in again (app.js) and stops asking. No libraries, nothing inline: the pages' CSP allows only scripts
+// from /ui/static.
 "use strict";
 
 (function () {
@@ -17,6 +18,13 @@
     const settled = new Set((source.dataset.settled || "").split(" ").filter(Boolean));
     const reloadOnChange = source.hasAttribute("data-reload-on-change");
 
+    // 401: the session has ended; app.js shows the notice with its link to log in again.
+    async function loggedOut(response) {
+      if (response.status !== 401) return false;
+      if (typeof window.modemgwSessionEnded === "function") await window.modemgwSessionEnded(response);
+      return true;
+    }
+
     function badgeOf(element) {
       return element.matches("[data-status]") ? element : element.querySelector("[data-status]");
     }
@@ -28,6 +36,7 @@
         const ids = pending.map((element) => element.dataset.messageId).join(",");
         const response = await fetch(`${url}?ids=${encodeURIComponent(ids)}`,
                                      {headers: {"Accept": "application/json"}, credentials: "same-origin"});
+        if (await loggedOut(response)) return;  // the session has ended: say so (app.js) and ask no more
         if (response.ok) {
           const data = await response.json();
           for (const element of pending) {
