@@ -93,3 +93,14 @@ def test_peers(tmp_path):
     line = measures["utilisation % (1 modem)"]
     assert line["modemgw"] == rows["modemgw", "default"]["utilisation_pct"]
     assert line["ratio vs smsd tuned"] == round(line["modemgw"] / line["smsd tuned"], 4)
+
+
+def test_smpp(tmp_path):
+    data = run("smpp.py", tmp_path)
+    rows = data["rows"]
+    assert [(row["interface"], row["concurrency"]) for row in rows] == [("smpp", 1), ("smpp", 10), ("http", 1),
+                                                                         ("http", 10)]
+    for row in rows:
+        assert row["messages"] == 100 and row["modems"] == 2
+        assert row["accepted_per_s"] > 0 and row["sent_per_s"] > 0, row
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] < 10_000, row
