@@ -571,6 +571,77 @@ def test_receipts_and_inbound_sms_from_while_no_smpp_server_ran_are_queued_at_st
     assert not pending(second)
 
 
+def udh_part(reference: int, total: int, sequence: int, text: str) -> bytes:
+    """One part of a message split with an 8-bit concatenation UDH, GSM text."""
+    return bytes([5, 0, 3, reference, total, sequence]) + text.encode()
+
+
+def messages_to(daemon, recipient: str) -> list[dict]:
+    return daemon.gateway.messages(50, recipient=recipient)
+
+
+def test_parts_acknowledged_before_a_crash_are_kept_and_the_message_is_queued_once(smpp_daemon, clients):
+    first = smpp_daemon(data="shared")
+    user_id = add_user(first)
+    client = clients(first)
+    responses = Responses(client)
+    client.bind_transceiver(system_id="app", password=PASSWORD)
+    submit(client, "447700900555", udh_part(7, 2, 1, "First half, "), esm_class=0x40, registered_delivery=1)
+    read_until(client, lambda: responses.sent)
+    assert responses.sent[0].status == 0
+    part_id = _text(responses.sent[0].message_id)
+    assert len(part_id) == 16
+    client.disconnect()
+    first.stop()  # the part is in the database, nothing was queued: as after a crash
+    assert messages_to(first, "+447700900555") == []
+
+    second = smpp_daemon(data="shared", assembly_timeout=600)
+    [held] = second.store.smpp_part_groups_due(time.time() + 1)
+    assert [row["part_id"] for row in held["rows"]] == [part_id]
+    # what a crash between the queuing and the parts' deletion would leave: both parts
+    held["rows"].append(held["rows"][0] | {"seq": 2, "data": b"second half.", "part_id": None})
+    client = clients(second)
+    responses = Responses(client)
+    client.bind_transceiver(system_id="app", password=PASSWORD)
+    submit(client, "447700900555", udh_part(7, 2, 2, "second half."), esm_class=0x40, registered_delivery=1)
+    read_until(client, lambda: responses.sent)
+    assert responses.sent[0].status == 0
+    message_id = int(responses.sent[0].message_id)
+    [message] = messages_to(second, "+447700900555")
+    assert message["id"] == message_id and message["body"] == "First half, second half."
+    assert second.store.smpp_parts_oldest() is None
+    # the same group queued again (a crash between the queuing and the parts' deletion): found, not queued twice
+    user = second.store.smpp_user_by_system_id("app")
+    assert second.smpp._queue_group(user, held, lenient=True) == str(message_id)
+    assert len(messages_to(second, "+447700900555")) == 1
+    assert second.wait_for_final(message_id, 10, until="report")["status"] == "delivered"
+    read_until(client, lambda: len(responses.received) == 2)  # a receipt for each id the client was given
+    assert sorted(_text(item.receipted_message_id) for item in responses.received) == sorted(
+        [part_id, str(message_id)])
+    assert eventually(lambda: pending(second).get(user_id, {}).get("receipt", 0) == 0, 5)
+
+
+def test_parts_whose_last_never_comes_are_queued_after_the_timeout_after_a_restart(smpp_daemon, clients):
+    first = smpp_daemon(data="shared")
+    add_user(first)
+    client = clients(first)
+    responses = Responses(client)
+    client.bind_transmitter(system_id="app", password=PASSWORD)
+    for sequence, text in ((1, "One, "), (2, "two, ")):
+        submit(client, "447700900556", udh_part(9, 3, sequence, text), esm_class=0x40)
+    read_until(client, lambda: len(responses.sent) == 2)
+    assert [answer.status for answer in responses.sent] == [0, 0]
+    client.disconnect()
+    first.stop()
+    assert messages_to(first, "+447700900556") == []
+
+    second = smpp_daemon(data="shared", assembly_timeout=1)
+    assert eventually(lambda: messages_to(second, "+447700900556"), 5)
+    [message] = messages_to(second, "+447700900556")
+    assert message["body"] == "One, two, "
+    assert eventually(lambda: second.store.smpp_parts_oldest() is None, 5)  # dropped right after the queuing
+
+
 # --- status: the control socket and `modemgw status`, /metrics, the web UI ----------------------------------------
 
 

@@ -9,7 +9,11 @@ SMS) to the bound receivers of each user, within `window` deliver_sm in flight p
 Message ids: a submit_sm_resp's message_id is the gateway's message id in decimal, the id the API, the web UI
 and `modemgw status` show. A message the client split (a UDH, or the sar_* TLVs) is queued whole once its last
 part arrives: that part's response carries the message id, the earlier parts' responses carry ids of their own
-(16 decimal digits, never a message id), and each id the client was given gets its own receipt.
+(16 decimal digits, never a message id), and each id the client was given gets its own receipt. Each part is
+committed to the database (`smpp_parts`) before its ESME_ROK goes out, so a crash or a restart loses none: the
+last part may come after a restart, and groups older than `assembly_timeout` are queued at start too. A group is
+queued with an idempotency key of its own, so a retry after a crash between the queuing and the parts' deletion
+finds the message queued already instead of queuing it twice.
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict
 
 from modemgw import config as configuration
 from modemgw.gateway import Gateway, SubmitError, SubmitRequest
 from modemgw.settings import SmppSettings
 from modemgw.smpp import pdu, receipts
 from modemgw.smpp.session import InFlight, Session
-from modemgw.store import NotFound, StoreError
+from modemgw.store import Conflict, NotFound, StoreError
 
 log = logging.getLogger("modemgw.smpp")
 
@@ -39,18 +43,6 @@ MAX_ASSEMBLIES = 200  # concatenated submits being assembled at once (all users)
 # submit errors by the request's field at fault (Gateway.send's SubmitError.field)
 FIELD_STATUS = {"to": pdu.ESME_RINVDSTADR, "body": pdu.ESME_RINVMSGLEN, "validity": pdu.ESME_RINVEXPIRY,
                 "send_at": pdu.ESME_RINVSCHED, "priority": pdu.ESME_RINVPRTFLG}
-
-
-@dataclass
-class _Assembly:
-    """The parts of one concatenated submit received so far."""
-
-    user: dict
-    request: pdu.Submit  # the first part's fields (addresses, options)
-    total: int
-    parts: dict[int, bytes] = field(default_factory=dict)
-    ids: list[str] = field(default_factory=list)  # message_ids given for the parts so far
-    deadline: float = 0.0  # monotonic
 
 
 class SmppServer:
@@ -68,7 +60,6 @@ class SmppServer:
         self._wake = threading.Condition(self._lock)
         self._dirty = True
         self._running = False
-        self._assemblies: dict[tuple, _Assembly] = {}
         self._paused: dict[int, float] = {}  # user id -> monotonic time its deliveries may go again
         self._threads: list[threading.Thread] = []
 
@@ -96,7 +87,8 @@ class SmppServer:
         return self
 
     def stop(self) -> None:
-        """Unbind every client, queue the parts of unfinished concatenated submits, stop every thread."""
+        """Unbind every client, stop every thread. Parts of unfinished concatenated submits stay in the database:
+        their last part may come after the next start (or they are queued once `assembly_timeout` has passed)."""
         if not self._running:
             return
         self._running = False
@@ -115,7 +107,6 @@ class SmppServer:
             session.join(2.0)
         for thread in self._threads:
             thread.join(5.0)
-        self._flush_assemblies(everything=True)
 
     def is_alive(self) -> bool:
         return all(thread.is_alive() for thread in self._threads)
@@ -236,7 +227,7 @@ class SmppServer:
         if segment is not None and segment.total > 1:
             if not 1 <= segment.sequence <= segment.total:
                 raise pdu.PduError(f"part {segment.sequence} of {segment.total}", pdu.ESME_RINVESMCLASS)
-            if len(segment.data) > pdu.MAX_SHORT_MESSAGE:  # what is held in memory stays small (200 × 255 × 254)
+            if len(segment.data) > pdu.MAX_SHORT_MESSAGE:  # what is held stays small (200 × 255 × 254)
                 raise pdu.PduError("a part of a concatenated message is at most 254 octets", pdu.ESME_RINVMSGLEN)
             pdu.check_text(request.data_coding, segment.data)
             return self._part(user, request, segment)
@@ -245,35 +236,51 @@ class SmppServer:
         return pdu.ESME_ROK, message_id
 
     def _part(self, user: dict, request: pdu.Submit, segment: pdu.Segment) -> tuple[int, str]:
-        """One part of a message the client split: kept until the last arrives, then queued whole."""
-        key = (user["id"], request.source_addr, request.destination_addr, segment.reference, segment.total)
-        with self._lock:
-            assembly = self._assemblies.get(key)
-            if assembly is None:
-                if len(self._assemblies) >= MAX_ASSEMBLIES:
-                    raise pdu.PduError("too many concatenated messages are being assembled", pdu.ESME_RMSGQFUL)
-                assembly = _Assembly(user, request, segment.total,
-                                     deadline=time.monotonic() + self.settings.assembly_timeout)
-                self._assemblies[key] = assembly
-            if segment.sequence in assembly.parts:
-                log.info("SMPP %s: part %d of %d came again; the later one counts", user["system_id"],
-                         segment.sequence, segment.total)
-            assembly.parts[segment.sequence] = segment.data
-            complete = len(assembly.parts) == assembly.total
-            if complete:
-                del self._assemblies[key]
-            else:
-                part_id = str(10**15 + secrets.randbelow(9 * 10**15))
-                assembly.ids.append(part_id)
-                self.wake()  # its deadline
-                return pdu.ESME_ROK, part_id
-        data = b"".join(assembly.parts[sequence] for sequence in sorted(assembly.parts))
-        body = pdu.decode_text(assembly.request.data_coding, data)
-        return pdu.ESME_ROK, self._queue(user, assembly.request, body, assembly.ids)
+        """One part of a message the client split: committed (`smpp_parts`) before its ESME_ROK, queued whole with
+        the others once the last arrives."""
+        part_id = str(10**15 + secrets.randbelow(9 * 10**15))
+        options = {name: value for name, value in asdict(request).items() if name not in ("short_message", "tlvs")}
+        try:
+            group = self.store.add_smpp_part(
+                user["id"], request.source_addr, request.destination_addr, segment.reference, segment.total,
+                segment.sequence, request.data_coding, segment.data, options, part_id, secrets.token_hex(12),
+                time.time(), MAX_ASSEMBLIES)
+        except Conflict:
+            raise pdu.PduError("too many concatenated messages are being assembled", pdu.ESME_RMSGQFUL) from None
+        except StoreError as error:
+            log.error("SMPP %s: a part of a concatenated submit_sm was not stored: %s", user["system_id"], error)
+            raise pdu.PduError(str(error), pdu.ESME_RSYSERR) from None
+        if len(group["rows"]) > len({row["seq"] for row in group["rows"]}):
+            log.info("SMPP %s: part %d of %d came again; the later one counts", user["system_id"],
+                     segment.sequence, segment.total)
+        if not group["complete"]:
+            self.wake()  # its deadline
+            return pdu.ESME_ROK, part_id
+        # on failure the parts stay: the client may send the last part again, or they go after assembly_timeout
+        return pdu.ESME_ROK, self._queue_group(user, group, lenient=False)
 
-    def _queue(self, user: dict, request: pdu.Submit, body: str, part_ids: list[str]) -> str:
-        """Queue the message through the gateway; its id. Raises PduError."""
-        now = time.time()
+    def _queue_group(self, user: dict, group: dict, lenient: bool) -> str:
+        """Queue the parts of a group that arrived as one message (the later copy of a part that came twice
+        counts), then drop them; the message's id. Raises PduError (the parts are kept)."""
+        rows = group["rows"]
+        parts = {row["seq"]: row["data"] for row in rows}
+        request = pdu.Submit(**rows[0]["options"], short_message=b"", tlvs={})  # the first part's fields
+        body = pdu.decode_text(request.data_coding, b"".join(parts[seq] for seq in sorted(parts)), lenient=lenient)
+        ids = [row["part_id"] for row in rows if row["part_id"]]
+        message_id = self._queue(user, request, body, ids, idempotency_key=f"smpp-parts:{group['group_key']}",
+                                 base=group["created_at"])
+        try:
+            self.store.delete_smpp_parts(group["group_key"])
+        except StoreError as error:  # queued again later under the same key: found queued, not queued twice
+            log.error("SMPP %s: parts of message %s not dropped: %s", user["system_id"], message_id, error)
+        return message_id
+
+    def _queue(self, user: dict, request: pdu.Submit, body: str, part_ids: list[str],
+               idempotency_key: str | None = None, base: float | None = None) -> str:
+        """Queue the message through the gateway; its id. Relative times count from `base` (default now: a group
+        of parts gives its first part's time, so that queuing it again makes the same request for the idempotency
+        key). Raises PduError."""
+        now = time.time() if base is None else base
         send_at = pdu.parse_time(request.schedule_delivery_time, now, "schedule_delivery_time", pdu.ESME_RINVSCHED)
         expires = pdu.parse_time(request.validity_period, now, "validity_period", pdu.ESME_RINVEXPIRY)
         start = max(now, send_at or now)
@@ -283,9 +290,12 @@ class SmppServer:
         try:
             result = self.gateway.send(SubmitRequest(
                 body, to, priority=request.priority_flag * 10, send_at=send_at if send_at and send_at > now else None,
-                validity=validity, request_report=wanted != receipts.RECEIPT_NONE, smpp_user_id=user["id"]))
+                validity=validity, request_report=wanted != receipts.RECEIPT_NONE, smpp_user_id=user["id"],
+                idempotency_key=idempotency_key))
         except SubmitError as error:
             raise pdu.PduError(error.detail, FIELD_STATUS.get(error.field or "", pdu.ESME_RSUBMITFAIL)) from None
+        except Conflict as error:  # a group's key queued a different request: it was queued, by an older modemgw
+            raise pdu.PduError(str(error), pdu.ESME_RSUBMITFAIL) from None
         except StoreError as error:
             log.error("SMPP %s: submit_sm not stored: %s", user["system_id"], error)
             raise pdu.PduError(str(error), pdu.ESME_RSYSERR) from None
@@ -293,7 +303,7 @@ class SmppServer:
             reason = result["skipped"][0]["reason"] if result["skipped"] else "not queued"
             raise pdu.PduError(f"{to}: {reason}", pdu.ESME_RSUBMITFAIL)
         message_id = result["messages"][0]["id"]
-        if wanted != receipts.RECEIPT_NONE:
+        if wanted != receipts.RECEIPT_NONE and not result.get("idempotent_replay"):  # noted the first time
             details = {"ids": [*part_ids, str(message_id)], "registered_delivery": wanted,
                        "source_addr": request.source_addr, "source_ton": request.source_ton,
                        "source_npi": request.source_npi}
@@ -434,9 +444,14 @@ class SmppServer:
                 log.exception("SMPP outbox failed")
 
     def _next_deadline(self, next_purge: float) -> float:
+        deadlines = [next_purge]
+        try:
+            oldest = self.store.smpp_parts_oldest()
+        except StoreError:
+            oldest = None
+        if oldest is not None:  # the oldest group of parts is due then (a wall-clock time made monotonic)
+            deadlines.append(time.monotonic() + oldest + self.settings.assembly_timeout - time.time())
         with self._lock:
-            deadlines = [next_purge]
-            deadlines += [assembly.deadline for assembly in self._assemblies.values()]
             deadlines += list(self._paused.values())
             for session in self._sessions:
                 deadlines += [flight.sent_at + self.settings.resend_timeout for flight in session.in_flight.values()]
@@ -455,22 +470,33 @@ class SmppServer:
                 if until <= now:
                     del self._paused[user_id]
 
-    def _flush_assemblies(self, everything: bool = False) -> None:
-        """Queue the parts that arrived of concatenated submits whose time is up (all of them when stopping)."""
-        now = time.monotonic()
-        with self._lock:
-            due = [key for key, assembly in self._assemblies.items() if everything or assembly.deadline <= now]
-            assemblies = [self._assemblies.pop(key) for key in due]
-        for assembly in assemblies:
-            have = sorted(assembly.parts)
-            log.warning("SMPP %s: only parts %s of %d arrived; queuing them", assembly.user["system_id"],
-                        ",".join(map(str, have)), assembly.total)
-            data = b"".join(assembly.parts[sequence] for sequence in have)
+    def _flush_assemblies(self) -> None:
+        """Queue the parts that arrived of concatenated submits whose first part is older than
+        `assembly_timeout` (also those held when the server last stopped or crashed). Raises StoreError."""
+        older_than = time.time() - self.settings.assembly_timeout
+        oldest = self.store.smpp_parts_oldest()  # a read: the common case (nothing due) takes no write lock
+        if oldest is None or oldest >= older_than:
+            return
+        groups = self.store.smpp_part_groups_due(older_than)
+        if not groups:
+            return
+        users = {user["id"]: user for user in self.store.smpp_users()}
+        for group in groups:
+            user = users.get(group["rows"][0]["user_id"])
+            if user is None:  # the user was deleted since
+                self.store.delete_smpp_parts(group["group_key"])
+                continue
+            have = sorted({row["seq"] for row in group["rows"]})
+            if not group["complete"]:
+                log.warning("SMPP %s: only parts %s of %d arrived; queuing them", user["system_id"],
+                            ",".join(map(str, have)), group["rows"][0]["total"])
             try:
-                body = pdu.decode_text(assembly.request.data_coding, data, lenient=True)
-                self._queue(assembly.user, assembly.request, body, assembly.ids)
+                self._queue_group(user, group, lenient=True)
             except pdu.PduError as error:
-                log.error("SMPP %s: the parts that arrived cannot be queued: %s", assembly.user["system_id"], error)
+                if error.status == pdu.ESME_RSYSERR:  # the database: try again (the loop waits a second)
+                    raise StoreError(f"parts of a concatenated submit not queued: {error}") from None
+                log.error("SMPP %s: the parts that arrived cannot be queued: %s", user["system_id"], error)
+                self.store.delete_smpp_parts(group["group_key"])
 
     def _deliver(self) -> None:
         """Send pending rows to each receiving session, up to its window."""

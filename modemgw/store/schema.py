@@ -380,6 +380,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX smpp_outbox_due ON smpp_outbox(user_id, status, id);
     """,
+    # 10: the parts of concatenated submit_sm the SMPP server answered ESME_ROK and holds until the last arrives
+    # (a crash must not lose them). A group is (user_id, source, destination, reference, total), `group_key` its
+    # random idempotency key; `part_id` the id the client was given (NULL for the part that completed it).
+    """
+    CREATE TABLE smpp_parts (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES smpp_users(id) ON DELETE CASCADE,
+        group_key TEXT NOT NULL,
+        source TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        reference INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        data_coding INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        options TEXT NOT NULL,
+        part_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX smpp_parts_group ON smpp_parts(user_id, source, destination, reference, total);
+    CREATE INDEX smpp_parts_key ON smpp_parts(group_key);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,4 +1,5 @@
-"""The SMPP server's data (migration 9): its users, and the durable queue of deliver_sm PDUs for them.
+"""The SMPP server's data (migration 9): its users, and the durable queue of deliver_sm PDUs for them; and
+(migration 10) the parts of concatenated submits held until their last part arrives (`smpp_parts`).
 
 `smpp_outbox` rows: `kind` 'receipt' or 'inbound'; `status` 'pending' (to send, oldest first), 'delivered' (the
 client's deliver_sm_resp said ESME_ROK), 'failed' (refused too often), or, for receipts, 'waiting' (what a
@@ -9,17 +10,18 @@ wants failures only; kept until the message is final) and 'done' (that waiting r
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 
 from modemgw.store.base import StoreBase, inserted_id
-from modemgw.store.errors import NotFound
+from modemgw.store.errors import Conflict, NotFound
 
 RECEIPT_STATUSES = ("delivered", "undelivered", "failed", "expired", "canceled")  # a message's final ones
 USER_COLUMNS = "id, system_id, throughput, receive_inbound, disabled, created_at"  # never the password hash
 
 
 class SmppStore(StoreBase):
-    """Tables `smpp_users`, `smpp_outbox`; `messages.smpp_user_id`."""
+    """Tables `smpp_users`, `smpp_outbox`, `smpp_parts` (migration 10); `messages.smpp_user_id`."""
 
     # --- users -------------------------------------------------------------------------------------------------
 
@@ -199,3 +201,64 @@ class SmppStore(StoreBase):
                                    "EXISTS (SELECT 1 FROM messages m WHERE m.id = smpp_outbox.message_id)",
                                    (older_than,)).rowcount
             return finished + orphans
+
+    # --- parts of concatenated submits (migration 10) ------------------------------------------------------------
+
+    def add_smpp_part(self, user_id: int, source: str, destination: str, reference: int, total: int, seq: int,
+                      data_coding: int, data: bytes, options: dict, part_id: str, group_key: str, now: float,
+                      max_groups: int) -> dict:
+        """Keep one part of a concatenated submit, committed before its ESME_ROK goes out. It joins the group of
+        (user, source, destination, reference, total), or starts one keyed `group_key`. When it completes the
+        group (every seq 1..total is there), its `part_id` is not kept: that part's answer is the message's id.
+        Returns the group: {"group_key", "created_at", "complete", "rows": [...]} (see `_group`). Raises
+        Conflict when `max_groups` groups are open already, StoreError."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT group_key FROM smpp_parts WHERE user_id = ? AND source = ? AND destination = ? "
+                               "AND reference = ? AND total = ? LIMIT 1",
+                               (user_id, source, destination, reference, total)).fetchone()
+            if row is not None:
+                group_key = row["group_key"]
+            elif conn.execute("SELECT COUNT(DISTINCT group_key) FROM smpp_parts").fetchone()[0] >= max_groups:
+                raise Conflict(f"{max_groups} concatenated messages are being assembled already")
+            row_id = inserted_id(conn.execute(
+                "INSERT INTO smpp_parts (user_id, group_key, source, destination, reference, total, seq, data_coding, "
+                "data, options, part_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (user_id, group_key, source, destination, reference, total, seq, data_coding, data.hex(),
+                 json.dumps(options), part_id, now)))
+            group = self._group(conn, group_key)
+            if group["complete"]:
+                conn.execute("UPDATE smpp_parts SET part_id = NULL WHERE id = ?", (row_id,))
+                for part in group["rows"]:
+                    if part["id"] == row_id:
+                        part["part_id"] = None
+            return group
+
+    @staticmethod
+    def _group(conn: sqlite3.Connection, group_key: str) -> dict:
+        """A group of parts: `rows` in the order they came (id, seq, data_coding, data as bytes, options decoded,
+        part_id, created_at...), `created_at` of its first part, `complete` when every seq is there."""
+        rows = [dict(row) | {"data": bytes.fromhex(row["data"]), "options": json.loads(row["options"])}
+                for row in conn.execute("SELECT id, user_id, source, destination, reference, total, seq, data_coding, "
+                                        "data, options, part_id, created_at FROM smpp_parts WHERE group_key = ? "
+                                        "ORDER BY id", (group_key,))]
+        total = rows[0]["total"] if rows else 0
+        return {"group_key": group_key, "created_at": min((row["created_at"] for row in rows), default=0.0),
+                "complete": bool(rows) and len({row["seq"] for row in rows}) == total, "rows": rows}
+
+    def smpp_part_groups_due(self, older_than: float) -> list[dict]:
+        """The groups of parts whose first part came before `older_than`, oldest first (as `add_smpp_part`)."""
+        with self.transaction() as conn:  # one consistent view of each group
+            keys = [row["group_key"] for row in conn.execute(
+                "SELECT group_key, MIN(created_at) AS first FROM smpp_parts GROUP BY group_key HAVING first < ? "
+                "ORDER BY first", (older_than,))]
+            return [self._group(conn, key) for key in keys]
+
+    def smpp_parts_oldest(self) -> float | None:
+        """When the oldest part still held came (None: none is held)."""
+        rows = self.query("SELECT MIN(created_at) AS first FROM smpp_parts")
+        return rows[0]["first"] if rows else None
+
+    def delete_smpp_parts(self, group_key: str) -> None:
+        """Drop a group of parts: its message is queued (or can never be)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM smpp_parts WHERE group_key = ?", (group_key,))
