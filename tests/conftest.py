@@ -14,7 +14,25 @@ import pytest  # noqa: E402
 
 from modemgw.modem import Modem  # noqa: E402
 from modemgw.sim import Simulator  # noqa: E402
-from tests.support import FAST, Process, daemon_config  # noqa: E402
+from tests.support import CHROMIUM, FAST, Process, daemon_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, driven by Playwright with `executable_path` (`playwright install` cannot
+    download here); one per test module. Missing, it skips the module with why, and fails it under CI."""
+    from playwright import sync_api as playwright_api
+
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture

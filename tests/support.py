@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,9 @@ GSM7_EXTENSION = "\f^{}\\[~]|€"
 
 
 # --- configuration and waiting ----------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package (the `browser` fixture drives it)
+
 
 def daemon_config(directory, **gateway):
     """A gateway configuration for tests: data in `directory`, HTTP on 127.0.0.1 port 0, short modem timeouts."""

@@ -3,8 +3,6 @@ executable_path): add and edit a contact, import a CSV into a group, the opted-o
 no sideways scroll on a 360 px phone."""
 
 import html
-import os
-import shutil
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -12,7 +10,6 @@ from playwright import sync_api as playwright_api
 from modemgw.daemon import Daemon
 from tests.support import csrf_token, daemon_config, log_in
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 expect = playwright_api.expect
 
@@ -26,20 +23,6 @@ def daemon(tmp_path_factory):
     webui.add_user(running.store, "oscar", PASSWORD, "operator")  # the book is every user's, not only admins'
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, daemon, **context):

@@ -8,9 +8,7 @@ Flask test client over a real daemon for the rest."""
 import csv
 import html
 import io
-import os
 import re
-import shutil
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -18,7 +16,6 @@ from playwright import sync_api as playwright_api
 from modemgw.daemon import Daemon
 from tests.support import PASSWORD, csrf_token, daemon_config, eventually, log_in
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LONG_BODY = "Long message " + "x" * 1987  # 2,000 GSM-7 characters: 14 segments, over the default limit of 10
 
 
@@ -32,20 +29,6 @@ def daemon(tmp_path_factory):
     webui.add_user(running.store, "carla", PASSWORD, "operator")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, daemon, width=1100):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from playwright import sync_api as playwright_api
 
 from modemgw import auth
 from modemgw.daemon import Daemon
@@ -23,7 +22,6 @@ ZABBIX_SH = CONTRIB / "zabbix" / "modemgw.sh"
 NOTIFY = CONTRIB / "nagios" / "notify-by-modemgw"
 WEBHOOK_JS = CONTRIB / "zabbix" / "modemgw_webhook.js"
 MEDIA_TYPE = CONTRIB / "zabbix" / "modemgw_media_type.yaml"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -325,22 +323,14 @@ def _node():
 
 
 @pytest.fixture(scope="module")
-def chromium_page(daemon):
+def chromium_page(daemon, browser):
     """A page on the gateway's own origin (so that its XMLHttpRequest is same-origin), CSP bypassed so that the
     stand-in may compile the script with `new Function`, as Zabbix compiles it."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        context = browser.new_context(bypass_csp=True)
-        page = context.new_page()
-        page.goto(daemon.url + "health")
-        yield page
-        browser.close()
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.goto(daemon.url + "health")
+    yield page
+    context.close()
 
 
 def run_webhook(engine: str, params: dict, request) -> dict:

@@ -1,8 +1,6 @@
 """Conversations in the web UI, in real headless Chromium: answered from the inbox, each reply leaves from the SIM
 the customer texted (checked at the simulated modems); opted-out numbers get a clear message, never a 500."""
 
-import os
-import shutil
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -11,7 +9,6 @@ from modemgw.daemon import Daemon
 from modemgw.users import add_user
 from tests.support import daemon_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 CUSTOMER = "+447700907001"
 
@@ -24,20 +21,6 @@ def daemon(tmp_path_factory):
     add_user(running.store, "alice", PASSWORD, "admin")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

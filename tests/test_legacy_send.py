@@ -5,7 +5,6 @@ why, parameters as devices write them, and a key in a URL never written to a log
 import logging
 import os
 import re
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -22,7 +21,6 @@ from modemgw.cli import main
 from modemgw.daemon import Daemon
 from tests.support import PASSWORD, daemon_config, eventually
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
@@ -237,20 +235,6 @@ def test_the_readme_send_url_example_works(daemon, panel_key):
 
 
 # --- the web UI: the tick box ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
-
 
 @pytest.mark.parametrize("width", [1280, 360])
 def test_an_admin_creates_a_key_for_urls_in_the_web_ui(browser, daemon, width):

@@ -5,8 +5,6 @@ types the right password is told the account is disabled (a wrong password still
 HTTP against a running gateway, and in real headless Chromium with its clock driven by the test (no sleeps)."""
 
 import json
-import os
-import shutil
 
 import pytest
 import requests
@@ -17,7 +15,6 @@ from modemgw import users
 from modemgw.daemon import Daemon
 from tests.support import PASSWORD, attempt, browser as http_browser, csrf_token, daemon_config, log_in
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LOGGED_OUT = "You were logged out — log in again"
 expect = playwright_api.expect
 
@@ -28,20 +25,6 @@ def daemon(tmp_path_factory):
     webui.add_user(running.store, "alice", PASSWORD, "admin")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def user(daemon, name: str) -> int:
@@ -104,10 +87,10 @@ def test_a_disabled_user_with_the_right_password_is_told_so_and_a_wrong_one_lear
     assert attempt(http_browser(), daemon.url, "kim", PASSWORD).status_code == 302
 
 
-def open_page(chromium, daemon, name: str, path: str):
+def open_page(browser, daemon, name: str, path: str):
     """`name` logged in on `path` (e.g. "/ui/messages"), with the page's clock under the test's control: (page,
     requests it made to .json endpoints)."""
-    page = chromium.new_context().new_page()
+    page = browser.new_context().new_page()
     page.set_default_timeout(15_000)
     page.clock.install()
     asked: list[str] = []
@@ -120,9 +103,9 @@ def open_page(chromium, daemon, name: str, path: str):
     return page, asked
 
 
-def test_an_open_dashboard_says_its_user_was_logged_out_and_stops_polling(chromium, daemon):
+def test_an_open_dashboard_says_its_user_was_logged_out_and_stops_polling(browser, daemon):
     user(daemon, "lena")
-    page, asked = open_page(chromium, daemon, "lena", "/")  # the dashboard
+    page, asked = open_page(browser, daemon, "lena", "/")  # the dashboard
     page.clock.run_for(5_500)  # one poll: still logged in, nothing said
     expect(page.get_by_role("alert")).to_have_count(0)
     assert len(asked) == 1
@@ -151,10 +134,10 @@ def test_an_open_dashboard_says_its_user_was_logged_out_and_stops_polling(chromi
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
-def test_the_messages_page_says_so_too_when_its_session_is_ended(chromium, daemon):
+def test_the_messages_page_says_so_too_when_its_session_is_ended(browser, daemon):
     user(daemon, "mo")
     daemon.gateway.submit("Waiting for a modem", "+447700903001")  # no modem: it stays queued, so it is polled
-    page, asked = open_page(chromium, daemon, "mo", "/ui/messages")
+    page, asked = open_page(browser, daemon, "mo", "/ui/messages")
     expect(page.locator("[data-message-id][data-pending]").first).to_be_visible()
     page.clock.run_for(3_000)
     expect(page.get_by_role("alert")).to_have_count(0)

@@ -7,9 +7,7 @@ export cell for cell against the API with formulas guarded, and past times refus
 import csv
 import datetime as dt
 import io
-import os
 import re
-import shutil
 import time
 
 import pytest
@@ -20,7 +18,6 @@ from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitRequest
 from tests.support import Client, daemon_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 LATER = 2 * 86400
 expect = playwright_api.expect
@@ -62,20 +59,6 @@ def populated(daemon, people):
     ids = [message["id"] for message in sent["messages"]]
     assert daemon.wait_until(lambda: all(row["status"] == "delivered" for row in gateway.store.messages(ids)), 30)
     return {"batch": batch["submission_id"], "delivered": ids}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, daemon, username="alice", **context):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import time
 
 import pytest
@@ -30,7 +29,6 @@ from modemgw.gateway import SubmitRequest
 from tests import support
 from tests.support import daemon_config, log_in
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1366, "height": 900}}
@@ -180,20 +178,6 @@ def site(daemon):
         "contact": contact["id"], "group": group["id"], "template": template["id"], "modem": modems[0]["id"],
         "webhook": hook["id"], "sim": inbound["modem_id"],
     }
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

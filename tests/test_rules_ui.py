@@ -3,8 +3,6 @@ an admin makes an auto-reply rule that answers a real (simulated) SMS, orders, d
 a dangerous regular expression is refused on the form; operators may not see the pages; no sideways scroll on a
 360 px phone."""
 
-import os
-import shutil
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -12,7 +10,6 @@ from playwright import sync_api as playwright_api
 from modemgw.daemon import Daemon
 from tests.support import daemon_config, log_in
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 CUSTOMER = "+447700900555"
 expect = playwright_api.expect
@@ -29,20 +26,6 @@ def daemon(tmp_path_factory):
     webui.add_user(running.store, "oscar", PASSWORD, "operator")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -686,48 +686,39 @@ def test_status_says_when_the_smpp_server_is_off(smpp_daemon):
     assert "SMPP" not in output
 
 
-def test_the_modems_page_lists_smpp_sessions_on_a_phone(smpp_daemon, clients):
-    import os
-    import shutil
+def test_the_modems_page_lists_smpp_sessions_on_a_phone(smpp_daemon, clients, browser):
+    from playwright import sync_api as playwright_api
 
     import webui
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.path.exists(chromium):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    from playwright import sync_api as playwright_api
 
     daemon = smpp_daemon(modems=1, http=True)
     webui.add_user(daemon.store, "alice", "correct horse battery", "operator")
     add_user(daemon, "kannel-office-1")
     client = clients(daemon)
     client.bind_transceiver(system_id="kannel-office-1", password=PASSWORD)
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
-            page.set_default_timeout(15_000)
-            page.goto(daemon.url)
-            page.get_by_label("Username").fill("alice")
-            page.get_by_label("Password").fill("correct horse battery")
-            page.get_by_role("button", name="Log in").click()
-            playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-            page.goto(daemon.url + "ui/modems")
-            playwright_api.expect(page.get_by_role("heading", name="SMPP sessions")).to_be_visible()
-            row = page.locator("table.smpp-sessions tbody tr")
-            playwright_api.expect(row).to_contain_text("kannel-office-1")
-            playwright_api.expect(row).to_contain_text("transceiver")
-            playwright_api.expect(row).to_contain_text("0 of 10")
-            assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
-            client.unbind()
-            client.disconnect()
-            assert eventually(lambda: daemon.smpp.sessions() == [], 5)
-            page.reload()
-            playwright_api.expect(page.get_by_text("No SMPP client is connected")).to_be_visible()
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(daemon.url)
+        page.get_by_label("Username").fill("alice")
+        page.get_by_label("Password").fill("correct horse battery")
+        page.get_by_role("button", name="Log in").click()
+        playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+        page.goto(daemon.url + "ui/modems")
+        playwright_api.expect(page.get_by_role("heading", name="SMPP sessions")).to_be_visible()
+        row = page.locator("table.smpp-sessions tbody tr")
+        playwright_api.expect(row).to_contain_text("kannel-office-1")
+        playwright_api.expect(row).to_contain_text("transceiver")
+        playwright_api.expect(row).to_contain_text("0 of 10")
+        assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        client.unbind()
+        client.disconnect()
+        assert eventually(lambda: daemon.smpp.sessions() == [], 5)
+        page.reload()
+        playwright_api.expect(page.get_by_text("No SMPP client is connected")).to_be_visible()
+    finally:
+        context.close()
 
 
 # --- configuration -----------------------------------------------------------------------------------------------

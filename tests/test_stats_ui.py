@@ -2,9 +2,7 @@
 with executable_path), on a desktop (1366 px) and on a phone (360 px, mobile emulation): no sideways scroll, the
 chart that shows has its axis tick numbers, readable, and the period form works."""
 
-import os
 import re
-import shutil
 import time
 
 import pytest
@@ -13,7 +11,6 @@ from playwright import sync_api as playwright_api
 from modemgw.daemon import Daemon
 from tests.support import daemon_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 expect = playwright_api.expect
 DESKTOP = {"viewport": {"width": 1366, "height": 800}}
@@ -48,20 +45,6 @@ def daemon(tmp_path_factory):
                                     at + 5 + index)
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, daemon, **context):

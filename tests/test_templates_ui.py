@@ -2,8 +2,6 @@
 executable_path): create, see the placeholders and segments, edit with the live counter, refusals, delete, the
 way to Compose, and no sideways scroll on a 360 px phone."""
 
-import os
-import shutil
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -12,7 +10,6 @@ import webui
 from modemgw.daemon import Daemon
 from tests.support import PASSWORD, daemon_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 expect = playwright_api.expect
 
 
@@ -22,20 +19,6 @@ def daemon(tmp_path_factory):
     webui.add_user(running.store, "olga", PASSWORD, "operator")  # any logged-in user manages templates
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

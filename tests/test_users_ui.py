@@ -3,8 +3,6 @@ executable_path): an admin disables a user whose open page then asks for a login
 only that one, a user ends their other sessions from their account page, and the users, account and audit pages
 fit a 360 px phone with every button on screen."""
 
-import os
-import shutil
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -13,7 +11,6 @@ import webui
 from modemgw.daemon import Daemon
 from tests.support import daemon_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2,
          "user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -27,20 +24,6 @@ def daemon(tmp_path_factory):
     webui.add_user(running.store, "alice", PASSWORD, "admin")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, daemon, username="alice", password=PASSWORD, **context):

@@ -4,8 +4,6 @@ now" and "Redeliver all dead" on the webhook's page (counted, audited) and in th
 a time filtered by status, and the same event checkboxes on Settings' "Add webhook" as on the webhook's page.
 Deliveries go to a real local receiver (pytest-httpserver); the UI runs in real headless Chromium."""
 
-import os
-import shutil
 import time
 
 import pytest
@@ -16,7 +14,6 @@ from modemgw.daemon import Daemon
 from modemgw.store import NotFound, Store
 from tests.support import Client, Receiver, daemon_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 # One retry an hour away, then dead: a failed delivery waits far longer than any test, unless something makes it
 # due; a retried one that fails again is dead at once.
@@ -43,20 +40,6 @@ def daemon(tmp_path_factory):
 @pytest.fixture(scope="module")
 def admin(daemon):
     return Client(daemon.url, auth.create_key(daemon.store, "recovery", ("admin",))[0])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, daemon, **context):

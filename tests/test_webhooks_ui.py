@@ -2,8 +2,6 @@
 confirmation, the delivery log with redeliver), failing webhooks on the dashboard, the page on a 360 px phone,
 and the API's twin `PATCH /api/v1/webhooks/<id>`. Deliveries go to a real local receiver (pytest-httpserver)."""
 
-import os
-import shutil
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -13,7 +11,6 @@ from modemgw.daemon import Daemon
 from tests.support import Client, Receiver, daemon_config
 from webui import when
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 FAST_RETRIES = (0.05, 0.05, 0.05, 0.05)  # a delivery is dead after 5 attempts, within a second
 expect = playwright_api.expect
@@ -36,20 +33,6 @@ def daemon(tmp_path_factory):
     webui.add_user(running.store, "oscar", PASSWORD, "operator")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, daemon, username="alice", **context):

@@ -1,7 +1,5 @@
 """The web UI in real headless Chromium (Debian's chromium, driven by Playwright with executable_path)."""
 
-import os
-import shutil
 
 import pytest
 from playwright import sync_api as playwright_api
@@ -9,7 +7,6 @@ from playwright import sync_api as playwright_api
 from modemgw.daemon import Daemon
 from tests.support import daemon_config
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 
 
@@ -24,20 +21,6 @@ def daemon(tmp_path_factory):
     webui.add_user(running.store, "oscar", PASSWORD, "operator")
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def logged_in(browser, daemon, username="alice"):
