@@ -20,6 +20,7 @@ from modemgw.errors import CmsError, ModemError
 from modemgw.rules import InboundRules
 from modemgw.scheduling import Scheduling
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
+from modemgw.retention import Retention
 from modemgw.statistics import Statistics
 from modemgw.store import Claimed, Duplicate, NotFound, Store, StoreError
 from modemgw.templates import TemplateLibrary
@@ -252,7 +253,7 @@ def _contact_fields(contact: dict) -> dict:
             "number": contact["number"]}
 
 
-class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules, Alerts):
+class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules, Alerts, Retention):
     """Business rules over the store. Thread-safe: every call uses the calling thread's connection."""
 
     def __init__(self, store: Store, settings: GatewaySettings | None = None):

@@ -13,6 +13,7 @@ transactions, reads, the event log, health):
 - `audit.py`: the audit log
 - `templates.py`: saved message templates
 - `stats.py`: statistics per period and per SIM, and the dashboard's sends per hour
+- `retention.py`: pruning old rows in small batches, the database's size and oldest rows
 
 `schema.py` holds the migrations, `errors.py` the errors (never matched by their text), `backup.py` the online
 backup and checked restore, and `readonly.py` the doctor's read-only looks at a database file.
@@ -30,6 +31,7 @@ from modemgw.store.errors import SQLITE_KINDS, UNHEALTHY_KINDS, Conflict, Duplic
 from modemgw.store.inbox import InboxStore
 from modemgw.store.messages import FINAL_STATUSES, MessageStore
 from modemgw.store.modems import ModemStore
+from modemgw.store.retention import RetentionStore
 from modemgw.store.rules import RulesStore
 from modemgw.store.schema import MIGRATIONS, SCHEMA_VERSION
 from modemgw.store.smpp import SmppStore
@@ -43,6 +45,6 @@ __all__ = ["FINAL_STATUSES", "HEALTH_BUSY_TIMEOUT_MS", "MIGRATIONS", "MIN_FREE_B
 
 
 class Store(MessageStore, DispatchStore, InboxStore, ModemStore, AdminStore, WebhookStore, BookStore, TemplateStore,
-            AuditStore, StatsStore, RulesStore, AlertStore, SmppStore):
+            AuditStore, StatsStore, RulesStore, AlertStore, SmppStore, RetentionStore):
     """The database at `path`, opened once per thread (one connection each), migrated when opened. Raises
     StoreError (its subclasses NotFound, Conflict, Duplicate say what a caller may do)."""
