@@ -17,10 +17,10 @@ from modemgw import at, dispatch, numbers, pdu, text, urls
 from modemgw.alerts import Alerts
 from modemgw.book import AddressBook
 from modemgw.errors import CmsError, ModemError
+from modemgw.retention import Retention
 from modemgw.rules import InboundRules
 from modemgw.scheduling import Scheduling
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
-from modemgw.retention import Retention
 from modemgw.statistics import Statistics
 from modemgw.store import Claimed, Duplicate, NotFound, Store, StoreError
 from modemgw.templates import TemplateLibrary
