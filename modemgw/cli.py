@@ -599,6 +599,8 @@ def status(data_dir) -> None:
             click.echo(f"{modem['label']}: {modem['reports']}")
     counts = ", ".join(f"{name} {count}" for name, count in sorted(reply["counts"].items())) or "no messages"
     click.echo(f"queue: {reply['queue']} waiting; {counts}")
+    if reply.get("storage") is not None:  # the database's size, its oldest message, the retention in force
+        _echo_storage(reply["storage"])
     if reply.get("smpp") is not None:  # [smpp] listen is set: the SMPP server's sessions
         sessions = reply["smpp"]
         click.echo(f"SMPP: {len(sessions)} session{'' if len(sessions) == 1 else 's'}")
@@ -611,6 +613,24 @@ def status(data_dir) -> None:
             click.echo(f"  {(session['system_id'] or '-')[:16]:<16} {session['bind']:<12} {session['peer'][:22]:<22} "
                        f"{since:<8} {session['submitted_per_second']:>6.1f} {window:>7} "
                        f"{session['receipts_pending']:>8} {session['inbound_pending']:>7}")
+
+
+def _echo_storage(storage: dict) -> None:
+    """Two lines of `modemgw status`: the database (file and write-ahead log, the disk's free space) and the
+    oldest message kept, with what [retention] keeps."""
+    from modemgw.retention import describe_bytes, describe_days
+
+    oldest = storage.get("oldest_message_at")
+    oldest_text = time.strftime("%Y-%m-%d %H:%M", time.localtime(oldest)) if oldest else "none"
+    free = storage.get("disk_free_bytes")
+    total = storage["database_bytes"] + storage["wal_bytes"]
+    click.echo(f"database: {describe_bytes(total)} ({describe_bytes(storage['wal_bytes'])} of it write-ahead log)"
+               f"{f', {describe_bytes(free)} free on its disk' if free is not None else ''}; "
+               f"oldest message {oldest_text}")
+    kept = storage.get("retention", {})
+    click.echo("retention: " + ", ".join(f"{name} {describe_days(kept.get(key, 0))}" for name, key in (
+        ("messages", "messages_days"), ("inbox", "inbox_days"), ("webhook deliveries", "webhook_deliveries_days"),
+        ("audit", "audit_days"))))
 
 
 @main.group("users")
@@ -1045,6 +1065,51 @@ def restore_command(config_path, data_dir, source) -> None:
     click.echo(f"restored: {summary}")
     if kept:
         click.echo(f"the database it replaced is kept as {kept}")
+
+
+@main.command("vacuum")
+@_config_option
+@_data_option
+def vacuum_command(config_path, data_dir) -> None:
+    """Compact the database (SQLite's VACUUM) and turn on incremental vacuum, so that from then on the hourly
+    pruning gives freed space back to the disk. Stop the gateway first (sudo systemctl stop modemgw): the
+    rewrite holds the database for as long as it takes (minutes for a large one on a Pi), and needs about the
+    database's size free on its disk."""
+    import shutil
+
+    from modemgw.control import daemon_request as control_request
+    from modemgw.retention import describe_bytes
+    from modemgw.store import StoreError
+
+    config = _admin_config(_system_config(config_path), data_dir)
+    try:
+        control_request(config.data_dir, {"command": "status"}, timeout=5)
+    except (ConnectionError, ValueError):
+        pass
+    else:
+        raise click.ClickException("the gateway is running on this database: stop it first "
+                                   "(sudo systemctl stop modemgw), run modemgw vacuum, then start it again")
+    database = config.data_dir / "modemgw.db"
+    if not database.exists():
+        raise click.ClickException(f"no database in {config.data_dir} (is --data right?)")
+    size = database.stat().st_size + (database.with_name("modemgw.db-wal").stat().st_size
+                                      if database.with_name("modemgw.db-wal").exists() else 0)
+    free = shutil.disk_usage(config.data_dir).free
+    if free < size:
+        raise click.ClickException(f"VACUUM needs about {describe_bytes(size)} free beside the database, and "
+                                   f"{config.data_dir}'s disk has {describe_bytes(free)}: free space first "
+                                   "(journalctl --vacuum-size=50M; old logs), or lower [retention] and let the "
+                                   "gateway prune first")
+    gateway = _gateway_for(config_path, data_dir)
+    click.echo(f"compacting {database} ({describe_bytes(size)}) ...")
+    try:
+        result = gateway.vacuum_database()
+    except StoreError as error:
+        _audit(gateway.store, "database.vacuum", str(database), {"error": str(error)}, ok=False)
+        raise click.ClickException(f"{error}: the database is unchanged") from None
+    _audit(gateway.store, "database.vacuum", str(database), result)
+    click.echo(f"done: {describe_bytes(result['before_bytes'])} before, {describe_bytes(result['after_bytes'])} "
+               f"now; auto_vacuum {result['auto_vacuum']}")
 
 
 # --- diagnostics on a port ---------------------------------------------------------------------------------------

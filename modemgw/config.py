@@ -67,7 +67,7 @@ GATEWAY_OPTIONS: dict[str, type | tuple] = {
     "default_region": str, "strict_numbers": bool, "max_segments": int, "max_recipients": int,
     "stop_words": list, "start_words": list, "report_window_hours": (int, float),
     "report_deadline_hours": (int, float), "inbound_assembly_timeout": (int, float), "retry_base": (int, float),
-    "retry_max": (int, float), "max_attempts": int, "retention_days": int,
+    "retry_max": (int, float), "max_attempts": int, "retention_days": (int, float),
     "strategy": str, "sticky_recipients": bool, "ports": list, "auto_attach": bool,
     "hotplug_interval": (int, float), "report_watchdog": int, "report_watchdog_minutes": (int, float),
     "ussd_allow": list, "callback_private_destinations": bool, "same_sim_days": (int, float),
@@ -146,9 +146,10 @@ def load(path: str | Path | None = None, data_dir: str | Path | None = None) -> 
 def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) -> Config:
     checker = checker or _Checker(None, "")
     for section in raw:
-        if section not in ("gateway", "http", "modem", "route", "data_dir", "alerts", "email", "smtp", "smpp"):
+        if section not in ("gateway", "http", "modem", "route", "data_dir", "alerts", "email", "smtp", "smpp",
+                           "retention"):
             raise checker.fail(None, section, "is not a section of the configuration (known: gateway, http, "
-                                              "modem, route, data_dir, alerts, email, smtp, smpp)")
+                                              "modem, route, data_dir, alerts, email, smtp, smpp, retention)")
     if "data_dir" in raw:
         config.data_dir = Path(raw["data_dir"])
     gateway = checker.table(raw.get("gateway", {}), "gateway", GATEWAY_OPTIONS)
@@ -227,7 +228,41 @@ def apply(config: Config, raw: dict[str, Any], checker: _Checker | None = None) 
         config.smtp = parse_smtp(raw["smtp"], checker)
     if "smpp" in raw:
         config.smpp = parse_smpp(raw["smpp"], checker)
+    _apply_retention(settings, raw.get("retention", {}), "retention_days" in gateway, checker)
     return config
+
+
+RETENTION_OPTIONS: dict[str, type | tuple] = {
+    "messages_days": (int, float), "inbox_days": (int, float), "webhook_deliveries_days": (int, float),
+    "audit_days": (int, float), "interval_minutes": (int, float), "batch_size": int, "batch_pause": (int, float),
+}
+
+
+def _apply_retention(settings: GatewaySettings, raw: Any, old_name_given: bool, checker: _Checker) -> None:
+    """`[retention]` into `settings.retention`. `[gateway] retention_days` is the old name of `messages_days`: it
+    still works alone; given with a different `messages_days` it is refused (which one was meant?). A
+    `messages_days` above 0 also becomes `retention_days`, which the mail outbox's pruning reads (rules.py)."""
+    if not isinstance(raw, dict):
+        raise checker.fail(None, "retention", "must be a table: [retention]")
+    checker.table(raw, "retention", RETENTION_OPTIONS)
+    retention = settings.retention
+    if old_name_given:
+        if "messages_days" in raw and raw["messages_days"] != settings.retention_days:
+            raise checker.fail("retention", "messages_days", (
+                f"({raw['messages_days']}) disagrees with [gateway] retention_days ({settings.retention_days}), "
+                "its old name: keep only [retention] messages_days"))
+        retention.messages_days = settings.retention_days
+    for key, value in raw.items():
+        setattr(retention, key, float(value) if key != "batch_size" else value)
+    if retention.messages_days > 0:
+        settings.retention_days = retention.messages_days
+    if retention.interval_minutes < 1:
+        raise checker.fail("retention", "interval_minutes",
+                           f"must be at least 1 minute, not {retention.interval_minutes!r}")
+    if not 1 <= retention.batch_size <= 5000:
+        raise checker.fail("retention", "batch_size", f"must be from 1 to 5000 rows, not {retention.batch_size!r}")
+    if retention.batch_pause > 10:
+        raise checker.fail("retention", "batch_pause", f"must be at most 10 seconds, not {retention.batch_pause!r}")
 
 
 ALERT_OPTIONS: dict[str, type | tuple] = {"group_interval": (int, float, str), "priority": int, "receivers": dict}

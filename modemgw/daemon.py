@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from modemgw import config as configuration, control
+from modemgw import config as configuration, control, memory
 from modemgw.gateway import Gateway, ModemRequestError, SubmitError, SubmitRequest
 from modemgw.pool import ModemConfig, ModemState, Pool
 from modemgw.store import FINAL_STATUSES, NotFound, Store, StoreError
@@ -36,8 +36,9 @@ class Daemon:
 
     def __init__(self, config: configuration.Config, simulate: int = 0, sim_send_latency: float = 0.5,
                  sim_report_delay: float = 2.0, sim_profile: str = "generic", http: bool = True,
-                 webhook_schedule: tuple[float, ...] | None = None):
+                 webhook_schedule: tuple[float, ...] | None = None, intervals: dict[str, float] | None = None):
         self.config = config
+        self.intervals = dict(intervals or {})  # seconds between runs of scheduled jobs, by name (tests shorten them)
         self.simulate = simulate
         self.sim_send_latency, self.sim_report_delay, self.sim_profile = sim_send_latency, sim_report_delay, sim_profile
         self.http_enabled = http
@@ -64,6 +65,7 @@ class Daemon:
 
     def start(self) -> Daemon:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # new: the owner's alone, whatever the umask
+        memory.limit_arenas()  # before the threads start: each would keep an arena of its own (modemgw/memory.py)
         self.store = Store(self.data_dir / "modemgw.db")
         self.gateway = Gateway(self.store, self.config.gateway)
         self.gateway.subscribe(self._on_event)
@@ -132,6 +134,7 @@ class Daemon:
             self.email.stop()
         if self.smpp is not None:
             self.smpp.stop()
+        self.gateway.stop_pruning()  # a pruning pass under way ends at its next batch
         self.scheduler.shutdown(wait=False)
         self.pool.stop()
         self.webhooks.stop()
@@ -165,11 +168,16 @@ class Daemon:
             (self.gateway.release_scheduled, 60, "release"),
             (self.gateway.close_overdue_reports, 300, "reports"),
             (self.gateway.flush_stale_inbound, 30, "inbound"),
-            (self.gateway.purge, 86400, "retention"),
+            (self.gateway.prune, self.config.gateway.retention.interval_minutes * 60, "retention"),  # small batches
             (self.gateway.purge_rules_data, 86400, "rules-retention"),
+            (memory.trim, memory.TRIM_SECONDS, "memory"),  # freed memory back to the system (modemgw/memory.py)
         ]
+        unknown = set(self.intervals) - {name for _, _, name in jobs}
+        if unknown:
+            raise ValueError(f"no scheduled job named {', '.join(sorted(unknown))}; the jobs are "
+                             f"{', '.join(name for _, _, name in jobs)}")
         for function, seconds, name in jobs:
-            scheduler.add_job(self._guard(function), "interval", seconds=seconds, id=name)
+            scheduler.add_job(self._guard(function), "interval", seconds=self.intervals.get(name, seconds), id=name)
         scheduler.start()
         return scheduler
 
@@ -262,7 +270,8 @@ class Daemon:
                         "queue": self.gateway.queue_depth(), "counts": self.gateway.status_counts(),
                         "url": self.url if self.http_server else None,
                         "unattached": dict(self.pool.unattached),
-                        "smpp": self.smpp.sessions() if self.smpp is not None else None}
+                        "smpp": self.smpp.sessions() if self.smpp is not None else None,
+                        "storage": self.gateway.storage_summary()}  # database size, oldest kept, retention
             if command == "inspect":
                 modems = self.inspect(min(30.0, float(request.get("timeout", 20))))
                 return {"ok": True, "pid": os.getpid(), "modems": modems, "unattached": dict(self.pool.unattached)}

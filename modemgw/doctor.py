@@ -21,6 +21,7 @@ from pathlib import Path
 
 from modemgw import discovery, webhooks
 from modemgw.config import Config
+from modemgw.retention import describe_bytes
 from modemgw.store import StoreError, readonly
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
@@ -246,9 +247,19 @@ class Doctor:
         directory = self.config.data_dir if self.config.data_dir.exists() else self.config.data_dir.parent
         usage = shutil.disk_usage(directory)
         free_mb = usage.free / 1e6
-        if free_mb < 100 or usage.free / usage.total < 0.02:
-            self.add(FAIL, f"only {free_mb:.0f} MB free for {self.config.data_dir}: the queue cannot grow",
-                     "free space (journalctl --vacuum-size=50M; old logs), or lower retention_days")
+        share = usage.free / usage.total if usage.total else 0.0
+        held = _database_bytes(self.config.data_dir)
+        where = (f"{free_mb:.0f} MB ({share:.0%}) free of {usage.total / 1e9:.1f} GB for {self.config.data_dir}"
+                 + (f" (the database holds {describe_bytes(held)})" if held else ""))
+        retention = self.config.gateway.retention
+        fix = (f"lower [retention] messages_days (now {retention.messages_days:g}) or inbox_days (now "
+               f"{retention.inbox_days:g}) in {self.config_path}: the next hourly pruning pass frees what is older; "
+               "sudo systemctl stop modemgw && sudo -u modemgw modemgw vacuum && sudo systemctl start modemgw gives "
+               "the freed space back to the disk; or free space elsewhere (journalctl --vacuum-size=50M; old logs)")
+        if free_mb < 100 or share < 0.02:
+            self.add(FAIL, f"only {where}: the queue cannot grow", fix)
+        elif free_mb < 200 or share < 0.10:
+            self.add(WARN, f"the disk is nearly full: {where}", fix)
         elif free_mb < 500:
             self.add(WARN, f"{free_mb:.0f} MB free for {self.config.data_dir}", "free some space soon")
         else:
@@ -345,6 +356,17 @@ def _processes() -> list[tuple[int, str]]:
             except OSError:
                 continue
     return found
+
+
+def _database_bytes(data_dir: Path) -> int:
+    """The database's file and write-ahead log in `data_dir`, in bytes (0 when there is none)."""
+    total = 0
+    for name in ("modemgw.db", "modemgw.db-wal"):
+        try:
+            total += (data_dir / name).stat().st_size
+        except OSError:
+            pass
+    return total
 
 
 def _ntp_synchronized() -> bool | None:

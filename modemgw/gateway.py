@@ -922,10 +922,12 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
     # works (ModemWorker._durably), so what it records depends on its arguments alone (`now` included).
 
     def part_sent(self, claimed: Claimed, seq: int, modem_id: int, tp_mr: int, now: float, *, last: bool = False,
-                  sticky: bool = False) -> None:
+                  sticky: bool = False, handed: int | None = None) -> None:
         """Part `seq` of `claimed` has its +CMGS (TP-MR `tp_mr`) from modem `modem_id`: recorded and counted
-        against the SIM's limits; with `last`, the message is sent, in the same transaction. Raises StoreError."""
-        self.store.record_part_sent(claimed.id, seq, modem_id, tp_mr, now, sticky, claimed.recipient, last=last)
+        against the SIM's limits; with `last`, the message is sent, in the same transaction; `handed`: the message
+        claimed ahead goes to the modem next. Raises StoreError."""
+        self.store.record_part_sent(claimed.id, seq, modem_id, tp_mr, now, sticky, claimed.recipient, last=last,
+                                    handed=handed)
         if last:
             self.emit("message.sent", {"id": claimed.id, "modem_id": modem_id})
 

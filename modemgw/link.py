@@ -70,6 +70,43 @@ class _InFlight:
     payload_at: float | None = None
 
 
+class PendingPrompt:
+    """A prompt command under way (`Link.start_prompt`): its reply, once, by `result()`, which lets go of the link."""
+
+    def __init__(self, link: Link, flight: _InFlight, started: float, prompt_timeout: float):
+        self.link, self.flight, self.started, self.prompt_timeout = link, flight, started, prompt_timeout
+        self._done = False
+
+    def result(self, timeout: float = 60.0, check: bool = True) -> Reply:
+        """Wait for the reply: `prompt_timeout` from the command for the prompt, then `timeout` from the payload
+        for the final result. Raises as `Link.prompt_command` does (PromptTimeout after sending ESC, ModemTimeout
+        and PortLost flagged `after_payload` once the prompt had come, the final result's error when `check`)."""
+        if self._done:
+            raise RuntimeError(f"{self.flight.command}: the reply was taken already")
+        self._done = True
+        link, flight = self.link, self.flight
+        try:
+            with link._state:
+                link._state.wait_for(lambda: flight.prompted or flight.final or flight.error,
+                                     max(0.0, self.prompt_timeout - (time.monotonic() - self.started)))
+                if flight.error is None and flight.final is None and not flight.prompted:
+                    link._current = None
+                    link._dirty = True
+            if flight.error is None and flight.final is None and not flight.prompted:
+                link._write(ESC)
+                raise PromptTimeout(f"{flight.command}: no '> ' prompt in {self.prompt_timeout:g} s (sent ESC)")
+            try:  # `timeout` is for the network's answer: it runs from the payload
+                elapsed = link._wait(flight, timeout, flight.payload_at or self.started)
+            except ModemError as error:
+                # a timeout, a lost port, a closed link after the prompt: the payload may have gone out (and the
+                # modem may have sent it), so a retry may duplicate it
+                error.after_payload = flight.prompted
+                raise
+            return link._finish(flight, elapsed, check)
+        finally:
+            link._command_lock.release()
+
+
 class Link:
     """AT command channel over one open serial port."""
 
@@ -148,13 +185,12 @@ class Link:
         when it returns None the input is cancelled with ESC. Raises PromptTimeout (after sending ESC) when
         no prompt comes, ModemTimeout, PortLost, or the error of the final result (e.g. CmsError) when `check`.
         """
+        if isinstance(payload, str):
+            return self.start_prompt(command, payload, prompt_timeout).result(timeout, check)
         with self._command_lock:
             self._ensure_ready()
             flight = _InFlight(command, at.expected_prefix(command), wants_prompt=True)
             flight.echo.add(command)
-            if isinstance(payload, str):
-                flight.echo.add(payload)
-                flight.payload = payload.encode() + CTRL_Z
             started = time.monotonic()
             with self._state:
                 self._begin(flight)
@@ -167,11 +203,9 @@ class Link:
             if flight.error is None and flight.final is None and not flight.prompted:
                 self._write(ESC)
                 raise PromptTimeout(f"{command}: no '> ' prompt in {prompt_timeout:g} s (sent ESC)")
-            if flight.payload is not None:
-                started = flight.payload_at or started  # `timeout` is for the network's answer
-            elif flight.prompted and flight.final is None and flight.error is None:
+            if flight.prompted and flight.final is None and flight.error is None:
                 try:
-                    body = payload() if callable(payload) else payload
+                    body = payload()
                 except BaseException:
                     self._abandon(flight)
                     raise
@@ -189,6 +223,27 @@ class Link:
                 error.after_payload = flight.prompted
                 raise
             return self._finish(flight, elapsed, check)
+
+    def start_prompt(self, command: str, payload: str, prompt_timeout: float = 5.0) -> PendingPrompt:
+        """The first half of `prompt_command` with a payload known in advance: `command` is written (the reader
+        writes `payload` + Ctrl-Z the moment `> ` arrives) and this returns at once, so the caller may do other work
+        while the modem works (the pool claims the next message meanwhile). The link is held, no other command can
+        enter, until the returned `PendingPrompt.result()` has been called, which the caller must do in every case.
+        Raises PortLost, ModemTimeout (a dirty link that does not resync)."""
+        self._command_lock.acquire()
+        try:
+            self._ensure_ready()
+            flight = _InFlight(command, at.expected_prefix(command), wants_prompt=True)
+            flight.echo.update((command, payload))
+            flight.payload = payload.encode() + CTRL_Z
+            started = time.monotonic()
+            with self._state:
+                self._begin(flight)
+            self._write(command.encode() + b"\r")
+        except BaseException:
+            self._command_lock.release()
+            raise
+        return PendingPrompt(self, flight, started, prompt_timeout)
 
     def _abandon(self, flight: _InFlight) -> None:
         """Give up a prompt command: ESC out of the modem's prompt, and resync before the next command."""
@@ -247,8 +302,9 @@ class Link:
 
     def _wait(self, flight: _InFlight, timeout: float, started: float | None = None) -> float:
         started = started or time.monotonic()
+        remaining = max(0.0, timeout - (time.monotonic() - started))  # a prompt command may have waited already
         with self._state:
-            done = self._state.wait_for(lambda: flight.final is not None or flight.error is not None, timeout)
+            done = self._state.wait_for(lambda: flight.final is not None or flight.error is not None, remaining)
             if self._current is flight:
                 self._current = None
             if not done:
@@ -365,7 +421,8 @@ class Link:
                     buffer.clear()
                     flight.prompted = True
                     self._give_payload(flight)
-                    self._state.notify_all()
+                    if self._awaited(flight):
+                        self._state.notify_all()
                 elif buffer == b"> ":
                     buffer.clear()  # a stray prompt (ours was given up): forget it
 
@@ -380,9 +437,18 @@ class Link:
         except PortLost:
             pass  # _write failed the flight already
 
+    @staticmethod
+    def _awaited(flight: _InFlight) -> bool:
+        """Under _state: whether the thread waiting on `flight` has something to do now: its final result or error
+        came, or its prompt did and it writes the payload itself. Other lines wake nobody: each needless wake-up of a
+        sender is a context switch and a fight for the GIL, and with many modems on one core those add up."""
+        return (flight.final is not None or flight.error is not None
+                or (flight.prompted and flight.payload_at is None))
+
     def _line(self, line: str) -> None:
         urcs: list[at.Urc] = []
         with self._state:
+            flight = self._current
             self._lines_seen += 1
             if self._pending_urc is not None:
                 header, self._pending_urc = self._pending_urc, None
@@ -393,7 +459,8 @@ class Link:
                     urcs.append(at.parse_urc(header))
             if line:
                 urcs += self._classify(line)
-            self._state.notify_all()
+            if flight is None or self._awaited(flight):  # no command in flight: a resync may await a quiet moment
+                self._state.notify_all()
         for urc in urcs:
             self._deliver_urc(urc)
 

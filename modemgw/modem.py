@@ -29,7 +29,7 @@ from modemgw.errors import (
     ResponseError,
     WrongModem,
 )
-from modemgw.link import Link, Reply
+from modemgw.link import Link, PendingPrompt, Reply
 from modemgw.pdu import Deliver, StatusReport, Submit
 from modemgw.settings import ModemSettings
 
@@ -118,6 +118,21 @@ class UssdReply:
 class _Settings:
     csms: int = 0
     report_route: int = 0
+
+
+class PendingSend:
+    """An SMS-SUBMIT under way (`Modem.start_send`): `result()` waits for the network's answer and gives its TP-MR."""
+
+    def __init__(self, name: str, pending: PendingPrompt, timeout: float):
+        self.name, self.pending, self.timeout = name, pending, timeout
+
+    def result(self) -> int:
+        """The TP-MR of the `+CMGS:` answer. Raises CmsError, PromptTimeout, ModemTimeout, PortLost, ResponseError."""
+        reply = self.pending.result(self.timeout)
+        line = reply.line("+CMGS:")
+        if line is None:
+            raise ResponseError(f"{self.name}: AT+CMGS answered OK without +CMGS: {reply.lines!r}")
+        return at.parse_cmgs(line)
 
 
 class Modem:
@@ -346,12 +361,14 @@ class Modem:
     def send_pdu(self, encoded: pdu.EncodedPdu, timeout: float | None = None) -> int:
         """Send one SMS-SUBMIT; return its TP-MR. Raises CmsError (see `temporary`), PromptTimeout,
         ModemTimeout or PortLost."""
-        reply = self.link.prompt_command(f"AT+CMGS={encoded.tpdu_length}", encoded.hex,
-                                         timeout or self.settings.send_timeout, self.settings.prompt_timeout)
-        line = reply.line("+CMGS:")
-        if line is None:
-            raise ResponseError(f"{self.name}: AT+CMGS answered OK without +CMGS: {reply.lines!r}")
-        return at.parse_cmgs(line)
+        return self.start_send(encoded, timeout).result()
+
+    def start_send(self, encoded: pdu.EncodedPdu, timeout: float | None = None) -> PendingSend:
+        """Begin sending one SMS-SUBMIT and return at once (the PDU follows the prompt by itself): the caller may
+        do other work while the network answers, then must take `result()` (the TP-MR), which frees the port.
+        Raises PortLost, ModemTimeout; `result()` raises as `send_pdu` does."""
+        pending = self.link.start_prompt(f"AT+CMGS={encoded.tpdu_length}", encoded.hex, self.settings.prompt_timeout)
+        return PendingSend(self.name, pending, timeout or self.settings.send_timeout)
 
     def send(self, recipient: str, text: str, *, request_report: bool = True, validity: int | None = None,
              concat_reference: int = 0) -> list[int]:

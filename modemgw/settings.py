@@ -146,6 +146,20 @@ class SmtpSettings:
 
 
 @dataclass
+class RetentionSettings:
+    """`[retention]`: how many days the database keeps what is finished (0: forever), and how the scheduler prunes
+    the rest (modemgw/retention.py): often, in small batches, so that a pass never holds up a send."""
+
+    messages_days: float = 90             # final messages (with their parts, events, submissions); never unfinished
+    inbox_days: float = 90                # inbound messages (and their de-duplication keys)
+    webhook_deliveries_days: float = 14   # delivered and dead webhook deliveries; pending ones always stay
+    audit_days: float = 365               # the audit log
+    interval_minutes: float = 60          # between pruning passes
+    batch_size: int = 500                 # rows deleted per transaction (the write lock is shared with sends)
+    batch_pause: float = 0.05             # seconds between batches, when sends may take the write lock
+
+
+@dataclass
 class GatewaySettings:
     default_region: str | None = None
     strict_numbers: bool = False
@@ -160,12 +174,13 @@ class GatewaySettings:
     retry_base: float = 5.0
     retry_max: float = 600.0
     max_attempts: int = 6
-    retention_days: int = 90
+    retention_days: float = 90           # old name of [retention] messages_days (also the mail outbox's days)
     ussd_allow: tuple[str, ...] = ()      # USSD codes non-admins may send (e.g. "*100#"); admins may send any
     callback_private_destinations: bool = False  # messages' callback URLs may point at loopback and LAN addresses
     same_sim_days: float = 30.0           # a number that wrote to a SIM this recently gets our messages from it
     alerts: AlertSettings = field(default_factory=AlertSettings)  # [alerts]: Alertmanager and Grafana receivers
+    retention: RetentionSettings = field(default_factory=RetentionSettings)  # [retention]: what is kept how long
 
 
 __all__ = ["MAX_RECIPIENTS", "AlertReceiver", "AlertSettings", "EmailSettings", "GatewaySettings", "ModemConfig",
-           "ModemSettings", "PoolSettings", "Route", "SmppSettings", "SmtpSettings"]
+           "ModemSettings", "PoolSettings", "RetentionSettings", "Route", "SmppSettings", "SmtpSettings"]

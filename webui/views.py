@@ -9,6 +9,7 @@ from flask import abort, g, jsonify, render_template, request
 
 from modemgw import at
 from modemgw.gateway import SubmitError, sent_today
+from modemgw.retention import describe_bytes, describe_days
 from modemgw.store import NotFound
 from webui import audit, compose, daemon, gateway, ui  # noqa: F401 - compose registers the compose pages on `ui`
 from webui.sessions import login_required, notice
@@ -54,7 +55,22 @@ def _dashboard_data() -> dict:
 @login_required()
 def dashboard():
     # the chart (webui.stats' `hourly_chart`) counts clock hours of the gateway's time, the last one in progress
-    return render_template("dashboard.html", data=_dashboard_data(), hours=gateway().sent_by_hour(time.time()))
+    return render_template("dashboard.html", data=_dashboard_data(), hours=gateway().sent_by_hour(time.time()),
+                           storage=_storage_card())
+
+
+def _storage_card() -> dict:
+    """The dashboard's database card: its size (file and write-ahead log), the disk's free space, the oldest
+    message kept and what [retention] keeps (`Gateway.storage_summary`)."""
+    summary = gateway().storage_summary()
+    kept = summary["retention"]
+    return {"size": describe_bytes(summary["database_bytes"] + summary["wal_bytes"]),
+            "wal": describe_bytes(summary["wal_bytes"]), "free": describe_bytes(summary["disk_free_bytes"]),
+            "oldest_message_at": summary["oldest_message_at"], "oldest_inbox_at": summary["oldest_inbox_at"],
+            "retention": [("Messages", describe_days(kept["messages_days"])),
+                          ("Inbox", describe_days(kept["inbox_days"])),
+                          ("Webhook deliveries", describe_days(kept["webhook_deliveries_days"])),
+                          ("Audit log", describe_days(kept["audit_days"]))]}
 
 
 @ui.get("/ui/dashboard.json")

@@ -55,7 +55,7 @@ class Pool:
         gateway.wake_at = self.alarm.at
 
     def start(self) -> None:
-        for message in self.store.recover_in_flight():
+        for message in self.store.recover_in_flight(rebooted=self._rebooted()):
             log.warning("message %s was in flight when the gateway stopped: %s", message["id"], message["action"])
         self._started = True
         for worker in self.workers:
@@ -229,8 +229,28 @@ class Pool:
         with self._lock:
             self._idle.discard(worker)
 
-    def claim(self, worker: ModemWorker, modem_id: int) -> Claimed | None:
-        """The next message `worker` (attached as `modem_id`) may send, claimed; None when there is none."""
+    def has_idle(self, besides: ModemWorker) -> bool:
+        """Whether a live, enabled worker other than `besides` waits for work: it would take a message at once, so
+        `besides` must not claim one ahead of its current send."""
+        with self._lock:
+            return any(worker is not besides and worker.live and worker.row.get("enabled", 1) for worker in self._idle)
+
+    def _rebooted(self) -> bool:
+        """Whether the machine started again since the gateway last started here (its boot id changed, or is
+        unknown): then a power cut may have lost commits that were not synced (store/base.py)."""
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+                boot = file.read(64).strip()
+        except OSError:
+            return True
+        last = self.store.setting("boot_id", lambda: "")
+        if last != boot:
+            self.store.set_setting("boot_id", boot)
+        return last != boot
+
+    def claim(self, worker: ModemWorker, modem_id: int, ahead: bool = False) -> Claimed | None:
+        """The next message `worker` (attached as `modem_id`) may send, claimed; None when there is none.
+        `ahead`: while the modem still sends the one before (`DispatchStore.claim_next`)."""
         live = [other for other in self.workers if other.live and other.row.get("enabled", 1)]
         # the modems that could take a message this one failed: a retry comes back here when none allows it
         others = [(other.label, other.row.get("grp")) for other in live
@@ -239,7 +259,7 @@ class Pool:
             else None
         sending = [other.modem_id for other in live if other.modem_id is not None and not other.quota_blocked]
         return self.store.claim_next(modem_id, worker.label, worker.row.get("grp"), others, time.time(), sticky_to,
-                                     sending)
+                                     sending, ahead=ahead)
 
     def wake(self, count: int = 1, exclude: ModemWorker | None = None, delay: float = 0.0,
              tried: frozenset = frozenset()) -> None:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from modemgw import at, dispatch, pdu
 from modemgw.errors import CmeError, CmsError, ModemError, PortLost, ResponseError, WrongModem
 from modemgw.gateway import REPORT_MODES, sent_today
-from modemgw.modem import Identity, Modem, StoredMessage, identity_matches
+from modemgw.modem import Identity, Modem, PendingSend, StoredMessage, identity_matches
 from modemgw.pool.ports import same_port
-from modemgw.pool.state import ModemState
+from modemgw.pool.state import ModemState, Observed, health_changes
 from modemgw.pool.storage import poll_reports, read_everything_stored, take_stored
 from modemgw.pool.tasks import Call, Health, PortFound, Stop, Task, Wake
 from modemgw.settings import ModemConfig, ModemSettings
@@ -58,7 +58,9 @@ class ModemWorker(threading.Thread):
         self.tasks: queue.Queue[Task] = queue.Queue()  # wake-ups, health checks, calls, a stop; the modem's URCs
         self.session: _Attached | None = None  # the open modem, while there is one
         self.modem_id: int | None = None  # the SIM's row, kept while detached (its state is still recorded)
-        self.row: dict = {}
+        self.row: dict = {}  # the SIM's row as stored (settings, counters); what health checks see is `seen`
+        self.seen: Observed | None = None  # the last health check: the live signal, registration, operator
+        self._recorded: tuple[str, str | None] | None = None  # the state (and reason) the row holds, as we wrote it
         self.device = config.device
         self.imei = config.imei
         self.state = "connecting"
@@ -66,6 +68,7 @@ class ModemWorker(threading.Thread):
         self.failures = 0
         self.recent: list[bool] = []      # outcomes of recent sends, for health-weighted dispatch
         self._stopping = False
+        self._prefetched: Claimed | None = None  # claimed while the last send was in flight, not yet at the modem
         self._backoff = pool.settings.reconnect_min
         self._concat_ref = random.randrange(256)
         self._quota_reported = False
@@ -112,7 +115,7 @@ class ModemWorker(threading.Thread):
         delivered = self.row.get("delivered_total") or 0
         sent = self.row.get("sent_total") or 0
         return dispatch.Candidate(key=self.order, sent_today=self._sent_today(),
-                                  signal_dbm=self.row.get("signal_dbm"), error_rate=errors,
+                                  signal_dbm=self._observed("signal_dbm"), error_rate=errors,
                                   delivery_rate=(delivered / sent) if sent else 1.0, order=self.order)
 
     def _sent_today(self) -> int:
@@ -120,11 +123,18 @@ class ModemWorker(threading.Thread):
 
     def modem_state(self) -> ModemState:
         """What outside readers may know about this worker's modem now (read from any thread)."""
-        row = self.row
+        row, seen = self.row, self.seen
         return ModemState(modem_id=self.modem_id, label=self.label, device=self.device, imei=self.imei,
                           state=self.state, live=self.live, attached=self.attached, sent_today=self._sent_today(),
-                          signal_dbm=row.get("signal_dbm"), operator=row.get("operator"),
-                          reports=REPORT_MODES.get(row.get("report_mode") or ""), configured_label=self.config.label)
+                          signal_dbm=self._observed("signal_dbm"), operator=self._observed("operator"),
+                          reports=REPORT_MODES.get(row.get("report_mode") or ""), configured_label=self.config.label,
+                          registration=self._observed("registration"),
+                          last_seen=seen.at if seen is not None else row.get("last_seen"))
+
+    def _observed(self, name: str):
+        """`name` as the last health check saw it (live), else as the row has it."""
+        seen = self.seen
+        return getattr(seen, name) if seen is not None else self.row.get(name)
 
     def snapshot(self) -> dict:
         return self.modem_state().summary()
@@ -210,13 +220,18 @@ class ModemWorker(threading.Thread):
         """One turn: handle what arrived, send if allowed and there is work, else wait to be woken."""
         self._drain(session)
         if not self.row.get("enabled", 1):
+            self._give_back("its modem was disabled")
             self._set_state("ready")
             self._handle(session, self._get(None))
             return
         blocked = self._blocked()
+        if blocked is not None:
+            self._give_back("its modem may not send now (a pause, a rate limit or a quota)")
         if blocked is None:
-            self.pool.idle(self)  # idle before the claim, so a submit racing with it still wakes us
-            claimed = self.pool.claim(self, session.modem_id)
+            claimed, self._prefetched = self._prefetched, None
+            if claimed is None:
+                self.pool.idle(self)  # idle before the claim, so a submit racing with it still wakes us
+                claimed = self.pool.claim(self, session.modem_id)
             tried, self._wake_tried = self._wake_tried, None
             if claimed is not None:
                 self.pool.busy(self)
@@ -337,8 +352,17 @@ class ModemWorker(threading.Thread):
         if state != self.state:
             self.state = state
             if self.modem_id is not None and state in ("ready", "faulted", "searching"):
-                self.pool.store.set_modem_state(self.modem_id, "online" if state == "ready" else state, reason)
+                self._record_state(self.modem_id, "online" if state == "ready" else state, reason)
             self.pool.changed()
+
+    def _record_state(self, modem_id: int, state: str, reason: str | None) -> None:
+        """Write the modem's state (and why) to its row, unless the row says so already: busy -> ready after each
+        burst of sends, or the same outage noticed twice, must not cost a write (an SD card's wear)."""
+        recorded = self._recorded
+        if recorded is not None and recorded[0] == state and reason in (None, recorded[1]):
+            return
+        self.pool.store.set_modem_state(modem_id, state, reason)
+        self._recorded = (state, reason)
 
     # --- sending: what happened goes to the gateway, which decides what becomes of the message ----------
 
@@ -362,7 +386,10 @@ class ModemWorker(threading.Thread):
                     continue
                 started = time.monotonic()
                 in_flight = seq
-                tp_mr = session.modem.send_pdu(part)
+                pending = session.modem.start_send(part)
+                if seq == len(parts):
+                    self._prefetch_during(session, pending)
+                tp_mr = pending.result()
                 in_flight = None
                 marked = seq == len(parts)
                 self._part_sent(session, claimed, seq, tp_mr, started, last=marked)
@@ -370,17 +397,60 @@ class ModemWorker(threading.Thread):
                 self._durably(f"message {claimed.id} as sent", functools.partial(
                     self.pool.gateway.message_sent, claimed, session.modem_id, time.time()))
         except CmsError as error:  # the modem answered: this part did not go out
+            if error.kind != "message":  # the network's or the modem's trouble: the next one would meet it too
+                self._give_back(f"{error} on the message before it")
             self._send_refused(session, claimed, error)
             return
         except ModemError as error:  # a timeout, a lost port, a reply that makes no sense: the modem's side
+            self._give_back(f"{error} on the message before it")
             self._send_failed(session, claimed, error, may_have_left=in_flight is not None and _may_have_left(error))
             raise
         except Exception as error:  # the database or a bug: the message must not stay `sending`
+            self._give_back(f"{error} on the message before it")
             self._send_failed(session, claimed, error, may_have_left=in_flight is not None)
             raise
         self.recent = (self.recent + [True])[-20:]
         self.failures = 0
         self._pause = self.pool.settings.network_check_min
+
+    # --- the next message, claimed while the modem sends this one (it waits in memory, never at the modem) ------
+
+    def _prefetch_during(self, session: _Attached, pending: PendingSend) -> None:
+        """While the modem sends the last part of a message (`pending`), claim the next one, so that it goes to the
+        modem the moment the answer comes: the claim (a durable commit) leaves the send path, where with many modems
+        on one slow core it was the largest share of a send's turnaround. Only when no other modem is idle (one would
+        take that message at once), and only for a SIM without rate limits or quotas (the send in flight may use the
+        last allowance). Nothing may escape here while the send is under way: its answer is taken in any case."""
+        try:
+            if self._may_prefetch():
+                self._prefetched = self.pool.claim(self, session.modem_id, ahead=True)
+        except StoreError as error:  # the database is unwell: the next turn claims (and meets it) as ever
+            log.debug("%s: no claim ahead: %s", self.label, error)
+        except BaseException:
+            try:
+                pending.result()
+            except ModemError:
+                pass
+            raise
+
+    def _may_prefetch(self) -> bool:
+        row = self.row
+        return (self._prefetched is None and not self._stopping and not self._unsettled and bool(row.get("enabled", 1))
+                and self.searching_since is None and self.paused_until <= time.monotonic()
+                and not (row.get("rate_per_minute") or row.get("quota_day") or row.get("quota_month"))
+                and not self.pool.has_idle(besides=self))
+
+    def _give_back(self, reason: str) -> None:
+        """A message claimed ahead cannot follow (the send before it failed, the modem went away, stops or may not
+        send now): back to the queue as it was, no attempt counted, no flag (it never reached a modem), for any
+        modem; another is woken for it."""
+        claimed, self._prefetched = self._prefetched, None
+        if claimed is None or self.modem_id is None:
+            return
+        log.info("%s: message %s goes back to the queue unsent: %s", self.label, claimed.id, reason)
+        self._durably(f"message {claimed.id} back to the queue", functools.partial(
+            self.pool.store.give_back, claimed.id, self.modem_id, bool(claimed.sent_parts)))
+        self.pool.wake(1, exclude=self)
 
     def _part_sent(self, session: _Attached, claimed: Claimed, seq: int, tp_mr: int, started: float,
                    last: bool) -> None:
@@ -389,9 +459,10 @@ class ModemWorker(threading.Thread):
         now = time.time()
         self.window.add(now)
         self._count(now)
+        handed = self._prefetched.id if last and self._prefetched is not None else None  # it goes out next
         self._durably(f"part {seq} of message {claimed.id} (TP-MR {tp_mr})", functools.partial(
             self.pool.gateway.part_sent, claimed, seq, session.modem_id, tp_mr, now, last=last,
-            sticky=self.pool.settings.sticky))
+            sticky=self.pool.settings.sticky, handed=handed))
         self.pool.observe_send(self.pulse - started)
         if claimed.request_report:
             self._expect_report(session)
@@ -528,9 +599,12 @@ class ModemWorker(threading.Thread):
             self._poll_reports(session)
         self._check_reports(session)
         status = session.modem.network_status()
-        self.row = self.pool.store.update_modem(
-            session.modem_id, signal_dbm=status.signal.dbm, registration=status.registration.state,
-            operator=status.operator, last_seen=time.time())
+        self.seen = seen = Observed(status.signal.dbm, status.registration.state, status.operator, time.time())
+        changes = health_changes(self.row, seen)
+        if changes:  # only what changed is written: an idle gateway writes nothing (SD cards wear out)
+            self.row = self.pool.store.update_modem(session.modem_id, **changes)
+        else:  # a read: the counters others keep (delivered_total, ...) for health-weighted dispatch
+            self.row = self.pool.store.modem(session.modem_id)
         if not status.registration.registered:
             self._lose_network(session, status.registration.state)
 
@@ -563,6 +637,7 @@ class ModemWorker(threading.Thread):
         reset would not bring the network back, and on real hardware drops the modem off USB)."""
         if self.searching_since is not None:
             return
+        self._give_back(f"no network ({state})")
         settings = self.pool.settings
         self.searching_since = time.time()
         self._network_interval = settings.network_check_min
@@ -744,6 +819,7 @@ class ModemWorker(threading.Thread):
             row = store.update_modem(row["id"], label=self.config.label)
         window = dispatch.RateWindow(store.sent_in_window(row["id"], time.time() - 60))
         self.row, self.modem_id, self.window = row, row["id"], window
+        self.seen, self._recorded = None, (row["state"], None) if row.get("state") else None
         self.session = session = _Attached(modem, row["id"], device)
         return session
 
@@ -777,7 +853,7 @@ class ModemWorker(threading.Thread):
         if (self.modem_id is not None and self.state != "faulted"
                 and self._backoff >= self.pool.settings.reconnect_max / 4):
             self._set_state("faulted")
-            self.pool.store.set_modem_state(self.modem_id, "offline", reason)
+            self._record_state(self.modem_id, "offline", reason)
             self.pool.gateway.emit("modem.offline", {"modem_id": self.modem_id, "label": self.label,
                                                      "reason": reason})
         log.info("%s: %s; retrying in %.1f s", self.label, reason, self._backoff)
@@ -788,7 +864,7 @@ class ModemWorker(threading.Thread):
         log.warning("%s: port lost: %s", self.label, error)
         self._close()
         if self.modem_id is not None:
-            self.pool.store.set_modem_state(self.modem_id, "offline", str(error))
+            self._record_state(self.modem_id, "offline", str(error))
             self.pool.gateway.emit("modem.offline", {"modem_id": self.modem_id, "label": self.label,
                                                      "reason": str(error)})
             self._unpin(self.modem_id)
@@ -824,6 +900,10 @@ class ModemWorker(threading.Thread):
         self._set_state("faulted")
 
     def _close(self) -> None:
+        try:
+            self._give_back("its modem stopped" if self._stopping else "its modem went away")
+        except StoreError as error:  # kept by _durably; a restart's recovery requeues it if it is lost
+            log.error("%s: %s", self.label, error)
         self.searching_since = None
         self._deferred.clear()  # URCs of this port: what they announced is read from the SIM at the next connect
         session = self.session

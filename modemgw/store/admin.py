@@ -163,6 +163,12 @@ class AdminStore(StoreBase):
 
     # --- settings ------------------------------------------------------------------------------------------------
 
+    def set_setting(self, name: str, value: str) -> None:
+        """Set a gateway-wide setting."""
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                         "value = excluded.value", (name, value))
+
     def setting(self, name: str, create: Callable[[], str]) -> str:
         """A gateway-wide setting (e.g. a secret), made by `create()` the first time it is asked for."""
         rows = self.query("SELECT value FROM settings WHERE name = ?", (name,))

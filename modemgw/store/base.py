@@ -2,7 +2,9 @@
 database's health. The subject modules (messages, dispatch, inbox, modems, admin, webhooks) build on `StoreBase`.
 
 One connection per thread (WAL, synchronous=NORMAL, a busy timeout); every state change is one short
-transaction. The schema is versioned SQL (`schema.py`), applied when a store opens.
+transaction, synced to the disk (synchronous=FULL for that commit) when something outside is told about it or
+acts on it next: `transaction(durable=True)`. The schema is versioned SQL (`schema.py`), applied when a store
+opens.
 """
 
 from __future__ import annotations
@@ -65,6 +67,27 @@ def _create_private(path: str) -> None:
         raise StoreError(f"cannot create database {path}: {error}", "io") from None
 
 
+# A new database's page size. Every commit appends each page it changed, whole, to the write-ahead log: with
+# SQLite's default of 4096 bytes, one message's life (queued, claimed, sent, its report, its webhook) wrote ~45
+# pages, 180 KiB, to an SD card for ~900 bytes kept. Rows here are small (a message is ~300 bytes), so 1 KiB pages
+# hold them as well and each changed page costs a quarter (benchmarks/cost.py). Reads of a million messages stay
+# within their targets (benchmarks/million.py). Set once, when the file is created; existing files keep theirs.
+PAGE_SIZE = 1024
+
+
+def _new_database(conn: sqlite3.Connection) -> None:
+    """Settings that only an empty database file can take: its page size, and incremental vacuum (pruning gives
+    free pages back to the file system a few at a time, instead of a VACUUM that rewrites the whole file)."""
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+
+
+# A message's routine steps, in the order they happen: told from its rows, not kept in the event log.
+ROUTINE_EVENTS = ("message.created", "message.sending", "part.sent", "message.sent", "part.report",
+                  "message.delivered", "message.undelivered")
+FINAL_REPORTS = ("delivered", "failed")  # a part's report that is kept in its row (a pending one is logged)
+
+
 def inserted_id(cursor: sqlite3.Cursor) -> int:
     """The rowid of the row an INSERT made."""
     if cursor.lastrowid is None:  # only before any INSERT on this cursor
@@ -101,10 +124,16 @@ class StoreBase:
                 raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
             conn.row_factory = sqlite3.Row
             try:
+                if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                    _new_database(conn)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA foreign_keys=ON")
+                # Each thread's connection has its own page cache: SQLite's default (2 MiB) times ~25 threads
+                # (workers, HTTP, jobs, webhooks) was up to 50 MB of RSS on a 60 MB budget. The OS caches the file
+                # anyway; 512 KiB keeps a query's working set (benchmarks/footprint.py, modemgw/memory.py).
+                conn.execute("PRAGMA cache_size = -512")
             except sqlite3.Error as error:
                 conn.close()
                 raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
@@ -112,9 +141,17 @@ class StoreBase:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; rolled back on any error, and SQLite errors become StoreError (a
         `Duplicate` or `Conflict` when a constraint refused the write).
+
+        `durable`: the commit is on the disk when this returns (synchronous=FULL for this commit: the
+        write-ahead log is synced). For a write that something outside is told about or acts on next: a
+        submission answered 202/250/submit_sm_resp, an inbound SMS or report before the modem may forget it,
+        a claim before its PDU goes to the modem (else a power cut could lose the claim and the message would
+        go out again unflagged). Other commits (synchronous=NORMAL) survive a crash of the process but may be
+        lost with the last second or so of work on a power cut: the WAL keeps them in order, so what survives
+        is always a consistent past state.
 
         Writers of this process queue on a lock first: SQLite's own busy handler sleeps in steps of
         milliseconds when two writers collide, which would put sleeps in the send path. Other processes
@@ -122,6 +159,24 @@ class StoreBase:
 
         A write that fails because the database is unwell is remembered (`write_failure`, `health()`) until a
         commit works again. Raises StoreError; an exception of the block is raised as it is, after rollback."""
+        if not durable:
+            with self._transaction() as conn:
+                yield conn
+            return
+        with self._write_lock:
+            conn = self.connection()
+            try:
+                conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as error:
+                raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
+            try:
+                with self._transaction() as same:
+                    yield same
+            finally:
+                self._normal_sync(conn)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.connection()
         with self._write_lock:
             try:
@@ -145,6 +200,17 @@ class StoreBase:
                 raise self._write_failed(StoreError.from_sqlite(
                     error, f"database {self.path}: commit failed: {error}")) from None
             self._write_worked()
+
+    def _normal_sync(self, conn: sqlite3.Connection) -> None:
+        """Back to synchronous=NORMAL after a durable commit (a connection dropped by a failed rollback is
+        closed already: it needs nothing)."""
+        if conn is not getattr(self._local, "conn", None):
+            return
+        try:
+            if not conn.in_transaction:
+                conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as error:
+            log.warning("database %s: cannot set synchronous=NORMAL again: %s", self.path, error)
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         """End a failed transaction. SQLite may have rolled it back by itself (SQLITE_FULL, IOERR, BUSY can):
@@ -283,7 +349,75 @@ class StoreBase:
         finally:
             self._write_lock.release()
 
+    # --- time ranges of messages ------------------------------------------------------------------------
+
+    def first_id_created(self, moment: float) -> int:
+        """The smallest message id created at or after `moment` (one above the largest id when none was): a binary
+        search over the primary key, about 20 lookups for a million rows, no index on created_at needed. It takes
+        ids to grow with created_at, as the gateway writes them; a clock set back lets a few rows of the moment it
+        went back fall outside a range that ought to hold them."""
+        # two queries: SQLite reads MIN or MAX alone from the primary key's end, both at once by a scan
+        first, last = (self.query(f"SELECT {end}(id) FROM messages")[0][0] for end in ("MIN", "MAX"))
+        if first is None or last is None:
+            return 1
+        low, up = first, last + 1  # ids below `low` were created before `moment`; `answer` at or after
+        answer = up
+        while low < up:
+            middle = (low + up) // 2
+            rows = self.query("SELECT id, created_at FROM messages WHERE id >= ? AND id < ? ORDER BY id LIMIT 1",
+                              (middle, up))
+            if not rows:
+                up = middle
+            elif rows[0][1] >= moment:
+                answer = up = rows[0][0]
+            else:
+                low = rows[0][0] + 1
+        return answer
+
     # --- events ----------------------------------------------------------------------------------------
+    # The event log keeps what only it can tell: retries, failures, a possible duplicate, a report that is not
+    # final, cancels, edits, modems' changes. A message's routine steps (ROUTINE_EVENTS: accepted, handed to a
+    # SIM, each part sent, sent, each final report, delivered or not) are not written there: the message's and
+    # its parts' rows hold their times already, and writing them again cost 13 of the 45 pages a message wrote to
+    # the disk (three tables' b-trees, three times). `_timeline` tells them from the rows when a timeline is read.
+
+    def _timeline(self, message_id: int, kept: list[dict]) -> list[dict]:
+        """A message's timeline: the events kept for it, with its routine steps told from its rows (a message
+        stored before they were left out of the log has them logged already: then the log alone)."""
+        if any(event["kind"] == "message.created" for event in kept):
+            return kept
+        rows = self.query("SELECT * FROM messages WHERE id = ?", (message_id,))
+        if not rows:
+            return kept
+        message = rows[0]
+        parts = self.query("SELECT * FROM parts WHERE message_id = ? ORDER BY seq", (message_id,))
+
+        def step(at: float | None, kind: str, modem_id: int | None = None, **detail: Any) -> dict:
+            return {"id": None, "at": at, "message_id": message_id, "modem_id": modem_id, "kind": kind,
+                    "detail": detail}
+
+        told = [step(message["created_at"], "message.created")]
+        if message["claimed_at"] is not None and message["status"] in ("sending", "sent", "delivered", "undelivered"):
+            told.append(step(message["claimed_at"], "message.sending", message["modem_id"]))
+        told += [step(part["sent_at"], "part.sent", part["modem_id"], seq=part["seq"], reference=part["tp_mr"])
+                 for part in parts if part["sent_at"] is not None and part["tp_mr"] is not None]
+        recovered = any(event["kind"] == "message.sent" for event in kept)
+        if message["sent_at"] is not None and not recovered and \
+                message["status"] in ("sent", "delivered", "undelivered"):
+            told.append(step(message["sent_at"], "message.sent", message["modem_id"]))
+        final = [part for part in parts if part["report_at"] is not None and part["report_status"] in FINAL_REPORTS]
+        told += [step(part["report_at"], "part.report", part["modem_id"], seq=part["seq"],
+                      outcome=part["report_status"], code=part["report_code"]) for part in final]
+        if message["status"] == "delivered":
+            told.append(step(message["delivered_at"] or message["updated_at"], "message.delivered",
+                             message["modem_id"]))
+        elif message["status"] == "undelivered":
+            failed = [part["report_at"] for part in final if part["report_status"] == "failed"]
+            told.append(step(max(failed) if failed else message["updated_at"], "message.undelivered",
+                             message["modem_id"]))
+        order = {kind: rank for rank, kind in enumerate(ROUTINE_EVENTS)}
+        merged = sorted(told + kept, key=lambda event: (event["at"] or 0, order.get(event["kind"], 3)))
+        return merged
 
     @staticmethod
     def _event(conn: sqlite3.Connection, kind: str, message_id: int | None = None, modem_id: int | None = None,
@@ -298,9 +432,12 @@ class StoreBase:
             self._event(conn, kind, message_id, modem_id, **detail)
 
     def events(self, message_id: int | None = None, modem_id: int | None = None, limit: int = 200) -> list[dict]:
-        """A message's events (oldest first), or a modem's or all (newest first), details decoded."""
+        """A message's events (oldest first: its timeline, the routine steps included), or a modem's or all
+        (newest first: only those kept in the event log), details decoded."""
         if message_id is not None:
             rows = self.query("SELECT * FROM events WHERE message_id = ? ORDER BY id LIMIT ?", (message_id, limit))
+            kept = [dict(row) | {"detail": json.loads(row["detail"]) if row["detail"] else {}} for row in rows]
+            return self._timeline(message_id, kept)[:limit]
         elif modem_id is not None:
             rows = self.query("SELECT * FROM events WHERE modem_id = ? ORDER BY id DESC LIMIT ?", (modem_id, limit))
         else:

@@ -16,9 +16,10 @@ class InboxStore(StoreBase):
 
     def insert_inbound(self, modem_id: int, sender: str, body: str, sent_at: float | None, dedupe_key: str,
                        parts: int = 1, partial: bool = False) -> int | None:
-        """A complete inbound message; None when it is a duplicate of one already stored."""
+        """A complete inbound message; None when it is a duplicate of one already stored. Durable: the modem
+        is told to forget it next."""
         now = time.time()
-        with self.transaction() as conn:
+        with self.transaction(durable=True) as conn:
             if conn.execute("SELECT 1 FROM inbox_seen WHERE dedupe_key = ?", (dedupe_key,)).fetchone():
                 return None
             cursor = conn.execute("INSERT OR IGNORE INTO inbox (modem_id, sender, body, sent_at, received_at, parts, "
@@ -34,9 +35,9 @@ class InboxStore(StoreBase):
     def insert_inbound_part(self, modem_id: int, sender: str, reference: int, total: int, seq: int,
                             encoding: str, payload: bytes, sent_at: float | None, dedupe_key: str) -> list[dict] | None:
         """Store one part of a concatenated message; when all `total` parts are in, return them in order (and
-        remove them); None while parts are missing or when this part is a duplicate."""
+        remove them); None while parts are missing or when this part is a duplicate. Durable, like a whole one."""
         now = time.time()
-        with self.transaction() as conn:
+        with self.transaction(durable=True) as conn:
             if conn.execute("SELECT 1 FROM inbox_seen WHERE dedupe_key = ?", (dedupe_key,)).fetchone():
                 return None
             conn.execute("INSERT OR IGNORE INTO inbox_parts (modem_id, sender, reference, total, seq, encoding, "
@@ -95,12 +96,12 @@ class InboxStore(StoreBase):
     def conversations(self, limit: int = 200) -> list[dict]:
         """One row per conversation, (our SIM, their number), latest first: {"modem_id", "label" (the SIM's modem,
         or None), "sender", "total", "unread", "last" (received_at), "latest" (the body of the newest)}."""
+        # `conversations` (migration 12) is kept by triggers on inbox: the newest are read by their index
         return [dict(row) for row in self.query(
-            "SELECT c.*, m.label AS label, m.number AS our_number, "
-            "(SELECT body FROM inbox i2 WHERE i2.id = c.newest) AS latest FROM ("
-            "SELECT modem_id, sender, COUNT(*) AS total, SUM(read = 0) AS unread, MAX(received_at) AS last, "
-            "MAX(id) AS newest FROM inbox GROUP BY modem_id, sender) c LEFT JOIN modems m ON m.id = c.modem_id "
-            "ORDER BY c.last DESC LIMIT ?", (limit,))]
+            "SELECT NULLIF(c.modem_id, 0) AS modem_id, c.sender, c.total, c.unread, c.last, c.newest, "
+            "m.label AS label, m.number AS our_number, "
+            "(SELECT body FROM inbox i2 WHERE i2.id = c.newest) AS latest FROM conversations c "
+            "LEFT JOIN modems m ON m.id = NULLIF(c.modem_id, 0) ORDER BY c.last DESC LIMIT ?", (limit,))]
 
     def inbox_from(self, sender: str, modem_id: int | None = None) -> list[dict]:
         """Every inbound message from `sender` (to the SIM `modem_id` when given), oldest first."""

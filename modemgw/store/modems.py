@@ -61,11 +61,17 @@ class ModemStore(StoreBase):
 
     def update_modem(self, modem_id: int, **fields: Any) -> dict:
         """Change a modem's settings or state; its row after. Raises NotFound, Duplicate (the label is another
-        modem's), ValueError (a field that is not a modem's)."""
+        modem's), ValueError (a field that is not a modem's). Only fields whose value differs are written, so a call
+        that changes nothing writes nothing (an SD card's wear)."""
         with self.transaction() as conn:
-            if conn.execute("SELECT 1 FROM modems WHERE id = ?", (modem_id,)).fetchone() is None:
+            row = conn.execute("SELECT * FROM modems WHERE id = ?", (modem_id,)).fetchone()
+            if row is None:
                 raise NotFound(f"no modem {modem_id}")
-            self._update_modem(conn, modem_id, fields)
+            before = dict(row)
+            changed = {name: value for name, value in fields.items() if name not in before or before[name] != value}
+            self._update_modem(conn, modem_id, changed)
+            if not changed:
+                return before
             return dict(conn.execute("SELECT * FROM modems WHERE id = ?", (modem_id,)).fetchone())
 
     def set_modem_state(self, modem_id: int, state: str, error: str | None = None) -> None:

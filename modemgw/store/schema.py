@@ -10,6 +10,40 @@ import sqlite3
 
 from modemgw.store.errors import StoreError
 
+# Migration 12's delivery times: `stats_daily` rows of kind 'took:<s>' count the messages delivered `s` seconds
+# after they were sent (to two significant figures: whole seconds under 100 s, then 10 s steps, 100 s steps, ...),
+# filed under the local day they were sent, per SIM. The statistics' medians are read from them (a year's report
+# reads a few thousand rows, not every delivered message) and are exact to that precision.
+_TOOK_BUCKET = ("(WITH d(s) AS (SELECT MAX(0, CAST({m}.delivered_at - {m}.sent_at AS INTEGER))) SELECT CASE "
+                "WHEN s < 100 THEN s WHEN s < 1000 THEN s / 10 * 10 WHEN s < 10000 THEN s / 100 * 100 "
+                "WHEN s < 100000 THEN s / 1000 * 1000 ELSE s / 10000 * 10000 END FROM d)")
+_TOOK_ADD = ("INSERT INTO stats_daily (day, kind, modem_id, count) SELECT date({m}.sent_at, 'unixepoch', 'localtime'), "
+             "'took:' || " + _TOOK_BUCKET + ", IFNULL({m}.modem_id, 0), 1 WHERE {m}.status = 'delivered' "
+             "AND {m}.sent_at IS NOT NULL AND {m}.delivered_at IS NOT NULL "
+             "ON CONFLICT (day, kind, modem_id) DO UPDATE SET count = count + 1;")
+_TOOK_REMOVE = ("UPDATE stats_daily SET count = count - 1 WHERE {m}.status = 'delivered' AND {m}.sent_at IS NOT NULL "
+                "AND {m}.delivered_at IS NOT NULL AND day = date({m}.sent_at, 'unixepoch', 'localtime') "
+                "AND kind = 'took:' || " + _TOOK_BUCKET + " AND modem_id = IFNULL({m}.modem_id, 0);")
+_TOOK = f"""
+    CREATE TRIGGER stats_took_added AFTER INSERT ON messages WHEN NEW.status = 'delivered' BEGIN
+        {_TOOK_ADD.format(m="NEW")}
+    END;
+    CREATE TRIGGER stats_took_changed AFTER UPDATE OF status, sent_at, delivered_at, modem_id ON messages
+    WHEN (OLD.status = 'delivered' OR NEW.status = 'delivered') AND (OLD.status IS NOT NEW.status
+        OR OLD.sent_at IS NOT NEW.sent_at OR OLD.delivered_at IS NOT NEW.delivered_at
+        OR OLD.modem_id IS NOT NEW.modem_id) BEGIN
+        {_TOOK_REMOVE.format(m="OLD")}
+        {_TOOK_ADD.format(m="NEW")}
+    END;
+    CREATE TRIGGER stats_took_deleted AFTER DELETE ON messages WHEN OLD.status = 'delivered' BEGIN
+        {_TOOK_REMOVE.format(m="OLD")}
+    END;
+    INSERT INTO stats_daily (day, kind, modem_id, count)
+    SELECT date(m.sent_at, 'unixepoch', 'localtime'), 'took:' || {_TOOK_BUCKET.format(m="m")}, IFNULL(m.modem_id, 0),
+        COUNT(*) FROM messages m WHERE m.status = 'delivered' AND m.sent_at IS NOT NULL AND m.delivered_at IS NOT NULL
+    GROUP BY 1, 2, 3;
+"""
+
 MIGRATIONS: list[str] = [
     # 1: the whole schema as of the gateway core
     """
@@ -402,13 +436,168 @@ MIGRATIONS: list[str] = [
     CREATE INDEX smpp_parts_group ON smpp_parts(user_id, source, destination, reference, total);
     CREATE INDEX smpp_parts_key ON smpp_parts(group_key);
     """,
-    # 11: the write path (#19): filled in by the write-path work.
+    # 11: fewer pages written per message (#19). Every commit writes each page it changed to the WAL, and every
+    # b-tree (table or index) a commit touches is at least one page. `parts` and `sticky` were rowid tables with
+    # their primary key as a second b-tree: WITHOUT ROWID makes the key the table (one b-tree, two pages less per
+    # message). `messages_modem` held an entry for every queued message under modem NULL, moved when it was
+    # claimed: partial, it is written once, when a modem takes the message (`modem_id = ?` still finds it).
+    # Submissions' idempotency keys were UNIQUE, an index entry (NULL) even for the many without a key: a partial
+    # unique index holds only the keys. `claimed_at`: when a modem took the message (its timeline's "handed to a
+    # SIM", which is no longer an event row: see store/base.py `_timeline`).
     """
-    SELECT 1;
+    CREATE TABLE parts_new (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        modem_id INTEGER,
+        tp_mr INTEGER,
+        sent_at REAL,
+        report_status TEXT,
+        report_code INTEGER,
+        report_at REAL,
+        PRIMARY KEY (message_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO parts_new SELECT message_id, seq, modem_id, tp_mr, sent_at, report_status, report_code, report_at
+        FROM parts;
+    DROP TABLE parts;
+    ALTER TABLE parts_new RENAME TO parts;
+    CREATE INDEX parts_report ON parts(modem_id, tp_mr, sent_at);
+    CREATE INDEX parts_sent ON parts(modem_id, sent_at);
+    CREATE TABLE sticky_new (
+        recipient TEXT PRIMARY KEY,
+        modem_id INTEGER NOT NULL,
+        at REAL NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO sticky_new SELECT recipient, modem_id, at FROM sticky;
+    DROP TABLE sticky;
+    ALTER TABLE sticky_new RENAME TO sticky;
+    DROP INDEX messages_modem;
+    CREATE INDEX messages_modem ON messages(modem_id, id) WHERE modem_id IS NOT NULL;
+    CREATE TABLE submissions_new (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT,
+        body_hash TEXT NOT NULL,
+        result TEXT,
+        api_key_id INTEGER,
+        created_at REAL NOT NULL
+    );
+    INSERT INTO submissions_new SELECT id, idempotency_key, body_hash, result, api_key_id, created_at FROM submissions;
+    DROP TABLE submissions;
+    ALTER TABLE submissions_new RENAME TO submissions;
+    CREATE UNIQUE INDEX submissions_key ON submissions(idempotency_key) WHERE idempotency_key IS NOT NULL;
+    ALTER TABLE messages ADD COLUMN claimed_at REAL;
     """,
-    # 12: query indexes for a million messages (#19): filled in by the query work.
+    # 12: queries over a million messages (#19). `messages_sent`: what was sent in a time range (the dashboard's
+    # hours, the statistics' medians) is found by an index, not a scan. `stats_daily`: the statistics' counts per
+    # local day, SIM (0: none) and kind (a counted status, or 'segment' for a part a SIM sent), kept by triggers in
+    # the transaction that changes a message or a part, so that a year's report reads a few thousand rows instead
+    # of a million (modemgw/store/stats.py says what counts and when). `conversations`: the inbox per (SIM, sender),
+    # kept by triggers on `inbox`, for the conversations list. Both are filled from the rows already stored.
+    # Delivery times per day and SIM for the medians (`_TOOK` above). `messages_created` goes: a time range of
+    # messages is an id range (`StoreBase.first_id_created`), and the index cost a page per message.
     """
-    SELECT 1;
+    CREATE INDEX messages_sent ON messages(sent_at) WHERE sent_at IS NOT NULL;
+    CREATE TABLE stats_daily (
+        day TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        modem_id INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (day, kind, modem_id)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER stats_message_added AFTER INSERT ON messages
+    WHEN NEW.status IN ('sent', 'delivered', 'undelivered', 'failed', 'expired') BEGIN
+        INSERT INTO stats_daily (day, kind, modem_id, count)
+        SELECT date(at, 'unixepoch', 'localtime'), NEW.status, IFNULL(NEW.modem_id, 0), 1
+        FROM (SELECT CASE WHEN NEW.status IN ('sent', 'delivered', 'undelivered') THEN NEW.sent_at
+                     ELSE NEW.updated_at END AS at) WHERE at IS NOT NULL
+        ON CONFLICT (day, kind, modem_id) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER stats_message_changed AFTER UPDATE OF status, sent_at, updated_at, modem_id ON messages
+    WHEN (OLD.status IN ('sent', 'delivered', 'undelivered', 'failed', 'expired')
+          OR NEW.status IN ('sent', 'delivered', 'undelivered', 'failed', 'expired'))
+        AND (OLD.status IS NOT NEW.status OR OLD.modem_id IS NOT NEW.modem_id
+             OR CASE WHEN OLD.status IN ('sent', 'delivered', 'undelivered') THEN OLD.sent_at ELSE OLD.updated_at END
+                IS NOT CASE WHEN NEW.status IN ('sent', 'delivered', 'undelivered') THEN NEW.sent_at
+                            ELSE NEW.updated_at END) BEGIN
+        UPDATE stats_daily SET count = count - 1
+        WHERE OLD.status IN ('sent', 'delivered', 'undelivered', 'failed', 'expired') AND kind = OLD.status
+            AND modem_id = IFNULL(OLD.modem_id, 0) AND day = date(CASE WHEN OLD.status IN ('sent', 'delivered',
+            'undelivered') THEN OLD.sent_at ELSE OLD.updated_at END, 'unixepoch', 'localtime');
+        INSERT INTO stats_daily (day, kind, modem_id, count)
+        SELECT date(at, 'unixepoch', 'localtime'), NEW.status, IFNULL(NEW.modem_id, 0), 1
+        FROM (SELECT CASE WHEN NEW.status IN ('sent', 'delivered', 'undelivered') THEN NEW.sent_at
+                     ELSE NEW.updated_at END AS at)
+        WHERE at IS NOT NULL AND NEW.status IN ('sent', 'delivered', 'undelivered', 'failed', 'expired')
+        ON CONFLICT (day, kind, modem_id) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER stats_message_deleted AFTER DELETE ON messages
+    WHEN OLD.status IN ('sent', 'delivered', 'undelivered', 'failed', 'expired') BEGIN
+        UPDATE stats_daily SET count = count - 1 WHERE kind = OLD.status AND modem_id = IFNULL(OLD.modem_id, 0)
+            AND day = date(CASE WHEN OLD.status IN ('sent', 'delivered', 'undelivered') THEN OLD.sent_at
+                           ELSE OLD.updated_at END, 'unixepoch', 'localtime');
+    END;
+    CREATE TRIGGER stats_part_added AFTER INSERT ON parts
+    WHEN NEW.tp_mr IS NOT NULL AND NEW.sent_at IS NOT NULL BEGIN
+        INSERT INTO stats_daily (day, kind, modem_id, count)
+        VALUES (date(NEW.sent_at, 'unixepoch', 'localtime'), 'segment', IFNULL(NEW.modem_id, 0), 1)
+        ON CONFLICT (day, kind, modem_id) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER stats_part_changed AFTER UPDATE OF tp_mr, sent_at, modem_id ON parts
+    WHEN (OLD.tp_mr IS NULL) IS NOT (NEW.tp_mr IS NULL) OR OLD.sent_at IS NOT NEW.sent_at
+        OR OLD.modem_id IS NOT NEW.modem_id BEGIN
+        UPDATE stats_daily SET count = count - 1
+        WHERE OLD.tp_mr IS NOT NULL AND OLD.sent_at IS NOT NULL AND kind = 'segment'
+            AND modem_id = IFNULL(OLD.modem_id, 0) AND day = date(OLD.sent_at, 'unixepoch', 'localtime');
+        INSERT INTO stats_daily (day, kind, modem_id, count)
+        SELECT date(NEW.sent_at, 'unixepoch', 'localtime'), 'segment', IFNULL(NEW.modem_id, 0), 1
+        WHERE NEW.tp_mr IS NOT NULL AND NEW.sent_at IS NOT NULL
+        ON CONFLICT (day, kind, modem_id) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER stats_part_deleted AFTER DELETE ON parts
+    WHEN OLD.tp_mr IS NOT NULL AND OLD.sent_at IS NOT NULL BEGIN
+        UPDATE stats_daily SET count = count - 1 WHERE kind = 'segment' AND modem_id = IFNULL(OLD.modem_id, 0)
+            AND day = date(OLD.sent_at, 'unixepoch', 'localtime');
+    END;
+    INSERT INTO stats_daily (day, kind, modem_id, count)
+    SELECT date(at, 'unixepoch', 'localtime'), status, IFNULL(modem_id, 0), COUNT(*) FROM (
+        SELECT CASE WHEN status IN ('sent', 'delivered', 'undelivered') THEN sent_at ELSE updated_at END AS at,
+            status, modem_id FROM messages WHERE status IN ('sent', 'delivered', 'undelivered', 'failed', 'expired'))
+    WHERE at IS NOT NULL GROUP BY 1, 2, 3;
+    INSERT INTO stats_daily (day, kind, modem_id, count)
+    SELECT date(sent_at, 'unixepoch', 'localtime'), 'segment', IFNULL(modem_id, 0), COUNT(*) FROM parts
+    WHERE tp_mr IS NOT NULL AND sent_at IS NOT NULL GROUP BY 1, 2, 3;
+    CREATE TABLE conversations (
+        modem_id INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        unread INTEGER NOT NULL,
+        last REAL NOT NULL,
+        newest INTEGER NOT NULL,
+        PRIMARY KEY (modem_id, sender)
+    ) WITHOUT ROWID;
+    CREATE INDEX conversations_last ON conversations(last);
+    CREATE TRIGGER conversation_added AFTER INSERT ON inbox BEGIN
+        INSERT INTO conversations (modem_id, sender, total, unread, last, newest)
+        VALUES (IFNULL(NEW.modem_id, 0), NEW.sender, 1, NEW.read = 0, NEW.received_at, NEW.id)
+        ON CONFLICT (modem_id, sender) DO UPDATE SET total = total + 1, unread = unread + (NEW.read = 0),
+            last = MAX(last, NEW.received_at), newest = MAX(newest, NEW.id);
+    END;
+    CREATE TRIGGER conversation_read AFTER UPDATE OF read ON inbox WHEN (OLD.read = 0) IS NOT (NEW.read = 0) BEGIN
+        UPDATE conversations SET unread = unread + (NEW.read = 0) - (OLD.read = 0)
+        WHERE modem_id = IFNULL(OLD.modem_id, 0) AND sender = OLD.sender;
+    END;
+    CREATE TRIGGER conversation_deleted AFTER DELETE ON inbox BEGIN
+        UPDATE conversations SET total = total - 1, unread = unread - (OLD.read = 0),
+            last = IFNULL((SELECT MAX(received_at) FROM inbox WHERE modem_id IS OLD.modem_id AND sender = OLD.sender),
+                          0),
+            newest = IFNULL((SELECT MAX(id) FROM inbox WHERE modem_id IS OLD.modem_id AND sender = OLD.sender), 0)
+        WHERE modem_id = IFNULL(OLD.modem_id, 0) AND sender = OLD.sender;
+        DELETE FROM conversations WHERE modem_id = IFNULL(OLD.modem_id, 0) AND sender = OLD.sender AND total <= 0;
+    END;
+    INSERT INTO conversations (modem_id, sender, total, unread, last, newest)
+    SELECT IFNULL(modem_id, 0), sender, COUNT(*), SUM(read = 0), MAX(received_at), MAX(id) FROM inbox
+    GROUP BY IFNULL(modem_id, 0), sender;
+    """ + _TOOK + """
+    DROP INDEX messages_created;
     """,
 ]
 

@@ -212,7 +212,7 @@ class SmppStore(StoreBase):
         group (every seq 1..total is there), its `part_id` is not kept: that part's answer is the message's id.
         Returns the group: {"group_key", "created_at", "complete", "rows": [...]} (see `_group`). Raises
         Conflict when `max_groups` groups are open already, StoreError."""
-        with self.transaction() as conn:
+        with self.transaction(durable=True) as conn:  # its ESME_ROK goes out next
             row = conn.execute("SELECT group_key FROM smpp_parts WHERE user_id = ? AND source = ? AND destination = ? "
                                "AND reference = ? AND total = ? LIMIT 1",
                                (user_id, source, destination, reference, total)).fetchone()

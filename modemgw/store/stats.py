@@ -4,14 +4,22 @@ time) and per SIM, counted in SQL so that only a few rows per period leave the d
 A message is counted once, in the period of the moment it left a SIM (`sent_at`: sent, delivered, undelivered)
 or, never sent, of the moment it failed or expired (`updated_at`: nothing changes a failed or expired message
 afterwards). Segments are the parts a SIM sent (with their +CMGS) in the period: what the operator charges.
-Medians of the time to delivery (`delivered_at - sent_at`) are computed here with window functions (SQLite has
-no median): at most two rows per group come back.
+Medians of the time to delivery (`delivered_at - sent_at`) come from the delivery times `stats_daily` keeps per
+day and SIM, to two significant figures (whole seconds under 100 s).
 
-The callers (modemgw.statistics) bound the range (about two years at most) and choose the period from
-`PERIODS`; the period's SQL is taken from a fixed table, never from the caller's text.
+Counts and segments are read from `stats_daily` (migration 12): a row per local day, kind (a counted status, or
+'segment') and SIM (0: none), kept by triggers in the same transaction as the change to a message or a part, so a
+year's report reads a few thousand rows rather than every message. A day is filed under the local date the
+gateway's time zone gave it when it was written: changing the zone leaves earlier days where they were.
+
+The callers (modemgw.statistics) bound the range (about two years at most), give it as local midnights (whole
+days), and choose the period from `PERIODS`; the period's SQL is taken from a fixed table, never from the caller's
+text.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from modemgw.store.base import StoreBase
 
@@ -23,6 +31,9 @@ _PERIOD_START = {
     "month": "date({0}, 'unixepoch', 'localtime', 'start of month')",
 }
 PERIODS = tuple(_PERIOD_START)
+COUNTED = "('sent', 'delivered', 'undelivered', 'failed', 'expired')"  # the statuses `stats_daily` counts
+# The same for a local date (YYYY-MM-DD) already: the rows of `stats_daily`
+_DAY_PERIOD = {"day": "{0}", "week": "date({0}, 'weekday 0', '-6 days')", "month": "date({0}, 'start of month')"}
 
 
 def _period(period: str, column: str) -> str:
@@ -30,6 +41,20 @@ def _period(period: str, column: str) -> str:
     if period not in _PERIOD_START:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
     return _PERIOD_START[period].format(column)
+
+
+def _median(counts: dict[int, int]) -> float:
+    """The median of values given as {value: how many times}: the middle one, or the mean of the middle two."""
+    total = sum(counts.values())
+    middle = ((total + 1) // 2, (total + 2) // 2)  # 1-based positions: the same one when `total` is odd
+    found: list[int] = []
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        found += [value for position in middle[len(found):] if position <= seen]
+        if len(found) == 2:
+            break
+    return sum(found) / 2
 
 
 def _modem_clause(column: str, modem_id: int | None) -> tuple[str, tuple]:
@@ -40,49 +65,54 @@ class StatsStore(StoreBase):
     """Counts, segments and delivery-time medians per period and per SIM; hourly sends for the dashboard."""
 
     def stats_counts(self, period: str, start: float, end: float, modem_id: int | None = None) -> list[dict]:
-        """{"period": start date, "modem_id", "status", "count"} for the messages counted in [start, end) (see the
-        module's docstring for which moment counts), optionally of one SIM."""
-        moment = "CASE WHEN status IN ('sent', 'delivered', 'undelivered') THEN sent_at ELSE updated_at END"
-        where, params = _modem_clause("modem_id", modem_id)
-        rows = self.query(
-            f"SELECT {_period(period, 'at')} AS period, modem_id, status, COUNT(*) AS count FROM ("
-            f"SELECT {moment} AS at, modem_id, status FROM messages "
-            f"WHERE status IN ('sent', 'delivered', 'undelivered', 'failed', 'expired'){where}) "
-            "WHERE at >= ? AND at < ? GROUP BY 1, 2, 3", (*params, start, end))
-        return [dict(row) for row in rows]
+        """{"period": start date, "modem_id", "status", "count"} for the messages counted in [start, end) (local
+        midnights; see the module's docstring for which moment counts), optionally of one SIM."""
+        return self._daily(period, start, end, modem_id, segments=False)
 
     def stats_segments(self, period: str, start: float, end: float, modem_id: int | None = None) -> list[dict]:
-        """{"period", "modem_id", "segments"}: the parts each SIM sent in [start, end), per period."""
+        """{"period", "modem_id", "segments"}: the parts each SIM sent in [start, end) (local midnights), per
+        period."""
+        return self._daily(period, start, end, modem_id, segments=True)
+
+    def _daily(self, period: str, start: float, end: float, modem_id: int | None, segments: bool) -> list[dict]:
+        """Rows of `stats_daily` in [start, end) summed per period and SIM: the segments, or the messages per
+        status."""
+        if period not in _DAY_PERIOD:
+            raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
         where, params = _modem_clause("modem_id", modem_id)
+        kinds, columns, group = (("kind = 'segment'", "SUM(count) AS segments", "1, 2") if segments else
+                                 (f"kind IN {COUNTED}", "kind AS status, SUM(count) AS count", "1, 2, 3"))
         rows = self.query(
-            f"SELECT {_period(period, 'sent_at')} AS period, modem_id, COUNT(*) AS segments FROM parts "
-            f"WHERE tp_mr IS NOT NULL AND sent_at >= ? AND sent_at < ?{where} GROUP BY 1, 2",
-            (start, end, *params))
+            f"SELECT {_DAY_PERIOD[period].format('day')} AS period, NULLIF(modem_id, 0) AS modem_id, {columns} "
+            "FROM stats_daily WHERE day >= date(?, 'unixepoch', 'localtime') AND day < date(?, 'unixepoch', "
+            f"'localtime') AND {kinds}{where} GROUP BY {group} HAVING SUM(count) != 0", (start, end, *params))
         return [dict(row) for row in rows]
 
     def stats_medians(self, period: str, start: float, end: float, modem_id: int | None = None) -> list[dict]:
         """{"kind", "key", "median"}: the median seconds from sent to delivered of the messages delivered that were
-        sent in [start, end): per period (kind "period", key its start date), per SIM (kind "sim", key the modem
-        id) and over all (kind "all"). Window functions number each group's durations in order; the middle one
-        (or the mean of the middle two) is the median."""
+        sent in [start, end) (local midnights): per period (kind "period", key its start date), per SIM (kind
+        "sim", key the modem id) and over all (kind "all"). Read from the delivery times `stats_daily` keeps per
+        day and SIM (migration 12: to two significant figures, so the median is too), a few rows per day: the
+        middle one (or the mean of the middle two) of the times in order."""
+        if period not in _DAY_PERIOD:
+            raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
         where, params = _modem_clause("modem_id", modem_id)
         rows = self.query(
-            f"WITH took AS (SELECT {_period(period, 'sent_at')} AS period, modem_id, delivered_at - sent_at AS s "
-            "FROM messages WHERE status = 'delivered' AND delivered_at IS NOT NULL "
-            f"AND sent_at >= ? AND sent_at < ?{where}), "
-            "ranked AS ("
-            "SELECT 'period' AS kind, period AS key, s, ROW_NUMBER() OVER (PARTITION BY period ORDER BY s) AS n, "
-            "COUNT(*) OVER (PARTITION BY period) AS total FROM took "
-            "UNION ALL SELECT 'sim', modem_id, s, ROW_NUMBER() OVER (PARTITION BY modem_id ORDER BY s), "
-            "COUNT(*) OVER (PARTITION BY modem_id) FROM took "
-            "UNION ALL SELECT 'all', NULL, s, ROW_NUMBER() OVER (ORDER BY s), COUNT(*) OVER () FROM took) "
-            "SELECT kind, key, AVG(s) AS median FROM ranked WHERE n IN ((total + 1) / 2, (total + 2) / 2) "
-            "GROUP BY kind, key", (start, end, *params))
-        return [dict(row) for row in rows]
+            f"SELECT {_DAY_PERIOD[period].format('day')} AS period, NULLIF(modem_id, 0) AS modem_id, "
+            "CAST(substr(kind, 6) AS INTEGER) AS took, SUM(count) AS count FROM stats_daily "
+            "WHERE day >= date(?, 'unixepoch', 'localtime') AND day < date(?, 'unixepoch', 'localtime') "
+            f"AND kind >= 'took:' AND kind < 'took;'{where} GROUP BY 1, 2, 3 HAVING SUM(count) > 0",
+            (start, end, *params))
+        groups: dict[tuple[str, Any], dict[int, int]] = {}
+        for row in rows:
+            for key in (("period", row["period"]), ("sim", row["modem_id"]), ("all", None)):
+                counts = groups.setdefault(key, {})
+                counts[row["took"]] = counts.get(row["took"], 0) + row["count"]
+        return [{"kind": kind, "key": key, "median": _median(counts)} for (kind, key), counts in groups.items()]
 
     def sent_per_hour_since(self, start: float, hours: int) -> dict[int, int]:
         """{hour index: messages sent}: hour i is [start + i h, start + (i + 1) h), for `hours` hours."""
         rows = self.query(
-            "SELECT CAST((sent_at - ?) / 3600 AS INTEGER) AS hour, COUNT(*) FROM messages "
+            "SELECT CAST((sent_at - ?) / 3600 AS INTEGER) AS hour, COUNT(*) FROM messages INDEXED BY messages_sent "
             "WHERE sent_at >= ? AND sent_at < ? GROUP BY 1", (start, start, start + hours * 3600))
         return {row[0]: row[1] for row in rows}
