@@ -723,7 +723,8 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
 
     def _with_state(self, row: dict) -> dict:
         state = self.pool.state_of(row["id"]) if self.pool is not None else None
-        return row | {"state": state.state if state is not None else "offline",
+        live = state.observed() if state is not None else {}  # the health check writes only what changed
+        return row | live | {"state": state.state if state is not None else "offline",
                       "online": state is not None and state.live, "sent_today": sent_today(row)}
 
     def modems_now(self) -> list[dict]:

@@ -149,6 +149,8 @@ def test_an_idle_gateway_writes_nothing_and_a_changed_health_state_is_written(id
     assert eventually(lambda: daemon.pool.state_of(modems[0]).signal_dbm == stored + 2, 10)
     assert watch.version() == version and watch.files() == files
     assert watch.row(modems[0])["signal_dbm"] == stored
+    shown = daemon.gateway.modem_now(modems[0])  # what the UI, the API and /metrics show: the live state
+    assert shown["signal_dbm"] == stored + 2 and shown["last_seen"] > watch.row(modems[0])["last_seen"]
 
     # the signal falls two bars (20 dB): written, with when it was seen
     daemon.simulator.fault(0, "signal", rssi=rssi - 10)
