@@ -1073,14 +1073,6 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
                 bucket["failed"] += row["count"]
         return counts
 
-    def sent_per_hour(self, now: float, hours: int = 24) -> list[int]:
-        """Messages sent in each of the last `hours` hours before `now`, oldest hour first."""
-        counts = [0] * hours
-        for sent_at in self.store.sent_times(now - hours * 3600):
-            age = min(hours - 1, int((now - sent_at) // 3600))
-            counts[hours - 1 - age] += 1
-        return counts
-
     def resend(self, message_id: int) -> dict:
         """Submit a message's body to its recipient again, as a new message with its priority (from the SIM it
         was meant to leave from, when it had one); `submit`'s result, whose `messages` is empty and `skipped`

@@ -296,7 +296,7 @@ def test_dashboard_counts_and_send_times(store):
     send(store, sent, a, 1)
     counts = {(item["modem_id"], item["status"]): item["count"] for item in store.status_counts_by_modem(0)}
     assert counts == {(a, "sent"): 1, (None, "queued"): 1}
-    assert len(store.sent_times(time.time() - 60)) == 1 and store.sent_times(time.time() + 60) == []
+    assert store.sent_per_hour_since(time.time() - 60, 1) == {0: 1} and store.sent_per_hour_since(time.time(), 1) == {}
 
 
 def test_inbox_pages_conversations_and_reading(store):

@@ -122,13 +122,6 @@ class MessageStore(StoreBase):
                                                 "INDEXED WHERE id >= ? AND +created_at >= ? GROUP BY modem_id, status",
                                                 (self.first_id_created(since), since))]
 
-    def sent_times(self, since: float) -> list[float]:
-        """When each message sent since `since` was sent (a message's time is its last part's)."""
-        return [row[0] for row in self.query("SELECT sent_at FROM messages INDEXED BY messages_sent WHERE sent_at >= ?",
-                                             (since,))]
-
-    # --- changes ---------------------------------------------------------------------------------------
-
     def cancel(self, message_id: int) -> str:
         """Cancel a message not yet sending; returns its status afterwards. Raises NotFound."""
         with self.transaction() as conn:

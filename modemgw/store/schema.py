@@ -486,8 +486,7 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX submissions_key ON submissions(idempotency_key) WHERE idempotency_key IS NOT NULL;
     ALTER TABLE messages ADD COLUMN claimed_at REAL;
     """,
-    # 12: queries over a million messages (#19). `messages_sent`: what was sent in a time range (the dashboard's
-    # hours, the statistics' medians) is found by an index, not a scan. `stats_daily`: the statistics' counts per
+    # 12: queries over a million messages (#19). `stats_daily`: the statistics' counts per
     # local day, SIM (0: none) and kind (a counted status, or 'segment' for a part a SIM sent), kept by triggers in
     # the transaction that changes a message or a part, so that a year's report reads a few thousand rows instead
     # of a million (modemgw/store/stats.py says what counts and when). `conversations`: the inbox per (SIM, sender),
@@ -495,7 +494,6 @@ MIGRATIONS: list[str] = [
     # Delivery times per day and SIM for the medians (`_TOOK` above). `messages_created` goes: a time range of
     # messages is an id range (`StoreBase.first_id_created`), and the index cost a page per message.
     """
-    CREATE INDEX messages_sent ON messages(sent_at) WHERE sent_at IS NOT NULL;
     CREATE TABLE stats_daily (
         day TEXT NOT NULL,
         kind TEXT NOT NULL,
