@@ -87,8 +87,12 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds the finally b
 # --- the simulated modems, with a clock on every AT+CMGS ------------------------------------------------------
 
 class Modems:
-    def __init__(self, count: int, directory: Path):
-        self.sim = Simulator(count, send_latency=SEND_LATENCY, report_delay=3600.0, link_dir=directory,
+    """`count` simulated modems behind ptys in `directory`. Status reports (for messages that ask) come
+    `report_delay` seconds after a send: far away by default, so that they do not disturb a timing."""
+
+    def __init__(self, count: int, directory: Path, send_latency: float = SEND_LATENCY, report_delay: float = 3600.0):
+        self.send_latency = send_latency
+        self.sim = Simulator(count, send_latency=send_latency, report_delay=report_delay, link_dir=directory,
                              control=False).start()
         self.cmgs: list[float] = []
         self._changed = threading.Condition()
@@ -125,7 +129,7 @@ class Modems:
                 missing = len(wanted - self.received())
                 raise TimeoutError(f"{missing} of {len(wanted)} messages not transmitted in {timeout:g} s")
             time.sleep(0.05)
-        time.sleep(SEND_LATENCY + 0.1)  # the last one's +CMGS: the gateway is idle again
+        time.sleep(self.send_latency + 0.1)  # the last one's +CMGS: the gateway is idle again
 
     def stop(self) -> None:
         self.sim.stop()
@@ -144,23 +148,29 @@ def recipients(count: int) -> list[str]:
 # --- the gateways --------------------------------------------------------------------------------------------
 
 class Modemgw:
+    """`modemgw serve` as a process. `data`: its data directory (default `directory`/data; kept, with its key, when
+    started again); `report`: its messages ask for status reports."""
+
     name, program = "modemgw", None
 
-    def __init__(self, config: str, directory: Path):
+    def __init__(self, config: str, directory: Path, data: Path | None = None, report: bool = False):
         self.config, self.directory = config, directory
+        self.data, self.report = data or directory / "data", report
         self.process: subprocess.Popen | None = None
+        self.key: str | None = None
 
     def start(self, devices: list[str]) -> None:
-        data = self.directory / "data"
-        data.mkdir()
-        store = Store(data / "modemgw.db")
-        self.key, _ = auth.create_key(store, "peers-benchmark", ("send",))
-        store.close()
+        data = self.data
+        data.mkdir(exist_ok=True)
+        if self.key is None:
+            store = Store(data / "modemgw.db")
+            self.key, _ = auth.create_key(store, "peers-benchmark", ("send", "read", "admin"))
+            store.close()
         config = self.directory / "modemgw.toml"
         config.write_text('[gateway]\ndefault_region = "GB"\n\n[http]\nlisten = "127.0.0.1:0"\n' + "".join(
             f'\n[[modem]]\ndevice = "{device}"\nlabel = "sim{n}"\n' for n, device in enumerate(devices)))
         self.process = spawn([sys.executable, "-m", "modemgw", "serve", "--config", str(config), "--data", str(data)],
-                             stdout=subprocess.PIPE, stderr=open(self.directory / "modemgw.log", "w"), text=True,
+                             stdout=subprocess.PIPE, stderr=open(self.directory / "modemgw.log", "a"), text=True,
                              env={**os.environ, "MODEMGW_LOG": "WARNING"})
         for line in self.process.stdout:  # the banner comes once every modem is online
             if line.startswith("modemgw is running: "):
@@ -173,29 +183,35 @@ class Modemgw:
         self.http = http.client.HTTPConnection(host, int(port), timeout=30)  # kept alive, as an application's
 
     def submit(self, numbers: list[str]) -> float:
-        body = json.dumps({"to": numbers, "body": TEXT, "request_report": False})
-        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
         started = time.monotonic()
-        self.http.request("POST", "/api/v1/messages", body, headers)
-        response = self.http.getresponse()
-        response.read()
-        if response.status != 202:
-            raise RuntimeError(f"POST /api/v1/messages answered {response.status}")
+        self.request("POST", "/api/v1/messages", {"to": numbers, "body": TEXT, "request_report": self.report}, 202)
         return started
+
+    def request(self, method: str, path: str, body: dict | None = None, expect: int = 200) -> dict:
+        """One API call with the benchmark's key; its JSON answer (RuntimeError when the status is not `expect`)."""
+        headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+        self.http.request(method, path, json.dumps(body) if body is not None else None, headers)
+        response = self.http.getresponse()
+        answer = response.read()
+        if response.status != expect:
+            raise RuntimeError(f"{method} {path} answered {response.status}: {answer[:500]!r}")
+        return json.loads(answer) if answer else {}
 
     def stop(self) -> None:
         if self.process is not None:
-            self.http.close()
+            if hasattr(self, "http"):
+                self.http.close()
             terminate(self.process)
 
 
 class GammuSmsd:
-    """One gammu-smsd per modem (it drives one), each with its own files-backend spool."""
+    """One gammu-smsd per modem (it drives one), each with its own files-backend spool. Status reports are
+    asked for in its configuration (`DeliveryReport`), not per message: `report` is accepted for symmetry."""
 
     name, program = "gammu-smsd", "gammu-smsd"
 
-    def __init__(self, config: str, directory: Path):
-        self.config, self.directory = config, directory
+    def __init__(self, config: str, directory: Path, report: bool = False):
+        self.config, self.directory, self.report = config, directory, report
         self.spools: list[Path] = []
         self.processes: list[subprocess.Popen] = []
         self._next = 0
@@ -232,18 +248,19 @@ class GammuSmsd:
 
 
 class Smsd:
-    """One smsd for all the modems (devices = GSM0, GSM1, ...), one spool."""
+    """One smsd for all the modems (devices = GSM0, GSM1, ...), one spool. `report`: every message file asks for
+    a status report (`Report: yes`)."""
 
     name, program = "smsd", "smsd"
 
-    def __init__(self, config: str, directory: Path):
-        self.config, self.directory = config, directory
+    def __init__(self, config: str, directory: Path, report: bool = False):
+        self.config, self.directory, self.report = config, directory, report
         self.process: subprocess.Popen | None = None
         self._next = 0
 
     def start(self, devices: list[str]) -> None:
         spool = self.spool = self.directory / "smsd"
-        for folder in ("outgoing", "checked", "failed", "incoming", "sent", "staging"):
+        for folder in ("outgoing", "checked", "failed", "incoming", "sent", "staging", "report"):
             (spool / folder).mkdir(parents=True)
         names = [f"GSM{n}" for n in range(len(devices))]
         config = spool / "smsd.conf"
@@ -259,7 +276,8 @@ class Smsd:
         for number in numbers:
             name = f"bench{self._next}"
             self._next += 1
-            (self.spool / "staging" / name).write_text(f"To: {number.lstrip('+')}\n\n{TEXT}\n")
+            header = "Report: yes\n" if self.report else ""
+            (self.spool / "staging" / name).write_text(f"To: {number.lstrip('+')}\n{header}\n{TEXT}\n")
             staged.append((self.spool / "staging" / name, self.spool / "outgoing" / name))
         started = time.monotonic()
         for source, target in staged:

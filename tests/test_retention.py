@@ -250,7 +250,8 @@ def test_the_file_stops_growing_over_fill_and_prune_cycles_and_gives_space_back(
     reserve = (1 << 20) // pages[4]["page_size"]
     assert all(page["freelist_count"] <= reserve for page in pages), pages  # the rest went back to the disk
     sizes = gateway.store.file_sizes()
-    assert sizes["database_bytes"] <= pages[4]["page_count"] * pages[4]["page_size"] and sizes["wal_bytes"] <= WAL_KEPT_BYTES
+    assert sizes["database_bytes"] <= pages[4]["page_count"] * pages[4]["page_size"]
+    assert sizes["wal_bytes"] <= WAL_KEPT_BYTES  # a log of the usual size is reused, not truncated
 
 
 def test_an_old_database_reuses_its_pages_and_modemgw_vacuum_compacts_it(tmp_path):
