@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("modemgw.daemon")
 
 
+# Requests served at once. An API request takes milliseconds, so six serve hundreds a second; each thread keeps a
+# database connection (~1 MB of a Pi's memory), so not more (#19: RSS <= 60 MB).
+HTTP_THREADS = 6
+
 class Daemon:
     """Everything `modemgw serve` runs, started and stopped as one."""
 
@@ -160,8 +164,11 @@ class Daemon:
     def _schedule(self) -> BackgroundScheduler:
         """Periodic work that never sits in the send path: health, expiry, report deadlines, inbound flush,
         retention. Scheduled sends and retries are woken by the pool's alarm at their exact time."""
-        scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
-                                                      "misfire_grace_time": 30})
+        from apscheduler.executors.pool import ThreadPoolExecutor as JobThreads
+
+        # three threads, not APScheduler's ten: each thread that runs a job keeps a database connection (~1 MB)
+        scheduler = BackgroundScheduler(executors={"default": JobThreads(3)},
+                                        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         jobs = [
             (self.pool.health_check, 30, "health"),
             (self.gateway.expire, 10, "expire"),
@@ -202,7 +209,7 @@ class Daemon:
         self.app = create_app(self)
         # X-Forwarded-* reach the app, whose TrustedProxies middleware (app.py) believes them only from the
         # addresses of [http] trusted_proxies and drops them from anyone else
-        self.http_server = create_server(self.app, host=host, port=port, threads=8,
+        self.http_server = create_server(self.app, host=host, port=port, threads=HTTP_THREADS,
                                          clear_untrusted_proxy_headers=False)
         self.http_port = self.http_server.effective_port
         thread = threading.Thread(target=self._run_http, name="http", daemon=True)

@@ -1,17 +1,20 @@
 """The daemon's memory on a small appliance: fewer malloc arenas, and freed memory handed back to the system.
 
-Measured with benchmarks/footprint.py (`--drain`): the gateway's own live memory hardly grows while it drains
-tens of thousands of messages (tracemalloc: a few MB of lazily imported code and templates; SQLite's page caches
-are bounded by `PRAGMA cache_size` in `store/base.py`), yet its RSS grew from ~53 MB to ~135 MB. The difference
-was memory glibc's malloc had been given back but kept: every thread that allocates may get an arena of its own
-(up to 8 per core), a large submit or a long list leaves its arena's high-water mark behind, and the freed chunks
-in the middle of a heap are never returned. Two remedies, both no-ops where the C library is not glibc:
+Measured with benchmarks/footprint.py (`--drain`): the gateway's Python heap hardly grows while it drains tens of
+thousands of messages (tracemalloc: a few MB of lazily imported code and templates, then flat), yet its RSS grew
+from ~53 MB idle to ~135 MB after 50,000 messages. Besides SQLite's page caches (one per thread's connection,
+bounded in `store/base.py`), it was memory glibc's malloc had been given back but kept: each thread that
+allocates may get an arena of its own (up to 8 per core, and the daemon has ~40 threads), each arena keeps its
+high-water mark, and freed chunks in the middle of a heap are never returned. Two remedies, both no-ops where the
+C library is not glibc (together with the smaller page caches: ~75 MB after 50,000 messages):
 
 - `limit_arenas()`: at most `ARENAS` malloc arenas (what `MALLOC_ARENA_MAX=2` in the environment does, which the
   systemd unit also sets; this covers a gateway started by hand or in a container). Called before the threads
   start, as arenas already made stay.
 - `trim()`: `malloc_trim(0)`, which returns the free pages of every arena to the system. The daemon runs it as a
-  scheduled job (`memory`, every TRIM_SECONDS): it takes about a millisecond, never in the send path.
+  scheduled job (`memory`, every TRIM_SECONDS), never in the send path; it locks one arena at a time while it
+  trims it, for milliseconds (15-30 ms for a fragmented 200 MB heap, measured on a loaded machine), so a send
+  may rarely wait that long for a malloc.
 """
 
 from __future__ import annotations

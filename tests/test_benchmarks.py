@@ -8,12 +8,13 @@ them its test skips and says why, and under CI a missing program is a failure, a
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import require  # skipped without the program, a failure under CI
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -58,7 +59,7 @@ def test_bulk(tmp_path):
 
 def test_footprint(tmp_path):
     data = run("footprint.py", tmp_path)
-    rows = data["rows"]
+    rows, drain, stored = data["rows"][:3], data["rows"][3:5], data["rows"][5:]
     assert [(row["setup"], row["process"]) for row in rows] == [
         ("serve --simulate 8", "gateway with simulator inside"), ("serve + sim process", "gateway alone"),
         ("serve + sim process", "simulator (modemgw sim)")]
@@ -67,13 +68,20 @@ def test_footprint(tmp_path):
         assert 5 < row["rss_mb"] <= row["peak_rss_mb"] < 2000 and 0 < row["pss_mb"] <= row["rss_mb"], row
         assert 0 <= row["idle_cpu_pct"] < 100 and row["idle_s"] > 0 and row["threads"] >= 1, row
     assert rows[1]["threads"] > rows[2]["threads"], "the gateway runs a worker thread per modem"
-
-
-def require(program: str, package: str) -> None:
-    if shutil.which(program) is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{program} is missing: .ci/run must install Debian's {package}")
-        pytest.skip(f"{program} is not installed (apt-get install {package}); CI installs it")
+    # --drain: RSS sampled while 500 messages were submitted and drained (gateway and simulator apart)
+    assert [(row["setup"], row["process"]) for row in drain] == [
+        ("drain 500 (instant modems, reports)", "gateway alone"),
+        ("drain 500 (instant modems, reports)", "simulator (modemgw sim)")]
+    gateway = drain[0]
+    assert gateway["samples"] > 1 and gateway["msg_per_s"] > 0, gateway
+    assert 5 < gateway["idle_rss_mb"] <= gateway["peak_rss_mb"] < 2000, gateway
+    assert 5 < gateway["steady_rss_mb"] <= gateway["peak_rss_mb"] and gateway["rss_mb"] <= gateway["peak_rss_mb"]
+    # --stored: RSS idle and after each read path of the API and the web UI, over 5,000 stored messages
+    setups = [row["setup"] for row in stored]
+    assert setups[:2] == ["stored 5000: idle", "stored 5000: ui login"] and len(setups) == 15, setups
+    for row in stored:
+        assert row["messages"] == 5_000 and 5 < row["rss_mb"] <= row["peak_rss_mb"] < 2000, row
+    assert all(row["ms"] > 0 for row in stored[1:]), stored
 
 
 def test_peers(tmp_path):
@@ -104,3 +112,56 @@ def test_smpp(tmp_path):
         assert row["messages"] == 100 and row["modems"] == 2
         assert row["accepted_per_s"] > 0 and row["sent_per_s"] > 0, row
         assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] < 10_000, row
+
+
+def test_cost(tmp_path):
+    """cost.py mounts an ext4 image per gateway on a loop device: it needs root and loop devices (skipped with the
+    reason without them, a failure under CI like a missing program)."""
+    require("gammu-smsd", "gammu-smsd")
+    require("smsd", "smstools")
+    missing = ("not root (cost.py mounts loop devices)" if os.geteuid() != 0 else
+               "no loop devices (/dev/loop-control)" if not Path("/dev/loop-control").exists() else None)
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"cost.py cannot run under CI: {missing}")
+        pytest.skip(f"cost.py cannot run here: {missing}")
+    data = run("cost.py", tmp_path, "--idle", "2", timeout=400)
+    assert data["skipped"] == [] and data["modems"] == 4
+    rows = {row["gateway"]: row for row in data["rows"]}
+    assert set(rows) == {"modemgw", "modemgw campaign", "gammu-smsd", "smsd"}
+    for row in rows.values():
+        assert "error" not in row, row
+        assert row["messages"] == 40, row
+        # something reached the disk for each message, and no more than a sane amount (1 MiB)
+        assert 0 < row["device_kib"] < 1024 and 0 <= row["process_kib"] < 1024, row
+        assert row["device_bytes_total"] == pytest.approx(row["device_kib"] * 1024 * 40, rel=0.01), row
+        assert 0 < row["cpu_ms"] < 1000 and 0 < row["storage_bytes"] < 100_000, row
+    for name in ("modemgw", "modemgw campaign"):
+        row = rows[name]
+        # every message is at least one commit of at least one frame; the WAL was read, and mapped to tables
+        assert 1 <= row["commits"] <= row["wal_frames"] < 1000, row
+        assert row["page_size"] in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536), row
+        assert row["wal_kib"] == pytest.approx(row["wal_frames"] * (24 + row["page_size"]) / 1024, rel=0.02), row
+        assert "messages" in row["frames_by_table"], row
+    assert rows["modemgw campaign"]["commits"] < rows["modemgw"]["commits"], "one POST for all is fewer commits"
+    ratios = {line["ratio"]: line for line in data["ratios"]}
+    assert set(ratios) == {f"{ours} / {peer}" for ours in ("modemgw", "modemgw campaign")
+                           for peer in ("gammu-smsd", "smsd")}
+    line = ratios["modemgw / smsd"]
+    assert line["device_kib"] == round(rows["modemgw"]["device_kib"] / rows["smsd"]["device_kib"], 2)
+    idle = data["idle"]
+    assert idle["modems"] == 4 and idle["idle_s"] == 2 and idle["device_bytes"] >= 0 and idle["commits"] >= 0
+
+
+def test_million(tmp_path):
+    data = run("million.py", tmp_path, timeout=300)
+    rows = data["rows"]
+    assert data["messages"] == 20_000 and data["seeded"]["messages"] == 20_000 and data["seeded"]["parts"] > 0
+    names = [row["query"] for row in rows]
+    assert len(names) == len(set(names)) >= 50
+    assert {"API messages, until=180 days ago", "API stats, by day, 1 year", "UI dashboard", "UI inbox (conversations)",
+            "UI messages CSV export, first chunk", "API webhook deliveries", "UI contacts, search"} <= set(names)
+    for row in rows:
+        assert row["runs"] <= 5 and 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] < 60_000, row
+        assert row["ok"] == ("yes" if row["p99_ms"] <= data["target_p99_ms"] else "NO"), row
+    assert 5 < data["serve"]["rss_mb"] <= data["serve"]["peak_rss_mb"] < 2000

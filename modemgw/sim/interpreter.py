@@ -37,6 +37,16 @@ CME_TEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM n
             515: "please wait, initialisation or command processing in progress"}
 
 
+
+# A simulated modem keeps this many of its last commands and transmitted messages (up to twice as many, trimmed in
+# one go): a demo that runs for weeks must not grow with every message (they took ~0.8 KB each).
+KEPT_RECORDS = 20_000
+
+
+def _bound(records: list) -> None:
+    if len(records) > 2 * KEPT_RECORDS:
+        del records[:-KEPT_RECORDS]
+
 class Host(Protocol):
     def now(self) -> float: ...
     def write(self, data: bytes, at: float) -> None: ...
@@ -137,8 +147,8 @@ class SimModem:
         self.ussd_delay = ussd_delay
         self.random = random.Random(seed)
         self.storages = {name: Storage(name, 30 if name == "SM" else 100) for name in profile.storages}
-        self.sent: list[SentRecord] = []
-        self.commands: list[str] = []  # every command line, for tests and diagnostics
+        self.sent: list[SentRecord] = []  # what it transmitted, the last KEPT_RECORDS or so
+        self.commands: list[str] = []  # its command lines, for tests and diagnostics, likewise
         self.on_command: Callable[[str], None] | None = None  # benchmarks time commands as the modem sees them
         self.faults = Faults()
         self.plugged = True
@@ -267,6 +277,7 @@ class SimModem:
 
     def _run_line(self, line: str) -> None:
         self.commands.append(line)
+        _bound(self.commands)
         if self.on_command is not None:
             self.on_command(line)
         body = line[2:]
@@ -633,6 +644,7 @@ class SimModem:
         self.reference = (self.reference + 1) % 256
         self.sent.append(SentRecord(encoded.hex, encoded.tpdu_length, reference, message.recipient.number,
                                     message.text))
+        _bound(self.sent)
         if self.faults.urc_before_result:
             self.faults.urc_before_result -= 1
             self.emit_urc("+CSQN: 20,99", self.send_latency / 2)
