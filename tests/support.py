@@ -5,6 +5,7 @@ Fixtures live in `tests/conftest.py`; plain functions, classes and constants liv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -152,6 +153,48 @@ def log_in(base: str, username: str, password: str = PASSWORD, address: str | No
     answer = attempt(http, base, username, password)
     assert answer.status_code == 302 and "/ui/login" not in answer.headers["Location"], answer.text
     return http
+
+
+@contextlib.contextmanager
+def running_daemon(tmp_path_factory, name: str, users: dict[str, str] | None = None, modems: int = 0,
+                   settings: dict | None = None, **options):
+    """A `Daemon` over HTTP for a test module to share (data in a fresh temporary directory named after `name`),
+    started with `modems` simulated modems, all of them ready, and the web UI users `users` ({username: role},
+    password PASSWORD); stopped on exit. `settings`: config file sections to apply (e.g. {"http":
+    {"trusted_proxies": [...]}}); `options` go to `Daemon` (sim_send_latency, webhook_schedule, ...)."""
+    from modemgw import config as configuration
+    from modemgw.daemon import Daemon
+    from modemgw.users import add_user
+
+    config = daemon_config(tmp_path_factory.mktemp(name))
+    if settings:
+        configuration.apply(config, settings)
+    daemon = Daemon(config, simulate=modems, **options).start()
+    try:
+        if modems:
+            assert daemon.pool.wait_ready(10), daemon.pool.status()
+        for username, role in (users or {}).items():
+            add_user(daemon.store, username, PASSWORD, role)
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def logged_in_page(browser, daemon, username: str = "alice", password: str = PASSWORD, timeout: float = 15_000,
+                   **context):
+    """A page in a browser context of its own (its own cookies: another person's browser), logged in as
+    `username` through the login form, showing the dashboard. `context`: Playwright's context options (viewport,
+    is_mobile, ...). Closing the page closes its context; the `browser` fixture closes what is left."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(**context)
+    page.set_default_timeout(timeout)
+    page.goto(daemon.url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    return page
 
 
 # --- processes and receivers ------------------------------------------------------------------------------------

@@ -9,16 +9,13 @@ import pytest
 from modemgw import auth
 from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitError
-from tests.support import Client, daemon_config
+from tests.support import Client, daemon_config, running_daemon
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    config = daemon_config(tmp_path_factory.mktemp("api"))
-    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
-    assert running.pool.wait_ready(10)
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "api", modems=2, sim_send_latency=0.02, sim_report_delay=0.05) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import requests
 from click.testing import CliRunner
 
 import webui
-from modemgw import auth, config as configuration
+from modemgw import auth
 from modemgw.cli import main
-from modemgw.daemon import Daemon
-from tests.support import PASSWORD, Client, attempt, browser, csrf_token, daemon_config, log_in
+from tests.support import PASSWORD, Client, attempt, browser, csrf_token, log_in, running_daemon
 
 OFFICE = "198.51.100.7"   # the admin's desk, as the trusted proxy names it
 ELSEWHERE = "198.51.100.8"
@@ -24,14 +23,10 @@ ELSEWHERE = "198.51.100.8"
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    config = daemon_config(tmp_path_factory.mktemp("audit"))
-    configuration.apply(config, {"http": {"trusted_proxies": ["127.0.0.1"]}})
-    running = Daemon(config, simulate=2, sim_send_latency=0.0, sim_report_delay=0.05).start()
-    assert running.pool.wait_ready(10)
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    webui.add_user(running.store, "oscar", PASSWORD, "operator")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "audit", {"alice": "admin", "oscar": "operator"}, modems=2,
+                        settings={"http": {"trusted_proxies": ["127.0.0.1"]}}, sim_send_latency=0.0,
+                        sim_report_delay=0.05) as running:
+        yield running
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import html
 import pytest
 from playwright import sync_api as playwright_api
 
-from modemgw.daemon import Daemon
-from tests.support import csrf_token, daemon_config, log_in
+from tests.support import csrf_token, log_in, logged_in_page, running_daemon
 
 PASSWORD = "correct horse battery"
 expect = playwright_api.expect
@@ -16,29 +15,13 @@ expect = playwright_api.expect
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    config = daemon_config(tmp_path_factory.mktemp("book-ui"))
-    running = Daemon(config, simulate=0).start()
-    webui.add_user(running.store, "oscar", PASSWORD, "operator")  # the book is every user's, not only admins'
-    yield running
-    running.stop()
-
-
-def logged_in(browser, daemon, **context):
-    page = browser.new_context(**context).new_page()
-    page.set_default_timeout(10_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill("oscar")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
+    with running_daemon(tmp_path_factory, "book-ui", {"oscar": "operator"}) as running:  # every user's book
+        yield running
 
 
 def test_add_a_contact_with_fields_and_a_group_then_edit_and_delete_it(browser, daemon):
     daemon.gateway.create_group("Front desk")
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon, "oscar")
     page.get_by_role("navigation").get_by_role("link", name="Contacts").click()
     expect(page.get_by_role("heading", name="Contacts")).to_be_visible()
     page.get_by_role("link", name="Add a contact").click()
@@ -81,7 +64,7 @@ def test_import_a_windows_csv_into_a_new_group_lists_the_rejected_lines(browser,
     upload = tmp_path / "kunden.csv"
     upload.write_bytes("Name;Telefon;Stadt\r\nJürgen Müller;07700 900210;Köln\r\nOhne Nummer;;Bonn\r\n"
                        "Zoë Weiß;+44 7700 900211;Düsseldorf\r\n".encode("cp1252"))
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon, "oscar")
     page.goto(daemon.url + "ui/contacts")
     page.get_by_role("link", name="Import").first.click()
     page.get_by_label("CSV or vCard file").set_input_files(str(upload))
@@ -105,7 +88,7 @@ def test_an_opted_out_contact_shows_its_badge_and_counts_in_its_group(browser, d
     daemon.gateway.create_contact("Quiet Quentin", "+447700900220", groups=["Newsletter"])
     daemon.gateway.create_contact("Loud Lisa", "+447700900221", groups=["Newsletter"])
     daemon.gateway.opt_out("+447700900220", "test")
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon, "oscar")
     page.goto(daemon.url + "ui/contacts?group=Newsletter")
     quiet = page.locator("table.contacts tbody tr", has_text="Quiet Quentin")
     expect(quiet.locator(".badge.optout")).to_have_text("opted out")
@@ -119,7 +102,7 @@ def test_an_opted_out_contact_shows_its_badge_and_counts_in_its_group(browser, d
 def test_the_export_links_download_csv_and_vcard(browser, daemon):
     daemon.gateway.create_group("Export me")
     daemon.gateway.create_contact("=Formula Fred", "+447700900230", {"code": "@risk"}, groups=["Export me"])
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon, "oscar")
     page.goto(daemon.url + "ui/contacts?group=Export+me")
     with page.expect_download() as download:
         page.get_by_role("link", name="CSV").click()
@@ -140,7 +123,7 @@ def test_no_sideways_scroll_at_360_px(browser, daemon):
         daemon.gateway.create_contact("Maximiliane-Theodora-Wilhelmina-Konstantinopolous-" + "y" * 30 + str(position),
                                       f"+44770090024{position}", {"Abteilung": "z" * 200}, groups=[long_group])
     daemon.gateway.opt_out("+447700900240", "test")
-    page = logged_in(browser, daemon, viewport={"width": 360, "height": 740})
+    page = logged_in_page(browser, daemon, "oscar", viewport={"width": 360, "height": 740})
     contact_id = daemon.gateway.contacts(search="+447700900241")[0]["id"]
     for path in ("ui/contacts", f"ui/contacts?group={long_group}", "ui/groups", "ui/contacts/new",
                  f"ui/contacts/{contact_id}", "ui/contacts/import"):
@@ -153,7 +136,7 @@ def test_no_sideways_scroll_at_360_px(browser, daemon):
 def test_deleting_a_group_takes_a_ticked_yes_delete_box(browser, daemon):
     daemon.gateway.create_group("Old list")
     daemon.gateway.create_contact("Kept Karl", "+447700900250", groups=["Old list"])
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon, "oscar")
     page.goto(daemon.url + "ui/groups")
     page.get_by_role("button", name="Delete group Old list").click()  # not ticked: the browser asks, nothing goes
     expect(page.get_by_label("Yes, delete group Old list")).to_be_visible()
@@ -195,7 +178,7 @@ def test_a_delete_form_without_the_tick_deletes_nothing_whatever_the_browser_doe
 
 def test_on_a_phone_each_import_label_sits_over_its_own_input(browser, daemon):
     daemon.gateway.create_group("Phone import")
-    page = logged_in(browser, daemon, viewport={"width": 360, "height": 740})
+    page = logged_in_page(browser, daemon, "oscar", viewport={"width": 360, "height": 740})
     page.goto(daemon.url + "ui/contacts/import")
     pairs = [(page.get_by_text("Put them all in the group"), page.get_by_label("Put them all in the group")),
              (page.get_by_text("or a new group"), page.get_by_label("or a new group"))]

@@ -13,33 +13,20 @@ import re
 import pytest
 from playwright import sync_api as playwright_api
 
-from modemgw.daemon import Daemon
-from tests.support import PASSWORD, csrf_token, daemon_config, eventually, log_in
+from tests.support import PASSWORD, csrf_token, eventually, log_in, logged_in_page, running_daemon
 
 LONG_BODY = "Long message " + "x" * 1987  # 2,000 GSM-7 characters: 14 segments, over the default limit of 10
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    config = daemon_config(tmp_path_factory.mktemp("compose"))
-    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.1).start()
-    assert running.pool.wait_ready(10)
-    webui.add_user(running.store, "carla", PASSWORD, "operator")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "compose", {"carla": "operator"}, modems=2, sim_send_latency=0.02,
+                        sim_report_delay=0.1) as running:
+        yield running
 
 
 def logged_in(browser, daemon, width=1100):
-    page = browser.new_page(viewport={"width": width, "height": 800})
-    page.set_default_timeout(10_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill("carla")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
+    return logged_in_page(browser, daemon, "carla", viewport={"width": width, "height": 800})
 
 
 def sent(daemon, marker: str) -> dict[str, str]:

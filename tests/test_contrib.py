@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from modemgw import auth
-from modemgw.daemon import Daemon
-from tests.support import daemon_config, eventually, require
+from tests.support import eventually, require, running_daemon
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
 ZABBIX_SH = CONTRIB / "zabbix" / "modemgw.sh"
@@ -26,11 +25,9 @@ MEDIA_TYPE = CONTRIB / "zabbix" / "modemgw_media_type.yaml"
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    config = daemon_config(tmp_path_factory.mktemp("contrib"))
-    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
-    assert running.pool.wait_ready(10)
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "contrib", modems=2, sim_send_latency=0.02,
+                        sim_report_delay=0.05) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -5,33 +5,21 @@ the customer texted (checked at the simulated modems); opted-out numbers get a c
 import pytest
 from playwright import sync_api as playwright_api
 
-from modemgw.daemon import Daemon
-from modemgw.users import add_user
-from tests.support import daemon_config
+from tests.support import logged_in_page, running_daemon
 
-PASSWORD = "correct horse battery"
 CUSTOMER = "+447700907001"
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    config = daemon_config(tmp_path_factory.mktemp("conversations"))
-    running = Daemon(config, simulate=3, sim_send_latency=0.02, sim_report_delay=0.05).start()
-    assert running.pool.wait_ready(10)
-    add_user(running.store, "alice", PASSWORD, "admin")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "conversations", {"alice": "admin"}, modems=3, sim_send_latency=0.02,
+                        sim_report_delay=0.05) as running:
+        yield running
 
 
 @pytest.fixture
 def page(browser, daemon):
-    page = browser.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page = logged_in_page(browser, daemon)
     yield page
     page.close()
 
@@ -130,13 +118,7 @@ def test_a_long_link_in_a_conversation_never_makes_a_phone_scroll_sideways(brows
     row = inbound(daemon, 1, "+447700907201", f"Where is my parcel? {link}")
     [message] = daemon.gateway.reply(row["id"], f"Here: {link}")["messages"]
     daemon.gateway.create_contact("Grace Hopper", "+447700907201")
-    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
-    phone = context.new_page()
-    phone.set_default_timeout(15_000)
-    phone.goto(daemon.url)
-    phone.get_by_label("Username").fill("alice")
-    phone.get_by_label("Password").fill(PASSWORD)
-    phone.get_by_role("button", name="Log in").click()
+    phone = logged_in_page(browser, daemon, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
     for path in ("ui/inbox", f"ui/inbox/%2B447700907201?sim={row['modem_id']}", "ui/inbox/%2B447700907201",
                  f"ui/messages/{message['id']}"):
         phone.goto(daemon.url + path)
@@ -144,7 +126,7 @@ def test_a_long_link_in_a_conversation_never_makes_a_phone_scroll_sideways(brows
         assert width[0] <= width[1], (path, width)
     phone.goto(daemon.url + "ui/inbox")
     playwright_api.expect(phone.locator("ul.conversations")).to_contain_text("Grace Hopper")  # the contact's name
-    context.close()
+    phone.close()
 
 
 def test_unknown_conversations_are_not_found_and_unanswerable_senders_get_no_reply_box(page, daemon):

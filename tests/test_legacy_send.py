@@ -18,22 +18,16 @@ from playwright import sync_api as playwright_api
 
 from modemgw import auth
 from modemgw.cli import main
-from modemgw.daemon import Daemon
-from tests.support import PASSWORD, daemon_config, eventually
+from tests.support import eventually, logged_in_page, running_daemon
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    config = daemon_config(tmp_path_factory.mktemp("legacy"))
-    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
-    assert running.pool.wait_ready(10)
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "legacy", {"alice": "admin"}, modems=2, sim_send_latency=0.02,
+                        sim_report_delay=0.05) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -238,13 +232,7 @@ def test_the_readme_send_url_example_works(daemon, panel_key):
 
 @pytest.mark.parametrize("width", [1280, 360])
 def test_an_admin_creates_a_key_for_urls_in_the_web_ui(browser, daemon, width):
-    page = browser.new_page(viewport={"width": width, "height": 800})
-    page.set_default_timeout(15_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page = logged_in_page(browser, daemon, viewport={"width": width, "height": 800})
     page.goto(f"{daemon.url}ui/settings")
     name = f"nvr-{width}"
     page.locator("#key-name").fill(name)

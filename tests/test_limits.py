@@ -15,8 +15,7 @@ import pytest
 
 from modemgw import at, auth, numbers, text
 from modemgw.api import at_command_problem
-from modemgw.daemon import Daemon
-from tests.support import Client, csrf_token, daemon_config, log_in
+from tests.support import Client, csrf_token, log_in, running_daemon
 
 MEGABYTE = 1 << 20
 TEMPLATE_BOMB = "{a" + " " * (MEGABYTE - 4) + "!}"
@@ -54,11 +53,13 @@ PARSERS = {
 
 @pytest.mark.parametrize("parser", PARSERS)
 def test_every_parser_of_user_input_stays_fast_on_adversarial_megabytes(parser):
-    """Budget: 0.5 s for each 1 MB input (linear work is a few milliseconds; the old regex needed minutes)."""
+    """Budget: 0.5 s of work for each 1 MB input (linear work is a few milliseconds; the old regex needed minutes).
+    The work is this thread's CPU time: on a busy machine (a parallel test run on 2 cores) the wall clock also
+    counts the time other processes had the core."""
     for name, value in ADVERSARIAL.items():
-        started = time.perf_counter()
+        started = time.thread_time()
         _fails_or_returns(PARSERS[parser], value)
-        assert time.perf_counter() - started < 0.5, f"{parser} on {name}"
+        assert time.thread_time() - started < 0.5, f"{parser} on {name}"
 
 
 def test_a_template_field_name_is_found_with_blanks_around_it_and_refused_when_too_long():
@@ -72,11 +73,8 @@ def test_a_template_field_name_is_found_with_blanks_around_it_and_refused_when_t
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     """A live gateway over HTTP with two simulated modems, for what needs a server, a modem or time."""
-    config = daemon_config(tmp_path_factory.mktemp("limits"))
-    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
-    assert running.pool.wait_ready(10)
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "limits", modems=2, sim_send_latency=0.02, sim_report_delay=0.05) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -174,19 +172,21 @@ def test_the_template_bomb_through_the_web_uis_csv_compose_and_preview_is_refuse
         answer = http.post(f"{daemon.url}ui/compose", data={"csrf_token": token, "body": smaller},
                            files={"csv": ("list.csv", csv, "text/csv")}, timeout=30)
         assert answer.status_code == 400 and "characters" in answer.text
+        # The time is this process's CPU time (the request sent here, refused by the gateway's threads in this same
+        # process): on a busy machine (a parallel test run on 2 cores) the wall clock also counts other processes.
         for _ in range(3):
-            started = time.perf_counter()
+            started = time.process_time()
             answer = http.post(f"{daemon.url}ui/compose", data={"csrf_token": token, "body": TEMPLATE_BOMB},
                                files={"csv": ("list.csv", csv, "text/csv")}, timeout=30)
-            compose = time.perf_counter() - started
+            compose = time.process_time() - started
             # over the form field limit (Werkzeug's 500 KB) or over the body limit: refused either way, readably
             assert answer.status_code in (400, 413) and ("characters" in answer.text or "too large" in answer.text
                                                          or "larger" in answer.text), answer.text[:500]
-            started = time.perf_counter()
+            started = time.process_time()
             preview = http.post(f"{daemon.url}ui/preview", data={"csrf_token": token, "body": TEMPLATE_BOMB,
                                                                   "spintax": "on"}, timeout=30)
             assert preview.status_code in (400, 413), preview.text[:500]
-            if max(compose, time.perf_counter() - started) < 0.1:
+            if max(compose, time.process_time() - started) < 0.1:
                 break
         else:
             pytest.fail(f"compose or preview took over 100 ms three times (last: compose {compose:.3f} s)")

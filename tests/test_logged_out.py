@@ -12,8 +12,7 @@ from playwright import sync_api as playwright_api
 
 import webui
 from modemgw import users
-from modemgw.daemon import Daemon
-from tests.support import PASSWORD, attempt, browser as http_browser, csrf_token, daemon_config, log_in
+from tests.support import PASSWORD, attempt, browser as http_browser, csrf_token, log_in, running_daemon
 
 LOGGED_OUT = "You were logged out — log in again"
 expect = playwright_api.expect
@@ -21,10 +20,8 @@ expect = playwright_api.expect
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    running = Daemon(daemon_config(tmp_path_factory.mktemp("logged-out"))).start()  # no modems: messages wait
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "logged-out", {"alice": "admin"}) as running:  # no modems: messages wait
+        yield running
 
 
 def user(daemon, name: str) -> int:

@@ -3,16 +3,16 @@
 What grew while the gateway drained 50,000 messages was not Python objects but memory below them: SQLite's page
 cache (one per thread's connection, 2 MiB each by default) and glibc's malloc arenas (one per thread, each
 keeping its high-water mark). These tests hold the remedies in place, without timing or RSS thresholds: every
-connection's cache is bounded, the daemon trims malloc's free memory on a schedule, and the Python heap does not
-grow with the number of messages sent (no per-message cache left untrimmed).
+connection's cache is bounded, the daemon trims malloc's free memory on a schedule, and the simulated modems keep
+a bounded history. (A test that the traced Python heap does not grow over a second batch of messages was dropped:
+a planted leak of a dict entry per message grew it 150 KB, a clean run 50 KB, and one clean run under parallel
+load 443 KB; benchmarks/footprint.py --drain measures it instead.)
 """
 
 from __future__ import annotations
 
-import gc
 import platform
 import threading
-import tracemalloc
 
 import pytest
 
@@ -57,60 +57,6 @@ def test_the_daemon_trims_freed_memory_on_a_schedule(start_daemon):
     assert job is not None, [job.id for job in daemon.scheduler.get_jobs()]
     assert job.trigger.interval.total_seconds() == memory.TRIM_SECONDS
     job.func()  # the guarded job runs (and raises nothing) whatever the C library
-
-
-class Delivered:
-    """Counts `message.delivered` events (a gateway listener); `wait_for(n)` until n have come."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.changed = threading.Condition()
-
-    def __call__(self, event: str, data: dict) -> None:
-        if event == "message.delivered":
-            with self.changed:
-                self.count += 1
-                self.changed.notify_all()
-
-    def wait_for(self, count: int, timeout: float) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: self.count >= count, timeout)
-
-
-def drain(daemon, delivered: Delivered, count: int, start: int) -> None:
-    """Submit `count` messages at once and wait until every one is delivered (status report included)."""
-    daemon.gateway.submit("Memory test", [f"+4477009{10000 + n:05d}" for n in range(start, start + count)])
-    assert delivered.wait_for(start + count, 120), (delivered.count, daemon.store.status_counts())
-
-
-def gateway_heap() -> int:
-    """Bytes of the traced Python heap, less what the simulated modems keep (every command and PDU they were sent,
-    for tests: on an appliance they are not in the gateway's process)."""
-    gc.collect()
-    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, "*/modemgw/sim/*",
-                                                                             all_frames=True)])
-    return sum(stat.size for stat in snapshot.statistics("filename"))
-
-
-def test_the_python_heap_does_not_grow_with_the_messages_sent(start_daemon):
-    """After a first batch (lazy imports, caches of the SQL statements and of the templates fill), a second batch
-    of the same size leaves the traced Python heap where it was, within far less than a dict entry per message:
-    a cache keyed by message id that is never trimmed (in the pool, the gateway, the webhooks) would show here."""
-    daemon = start_daemon(modems=4, send_latency=0, report_delay=0.01)
-    delivered = Delivered()
-    daemon.gateway.subscribe(delivered)
-    count = 600
-    tracemalloc.start(64)  # deep enough to see the simulator's thread at the root of its allocations
-    try:
-        drain(daemon, delivered, count, 0)
-        before = gateway_heap()
-        drain(daemon, delivered, count, count)
-        grown = gateway_heap() - before
-    finally:
-        tracemalloc.stop()
-    # A dict keyed by message id (a listener keeping {id: event}) made it grow ~150 KB here, a clean run ~50 KB:
-    # the send-rate window (a float per send in the last minute) and what does not grow with the count.
-    assert grown < 100_000, f"the Python heap grew {grown} bytes over {count} messages: what keeps them?"
 
 
 def test_a_simulated_modem_keeps_its_last_records_only():

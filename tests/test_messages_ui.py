@@ -14,9 +14,8 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw import auth
-from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitRequest
-from tests.support import Client, daemon_config
+from tests.support import Client, logged_in_page, running_daemon
 
 PASSWORD = "correct horse battery"
 LATER = 2 * 86400
@@ -29,15 +28,9 @@ def numbers(count, start):
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    config = daemon_config(tmp_path_factory.mktemp("messages-ui"))
-    running = Daemon(config, simulate=2, sim_send_latency=0.02, sim_report_delay=0.05).start()
-    assert running.pool.wait_ready(10)
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    webui.add_user(running.store, "oscar", PASSWORD, "operator")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "messages-ui", {"alice": "admin", "oscar": "operator"}, modems=2,
+                        sim_send_latency=0.02, sim_report_delay=0.05) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +52,6 @@ def populated(daemon, people):
     ids = [message["id"] for message in sent["messages"]]
     assert daemon.wait_until(lambda: all(row["status"] == "delivered" for row in gateway.store.messages(ids)), 30)
     return {"batch": batch["submission_id"], "delivered": ids}
-
-
-def logged_in(browser, daemon, username="alice", **context):
-    page = browser.new_context(**context).new_page() if context else browser.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
 
 
 def shown_ids(page):
@@ -117,7 +99,7 @@ def as_cells(view):
 # --- the list -----------------------------------------------------------------------------------------------------
 
 def test_every_message_is_reachable_through_the_pages(browser, daemon, populated):
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     follow(page, "Messages")
     expected = [row["id"] for row in daemon.gateway.messages(100_000)]
     assert len(expected) >= 300
@@ -137,7 +119,7 @@ def test_every_message_is_reachable_through_the_pages(browser, daemon, populated
 
 
 def test_the_csv_export_is_the_apis_list_for_the_same_filter(browser, daemon, people, populated):
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     follow(page, "Messages")
     page.get_by_label("Status").select_option("delivered")
     page.get_by_label("Sender").select_option(label="crm")
@@ -171,7 +153,7 @@ def test_a_queued_message_turns_delivered_without_a_reload(browser, daemon, peop
     for modem_id in modems:
         gateway.update_modem(modem_id, enabled=False)
     try:
-        page = logged_in(browser, daemon)
+        page = logged_in_page(browser, daemon)
         follow(page, "Compose")
         page.get_by_label("Recipients").fill("+447700904444")
         page.get_by_label("Message", exact=True).fill("Live one")
@@ -195,7 +177,7 @@ def test_a_queued_message_turns_delivered_without_a_reload(browser, daemon, peop
 
 def test_the_timeline_reads_as_sentences(browser, daemon, populated):
     message_id = populated["delivered"][0]
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(f"{daemon.url}ui/messages/{message_id}")
     modem = daemon.gateway.message(message_id)["modem_id"]
     label = next(m for m in daemon.gateway.modems_now() if m["id"] == modem)
@@ -208,13 +190,13 @@ def test_the_timeline_reads_as_sentences(browser, daemon, populated):
 
 def test_an_admin_deletes_a_message_after_confirming(browser, daemon, populated):
     message_id = populated["delivered"][-1]
-    operator = logged_in(browser, daemon, "oscar")
+    operator = logged_in_page(browser, daemon, "oscar")
     operator.goto(f"{daemon.url}ui/messages/{message_id}")
     expect(operator.get_by_text("Delete…")).to_have_count(0)
     token = operator.locator('meta[name="csrf-token"]').get_attribute("content")
     assert operator.request.post(f"{daemon.url}ui/messages/{message_id}/delete",
                                  form={"csrf_token": token}).status == 403
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(f"{daemon.url}ui/messages/{message_id}")
     confirm = page.get_by_role("button", name=f"Delete message {message_id}")
     expect(confirm).to_be_hidden()  # asked first
@@ -233,7 +215,7 @@ def test_a_batch_is_moved_and_canceled_from_the_scheduled_page(browser, daemon, 
     batch = daemon.gateway.send(SubmitRequest("Party on Friday", numbers(3, 5000), send_at=time.time() + LATER,
                                               user_id=people["alice"]))
     submission = batch["submission_id"]
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     follow(page, "Scheduled")
     card = page.locator(f"#batch-{submission}")
     expect(card.get_by_role("heading")).to_have_text(f"Batch {submission}: 3 messages")
@@ -260,7 +242,7 @@ def test_a_past_time_is_stopped_and_send_now_sends_the_batch(browser, daemon, pe
     batch = daemon.gateway.send(SubmitRequest("Doors open at 9", numbers(2, 5100), send_at=time.time() + LATER,
                                               user_id=people["alice"]))
     submission = batch["submission_id"]
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(f"{daemon.url}ui/scheduled/{submission}")
     field = page.get_by_label("New time")
     assert field.get_attribute("min") <= time.strftime("%Y-%m-%dT%H:%M")  # no earlier than the page's minute
@@ -280,7 +262,7 @@ def test_a_past_time_is_stopped_and_send_now_sends_the_batch(browser, daemon, pe
 def test_an_edit_over_the_segment_limit_is_refused_clearly(browser, daemon):
     batch = daemon.gateway.submit("Original text", numbers(2, 6000), send_at=time.time() + LATER)
     message_id = batch["messages"][0]["id"]
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(f"{daemon.url}ui/scheduled/{batch['submission_id']}")
     follow(page, f"Edit message {message_id}")
     long_text = "x" * 1600
@@ -331,7 +313,7 @@ def check_phone_page(page):
 
 
 def test_the_pages_fit_a_phone(browser, daemon, populated):
-    page = logged_in(browser, daemon, **PHONE)
+    page = logged_in_page(browser, daemon, **PHONE)
     scheduled_id = daemon.gateway.batch_messages(populated["batch"], 1)[0]["id"]
     for path in ("ui/messages", f"ui/messages/{populated['delivered'][0]}", f"ui/messages/{scheduled_id}",
                  "ui/scheduled", f"ui/scheduled/{populated['batch']}", f"ui/scheduled/messages/{scheduled_id}",

@@ -17,6 +17,7 @@ deliveries, a scheduled batch, audit entries and statistics."""
 from __future__ import annotations
 
 import collections
+import json
 import os
 import time
 
@@ -24,12 +25,10 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw import webhooks
-from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitRequest
 from tests import support
-from tests.support import daemon_config, log_in
+from tests.support import log_in, logged_in_page, running_daemon
 
-PASSWORD = "correct horse battery"
 PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1366, "height": 900}}
 LONG_LINK = "https://example.com/appointments/confirm/0123456789abcdefghijklmnopqrstuvwxyz0123456789?ref=sms-campaign"
@@ -71,6 +70,19 @@ PLACE = """el => {
   }
   return {x: box.x, width: box.width, scrolled};
 }"""
+# Every control of the page described; on a phone, each visible one then in turn scrolled into view if it is not
+# (centred then, as Playwright's `scroll_into_view_if_needed` does: CDP DOM.scrollIntoViewIfNeeded) and PLACEd.
+# One round trip per page instead of two per control (a page has up to a hundred).
+SURVEY = f"""phone => {{
+  const elements = [...document.querySelectorAll({json.dumps(CONTROLS)})];
+  const described = ({DESCRIBE})(elements);
+  if (phone) described.forEach((item, index) => {{
+    if (!item.visible) return;
+    elements[index].scrollIntoViewIfNeeded(true);
+    item.place = ({PLACE})(elements[index]);
+  }});
+  return described;
+}}"""
 # Each visible table cell with something in it that lies beyond the right edge, unless the box that scrolls to it
 # is a `.table-wrap` (a wide table of numbers scrolls inside it, with a shadow that says there is more); on a
 # phone, each cell whose text is wider than the cell (cut off, where a card's cell must wrap).
@@ -120,16 +132,9 @@ LABELS = """() => {
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    config = daemon_config(tmp_path_factory.mktemp("phone-layout"))
-    running = Daemon(config, simulate=3, sim_send_latency=0.01, sim_report_delay=0.03,
-                     webhook_schedule=(0.05, 0.05)).start()
-    assert running.pool.wait_ready(10)
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    webui.add_user(running.store, LONG_USER, PASSWORD, "operator")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "phone-layout", {"alice": "admin", LONG_USER: "operator"}, modems=3,
+                        sim_send_latency=0.01, sim_report_delay=0.03, webhook_schedule=(0.05, 0.05)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -184,14 +189,8 @@ def site(daemon):
 def pages(browser, daemon, site):
     """alice's desktop and her phone, one session shared (so that both see the same sessions as "this
     browser" and the same buttons)."""
-    desktop = browser.new_context(**DESKTOP)
-    page = desktop.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page = logged_in_page(browser, daemon, **DESKTOP)
+    desktop = page.context
     phone_context = browser.new_context(storage_state=desktop.storage_state(), **PHONE)
     phone = phone_context.new_page()
     phone.set_default_timeout(15_000)
@@ -262,14 +261,6 @@ def paths(daemon, site) -> list[str]:
     return shown
 
 
-def controls(page) -> list[dict]:
-    handles = page.query_selector_all(CONTROLS)
-    described = page.evaluate(DESCRIBE, handles)
-    for item, handle in zip(described, handles, strict=True):
-        item["handle"] = handle
-    return described
-
-
 def check(page, where: str) -> tuple[list[str], collections.Counter]:
     """What is wrong with the page as shown (sideways scroll, a control off-screen, a label away from its
     input), and the role and name of every visible control."""
@@ -280,14 +271,13 @@ def check(page, where: str) -> tuple[list[str], collections.Counter]:
         problems.append(f"{where}: the page scrolls sideways ({scroll_width} > {width})")
     problems += [f"{where}: cell {text}" for text in page.evaluate(CELLS, width)]
     shown: collections.Counter = collections.Counter()
-    for item in controls(page):
+    for item in page.evaluate(SURVEY, width <= 400):
         if not item["visible"]:
             continue
         shown[(item["role"], item["name"])] += 1
         if width > 400:
             continue
-        item["handle"].scroll_into_view_if_needed()
-        place = item["handle"].evaluate(PLACE)
+        place = item["place"]
         if not (place["x"] >= 0 and place["x"] + place["width"] <= width + 1):
             problems.append(f"{where}: {item['role']} {item['name']!r} is off-screen at x={place['x']:.0f}, "
                             f"{place['width']:.0f} wide")
@@ -304,7 +294,8 @@ def compare(daemon, pages, path, prepare=None) -> list[str]:
     for kind in ("desktop", "phone"):
         page = pages[kind]
         if prepare:
-            prepare(page)
+            prepare(page)  # a page reached by a click: its stylesheet may still be loading when its content shows
+            page.wait_for_load_state()
         else:
             page.goto(daemon.url + path)
         expect(page.locator("main h1").first).to_be_visible()

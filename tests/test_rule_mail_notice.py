@@ -4,19 +4,15 @@ do with it). Over real HTTP against a running gateway with no `[smtp]` relay."""
 
 import pytest
 
-import webui
-from modemgw.daemon import Daemon
-from tests.support import PASSWORD, csrf_token, daemon_config, log_in
+from tests.support import csrf_token, log_in, running_daemon
 
 NO_RELAY = "No SMTP relay is configured"
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    running = Daemon(daemon_config(tmp_path_factory.mktemp("rule-notice"))).start()
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "rule-notice", {"alice": "admin"}) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ a dangerous regular expression is refused on the form; operators may not see the
 import pytest
 from playwright import sync_api as playwright_api
 
-from modemgw.daemon import Daemon
-from tests.support import daemon_config, log_in
+from tests.support import log_in, logged_in_page, running_daemon
 
 PASSWORD = "correct horse battery"
 CUSTOMER = "+447700900555"
@@ -17,15 +16,9 @@ expect = playwright_api.expect
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    config = daemon_config(tmp_path_factory.mktemp("rules-ui"))
-    running = Daemon(config, simulate=2, sim_send_latency=0.01, sim_report_delay=0.05).start()
-    assert running.pool.wait_ready(10)
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    webui.add_user(running.store, "oscar", PASSWORD, "operator")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "rules-ui", {"alice": "admin", "oscar": "operator"}, modems=2,
+                        sim_send_latency=0.01, sim_report_delay=0.05) as running:
+        yield running
 
 
 @pytest.fixture
@@ -38,20 +31,9 @@ def clean(daemon):
         daemon.gateway.delete_inbound_rule(rule["id"])
 
 
-def logged_in(browser, daemon, username="alice", **context):
-    page = browser.new_context(**context).new_page()
-    page.set_default_timeout(10_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
-
-
 def test_an_admin_makes_an_auto_reply_that_answers_a_real_sms(browser, clean):
     daemon = clean
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.get_by_role("navigation").get_by_role("link", name="Settings").click()
     page.get_by_role("link", name="Inbound rules").click()
     expect(page.get_by_role("heading", name="Inbound rules")).to_be_visible()
@@ -89,7 +71,7 @@ def test_rules_are_ordered_disabled_tested_and_deleted(browser, clean):
     for name, action in (("Forward all", {"type": "email", "to": ["ops@office.example"]}),
                          ("Quiet senders", {"type": "stop"})):
         gateway.create_inbound_rule(name, {"sender": "+4477009005*"} if name == "Quiet senders" else {}, action)
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(daemon.url + "ui/rules")
     expect(page.locator(".rule-name")).to_have_text(["Forward all", "Quiet senders"])
     expect(page.locator("#mail")).to_contain_text("No SMTP relay is configured")
@@ -123,7 +105,7 @@ def test_rules_are_ordered_disabled_tested_and_deleted(browser, clean):
 
 def test_a_dangerous_regular_expression_is_refused_on_the_form(browser, clean):
     daemon = clean
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(daemon.url + "ui/rules/new")
     page.get_by_label("Name").fill("Catastrophe")
     page.get_by_label("Text matches (regular expression)").fill("(a+)+$")
@@ -150,7 +132,7 @@ def test_no_sideways_scroll_at_360_px(browser, clean):
     daemon.gateway.create_inbound_rule("Stop", {}, {"type": "stop"})
     daemon.gateway.queue_mail(["buchhaltung-und-controlling-abteilung@sehr-lange-firmendomain.example"],
                               "Subject " + long_word, "Body")
-    page = logged_in(browser, daemon, viewport={"width": 360, "height": 740})
+    page = logged_in_page(browser, daemon, viewport={"width": 360, "height": 740})
     for path, test in (("ui/rules", "Test the rules"), ("ui/rules/new", None), (f"ui/rules/{rule['id']}",
                                                                                   "Test this rule")):
         page.goto(daemon.url + path)

@@ -19,21 +19,17 @@ import webui
 from modemgw import config as configuration, users
 from modemgw.app import TrustedProxies
 from modemgw.cli import main
-from modemgw.daemon import Daemon
 from modemgw.store import Store
-from tests.support import PASSWORD, attempt, browser, csrf_token, daemon_config, eventually, log_in
+from tests.support import PASSWORD, attempt, browser, csrf_token, eventually, log_in, running_daemon
 
 TRUSTED = configuration.parse_trusted_proxies(["127.0.0.1", "10.0.0.0/8"])
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    config = daemon_config(tmp_path_factory.mktemp("sessions"))
-    configuration.apply(config, {"http": {"trusted_proxies": ["127.0.0.1"]}})
-    running = Daemon(config).start()  # the web UI needs no modems
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "sessions", {"alice": "admin"},  # the web UI needs no modems
+                        settings={"http": {"trusted_proxies": ["127.0.0.1"]}}) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

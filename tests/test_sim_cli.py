@@ -2,10 +2,12 @@
 
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -137,9 +139,11 @@ def _answers(path: Path) -> bool:
 def test_sim_commands_find_the_demos_simulator_without_being_told(tmp_path):
     if _answers(Path("/tmp/modemgw-sim/control.sock")):
         pytest.skip("a `modemgw sim` runs in /tmp/modemgw-sim on this machine: it would be found first")
-    env = _without_sim_dir(XDG_DATA_HOME=str(tmp_path / "xdg"))
+    # a short directory: the demo's control socket lies deep in it, and a socket's path has at most 107 bytes
+    xdg = Path(tempfile.mkdtemp(prefix="xdg", dir="/tmp"))
+    env = _without_sim_dir(XDG_DATA_HOME=str(xdg))
     nothing = subprocess.run([MODEMGW, "sim", "list"], capture_output=True, text=True, env=env, timeout=60)
-    demo_sim = tmp_path / "xdg" / "modemgw" / "demo" / "sim"
+    demo_sim = xdg / "modemgw" / "demo" / "sim"
     assert nothing.returncode == 1 and str(demo_sim / "control.sock") in nothing.stderr
     assert "modemgw demo" in nothing.stderr
     demo = Process("demo", "--listen", "127.0.0.1:0", "--modems", "1", env=env)
@@ -157,7 +161,9 @@ def test_sim_commands_find_the_demos_simulator_without_being_told(tmp_path):
         status = subprocess.run([MODEMGW, "status"], capture_output=True, text=True, env=env, timeout=60)
         assert status.returncode == 0 and "sim0" in status.stdout, status.stderr
     finally:
-        assert demo.stop() == 0
+        stopped = demo.stop()
+        shutil.rmtree(xdg, ignore_errors=True)
+        assert stopped == 0
     log = "".join(demo.seen)
     assert "modemgw.hotplug: port" in log and "control.sock" not in log, log  # the socket is no port
 

@@ -8,8 +8,7 @@ import time
 import pytest
 from playwright import sync_api as playwright_api
 
-from modemgw.daemon import Daemon
-from tests.support import daemon_config
+from tests.support import logged_in_page, running_daemon
 
 PASSWORD = "correct horse battery"
 expect = playwright_api.expect
@@ -19,11 +18,13 @@ PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "i
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
+    with running_daemon(tmp_path_factory, "stats-ui", {"oscar": "operator"}) as running:
+        fill(running)
+        yield running
 
-    config = daemon_config(tmp_path_factory.mktemp("stats-ui"))
-    running = Daemon(config, simulate=0).start()
-    webui.add_user(running.store, "oscar", PASSWORD, "operator")
+
+def fill(running):
+    """Two SIMs, one with a long name, and 60 messages over the last 30 days and hours, some delivered, some not."""
     store = running.store
     sims = [store.attach_modem(f"35693803000{index:04d}", None, label=label)["id"]
             for index, label in enumerate(["front-desk", "Ein-sehr-langer-SIM-Name-ohne-Leerzeichen-1234567890"])]
@@ -43,19 +44,6 @@ def daemon(tmp_path_factory):
             for seq in range(1, row["segments"] + 1):
                 store.record_report(message_id, seq, modem_id, "delivered" if index % 5 else "failed", 0,
                                     at + 5 + index)
-    yield running
-    running.stop()
-
-
-def logged_in(browser, daemon, **context):
-    page = browser.new_context(**context).new_page()
-    page.set_default_timeout(10_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill("oscar")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
 
 
 def no_sideways_scroll(page) -> bool:
@@ -76,7 +64,7 @@ def tick_font_px(page) -> float:
 @pytest.mark.parametrize("context", [DESKTOP, PHONE], ids=["1366px", "360px-mobile"])
 def test_the_statistics_page_fits_and_its_charts_have_numbers(browser, daemon, context):
     complaints = []
-    page = logged_in(browser, daemon, **context)
+    page = logged_in_page(browser, daemon, "oscar", **context)
     page.on("console", lambda message: complaints.append(message.text) if message.type == "error" else None)
     if context is PHONE:
         page.goto(daemon.url + "ui/stats")
@@ -107,7 +95,7 @@ def test_the_statistics_page_fits_and_its_charts_have_numbers(browser, daemon, c
 
 @pytest.mark.parametrize("context", [DESKTOP, PHONE], ids=["1366px", "360px-mobile"])
 def test_the_dashboard_chart_has_an_axis_hours_and_now_at_the_right(browser, daemon, context):
-    page = logged_in(browser, daemon, **context)
+    page = logged_in_page(browser, daemon, "oscar", **context)
     expect(page.get_by_role("heading", name="Messages sent per hour, last 24 hours")).to_be_visible()
     ticks = visible_ticks(page)
     assert ticks[0] == "0" and len(ticks) >= 2
@@ -127,7 +115,7 @@ def test_the_dashboard_chart_has_an_axis_hours_and_now_at_the_right(browser, dae
 def test_the_range_typed_stays_while_the_period_changes(browser, daemon):
     """Day, week, month, week: From and To keep what was typed (the report alone counts whole weeks or months);
     left empty, they stay empty and each period has its default, as GET /api/v1/stats has."""
-    page = logged_in(browser, daemon, **DESKTOP)
+    page = logged_in_page(browser, daemon, "oscar", **DESKTOP)
     page.goto(daemon.url + "ui/stats")
     expect(page.get_by_label("From", exact=True)).to_have_value("")
     page.get_by_label("Period", exact=True).select_option("week")

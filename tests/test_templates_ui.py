@@ -6,33 +6,22 @@ way to Compose, and no sideways scroll on a 360 px phone."""
 import pytest
 from playwright import sync_api as playwright_api
 
-import webui
-from modemgw.daemon import Daemon
-from tests.support import PASSWORD, daemon_config
+from tests.support import logged_in_page, running_daemon
 
 expect = playwright_api.expect
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    running = Daemon(daemon_config(tmp_path_factory.mktemp("templates-ui")), simulate=0).start()
-    webui.add_user(running.store, "olga", PASSWORD, "operator")  # any logged-in user manages templates
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "templates-ui", {"olga": "operator"}) as running:  # any user's templates
+        yield running
 
 
 @pytest.fixture
 def page(browser, daemon):
-    context = browser.new_context()
-    opened = context.new_page()
-    opened.set_default_timeout(10_000)
-    opened.goto(daemon.url)
-    opened.get_by_label("Username").fill("olga")
-    opened.get_by_label("Password").fill(PASSWORD)
-    opened.get_by_role("button", name="Log in").click()
-    expect(opened.get_by_role("heading", name="Dashboard")).to_be_visible()
+    opened = logged_in_page(browser, daemon, "olga")
     yield opened
-    context.close()
+    opened.close()
     for template in daemon.gateway.templates():
         daemon.gateway.delete_template(template["id"])
 

@@ -8,8 +8,7 @@ import pytest
 from playwright import sync_api as playwright_api
 
 import webui
-from modemgw.daemon import Daemon
-from tests.support import daemon_config
+from tests.support import logged_in_page, running_daemon
 
 PASSWORD = "correct horse battery"
 PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2,
@@ -19,23 +18,8 @@ PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touc
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    config = daemon_config(tmp_path_factory.mktemp("users-ui"))
-    running = Daemon(config).start()  # these pages need no modem
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    yield running
-    running.stop()
-
-
-def logged_in(browser, daemon, username="alice", password=PASSWORD, **context):
-    """A page in a browser context of its own (its own cookies: another browser), logged in as `username`."""
-    page = browser.new_context(**context).new_page()
-    page.set_default_timeout(15_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
+    with running_daemon(tmp_path_factory, "users-ui", {"alice": "admin"}) as running:  # these pages need no modem
+        yield running
 
 
 def asks_for_login(page) -> None:
@@ -58,8 +42,8 @@ def other_session_ids(page, daemon) -> list[str]:
 
 def test_an_admin_disables_a_user_whose_open_session_is_refused_at_its_next_request(browser, daemon):
     webui.add_user(daemon.store, "uma", PASSWORD, "operator")
-    uma = logged_in(browser, daemon, "uma")
-    admin = logged_in(browser, daemon)
+    uma = logged_in_page(browser, daemon, "uma")
+    admin = logged_in_page(browser, daemon)
     admin.get_by_role("link", name="Settings").click()
     playwright_api.expect(admin.get_by_role("list", name="Sessions of uma").get_by_role("listitem")).to_have_count(1)
     admin.get_by_role("button", name="Disable uma").click()
@@ -81,11 +65,11 @@ def test_an_admin_disables_a_user_whose_open_session_is_refused_at_its_next_requ
 
 def test_ending_one_session_of_a_user_ends_only_that_one(browser, daemon):
     webui.add_user(daemon.store, "vic", PASSWORD, "operator")
-    desk, phone = logged_in(browser, daemon, "vic"), logged_in(browser, daemon, "vic", **PHONE)
+    desk, phone = logged_in_page(browser, daemon, "vic"), logged_in_page(browser, daemon, "vic", **PHONE)
     others = other_session_ids(desk, daemon)
     assert len(others) == 1
     phone_session = others[0]  # the desk's account page lists the phone's session as the other one
-    admin = logged_in(browser, daemon)
+    admin = logged_in_page(browser, daemon)
     admin.goto(f"{daemon.url}ui/settings#users")
     sessions = admin.get_by_role("list", name="Sessions of vic")
     playwright_api.expect(sessions.get_by_role("listitem")).to_have_count(2)
@@ -101,8 +85,8 @@ def test_ending_one_session_of_a_user_ends_only_that_one(browser, daemon):
 
 def test_a_user_ends_their_other_sessions_from_their_account_page(browser, daemon):
     webui.add_user(daemon.store, "wendy", PASSWORD, "operator")
-    here = logged_in(browser, daemon, "wendy")
-    second, third = logged_in(browser, daemon, "wendy"), logged_in(browser, daemon, "wendy")
+    here = logged_in_page(browser, daemon, "wendy")
+    second, third = logged_in_page(browser, daemon, "wendy"), logged_in_page(browser, daemon, "wendy")
     second_others, third_others = other_session_ids(second, daemon), other_session_ids(third, daemon)
     second_id = next(session for session in third_others if session not in second_others)  # third sees second
     here.get_by_role("link", name="wendy").click()
@@ -128,7 +112,7 @@ def crowded(browser, daemon):
     """Long names, sessions to list (alice has another one: her account page offers to end it), keys and audit
     entries with long words: what makes a narrow page overflow if anything does. The admin's phone, logged in."""
     webui.add_user(daemon.store, "xavier-with-a-rather-long-name-for-a-phone", PASSWORD, "operator")
-    logged_in(browser, daemon, "xavier-with-a-rather-long-name-for-a-phone")
+    logged_in_page(browser, daemon, "xavier-with-a-rather-long-name-for-a-phone")
     daemon.gateway.create_key("an-integration-with-a-long-name-that-does-not-break", ["send", "read", "book"])
     failed = browser.new_page()
     failed.goto(f"{daemon.url}ui/login")
@@ -136,8 +120,8 @@ def crowded(browser, daemon):
     failed.get_by_label("Password").fill("wrong password")
     failed.get_by_role("button", name="Log in").click()
     playwright_api.expect(failed.get_by_role("alert")).to_be_visible()
-    logged_in(browser, daemon)
-    return logged_in(browser, daemon, **PHONE)
+    logged_in_page(browser, daemon)
+    return logged_in_page(browser, daemon, **PHONE)
 
 
 @pytest.mark.parametrize("path", ["ui/settings", "ui/account", "ui/audit", "ui/audit?refused=1&action=login."])

@@ -10,11 +10,9 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw import auth, webhooks
-from modemgw.daemon import Daemon
 from modemgw.store import NotFound, Store
-from tests.support import Client, Receiver, daemon_config
+from tests.support import Client, Receiver, logged_in_page, running_daemon
 
-PASSWORD = "correct horse battery"
 # One retry an hour away, then dead: a failed delivery waits far longer than any test, unless something makes it
 # due; a retried one that fails again is dead at once.
 SCHEDULE = (3600.0,)
@@ -28,29 +26,14 @@ def httpserver_listen_address():
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    running = Daemon(daemon_config(tmp_path_factory.mktemp("webhook-recovery")), simulate=0,
-                     webhook_schedule=SCHEDULE).start()
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    yield running
-    running.stop()
+    with running_daemon(tmp_path_factory, "webhook-recovery", {"alice": "admin"},
+                        webhook_schedule=SCHEDULE) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def admin(daemon):
     return Client(daemon.url, auth.create_key(daemon.store, "recovery", ("admin",))[0])
-
-
-def logged_in(browser, daemon, **context):
-    page = browser.new_context(**context).new_page()
-    page.set_default_timeout(15_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
 
 
 def log(daemon, hook_id, **page):
@@ -229,7 +212,7 @@ def test_the_api_pages_a_delivery_log_and_filters_it_by_status(daemon, admin):
 
 def test_the_webhook_page_pages_its_log_filters_it_and_recovers_it(browser, daemon, httpserver):
     big = fill_log(daemon, 120)
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(f"{daemon.url}ui/webhooks/{big['id']}")
     rows = page.locator("table.deliveries tbody tr")
     newest_first = [row["id"] for row in log(daemon, big["id"])]
@@ -290,7 +273,7 @@ def test_the_webhook_page_pages_its_log_filters_it_and_recovers_it(browser, daem
 
 def test_settings_adds_a_webhook_with_the_same_event_checkboxes_as_its_page(browser, daemon, httpserver):
     receiver = Receiver(httpserver, "/added")
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(f"{daemon.url}ui/settings")
     form = page.locator("#add-webhook")
     expect(form.locator("select[multiple]")).to_have_count(0)  # no Ctrl-click list any more
@@ -313,7 +296,7 @@ def test_settings_adds_a_webhook_with_the_same_event_checkboxes_as_its_page(brow
 
 def test_the_recovery_and_the_paged_log_fit_a_360_px_phone(browser, daemon):
     hook = fill_log(daemon, 60)
-    page = logged_in(browser, daemon, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True,
+    page = logged_in_page(browser, daemon, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True,
                      device_scale_factor=2)
     for path in ("ui/settings", f"ui/webhooks/{hook['id']}", f"ui/webhooks/{hook['id']}?status=dead"):
         page.goto(daemon.url + path)

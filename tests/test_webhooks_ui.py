@@ -7,11 +7,9 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw import auth, webhooks
-from modemgw.daemon import Daemon
-from tests.support import Client, Receiver, daemon_config
+from tests.support import Client, Receiver, logged_in_page, running_daemon
 from webui import when
 
-PASSWORD = "correct horse battery"
 FAST_RETRIES = (0.05, 0.05, 0.05, 0.05)  # a delivery is dead after 5 attempts, within a second
 expect = playwright_api.expect
 
@@ -23,27 +21,9 @@ def httpserver_listen_address():
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    config = daemon_config(tmp_path_factory.mktemp("webhooks-ui"))
-    running = Daemon(config, simulate=1, sim_send_latency=0.01, sim_report_delay=0.05,
-                     webhook_schedule=FAST_RETRIES).start()
-    assert running.pool.wait_ready(10)
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    webui.add_user(running.store, "oscar", PASSWORD, "operator")
-    yield running
-    running.stop()
-
-
-def logged_in(browser, daemon, username="alice", **context):
-    page = browser.new_context(**context).new_page()
-    page.set_default_timeout(15_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
+    with running_daemon(tmp_path_factory, "webhooks-ui", {"alice": "admin", "oscar": "operator"}, modems=1,
+                        sim_send_latency=0.01, sim_report_delay=0.05, webhook_schedule=FAST_RETRIES) as running:
+        yield running
 
 
 def deliveries(daemon, hook_id):
@@ -57,7 +37,7 @@ def audited(daemon, action):
 def test_a_webhook_is_edited_tested_disabled_and_deleted_on_its_page(browser, daemon, httpserver):
     failing = Receiver(httpserver, "/down", statuses=[500] * 5)  # five failed attempts: a dead letter
     fixed = Receiver(httpserver, "/up")
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(daemon.url + "ui/settings")
     page.get_by_label("URL", exact=True).fill(failing.url)
     page.locator("#add-webhook").get_by_label("message.sent").check()  # the same checkboxes as the webhook's page
@@ -150,7 +130,7 @@ def test_operators_see_a_failing_webhook_but_not_its_page(browser, daemon, https
     try:
         daemon.webhooks.test(hook["id"])
         assert daemon.wait_until(lambda: deliveries(daemon, hook["id"])[0]["status"] == "dead", 10)
-        page = logged_in(browser, daemon, "oscar")
+        page = logged_in_page(browser, daemon, "oscar")
         expect(page.locator("#failing-webhooks")).to_contain_text(receiver.url)
         expect(page.locator("#failing-webhooks")).to_contain_text("tell an administrator")
         expect(page.locator("#failing-webhooks a")).to_have_count(0)
@@ -167,7 +147,7 @@ def test_the_webhook_pages_fit_a_360_px_phone(browser, daemon, httpserver):
         [message] = daemon.gateway.submit("Phone", "+447700902003", request_report=False)["messages"]
         assert daemon.wait_until(lambda: any(d["status"] == "dead" and d["message_id"] == message["id"]
                                              for d in deliveries(daemon, hook["id"])), 10)
-        page = logged_in(browser, daemon, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True,
+        page = logged_in_page(browser, daemon, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True,
                          device_scale_factor=2)
         for path in ("", "ui/settings", f"ui/webhooks/{hook['id']}"):
             page.goto(daemon.url + path)

@@ -4,34 +4,16 @@
 import pytest
 from playwright import sync_api as playwright_api
 
-from modemgw.daemon import Daemon
-from tests.support import daemon_config
+from tests.support import logged_in_page, running_daemon
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import webui
-
-    config = daemon_config(tmp_path_factory.mktemp("webui"))
-    running = Daemon(config, simulate=2, sim_send_latency=0.05, sim_report_delay=0.2).start()
-    assert running.pool.wait_ready(10)
-    webui.add_user(running.store, "alice", PASSWORD, "admin")
-    webui.add_user(running.store, "oscar", PASSWORD, "operator")
-    yield running
-    running.stop()
-
-
-def logged_in(browser, daemon, username="alice"):
-    page = browser.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(daemon.url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    playwright_api.expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    return page
+    with running_daemon(tmp_path_factory, "webui", {"alice": "admin", "oscar": "operator"}, modems=2,
+                        sim_send_latency=0.05, sim_report_delay=0.2) as running:
+        yield running
 
 
 def test_login_refuses_a_wrong_password_and_shows_the_dashboard(browser, daemon):
@@ -41,14 +23,14 @@ def test_login_refuses_a_wrong_password_and_shows_the_dashboard(browser, daemon)
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Log in").click()
     playwright_api.expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     playwright_api.expect(page.locator("article.modem")).to_have_count(2)
     cookie = next(c for c in page.context.cookies() if c["name"] == "session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
 
 
 def test_compose_sends_and_the_message_reaches_delivered(browser, daemon):
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.get_by_role("link", name="Compose").click()
     page.get_by_label("Recipients").fill("+447700901234")
     page.get_by_label("Message", exact=True).fill("Hello from the web UI 😀")
@@ -65,7 +47,7 @@ def test_compose_sends_and_the_message_reaches_delivered(browser, daemon):
 def test_csv_upload_fills_placeholders(browser, daemon, tmp_path):
     csv_file = tmp_path / "guests.csv"
     csv_file.write_text("phone,name,time\n+447700901301,Ann,9:30\n+447700901302,Bo,10:00\n")
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.get_by_role("link", name="Compose").click()
     page.get_by_label("…or a CSV file").set_input_files(str(csv_file))
     page.get_by_label("Message", exact=True).fill("Hi {name}, see you at {time}.")
@@ -81,7 +63,7 @@ def test_csv_upload_fills_placeholders(browser, daemon, tmp_path):
 def test_an_inbound_reply_shows_in_the_inbox_and_is_answered(browser, daemon):
     daemon.simulator.inject_sms(0, "+447700905555", "Can we move to Friday?")
     assert daemon.wait_until(lambda: any(row["sender"] == "+447700905555" for row in daemon.store.inbox()), 10)
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.get_by_role("link", name="Inbox").click()
     conversation = page.get_by_role("link", name="+447700905555")
     playwright_api.expect(conversation).to_contain_text("1 new")
@@ -95,13 +77,13 @@ def test_an_inbound_reply_shows_in_the_inbox_and_is_answered(browser, daemon):
 
 def test_at_console_for_admins_only(browser, daemon):
     modem_id = daemon.store.modems()[0]["id"]
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(f"{daemon.url}ui/modems/{modem_id}")
     page.get_by_label("Command").fill("AT+CSQ")
     page.get_by_role("button", name="Run").click()
     playwright_api.expect(page.locator("#console-output")).to_contain_text("+CSQ: 20,99")
     playwright_api.expect(page.locator("#console-output")).to_contain_text("OK")
-    operator = logged_in(browser, daemon, "oscar")
+    operator = logged_in_page(browser, daemon, "oscar")
     operator.goto(f"{daemon.url}ui/modems/{modem_id}")
     playwright_api.expect(operator.get_by_role("heading", name="AT console")).to_have_count(0)
     token = operator.locator('meta[name="csrf-token"]').get_attribute("content")
@@ -113,7 +95,7 @@ def test_at_console_for_admins_only(browser, daemon):
 
 def test_an_admin_renames_a_modem_and_a_duplicate_label_is_refused(browser, daemon):
     first, second = daemon.store.modems()[:2]
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.goto(f"{daemon.url}ui/modems/{second['id']}")
     playwright_api.expect(page.locator("body")).to_contain_text(
         f"The configuration names it {second['label']}; that name comes back when the modem reconnects.")
@@ -132,7 +114,7 @@ def test_an_admin_renames_a_modem_and_a_duplicate_label_is_refused(browser, daem
 
 
 def test_a_form_post_without_its_csrf_token_is_rejected(browser, daemon):
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     response = page.request.post(f"{daemon.url}ui/compose", form={"to": "+447700901234", "body": "x",
                                                                   "confirm": "yes"})
     assert response.status == 400
@@ -152,7 +134,7 @@ def test_login_only_returns_to_pages_of_this_site(target, allowed):
 
 
 def test_the_pages_work_under_their_content_security_policy(browser, daemon):
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     complaints = []
     page.on("console", lambda message: complaints.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: complaints.append(str(error)))
@@ -163,7 +145,7 @@ def test_the_pages_work_under_their_content_security_policy(browser, daemon):
     for path in ("", "ui/messages", "ui/inbox", "ui/modems", "ui/settings", "ui/account"):
         page.goto(f"{daemon.url}{path}")
         playwright_api.expect(page.locator("main h1")).to_be_visible()
-    operator = logged_in(browser, daemon, "oscar")
+    operator = logged_in_page(browser, daemon, "oscar")
     operator.on("console", lambda message: complaints.append(message.text) if message.type == "error" else None)
     operator.goto(f"{daemon.url}ui/messages")
     operator.goto(f"{daemon.url}ui/settings")  # an error page (403): its Back link is ours, no inline script
@@ -176,8 +158,8 @@ def test_an_admin_disables_a_user_whose_open_page_then_asks_for_a_login(browser,
     import webui
 
     webui.add_user(daemon.store, "uma", PASSWORD, "operator")
-    uma = logged_in(browser, daemon, "uma")
-    admin = logged_in(browser, daemon)
+    uma = logged_in_page(browser, daemon, "uma")
+    admin = logged_in_page(browser, daemon)
     admin.get_by_role("link", name="Settings").click()
     admin.get_by_role("button", name="Disable uma").click()
     playwright_api.expect(admin.get_by_role("status")).to_have_text("User disabled; their sessions have ended.")
@@ -201,8 +183,8 @@ def test_a_user_changes_their_own_password(browser, daemon):
     import webui
 
     webui.add_user(daemon.store, "vera", PASSWORD, "operator")
-    elsewhere = logged_in(browser, daemon, "vera")
-    page = logged_in(browser, daemon, "vera")
+    elsewhere = logged_in_page(browser, daemon, "vera")
+    page = logged_in_page(browser, daemon, "vera")
     page.get_by_role("link", name="vera").click()
     page.get_by_label("Current password").fill(PASSWORD)
     page.get_by_label("New password (at least 10 characters)").fill("vera's better password")
@@ -216,7 +198,7 @@ def test_a_user_changes_their_own_password(browser, daemon):
 
 
 def test_a_new_webhook_secret_is_shown_on_its_page_and_kept_out_of_cookies(browser, daemon):
-    page = logged_in(browser, daemon)
+    page = logged_in_page(browser, daemon)
     page.get_by_role("link", name="Settings").click()
     page.get_by_label("URL", exact=True).fill("http://127.0.0.1:9/sms-events")
     page.get_by_role("button", name="Add webhook").click()
