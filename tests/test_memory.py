@@ -69,3 +69,18 @@ def test_a_simulated_modem_keeps_its_last_records_only():
     records.append(-1)
     _bound(records)
     assert len(records) == KEPT_RECORDS and records[-1] == -1 and records[0] == KEPT_RECORDS + 1
+
+
+def test_a_modems_worker_keeps_a_small_page_cache(start_daemon):
+    """A worker reads a few rows at a time (its claims and counters): its connection's cache is the small one."""
+    from concurrent.futures import Future
+
+    from modemgw.pool.tasks import Call
+    from modemgw.store.base import SMALL_CACHE_KIB
+
+    daemon = start_daemon(modems=1)
+    [worker] = daemon.pool.workers
+    done: Future = Future()
+    worker.tasks.put(Call(lambda modem: cache_kib(daemon.store.connection()), done))  # on the worker's thread
+    assert done.result(10) == SMALL_CACHE_KIB
+    assert cache_kib(daemon.store.connection()) > SMALL_CACHE_KIB  # this thread's: the usual one

@@ -157,6 +157,10 @@ class ModemWorker(threading.Thread):
     # --- main loop -----------------------------------------------------------------------------------
 
     def run(self) -> None:
+        try:
+            self.pool.store.small_cache()
+        except StoreError as error:  # the first transaction meets it again, and is handled there
+            log.debug("%s: %s", self.label, error)
         while not self._stopping:
             self.pulse = time.monotonic()
             try:

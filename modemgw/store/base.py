@@ -82,6 +82,8 @@ def _new_database(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
 
 
+SMALL_CACHE_KIB = 128  # the page cache of a thread that reads a few rows at a time (`StoreBase.small_cache`)
+
 # A message's routine steps, in the order they happen: told from its rows, not kept in the event log.
 ROUTINE_EVENTS = ("message.created", "message.sending", "part.sent", "message.sent", "part.report",
                   "message.delivered", "message.undelivered")
@@ -139,6 +141,14 @@ class StoreBase:
                 raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
             self._local.conn = conn
         return conn
+
+    def small_cache(self) -> None:
+        """This thread reads only a few rows at a time (a modem's worker: the claim, its counters): its connection
+        keeps a 128 KiB page cache, not 512 KiB. With 16 modems, 6 MB less on a Pi. Raises StoreError."""
+        try:
+            self.connection().execute(f"PRAGMA cache_size = -{SMALL_CACHE_KIB}")
+        except sqlite3.Error as error:
+            raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
 
     @contextmanager
     def transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
