@@ -13,7 +13,10 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -89,3 +92,30 @@ def report(name: str, rows: list[dict], columns: list[str], out: Path | None = N
     path.write_text(json.dumps({"machine": machine(), **extra, "rows": rows}, indent=2) + "\n")
     print(f"(written to {path})")
     return path
+
+
+# --- processes a script starts: each in its own session, stopped with it (Ctrl-C, SIGTERM, an error) ----------
+
+_processes: list[subprocess.Popen] = []
+
+
+def track(process: subprocess.Popen) -> subprocess.Popen:
+    """Stop `process` (and its session) when the script ends, whatever ends it."""
+    _processes.append(process)
+    return process
+
+
+def terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if process in _processes:
+        _processes.remove(process)
+
+
+atexit.register(lambda: [terminate(process) for process in reversed(list(_processes))])
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -29,12 +29,10 @@ Three runs (`--only` picks some), each `modemgw serve` as a process of its own, 
 
 from __future__ import annotations
 
-import atexit
 import http.cookiejar
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +43,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from common import options, report, temporary_directory
+from common import options, report, temporary_directory, terminate, track
 
 from modemgw import auth, users
 from modemgw.store import Store
@@ -54,7 +52,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 MODEMS = 8
 SUBMIT_BATCH = 5_000  # recipients per POST /api/v1/messages while draining
 PASSWORD = "footprint benchmark"  # the web UI user's, in a temporary database
-_processes: list[subprocess.Popen] = []
 
 
 SEED_BATCH = 20_000  # messages per executemany: the seeding process's own memory stays flat up to 1,000,000
@@ -131,7 +128,7 @@ def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
     process = subprocess.Popen(args, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=open(log, "w"), text=True,
                                env={**os.environ, "MODEMGW_LOG": "WARNING", **(env or {})})
-    _processes.append(process)
+    track(process)
     return process
 
 
@@ -153,20 +150,6 @@ def wait_for_line(process: subprocess.Popen, marker: str, log: Path, timeout: fl
     return found[0]
 
 
-def terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    if process in _processes:
-        _processes.remove(process)
-
-
-atexit.register(lambda: [terminate(process) for process in reversed(list(_processes))])
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 # --- /proc ------------------------------------------------------------------------------------------------------

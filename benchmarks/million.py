@@ -20,12 +20,10 @@ asked for again over HTTP, and its RSS and peak RSS (VmHWM) are read: the footpr
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import http.cookiejar
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +31,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from common import options, percentiles, report, temporary_directory
+from common import options, percentiles, report, temporary_directory, terminate, track
 
 from modemgw import auth, users
 from modemgw.store import Store
@@ -42,7 +40,6 @@ from modemgw.store.seed import seed_messages
 PASSWORD = "million benchmark"  # the web UI admin's, in the benchmark's database
 TARGET_MS = 20.0
 SLOW_MS, SLOW_RUNS = 1000.0, 5  # a query whose warm-up took over a second runs 5 times only
-_processes: list[subprocess.Popen] = []
 
 
 def seed(path: Path, messages: int) -> dict:
@@ -204,7 +201,7 @@ def serve_rss(data: Path, key: str, f: dict, rounds: int) -> dict:
     log = data / "serve.log"
     process = subprocess.Popen(args, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=open(log, "w"), text=True, env={**os.environ, "MODEMGW_LOG": "WARNING"})
-    _processes.append(process)
+    track(process)
     base = None
     deadline = time.monotonic() + 120
     while base is None and time.monotonic() < deadline:
@@ -235,20 +232,6 @@ def serve_rss(data: Path, key: str, f: dict, rounds: int) -> dict:
     return figures
 
 
-def terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    if process in _processes:
-        _processes.remove(process)
-
-
-atexit.register(lambda: [terminate(process) for process in reversed(list(_processes))])
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def main() -> None:

@@ -1047,17 +1047,10 @@ def backup_command(config_path, data_dir, destination) -> None:
 def restore_command(config_path, data_dir, source) -> None:
     """Replace the database with the backup SOURCE. Stop the gateway first (sudo systemctl stop modemgw);
     the database replaced is kept beside it as modemgw.db.before-restore-<time>."""
-    from modemgw.control import daemon_request as control_request
     from modemgw.store import backup
 
     config = _admin_config(_system_config(config_path), data_dir)
-    try:
-        control_request(config.data_dir, {"command": "status"}, timeout=5)
-    except (ConnectionError, ValueError):
-        pass
-    else:
-        raise click.ClickException("the gateway is running on this database: stop it first "
-                                   "(sudo systemctl stop modemgw), restore, then start it again")
+    _refuse_while_running(config, "restore")
     try:
         summary, kept = backup.restore(source, config.data_dir / "modemgw.db")
     except backup.BackupError as error:
@@ -1065,6 +1058,18 @@ def restore_command(config_path, data_dir, source) -> None:
     click.echo(f"restored: {summary}")
     if kept:
         click.echo(f"the database it replaced is kept as {kept}")
+
+
+def _refuse_while_running(config, step: str) -> None:
+    """A rewrite of the database file (restore, vacuum) may not run under a gateway that has it open."""
+    from modemgw.control import daemon_request as control_request
+
+    try:
+        control_request(config.data_dir, {"command": "status"}, timeout=5)
+    except (ConnectionError, ValueError):
+        return
+    raise click.ClickException("the gateway is running on this database: stop it first "
+                               f"(sudo systemctl stop modemgw), {step}, then start it again")
 
 
 @main.command("vacuum")
@@ -1077,18 +1082,11 @@ def vacuum_command(config_path, data_dir) -> None:
     database's size free on its disk."""
     import shutil
 
-    from modemgw.control import daemon_request as control_request
     from modemgw.retention import describe_bytes
     from modemgw.store import StoreError
 
     config = _admin_config(_system_config(config_path), data_dir)
-    try:
-        control_request(config.data_dir, {"command": "status"}, timeout=5)
-    except (ConnectionError, ValueError):
-        pass
-    else:
-        raise click.ClickException("the gateway is running on this database: stop it first "
-                                   "(sudo systemctl stop modemgw), run modemgw vacuum, then start it again")
+    _refuse_while_running(config, "run modemgw vacuum")
     database = config.data_dir / "modemgw.db"
     if not database.exists():
         raise click.ClickException(f"no database in {config.data_dir} (is --data right?)")
