@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from modemgw.store.base import StoreBase
+from modemgw.store.base import UNSETTLED, StoreBase
 
 
 @dataclass
@@ -48,7 +48,7 @@ class DispatchStore(StoreBase):
 
     def next_due(self) -> float | None:
         """The earliest time a scheduled or backed-off message becomes sendable (None when none waits)."""
-        row = self.query("SELECT MIN(due_at) FROM messages WHERE status IN ('queued', 'scheduled')")[0]
+        row = self.query(f"SELECT MIN(due_at) FROM messages WHERE status IN ('queued', 'scheduled') AND {UNSETTLED}")[0]
         return row[0]
 
     def queue_depth(self) -> int:
@@ -211,7 +211,7 @@ class DispatchStore(StoreBase):
         recovered = []
         now = time.time()
         with self.transaction(durable=True) as conn:
-            for row in conn.execute("SELECT * FROM messages WHERE status = 'sending'").fetchall():
+            for row in conn.execute(f"SELECT * FROM messages WHERE status = 'sending' AND {UNSETTLED}").fetchall():
                 done = conn.execute("SELECT COUNT(*) FROM parts WHERE message_id = ? AND tp_mr IS NOT NULL",
                                     (row["id"],)).fetchone()[0]
                 if row["claimed_at"] is None and done < row["segments"] and not rebooted:
@@ -239,7 +239,8 @@ class DispatchStore(StoreBase):
         """Queued and scheduled messages past their validity become expired; their ids."""
         with self.transaction() as conn:
             ids = [row[0] for row in conn.execute(
-                "SELECT id FROM messages WHERE status IN ('queued', 'scheduled') AND expires_at IS NOT NULL "
+                f"SELECT id FROM messages WHERE status IN ('queued', 'scheduled') AND {UNSETTLED} "
+                "AND expires_at IS NOT NULL "
                 "AND expires_at <= ?", (now,))]
             if ids:
                 # the reason says whether a route kept it waiting for a modem that never came (a routed retry

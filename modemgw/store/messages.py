@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlite_utils
 
-from modemgw.store.base import StoreBase, inserted_id
+from modemgw.store.base import STATUSES, UNSETTLED, StoreBase, inserted_id
 from modemgw.store.errors import Conflict, Duplicate, NotFound, StoreError
 
 FINAL_STATUSES = ("sent", "delivered", "undelivered", "failed", "expired", "canceled")
@@ -82,13 +82,19 @@ class MessageStore(StoreBase):
         # A time range is an id range (ids grow with created_at), found by `first_id_created`: the list then reads
         # by the primary key or (status, id), (modem_id, id), (recipient, id) whatever the range. `+created_at`
         # still holds every row to the range exactly, without letting the planner pick the time index instead.
-        filters = [("id < ?", before), ("id > ?", after), ("status = ?", status), ("client_ref = ?", client_ref),
+        filters = [("id < ?", before), ("id > ?", after), ("client_ref = ?", client_ref),
                    ("modem_id = ?", modem_id), ("recipient = ?", recipient),
                    ("id >= ?", None if since is None else self.first_id_created(since)),
                    ("+created_at >= ?", since), ("id < ?", None if until is None else self.first_id_created(until)),
                    ("+created_at < ?", until), ("api_key_id = ?", api_key_id), ("user_id = ?", user_id)]
         clauses = [clause for clause, value in filters if value is not None]
         params: list[Any] = [value for _, value in filters if value is not None]
+        if status in STATUSES:  # written out, so that a status of the partial index reads it (UNSETTLED)
+            settled = status in ("sent", "delivered")
+            clauses.append(f"status = '{status}'" + ("" if settled else f" AND {UNSETTLED}"))
+        elif status is not None:
+            clauses.append("status = ?")  # no such status: nothing matches
+            params.append(status)
         if search is not None:
             clauses.append("(recipient LIKE ? OR body LIKE ? OR client_ref = ?)")
             params += [f"%{search}%", f"%{search}%", search]
@@ -111,7 +117,7 @@ class MessageStore(StoreBase):
             "SELECT kind, SUM(count) FROM stats_daily WHERE kind IN ('sent', 'delivered', 'undelivered', 'failed', "
             "'expired') GROUP BY kind HAVING SUM(count) > 0")}
         for status in ("queued", "scheduled", "sending", "canceled"):
-            count = self.query("SELECT COUNT(*) FROM messages WHERE status = ?", (status,))[0][0]
+            count = self.query(f"SELECT COUNT(*) FROM messages WHERE status = '{status}' AND {UNSETTLED}")[0][0]
             if count:
                 counts[status] = count
         return counts
@@ -174,7 +180,7 @@ class MessageStore(StoreBase):
         rows = self.query(
             "SELECT s.*, m.body, m.recipient, m.api_key_id, m.user_id FROM (SELECT submission_id, COUNT(*) AS count, "
             "MIN(due_at) AS first_due, MAX(due_at) AS last_due, MIN(created_at) AS created_at, MIN(id) AS first_id "
-            "FROM messages WHERE status = 'scheduled' GROUP BY submission_id) s "
+            f"FROM messages WHERE status = 'scheduled' AND {UNSETTLED} GROUP BY submission_id) s "
             "JOIN messages m ON m.id = s.first_id ORDER BY s.first_due, s.submission_id LIMIT ? OFFSET ?",
             (limit, offset))
         return [dict(row) for row in rows]
@@ -199,7 +205,8 @@ class MessageStore(StoreBase):
 
     def batch_messages(self, submission_id: int, limit: int, after: int | None = None) -> list[dict]:
         """Up to `limit` scheduled messages of a submission, by id, with ids above `after` (a page's cursor)."""
-        rows = self.query("SELECT * FROM messages WHERE submission_id = ? AND status = 'scheduled' AND id > ? "
+        rows = self.query(f"SELECT * FROM messages WHERE submission_id = ? AND status = 'scheduled' AND {UNSETTLED} "
+                          "AND id > ? "
                           "ORDER BY id LIMIT ?", (submission_id, after or 0, limit))
         return [dict(row) for row in rows]
 
@@ -209,7 +216,8 @@ class MessageStore(StoreBase):
         as the change. Raises NotFound when the submission has no scheduled message (or does not exist)."""
         now = time.time()
         with self.transaction() as conn:
-            rows = conn.execute("SELECT id, due_at FROM messages WHERE submission_id = ? AND status = 'scheduled' "
+            rows = conn.execute(f"SELECT id, due_at FROM messages WHERE submission_id = ? AND status = 'scheduled' "
+                                f"AND {UNSETTLED} "
                                 "ORDER BY id", (submission_id,)).fetchall()
             if not rows:
                 raise NotFound(f"submission {submission_id} has no scheduled message (it was sent, canceled or "
@@ -260,7 +268,8 @@ class MessageStore(StoreBase):
             if conn.execute("SELECT 1 FROM submissions WHERE id = ?", (submission_id,)).fetchone() is None:
                 raise NotFound(f"no submission {submission_id}")
             ids = [row[0] for row in conn.execute(
-                "SELECT id FROM messages WHERE submission_id = ? AND status IN ('queued', 'scheduled') ORDER BY id",
+                f"SELECT id FROM messages WHERE submission_id = ? AND status IN ('queued', 'scheduled') "
+                f"AND {UNSETTLED} ORDER BY id",
                 (submission_id,))]
             conn.execute("UPDATE messages SET status = 'canceled', updated_at = ? WHERE id IN "
                          "(SELECT value FROM json_each(?))", (now, json.dumps(ids)))

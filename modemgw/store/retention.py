@@ -24,7 +24,7 @@ import os
 import sqlite3
 from typing import Any
 
-from modemgw.store.base import StoreBase, _busy_timeout
+from modemgw.store.base import UNSETTLED, StoreBase, _busy_timeout
 from modemgw.store.errors import StoreError
 from modemgw.store.messages import FINAL_STATUSES as FINAL
 
@@ -266,7 +266,7 @@ class RetentionStore(StoreBase):
     def in_flight(self) -> int:
         """How many messages are queued or being sent: 0 means a checkpoint that holds writers back costs no send
         anything. Raises StoreError."""
-        return self.query("SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')")[0][0]
+        return self.query(f"SELECT count(*) FROM messages WHERE status IN ('queued', 'sending') AND {UNSETTLED}")[0][0]
 
 
 def _prefix_older(rows: list[sqlite3.Row], column: int, before: float) -> list[sqlite3.Row]:
