@@ -92,7 +92,7 @@ class Daemon:
                                           message_id, timeline=False)),
                                       schedule=self.webhook_schedule or RETRY_SCHEDULE,
                                       callback_private_destinations=self.config.gateway.callback_private_destinations)
-        self.gateway.subscribe(self.webhooks.on_event)
+        self.gateway.subscribe(self.webhooks.on_event, recorder=True)
         self.webhooks.start()
         from modemgw.mail import MailSender
 

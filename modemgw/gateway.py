@@ -9,7 +9,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -260,6 +261,7 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
         self.store = store
         self.settings = settings or GatewaySettings()
         self._listeners: list[Callable[[str, dict], None]] = []
+        self._recorders: list[Callable[[str, dict], None]] = []  # subscribe(recorder=True)
         self.wake: Callable[[int], None] = lambda count: None  # the pool installs its own
         self.wake_at: Callable[[float], None] = lambda when: None
         self.modem_labels: Callable[[], dict[str, str | None]] = self._labels_from_store
@@ -291,17 +293,42 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
 
     # --- events ------------------------------------------------------------------------------------------
 
-    def subscribe(self, listener: Callable[[str, dict], None]) -> None:
+    def subscribe(self, listener: Callable[[str, dict], None], *, recorder: bool = False) -> None:
         """`listener(event, data)` for message.sent/delivered/undelivered/failed/expired, inbound.received,
-        modem.online/offline/quota_reached. Listeners must not block."""
-        self._listeners.append(listener)
+        modem.online/offline/quota_reached. Listeners must not block.
+
+        A `recorder` writes the event's outbox rows (webhook deliveries, SMPP receipts): for the message events it
+        is called inside the transaction that records the event (`_recording`), so that the two commit together
+        and a crash cannot keep the one and lose the other; its store writes nest there, and it wakes its sender
+        with `store.after_commit` (a sender woken before the commit would find nothing). The other listeners are
+        called after the commit, when what they are told about can be read."""
+        (self._recorders if recorder else self._listeners).append(listener)
 
     def emit(self, event: str, data: dict) -> None:
-        for listener in self._listeners:
+        """Tell the recorders, then the other listeners, about an event already committed."""
+        self._notify(self._recorders + self._listeners, event, data)
+
+    @staticmethod
+    def _notify(listeners: list[Callable[[str, dict], None]], event: str, data: dict) -> None:
+        for listener in listeners:
             try:
                 listener(event, data)
             except Exception:  # one listener's fault must not stop a send or the others
                 log.exception("listener failed for %s", event)
+
+    @contextmanager
+    def _recording(self, durable: bool = False) -> Iterator[list[tuple[str, dict]]]:
+        """One store transaction for a change and the events it causes: the block records the change and
+        appends its events (name, data) to the list it is given; the recorders write their outbox rows in the
+        same transaction, the other listeners hear of the events after the commit. Raises StoreError (nothing
+        recorded, no event told)."""
+        events: list[tuple[str, dict]] = []
+        with self.store.transaction(durable=durable):
+            yield events
+            for event, data in events:
+                self._notify(self._recorders, event, data)
+        for event, data in events:
+            self._notify(self._listeners, event, data)
 
     # --- USSD ------------------------------------------------------------------------------------------
 
@@ -907,11 +934,13 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
                                  recipient=report.recipient.number, status=report.status, code=report.status_code)
             return None
         outcome = report.status
-        result = self.store.record_report(match["message_id"], match["seq"], modem_id, outcome,
-                                          report.status_code, now)
-        if result["changed"] and result["status"] in ("delivered", "undelivered"):
-            self.emit(f"message.{result['status']}", {"id": match["message_id"], "status_code": report.status_code,
-                                                     "reason": report.reason})
+        with self._recording(durable=True) as events:  # durable: the modem forgets the report next
+            result = self.store.record_report(match["message_id"], match["seq"], modem_id, outcome,
+                                              report.status_code, now)
+            if result["changed"] and result["status"] in ("delivered", "undelivered"):
+                events.append((f"message.{result['status']}", {"id": match["message_id"],
+                                                               "status_code": report.status_code,
+                                                               "reason": report.reason}))
         return {"message_id": match["message_id"], "seq": match["seq"]} | result
 
     def close_overdue_reports(self) -> int:
@@ -927,16 +956,18 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
         """Part `seq` of `claimed` has its +CMGS (TP-MR `tp_mr`) from modem `modem_id`: recorded and counted
         against the SIM's limits; with `last`, the message is sent, in the same transaction; `handed`: the message
         claimed ahead goes to the modem next. Raises StoreError."""
-        self.store.record_part_sent(claimed.id, seq, modem_id, tp_mr, now, sticky, claimed.recipient, last=last,
-                                    handed=handed)
-        if last:
-            self.emit("message.sent", {"id": claimed.id, "modem_id": modem_id})
+        with self._recording() as events:
+            self.store.record_part_sent(claimed.id, seq, modem_id, tp_mr, now, sticky, claimed.recipient, last=last,
+                                        handed=handed)
+            if last:
+                events.append(("message.sent", {"id": claimed.id, "modem_id": modem_id}))
 
     def message_sent(self, claimed: Claimed, modem_id: int, now: float) -> None:
         """Every part of `claimed` has its +CMGS, the last ones from before (recovered after a crash): the message
         is sent. Raises StoreError."""
-        self.store.mark_sent(claimed.id, modem_id, now)
-        self.emit("message.sent", {"id": claimed.id, "modem_id": modem_id})
+        with self._recording() as events:
+            self.store.mark_sent(claimed.id, modem_id, now)
+            events.append(("message.sent", {"id": claimed.id, "modem_id": modem_id}))
 
     def send_failed(self, claimed: Claimed, error: Exception, modem_id: int, *, may_have_left: bool = False,
                     now: float | None = None) -> FailureOutcome:
@@ -946,9 +977,10 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
         now = time.time() if now is None else now
         outcome = failure_outcome(claimed, error, may_have_left, self.settings)
         if not outcome.retry:
-            self.store.fail(claimed.id, modem_id, outcome.code, outcome.reason,
-                            possible_duplicate=outcome.possible_duplicate)
-            self.emit("message.failed", {"id": claimed.id, "code": outcome.code, "reason": outcome.reason})
+            with self._recording() as events:
+                self.store.fail(claimed.id, modem_id, outcome.code, outcome.reason,
+                                possible_duplicate=outcome.possible_duplicate)
+                events.append(("message.failed", {"id": claimed.id, "code": outcome.code, "reason": outcome.reason}))
             return outcome
         self.store.requeue(claimed.id, modem_id, now + outcome.delay, outcome.reason, code=outcome.code,
                            pin=outcome.pin, avoid=outcome.avoid, count_attempt=outcome.count_attempt,
@@ -1044,6 +1076,8 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
 
     def expire(self) -> list[int]:
         expired = self.store.expire_due(time.time())
+        # told after the commit, each in its own transaction: thousands of a campaign may expire at once, and
+        # their outbox rows in one transaction would hold the write lock (and the sends) for seconds
         for message_id in expired:
             self.emit("message.expired", {"id": message_id})
         return expired

@@ -525,7 +525,7 @@ class WebhookSender(threading.Thread):
             deliveries.append((webhook_id, url, event_id,
                                json.dumps({**payload, "event_id": event_id}, ensure_ascii=False)))
         self.store.add_webhook_deliveries(event, message_id, deliveries, time.time())
-        self.wake()
+        self.store.after_commit(self.wake)  # in the event's own transaction, when a recorder (Gateway.subscribe)
 
     def redeliver(self, webhook_id: int, delivery_id: int) -> dict:
         """Send a delivery again (its attempts start over): its row. Raises NotFound."""

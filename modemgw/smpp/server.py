@@ -78,7 +78,7 @@ class SmppServer:
         self._listener = listener
         self.port = listener.getsockname()[1]
         self._running = True
-        self.gateway.subscribe(self.on_event)
+        self.gateway.subscribe(self.on_event, recorder=True)
         for target, name in ((self._accept_loop, "smpp-accept"), (self._outbox_loop, "smpp-outbox")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -370,13 +370,13 @@ class SmppServer:
         queued = self.store.queue_smpp_receipts(message_id, receipts.receipts, time.time(), recover=recover)
         if queued:
             self.count("receipts_queued", queued)
-            self.wake()
+            self.store.after_commit(self.wake)  # a recorder: maybe inside the event's transaction
 
     def _queue_inbound(self, inbox_id: int, recover: bool = False) -> None:
         queued = self.store.queue_smpp_inbound(inbox_id, receipts.inbound, time.time(), recover=recover)
         if queued:
             self.count("inbound_queued", queued)
-            self.wake()
+            self.store.after_commit(self.wake)  # a recorder: maybe inside the event's transaction
 
     def catch_up(self) -> None:
         """Queue what a crash may have left out: receipts of messages that became final, and inbound SMS that

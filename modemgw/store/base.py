@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +175,19 @@ class StoreBase:
         (the CLI) still meet the busy timeout.
 
         A write that fails because the database is unwell is remembered (`write_failure`, `health()`) until a
-        commit works again. Raises StoreError; an exception of the block is raised as it is, after rollback."""
+        commit works again. Raises StoreError; an exception of the block is raised as it is, after rollback.
+
+        Nested in a transaction of the same thread, it is a savepoint of that one: its writes commit with the
+        enclosing transaction's (a failure rolls back the nested block's writes only). So the gateway writes an
+        event's outbox rows (webhook deliveries, SMPP receipts) in the commit that records the event itself: a
+        crash cannot come between them. A durable nested block needs a durable enclosing one (SQLite cannot change
+        the sync of a transaction under way): RuntimeError otherwise, a bug of the caller."""
+        if getattr(self._local, "depth", 0):
+            if durable and not self._local.durable:
+                raise RuntimeError("a durable write nested in a transaction that is not durable")
+            with self._savepoint() as conn:
+                yield conn
+            return
         if not durable:
             with self._transaction() as conn:
                 yield conn
@@ -187,36 +199,92 @@ class StoreBase:
             except sqlite3.Error as error:
                 raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
             try:
-                with self._transaction() as same:
+                with self._transaction(durable=True) as same:
                     yield same
             finally:
                 self._normal_sync(conn)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         conn = self.connection()
         with self._write_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as error:
                 raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
+            self._local.depth, self._local.durable, self._local.after = 1, durable, []
             try:
-                yield conn
-            except sqlite3.Error as error:
-                self._rollback(conn)
+                try:
+                    yield conn
+                except sqlite3.Error as error:
+                    self._rollback(conn)
+                    raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
+                except BaseException as error:
+                    self._rollback(conn)
+                    if isinstance(error, StoreError):
+                        self._write_failed(error)
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as error:
+                    self._rollback(conn)
+                    raise self._write_failed(StoreError.from_sqlite(
+                        error, f"database {self.path}: commit failed: {error}")) from None
+                self._write_worked()
+                after = self._local.after
+            finally:
+                self._local.depth, self._local.after = 0, []
+        for callback in after:
+            self._run_after_commit(callback)
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        """A transaction nested in this thread's open one (`transaction`)."""
+        conn = self.connection()
+        if not conn.in_transaction:  # SQLite rolled the enclosing one back (disk full, I/O error): stop its writer
+            raise self._write_failed(StoreError(f"database {self.path}: the enclosing transaction was rolled back",
+                                                "io"))
+        depth = self._local.depth
+        name, registered = f"nested_{depth}", len(self._local.after)
+        try:
+            conn.execute(f"SAVEPOINT {name}")
+        except sqlite3.Error as error:
+            raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
+        self._local.depth = depth + 1
+        try:
+            yield conn
+            conn.execute(f"RELEASE {name}")
+        except BaseException as error:
+            del self._local.after[registered:]  # what the rolled-back block meant to do after the commit
+            if conn.in_transaction:
+                try:
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                except sqlite3.Error as failed:
+                    log.warning("database %s: rollback to a savepoint failed: %s", self.path, failed)
+            if isinstance(error, sqlite3.Error):
                 raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
-            except BaseException as error:
-                self._rollback(conn)
-                if isinstance(error, StoreError):
-                    self._write_failed(error)
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as error:
-                self._rollback(conn)
-                raise self._write_failed(StoreError.from_sqlite(
-                    error, f"database {self.path}: commit failed: {error}")) from None
-            self._write_worked()
+            if isinstance(error, StoreError):
+                self._write_failed(error)
+            raise
+        finally:
+            self._local.depth = depth
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this thread's open transaction has committed (not at all if it rolls back), or now
+        when none is open: a wake-up for a thread that will read what the transaction writes (it must not look
+        before the commit and find nothing). A callback's exception is logged."""
+        if getattr(self._local, "depth", 0):
+            self._local.after.append(callback)
+        else:
+            self._run_after_commit(callback)
+
+    @staticmethod
+    def _run_after_commit(callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:  # the commit stands; a wake-up that failed is the listener's fault alone
+            log.exception("after a commit: %r failed", callback)
 
     def _normal_sync(self, conn: sqlite3.Connection) -> None:
         """Back to synchronous=NORMAL after a durable commit (a connection dropped by a failed rollback is

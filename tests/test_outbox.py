@@ -1,0 +1,154 @@
+"""An event and its outbox rows commit together (#19): a message's status report and the webhook deliveries it
+causes are one transaction, so that a crash between two commits can no longer keep the report and lose its
+webhook. The store's transactions nest as savepoints, and wake-ups wait for the commit."""
+
+import datetime as dt
+import sqlite3
+import time
+
+import pytest
+
+from modemgw import pdu, webhooks
+from modemgw.gateway import Gateway
+from modemgw.store import Store, StoreError
+from modemgw.webhooks import WebhookSender
+
+
+def count(path, sql: str) -> int:
+    """A count read through a connection of its own: what another thread or process sees (committed rows)."""
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def test_a_nested_transaction_commits_with_the_enclosing_one(tmp_path):
+    store = Store(tmp_path / "n.db")
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO settings (name, value) VALUES ('outer', '1')")
+        with store.transaction() as same:
+            assert same is conn
+            same.execute("INSERT INTO settings (name, value) VALUES ('inner', '1')")
+        assert count(store.path, "SELECT COUNT(*) FROM settings WHERE name IN ('outer', 'inner')") == 0
+    assert count(store.path, "SELECT COUNT(*) FROM settings WHERE name IN ('outer', 'inner')") == 2
+
+
+def test_a_failed_nested_transaction_rolls_back_its_own_writes_only(tmp_path):
+    store = Store(tmp_path / "n.db")
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO settings (name, value) VALUES ('outer', '1')")
+        with pytest.raises(StoreError), store.transaction() as same:
+            same.execute("INSERT INTO settings (name, value) VALUES ('inner', '1')")
+            same.execute("INSERT INTO nowhere VALUES (1)")  # no such table: a SQLite error
+        with pytest.raises(KeyError), store.transaction() as same:
+            same.execute("INSERT INTO settings (name, value) VALUES ('other', '1')")
+            raise KeyError("the block's own error, raised as it is")
+        conn.execute("INSERT INTO settings (name, value) VALUES ('after', '1')")
+    keys = {row[0] for row in store.query("SELECT name FROM settings WHERE name IN ('outer', 'inner', 'other', "
+                                          "'after')")}
+    assert keys == {"outer", "after"}
+
+
+def test_a_wake_up_waits_for_the_commit_and_is_dropped_with_a_rollback(tmp_path):
+    store = Store(tmp_path / "n.db")
+    seen: list[tuple[str, int]] = []
+
+    def wake(name: str):
+        return lambda: seen.append((name, count(store.path, "SELECT COUNT(*) FROM settings WHERE name = 'x'")))
+
+    store.after_commit(wake("now"))  # no transaction open: at once
+    assert seen == [("now", 0)]
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO settings (name, value) VALUES ('x', '1')")
+        store.after_commit(wake("committed"))
+        with pytest.raises(ValueError), store.transaction():
+            store.after_commit(wake("rolled back"))
+            raise ValueError("nested block fails")
+        assert seen == [("now", 0)]  # nothing yet: the row is not committed
+    assert seen == [("now", 0), ("committed", 1)]  # after the commit, which another connection sees
+    with pytest.raises(RuntimeError), store.transaction():
+        store.after_commit(wake("never"))
+        raise RuntimeError("the whole transaction fails")
+    assert seen == [("now", 0), ("committed", 1)]
+
+
+def test_a_durable_write_may_not_nest_in_one_that_is_not(tmp_path):
+    """SQLite cannot sync a transaction already under way as FULL: the caller must open it durable."""
+    store = Store(tmp_path / "n.db")
+    with pytest.raises(RuntimeError, match="durable"), store.transaction(), store.transaction(durable=True):
+        pass
+    with store.transaction(durable=True) as conn, store.transaction(durable=True):
+        conn.execute("INSERT INTO settings (name, value) VALUES ('durable', '1')")
+    assert store.query("SELECT value FROM settings WHERE name = 'durable'")[0][0] == "1"
+
+
+def sent_message(store: Store, gateway: Gateway, modem: dict) -> int:
+    message_id = gateway.submit("Your code is 123456", "+447700900123")["messages"][0]["id"]
+    now = time.time()
+    claimed = store.claim_next(modem["id"], "a", None, [], now)
+    assert claimed is not None
+    gateway.part_sent(claimed, 1, modem["id"], 42, now, last=True)
+    return message_id
+
+
+def delivered_report() -> pdu.StatusReport:
+    moment = dt.datetime.now(dt.UTC)
+    encoded = pdu.encode_status_report(42, "+447700900123", 0, sc_timestamp=moment, discharge_time=moment)
+    report = pdu.decode(encoded.hex, encoded.tpdu_length)
+    assert isinstance(report, pdu.StatusReport)
+    return report
+
+
+def test_a_reports_webhook_deliveries_commit_with_the_report(tmp_path):
+    """The report, the message's new status and the webhook delivery it causes are one commit (synced: the modem
+    forgets the report next); listeners that are not recorders hear of it after that commit, when another
+    connection reads all of it."""
+    store = Store(tmp_path / "o.db")
+    gateway = Gateway(store)
+    modem = store.attach_modem("356938030000005", "8944010000000000001", label="a")
+    sender = WebhookSender(store, lambda message_id: {"id": message_id, **gateway.message(message_id)})
+    woken: list[int] = []
+    sender.wake = lambda: woken.append(count(store.path, "SELECT COUNT(*) FROM webhook_deliveries"))  # type: ignore
+    gateway.subscribe(sender.on_event, recorder=True)
+    heard: list[tuple[str, int, int]] = []
+    gateway.subscribe(lambda event, data: heard.append((
+        event, count(store.path, f"SELECT COUNT(*) FROM messages WHERE id = {data['id']} AND status = 'delivered'"),
+        count(store.path, "SELECT COUNT(*) FROM webhook_deliveries WHERE event = 'message.delivered'"))))
+    webhooks.create_webhook(store, "http://127.0.0.1:9/hook", ["message.delivered"])
+    message_id = sent_message(store, gateway, modem)
+
+    conn = store.connection()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    report = delivered_report()
+    assert gateway.handle_report(modem["id"], report)["status"] == "delivered"
+    conn.set_trace_callback(None)
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert any("INSERT INTO webhook_deliveries" in s for s in statements)
+    assert statements[statements.index("BEGIN IMMEDIATE") - 1] == "PRAGMA synchronous=FULL"
+    assert heard[-1] == ("message.delivered", 1, 1)
+    assert woken == [1]  # the sender was woken once the delivery could be read
+    [delivery] = store.query("SELECT message_id, status FROM webhook_deliveries WHERE event = 'message.delivered'")
+    assert tuple(delivery) == (message_id, "pending")
+
+
+def test_a_failing_recorder_loses_neither_the_report_nor_the_other_recorders_rows(tmp_path, caplog):
+    store = Store(tmp_path / "o.db")
+    gateway = Gateway(store)
+    modem = store.attach_modem("356938030000005", "8944010000000000001", label="a")
+
+    def broken(event: str, data: dict) -> None:
+        with store.transaction() as conn:
+            conn.execute("INSERT INTO settings (name, value) VALUES ('half-written', '1')")
+            raise ValueError("a recorder's bug")
+
+    sender = WebhookSender(store, lambda message_id: {"id": message_id, **gateway.message(message_id)})
+    gateway.subscribe(broken, recorder=True)
+    gateway.subscribe(sender.on_event, recorder=True)
+    webhooks.create_webhook(store, "http://127.0.0.1:9/hook", ["*"])
+    message_id = sent_message(store, gateway, modem)
+    assert gateway.handle_report(modem["id"], delivered_report())["status"] == "delivered"
+    assert "listener failed for message.delivered" in caplog.text
+    # the broken recorder's write went with its savepoint
+    assert not store.query("SELECT 1 FROM settings WHERE name = 'half-written'")
+    assert store.message(message_id)["status"] == "delivered"
+    events = [row[0] for row in store.query("SELECT event FROM webhook_deliveries ORDER BY id")]
+    assert events == ["message.sent", "message.delivered"]
