@@ -15,6 +15,14 @@ from modemgw.store.base import STATUSES, UNSETTLED, StoreBase, inserted_id
 from modemgw.store.errors import Conflict, Duplicate, NotFound, StoreError
 
 FINAL_STATUSES = ("sent", "delivered", "undelivered", "failed", "expired", "canceled")
+# A submission's messages: the run of ids it recorded (migration 13), read by primary key. A submission without
+# messages (or none) has no run: nothing matches.
+_OF_SUBMISSION = ("id BETWEEN (SELECT first_id FROM submissions WHERE id = ?) "
+                  "AND (SELECT last_id FROM submissions WHERE id = ?) AND submission_id = ?")
+
+
+def _of_submission(submission_id: int) -> tuple[int, int, int]:
+    return (submission_id, submission_id, submission_id)
 
 
 class MessageStore(StoreBase):
@@ -42,14 +50,16 @@ class MessageStore(StoreBase):
             submission_id = inserted_id(cursor)
             for row in rows:
                 row["submission_id"] = submission_id
+            before = conn.execute("SELECT IFNULL(MAX(id), 0) FROM messages").fetchone()[0]
             try:
                 sqlite_utils.Database(conn).table("messages").insert_all(rows, batch_size=1000)
             except sqlite3.Error as error:
                 raise StoreError.from_sqlite(error, f"cannot store messages: {error}") from None
-            ids = [row[0] for row in conn.execute("SELECT id FROM messages WHERE submission_id = ? ORDER BY id",
-                                                  (submission_id,))]
+            ids = [row[0] for row in conn.execute("SELECT id FROM messages WHERE id > ? AND submission_id = ? "
+                                                  "ORDER BY id", (before, submission_id))]
             result = result_for(submission_id, ids)
-            conn.execute("UPDATE submissions SET result = ? WHERE id = ?", (json.dumps(result), submission_id))
+            conn.execute("UPDATE submissions SET result = ?, first_id = ?, last_id = ? WHERE id = ?",
+                         (json.dumps(result), ids[0] if ids else None, ids[-1] if ids else None, submission_id))
             return result
 
     # --- queries ---------------------------------------------------------------------------------------
@@ -194,7 +204,7 @@ class MessageStore(StoreBase):
             "SELECT COUNT(*) AS total, SUM(status = 'scheduled') AS count, MIN(CASE WHEN status = 'scheduled' "
             "THEN due_at END) AS first_due, MAX(CASE WHEN status = 'scheduled' THEN due_at END) AS last_due, "
             "MIN(created_at) AS created_at, MIN(CASE WHEN status = 'scheduled' THEN id END) AS first_id "
-            "FROM messages WHERE submission_id = ?", (submission_id,))[0]
+            f"FROM messages WHERE {_OF_SUBMISSION}", _of_submission(submission_id))[0]
         batch = dict(row) | {"submission_id": submission_id, "count": row["count"] or 0, "body": None,
                              "recipient": None, "api_key_id": None, "user_id": None}
         if batch["first_id"] is not None:
@@ -205,9 +215,8 @@ class MessageStore(StoreBase):
 
     def batch_messages(self, submission_id: int, limit: int, after: int | None = None) -> list[dict]:
         """Up to `limit` scheduled messages of a submission, by id, with ids above `after` (a page's cursor)."""
-        rows = self.query(f"SELECT * FROM messages WHERE submission_id = ? AND status = 'scheduled' AND {UNSETTLED} "
-                          "AND id > ? "
-                          "ORDER BY id LIMIT ?", (submission_id, after or 0, limit))
+        rows = self.query(f"SELECT * FROM messages WHERE {_OF_SUBMISSION} AND status = 'scheduled' "
+                          "AND id > ? ORDER BY id LIMIT ?", (*_of_submission(submission_id), after or 0, limit))
         return [dict(row) for row in rows]
 
     def reschedule_batch(self, submission_id: int, due_at: float) -> list[int]:
@@ -216,9 +225,8 @@ class MessageStore(StoreBase):
         as the change. Raises NotFound when the submission has no scheduled message (or does not exist)."""
         now = time.time()
         with self.transaction() as conn:
-            rows = conn.execute(f"SELECT id, due_at FROM messages WHERE submission_id = ? AND status = 'scheduled' "
-                                f"AND {UNSETTLED} "
-                                "ORDER BY id", (submission_id,)).fetchall()
+            rows = conn.execute(f"SELECT id, due_at FROM messages WHERE {_OF_SUBMISSION} AND status = 'scheduled' "
+                                "ORDER BY id", _of_submission(submission_id)).fetchall()
             if not rows:
                 raise NotFound(f"submission {submission_id} has no scheduled message (it was sent, canceled or "
                                "never existed)")
@@ -268,9 +276,8 @@ class MessageStore(StoreBase):
             if conn.execute("SELECT 1 FROM submissions WHERE id = ?", (submission_id,)).fetchone() is None:
                 raise NotFound(f"no submission {submission_id}")
             ids = [row[0] for row in conn.execute(
-                f"SELECT id FROM messages WHERE submission_id = ? AND status IN ('queued', 'scheduled') "
-                f"AND {UNSETTLED} ORDER BY id",
-                (submission_id,))]
+                f"SELECT id FROM messages WHERE {_OF_SUBMISSION} AND status IN ('queued', 'scheduled') ORDER BY id",
+                _of_submission(submission_id))]
             conn.execute("UPDATE messages SET status = 'canceled', updated_at = ? WHERE id IN "
                          "(SELECT value FROM json_each(?))", (now, json.dumps(ids)))
             conn.executemany("INSERT INTO events (at, message_id, kind) VALUES (?, ?, 'message.canceled')",
@@ -280,7 +287,8 @@ class MessageStore(StoreBase):
     def submission_status_counts(self, submission_id: int) -> dict[str, int]:
         """How many of a submission's messages are in each status."""
         return {row[0]: row[1] for row in self.query(
-            "SELECT status, COUNT(*) FROM messages WHERE submission_id = ? GROUP BY status", (submission_id,))}
+            f"SELECT status, COUNT(*) FROM messages WHERE {_OF_SUBMISSION} GROUP BY status",
+            _of_submission(submission_id))}
 
     def delete_message(self, message_id: int) -> dict:
         """Delete a message with its parts and events; the row it was. Raises NotFound, Conflict (it is being

@@ -89,9 +89,11 @@ _CLAIMED = ("CASE WHEN status IN ('delivered', 'sent', 'undelivered', 'failed', 
 
 _SUBMISSIONS = """
 WITH RECURSIVE c(x) AS (SELECT :first UNION ALL SELECT x + 1 FROM c WHERE x < :last)
-INSERT INTO submissions (id, body_hash, api_key_id, created_at, result)
-SELECT :base_submission + x, 'seed', NULL, :t0 + (x - 1) * 20 * :step, '{}' FROM c
+INSERT INTO submissions (id, body_hash, api_key_id, created_at, result{ranged})
+SELECT :base_submission + x, 'seed', NULL, :t0 + (x - 1) * 20 * :step, '{{}}'{range_values} FROM c
 """
+# each submission's run of message ids (migration 13), when the schema has it: 20 messages each, as _MESSAGES
+_RANGE = ", :base + (x - 1) * 20 + 1, MIN(:base + x * 20, :base + :n)"
 
 # the parts of the messages with ids in [:lo, :hi] that a SIM sent (a failed message's too: it failed at its first)
 _PARTS = """
@@ -204,8 +206,11 @@ def seed_messages(store: StoreBase, n: int, *, days: float = 365.0, modems: int 
             webhook = tx.execute("SELECT MAX(id) FROM webhooks").fetchone()[0]
             base = tx.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
             base_submission = tx.execute("SELECT COALESCE(MAX(id), 0) FROM submissions").fetchone()[0]
-            tx.execute(_SUBMISSIONS, {"first": 1, "last": (n + 19) // 20, "base_submission": base_submission,
-                                      "t0": t0, "step": step})
+            ranged = any(row[1] == "first_id" for row in tx.execute("PRAGMA table_info(submissions)"))
+            tx.execute(_SUBMISSIONS.format(ranged=", first_id, last_id" if ranged else "",
+                                           range_values=_RANGE if ranged else ""),
+                       {"first": 1, "last": (n + 19) // 20, "base_submission": base_submission, "t0": t0,
+                        "step": step, "base": base, "n": n})
         for first in range(1, n + 1, CHUNK):
             last = min(n, first + CHUNK - 1)
             values = {"first": first, "last": last, "n": n, "t0": t0, "step": step, "now": now, "modems": modems,
