@@ -21,7 +21,7 @@ import datetime as dt
 import io
 import math
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from modemgw.csvfile import guard
@@ -156,19 +156,17 @@ class Statistics:
         modems = [self.store.modem(modem_id)] if modem_id is not None else self.store.modems()
         start, end = _midnight(first), _midnight(after)
 
-        statuses: dict[tuple[str, Any], Counter] = {}
+        statuses: dict[tuple[str, Any], Counter] = defaultdict(Counter)
         for row in self.store.stats_counts(period, start, end, modem_id):
-            for key in (("period", row["period"]), ("sim", row["modem_id"]), ("all", None)):
-                statuses.setdefault(key, Counter())[row["status"]] += row["count"]
-        segments: Counter = Counter()
-        for row in self.store.stats_segments(period, start, end, modem_id):
-            for key in (("period", row["period"]), ("sim", row["modem_id"]), ("all", None)):
-                segments[key] += row["segments"]
+            statuses[(row["kind"], row["key"])][row["status"]] = row["count"]
+        segments = Counter({(row["kind"], row["key"]): row["segments"]
+                            for row in self.store.stats_segments(period, start, end, modem_id)})
         medians = {(row["kind"], row["key"]): row["median"]
                    for row in self.store.stats_medians(period, start, end, modem_id)}
+        nothing: Counter = Counter()
 
         def numbers(key: tuple[str, Any]) -> dict[str, Any]:
-            return _numbers(statuses.get(key, Counter()), segments[key], medians.get(key))
+            return _numbers(statuses.get(key, nothing), segments[key], medians.get(key))
 
         periods = []
         day = first
