@@ -151,4 +151,5 @@ def test_the_messages_page_says_so_too_when_its_session_is_ended(browser, daemon
     polled = len(asked)
     page.clock.run_for(30_000)
     page.evaluate("0")
-    assert len(asked) == polled == 2
+    assert len(asked) == polled >= 2  # none after the notice (how many before it depends on when the
+    # first answer came back: after the clock stopped, on a slow machine)
