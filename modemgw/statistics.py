@@ -156,13 +156,17 @@ class Statistics:
         modems = [self.store.modem(modem_id)] if modem_id is not None else self.store.modems()
         start, end = _midnight(first), _midnight(after)
 
-        statuses: dict[tuple[str, Any], Counter] = defaultdict(Counter)
+        statuses: dict[tuple[str, Any], Counter] = defaultdict(Counter)  # not a new Counter per row and key
         for row in self.store.stats_counts(period, start, end, modem_id):
-            statuses[(row["kind"], row["key"])][row["status"]] = row["count"]
-        segments = Counter({(row["kind"], row["key"]): row["segments"]
-                            for row in self.store.stats_segments(period, start, end, modem_id)})
+            for key in (("period", row["period"]), ("sim", row["modem_id"]), ("all", None)):
+                statuses[key][row["status"]] += row["count"]
+        segments: Counter = Counter()
+        for row in self.store.stats_segments(period, start, end, modem_id):
+            for key in (("period", row["period"]), ("sim", row["modem_id"]), ("all", None)):
+                segments[key] += row["segments"]
         medians = {(row["kind"], row["key"]): row["median"]
                    for row in self.store.stats_medians(period, start, end, modem_id)}
+
         nothing: Counter = Counter()
 
         def numbers(key: tuple[str, Any]) -> dict[str, Any]:

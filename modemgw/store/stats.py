@@ -19,6 +19,9 @@ text.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Any
+
 from modemgw.store.base import StoreBase
 
 # The start (a local date, YYYY-MM-DD) of the period a moment (epoch seconds) falls in: weeks start on Monday
@@ -41,11 +44,18 @@ def _period(period: str, column: str) -> str:
     return _PERIOD_START[period].format(column)
 
 
-def _day_period(period: str) -> str:
-    """The SQL of a `stats_daily` row's period start; a period outside PERIODS is a bug of the caller."""
-    if period not in _DAY_PERIOD:
-        raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
-    return _DAY_PERIOD[period].format("day")
+def _median(counts: dict[int, int]) -> float:
+    """The median of values given as {value: how many times}: the middle one, or the mean of the middle two."""
+    total = sum(counts.values())
+    middle = ((total + 1) // 2, (total + 2) // 2)  # 1-based positions: the same one when `total` is odd
+    found: list[int] = []
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        found += [value for position in middle[len(found):] if position <= seen]
+        if len(found) == 2:
+            break
+    return sum(found) / 2
 
 
 def _modem_clause(column: str, modem_id: int | None) -> tuple[str, tuple]:
@@ -55,60 +65,51 @@ def _modem_clause(column: str, modem_id: int | None) -> tuple[str, tuple]:
 class StatsStore(StoreBase):
     """Counts, segments and delivery-time medians per period and per SIM; hourly sends for the dashboard."""
 
-    # Each report reads its rows of `stats_daily` once (a MATERIALIZED view of the range) and sums them in SQL three
-    # ways: per period, per SIM (NULL: none) and over all. Only those sums leave the database: a year by day is ~2,000
-    # rows instead of the ~30,000 of the range, which Python summed in ~130 ms (benchmarks/million.py).
-
     def stats_counts(self, period: str, start: float, end: float, modem_id: int | None = None) -> list[dict]:
-        """{"kind": "period" | "sim" | "all", "key" (the period's start date; the SIM's id, None for none; None),
-        "status", "count"} for the messages counted in [start, end) (local midnights; see the module's docstring
-        for which moment counts), optionally of one SIM."""
-        return self._daily(period, start, end, modem_id, f"kind IN {COUNTED}", "kind AS status", ", status")
+        """{"period": start date, "modem_id", "status", "count"} for the messages counted in [start, end) (local
+        midnights; see the module's docstring for which moment counts), optionally of one SIM."""
+        return self._daily(period, start, end, modem_id, segments=False)
 
     def stats_segments(self, period: str, start: float, end: float, modem_id: int | None = None) -> list[dict]:
-        """{"kind", "key" (as `stats_counts`), "segments"}: the parts the SIMs sent in [start, end) (local
-        midnights)."""
-        return [{"kind": row["kind"], "key": row["key"], "segments": row["count"]}
-                for row in self._daily(period, start, end, modem_id, "kind = 'segment'", "NULL AS status", "")]
+        """{"period", "modem_id", "segments"}: the parts each SIM sent in [start, end) (local midnights), per
+        period."""
+        return self._daily(period, start, end, modem_id, segments=True)
 
-    def _daily(self, period: str, start: float, end: float, modem_id: int | None, kinds: str, status: str,
-               by_status: str) -> list[dict]:
-        """Rows of `stats_daily` in [start, end) of `kinds` (fixed SQL of this module), summed per period, per SIM
-        and over all (and per `status` when `by_status`)."""
+    def _daily(self, period: str, start: float, end: float, modem_id: int | None, segments: bool) -> list[dict]:
+        """Rows of `stats_daily` in [start, end) summed per period and SIM: the segments, or the messages per
+        status."""
+        if period not in _DAY_PERIOD:
+            raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
         where, params = _modem_clause("modem_id", modem_id)
+        kinds, columns, group = (("kind = 'segment'", "SUM(count) AS segments", "1, 2") if segments else
+                                 (f"kind IN {COUNTED}", "kind AS status, SUM(count) AS count", "1, 2, 3"))
         rows = self.query(
-            f"WITH d AS MATERIALIZED (SELECT {_day_period(period)} AS period, NULLIF(modem_id, 0) AS modem_id, "
-            f"{status}, count FROM stats_daily WHERE day >= date(?, 'unixepoch', 'localtime') "
-            f"AND day < date(?, 'unixepoch', 'localtime') AND {kinds}{where}) "
-            f"SELECT 'period' AS kind, period AS key, status, SUM(count) AS count FROM d GROUP BY period{by_status} "
-            "HAVING SUM(count) != 0 "
-            f"UNION ALL SELECT 'sim', modem_id, status, SUM(count) FROM d GROUP BY modem_id{by_status} "
-            "HAVING SUM(count) != 0 "
-            f"UNION ALL SELECT 'all', NULL, status, SUM(count) FROM d GROUP BY 'all'{by_status} "
-            "HAVING SUM(count) != 0", (start, end, *params))
+            f"SELECT {_DAY_PERIOD[period].format('day')} AS period, NULLIF(modem_id, 0) AS modem_id, {columns} "
+            "FROM stats_daily WHERE day >= date(?, 'unixepoch', 'localtime') AND day < date(?, 'unixepoch', "
+            f"'localtime') AND {kinds}{where} GROUP BY {group} HAVING SUM(count) != 0", (start, end, *params))
         return [dict(row) for row in rows]
 
     def stats_medians(self, period: str, start: float, end: float, modem_id: int | None = None) -> list[dict]:
-        """{"kind", "key" (as `stats_counts`), "median"}: the median seconds from sent to delivered of the
-        messages delivered that were sent in [start, end) (local midnights). Read from the delivery times
-        `stats_daily` keeps per day and SIM (migration 12: to two significant figures, so the median is too): the
-        middle time in order (positions (n + 1) / 2 and (n + 2) / 2 of n, the same one when n is odd), or the mean
-        of the middle two, found by a running sum over the times of each group."""
+        """{"kind", "key", "median"}: the median seconds from sent to delivered of the messages delivered that were
+        sent in [start, end) (local midnights): per period (kind "period", key its start date), per SIM (kind
+        "sim", key the modem id) and over all (kind "all"). Read from the delivery times `stats_daily` keeps per
+        day and SIM (migration 12: to two significant figures, so the median is too), a few rows per day: the
+        middle one (or the mean of the middle two) of the times in order."""
+        if period not in _DAY_PERIOD:
+            raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
         where, params = _modem_clause("modem_id", modem_id)
         rows = self.query(
-            f"WITH t AS MATERIALIZED (SELECT {_day_period(period)} AS period, NULLIF(modem_id, 0) AS modem_id, "
-            "CAST(substr(kind, 6) AS INTEGER) AS took, count FROM stats_daily "
+            f"SELECT {_DAY_PERIOD[period].format('day')} AS period, NULLIF(modem_id, 0) AS modem_id, "
+            "CAST(substr(kind, 6) AS INTEGER) AS took, SUM(count) AS count FROM stats_daily "
             "WHERE day >= date(?, 'unixepoch', 'localtime') AND day < date(?, 'unixepoch', 'localtime') "
-            f"AND kind >= 'took:' AND kind < 'took;'{where}), "
-            "h AS (SELECT 'period' AS kind, period AS key, took, SUM(count) AS n FROM t GROUP BY period, took "
-            "UNION ALL SELECT 'sim', modem_id, took, SUM(count) FROM t GROUP BY modem_id, took "
-            "UNION ALL SELECT 'all', NULL, took, SUM(count) FROM t GROUP BY took), "
-            "c AS (SELECT kind, key, took, SUM(n) OVER (PARTITION BY kind, key ORDER BY took ROWS UNBOUNDED "
-            "PRECEDING) AS upto, SUM(n) OVER (PARTITION BY kind, key) AS total FROM h WHERE n > 0) "
-            "SELECT kind, key, (MIN(CASE WHEN upto >= (total + 1) / 2 THEN took END) "
-            "+ MIN(CASE WHEN upto >= (total + 2) / 2 THEN took END)) / 2.0 AS median FROM c GROUP BY kind, key",
+            f"AND kind >= 'took:' AND kind < 'took;'{where} GROUP BY 1, 2, 3 HAVING SUM(count) > 0",
             (start, end, *params))
-        return [dict(row) for row in rows]
+        groups: dict[tuple[str, Any], dict[int, int]] = defaultdict(dict)
+        for period_start, sim, took, count in rows:
+            for key in (("period", period_start), ("sim", sim), ("all", None)):
+                counts = groups[key]
+                counts[took] = counts.get(took, 0) + count
+        return [{"kind": kind, "key": key, "median": _median(counts)} for (kind, key), counts in groups.items()]
 
     def sent_per_hour_since(self, start: float, hours: int) -> dict[int, int]:
         """{hour index: messages sent}: hour i is [start + i h, start + (i + 1) h), for `hours` hours. A message
