@@ -21,7 +21,8 @@ from modemgw.store import (
 TABLES = {"modems", "submissions", "messages", "parts", "events", "inbox", "inbox_parts", "inbox_seen", "optouts",
           "sticky", "api_keys", "users", "webhooks", "webhook_deliveries", "settings", "sessions", "audit",
           "inbound_rules", "autoreplies", "alert_notifications", "mail_outbox", "smpp_users", "smpp_outbox",
-          "smpp_parts", "contacts", "contact_groups", "group_members", "templates", "stats_daily", "conversations"}
+          "smpp_parts", "contacts", "contact_groups", "group_members", "templates", "stats_daily", "conversations",
+          "webhook_payloads"}
 
 
 @pytest.fixture

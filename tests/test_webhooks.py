@@ -262,9 +262,12 @@ def add_delivery(store, url, webhook_id=None, message_id=None, n=0):
     """A pending delivery written straight into the outbox, as any version of the gateway may have left it."""
     payload = json.dumps({"event": "message.sent", "message_id": message_id, "n": n})
     with store.transaction() as conn:
-        return conn.execute("INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, message_id, payload, "
-                            "status, next_attempt_at, created_at) VALUES (?, ?, 'message.sent', ?, ?, ?, 'pending', "
-                            "0, 0)", (webhook_id, url, f"evt_{time.monotonic_ns()}", message_id, payload)).lastrowid
+        delivery_id = conn.execute("INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, message_id, "
+                                   "status, next_attempt_at, created_at) VALUES (?, ?, 'message.sent', ?, ?, "
+                                   "'pending', 0, 0)", (webhook_id, url, f"evt_{time.monotonic_ns()}",
+                                                        message_id)).lastrowid
+        conn.execute("INSERT INTO webhook_payloads (delivery_id, payload) VALUES (?, ?)", (delivery_id, payload))
+        return delivery_id
 
 
 def delivery(store, delivery_id):

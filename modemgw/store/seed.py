@@ -134,15 +134,21 @@ SELECT 1 + {_h('x', 71, ':modems')}, printf('+4477%08d', {_h('x', 73, ':recipien
 """
 
 _DELIVERIES = """
-INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, message_id, payload, status, attempts,
+INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, message_id{payload_column}, status, attempts,
     next_attempt_at, last_status_code, last_error, created_at, delivered_at)
-SELECT :webhook, 'https://crm.example.com/sms-hook', 'message.' || status, 'evt_seed_' || id, id,
-    json_object('event', 'message.' || status, 'id', id, 'to', recipient), CASE WHEN id % 97 = 0 THEN 'dead'
+SELECT :webhook, 'https://crm.example.com/sms-hook', 'message.' || status, 'evt_seed_' || id, id{payload_value},
+    CASE WHEN id % 97 = 0 THEN 'dead'
     WHEN updated_at > :now - 60 THEN 'pending' ELSE 'delivered' END,
     CASE WHEN id % 97 = 0 THEN 12 ELSE 1 END, updated_at, CASE WHEN id % 97 = 0 THEN 503 ELSE 200 END,
     CASE WHEN id % 97 = 0 THEN 'HTTP 503' END, updated_at, CASE WHEN id % 97 != 0 THEN updated_at + 0.2 END
-FROM messages WHERE id BETWEEN :lo AND :hi AND id % 10 = 0 AND status IN ('delivered', 'undelivered', 'failed')
+FROM messages m WHERE id BETWEEN :lo AND :hi AND id % 10 = 0 AND status IN ('delivered', 'undelivered', 'failed')
 ORDER BY id
+"""
+_PAYLOAD = "json_object('event', 'message.' || m.status, 'id', m.id, 'to', m.recipient)"
+# the payloads of the deliveries just seeded, where they have a table of their own (migration 14)
+_PAYLOADS = f"""
+INSERT INTO webhook_payloads (delivery_id, payload)
+SELECT d.id, {_PAYLOAD} FROM webhook_deliveries d JOIN messages m ON m.id = d.message_id WHERE d.id > :after
 """
 
 _AUDIT = f"""
@@ -207,6 +213,7 @@ def seed_messages(store: StoreBase, n: int, *, days: float = 365.0, modems: int 
             base = tx.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
             base_submission = tx.execute("SELECT COALESCE(MAX(id), 0) FROM submissions").fetchone()[0]
             ranged = any(row[1] == "first_id" for row in tx.execute("PRAGMA table_info(submissions)"))
+            separate = bool(tx.execute("SELECT 1 FROM sqlite_master WHERE name = 'webhook_payloads'").fetchone())
             tx.execute(_SUBMISSIONS.format(ranged=", first_id, last_id" if ranged else "",
                                            range_values=_RANGE if ranged else ""),
                        {"first": 1, "last": (n + 19) // 20, "base_submission": base_submission, "t0": t0,
@@ -220,7 +227,12 @@ def seed_messages(store: StoreBase, n: int, *, days: float = 365.0, modems: int 
                 bounds = {"lo": base + first, "hi": base + last, "now": now, "webhook": webhook}
                 tx.execute(_PARTS, bounds)
                 tx.execute(_EVENTS, bounds)
-                tx.execute(_DELIVERIES, bounds)
+                if separate:
+                    after = tx.execute("SELECT IFNULL(MAX(id), 0) FROM webhook_deliveries").fetchone()[0]
+                    tx.execute(_DELIVERIES.format(payload_column="", payload_value=""), bounds)
+                    tx.execute(_PAYLOADS, {"after": after})
+                else:
+                    tx.execute(_DELIVERIES.format(payload_column=", payload", payload_value=f", {_PAYLOAD}"), bounds)
             if progress is not None:
                 progress(last, n)
         with store.transaction() as tx:

@@ -4,9 +4,18 @@ callback URLs) that `modemgw.webhooks` fills from the gateway's events and its s
 from __future__ import annotations
 
 import json
+import zlib
 
 from modemgw.store.base import StoreBase, inserted_id
 from modemgw.store.errors import NotFound
+
+
+def _payload(stored: bytes | str | None) -> str | None:
+    """A payload as `webhook_payloads` keeps it: compressed (zlib: a message's JSON halves, and more of them share
+    a page of the write-ahead log), or text as migration 14 moved it there."""
+    if stored is None or isinstance(stored, str):
+        return stored
+    return zlib.decompress(stored).decode()
 
 
 class WebhookStore(StoreBase):
@@ -108,10 +117,13 @@ class WebhookStore(StoreBase):
         """Queue one event's deliveries, due `now`, in one transaction. Each is (the subscription's id, or None
         for a message's own callback URL; the URL; the event id; the payload, JSON)."""
         with self.transaction() as conn:
-            conn.executemany("INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, message_id, payload, "
-                             "status, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                             [(webhook_id, url, event, event_id, message_id, payload, now, now)
-                              for webhook_id, url, event_id, payload in deliveries])
+            for webhook_id, url, event_id, payload in deliveries:
+                delivery_id = inserted_id(conn.execute(
+                    "INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, message_id, status, "
+                    "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    (webhook_id, url, event, event_id, message_id, now, now)))
+                conn.execute("INSERT INTO webhook_payloads (delivery_id, payload) VALUES (?, ?)",
+                             (delivery_id, zlib.compress(payload.encode(), 6)))
 
     def redeliver_webhook_delivery(self, webhook_id: int, delivery_id: int, now: float) -> dict:
         """Send a subscription's delivery again from `now` (attempts start over), to the subscription's URL as it
@@ -158,15 +170,16 @@ class WebhookStore(StoreBase):
                                limit: int) -> list[dict]:
         """Pending deliveries of one lane due by `now`, with ids above `after_id`, oldest first, none to the
         URLs in `skip_urls` (their destination is busy); only the first pending one per (URL, message), so that
-        each goes out in order. Raises StoreError."""
+        each goes out in order; with its "payload" (text; None if lost). Raises StoreError."""
         rows = self.query(
-            "SELECT d.* FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ? "
+            "SELECT d.*, (SELECT payload FROM webhook_payloads WHERE delivery_id = d.id) AS payload "
+            "FROM webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ? "
             "AND (d.webhook_id IS NULL) = ? AND d.id > ? AND d.url NOT IN (SELECT value FROM json_each(?)) "
             "AND (d.webhook_id IS NULL OR d.webhook_id IN (SELECT id FROM webhooks WHERE enabled = 1)) "
             "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending' "
             "AND e.message_id = d.message_id AND e.url = d.url AND e.id < d.id) ORDER BY d.id LIMIT ?",
             (now, int(callbacks), after_id, json.dumps(sorted(skip_urls)), limit))
-        return [dict(row) for row in rows]
+        return [dict(row) | {"payload": _payload(row["payload"])} for row in rows]
 
     def next_webhook_attempt_after(self, now: float) -> float | None:
         """When the next pending delivery that is not due yet falls due (None: none waits). Raises StoreError."""
