@@ -1035,13 +1035,18 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
 
     def _store_inbound(self, modem_id: int, sender: str, body: str, sent_at: float | None, dedupe_key: str,
                        parts: int, partial: bool) -> int | None:
-        inbox_id = self.store.insert_inbound(modem_id, sender, body, sent_at, dedupe_key, parts, partial)
+        # durable: the modem forgets the SMS next; its webhook deliveries and SMPP deliver_sm in the same commit
+        # (the recorders); its rules after the commit (a rule may take 0.5 s), the other listeners after its rules
+        with self.store.transaction(durable=True):
+            inbox_id = self.store.insert_inbound(modem_id, sender, body, sent_at, dedupe_key, parts, partial)
+            data = {"id": inbox_id, "from": sender, "body": body, "modem_id": modem_id, "partial": partial}
+            if inbox_id is not None:
+                self._notify(self._recorders, "inbound.received", data)
         if inbox_id is None:
             return None
         self._keywords(sender, body)
         self.apply_inbound_rules(inbox_id, modem_id, sender, body)
-        self.emit("inbound.received", {"id": inbox_id, "from": sender, "body": body, "modem_id": modem_id,
-                                       "partial": partial})
+        self._notify(self._listeners, "inbound.received", data)
         return inbox_id
 
     def _keywords(self, sender: str, body: str) -> None:

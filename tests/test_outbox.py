@@ -152,3 +152,25 @@ def test_a_failing_recorder_loses_neither_the_report_nor_the_other_recorders_row
     assert store.message(message_id)["status"] == "delivered"
     events = [row[0] for row in store.query("SELECT event FROM webhook_deliveries ORDER BY id")]
     assert events == ["message.sent", "message.delivered"]
+
+
+def test_an_inbound_sms_and_its_webhook_delivery_commit_together_before_its_rules_run(tmp_path):
+    store = Store(tmp_path / "o.db")
+    gateway = Gateway(store)
+    modem = store.attach_modem("356938030000005", "8944010000000000001", label="a")
+    sender = WebhookSender(store, lambda message_id: {"id": message_id})
+    gateway.subscribe(sender.on_event, recorder=True)
+    webhooks.create_webhook(store, "http://127.0.0.1:9/hook", ["inbound.received"])
+    conn = store.connection()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    deliver = pdu.decode(pdu.encode_deliver("+447700900555", "Is my table booked?", timestamp=moment).hex)
+    assert isinstance(deliver, pdu.Deliver)
+    inbox_id = gateway.handle_inbound(modem["id"], deliver)
+    conn.set_trace_callback(None)
+    inserted = [n for n, s in enumerate(statements) if s.startswith(("INSERT INTO inbox ", "INSERT INTO webhook"))]
+    commits = [n for n, s in enumerate(statements) if s == "COMMIT"]
+    assert len(inserted) >= 2 and not any(inserted[0] < n < inserted[-1] for n in commits), statements
+    [row] = store.query("SELECT event FROM webhook_deliveries")
+    assert row[0] == "inbound.received" and inbox_id is not None
