@@ -24,7 +24,8 @@ from modemgw.store.seed import seed_messages
 # Tables that stay small whatever the traffic (a scan of them is cheap), and indexes a plan may walk in order from
 # one end: a partial index of the queued messages (the claim), and the conversations by their latest message (the
 # list stops at its LIMIT).
-SMALL = {"modems", "webhooks", "users", "api_keys", "settings", "sticky", "optouts", "sqlite_master"}
+SMALL = {"modems", "webhooks", "users", "api_keys", "settings", "sticky", "optouts", "sqlite_master",
+         "smpp_users"}
 ORDERED = {"messages_queue", "conversations_last"}
 
 
@@ -79,6 +80,13 @@ def cases(gateway: Gateway) -> list[tuple[str, object, set[str]]]:
     sender, sim = store.query("SELECT sender, modem_id FROM inbox ORDER BY id DESC LIMIT 1")[0]
     webhook = store.query("SELECT MIN(id) FROM webhooks")[0][0]
     submission = store.query("SELECT submission_id FROM messages WHERE id = ?", (middle,))[0][0]
+    inbox_id = store.query("SELECT MAX(id) FROM inbox")[0][0]
+    smpp_message = store.query("SELECT MAX(id) FROM messages WHERE status = 'delivered'")[0][0]
+    if not store.smpp_users():  # an SMPP client with a receipt waiting for a delivered message
+        user = store.add_smpp_user("plans", "x", None, True, NOW - 30 * DAY)
+        with store.transaction() as conn:
+            conn.execute("UPDATE messages SET smpp_user_id = ?, request_report = 1 WHERE id = ?", (user, smpp_message))
+        store.note_smpp_receipt(user, smpp_message, {"id": "x"}, NOW)
     today = dt.date.today()
     return [
         ("queue claim", lambda: store.claim_next(1, "sim-1", None, [("sim-2", None)], NOW, sticky_to=[1, 2],
@@ -126,6 +134,15 @@ def cases(gateway: Gateway) -> list[tuple[str, object, set[str]]]:
         ("batch messages", lambda: store.batch_messages(submission, 51), set()),
         ("batch status counts", lambda: store.submission_status_counts(submission), set()),
         ("batch cancel", lambda: store.cancel_submission(submission), set()),
+        ("webhook delivery log, pending", lambda: store.deliveries_for_webhook(webhook, 51, status="pending"), set()),
+        # the SMPP outbox: per message that came over SMPP, per inbound SMS, at start, per /metrics scrape, hourly
+        ("SMPP receipts queued", lambda: store.queue_smpp_receipts(smpp_message, lambda m, d: [{"r": 1}], NOW),
+         set()),
+        ("SMPP receipts catch-up", lambda: store.smpp_receipts_due(NOW - 7 * DAY), set()),
+        ("SMPP inbound queued", lambda: store.queue_smpp_inbound(inbox_id, lambda row: {"i": 1}, NOW), set()),
+        ("SMPP inbound catch-up", lambda: store.smpp_inbound_due(NOW - 7 * DAY), set()),
+        ("SMPP pending counts", lambda: store.smpp_pending_counts(), set()),
+        ("SMPP outbox purge", lambda: store.purge_smpp_outbox(NOW - 7 * DAY), set()),
     ]
 
 

@@ -436,20 +436,23 @@ class StoreBase:
 
     # --- time ranges of messages ------------------------------------------------------------------------
 
-    def first_id_created(self, moment: float) -> int:
-        """The smallest message id created at or after `moment` (one above the largest id when none was): a binary
+    def first_id_created(self, moment: float, table: str = "messages") -> int:
+        """The smallest id of `table` (messages, or another whose rows have `created_at`: a name of this module's
+        callers, never a user's) created at or after `moment` (one above the largest id when none was): a binary
         search over the primary key, about 20 lookups for a million rows, no index on created_at needed. It takes
         ids to grow with created_at, as the gateway writes them; a clock set back lets a few rows of the moment it
         went back fall outside a range that ought to hold them."""
+        if table not in ("messages", "smpp_outbox"):
+            raise ValueError(f"no time-ordered ids in table {table!r}")
         # two queries: SQLite reads MIN or MAX alone from the primary key's end, both at once by a scan
-        first, last = (self.query(f"SELECT {end}(id) FROM messages")[0][0] for end in ("MIN", "MAX"))
+        first, last = (self.query(f"SELECT {end}(id) FROM {table}")[0][0] for end in ("MIN", "MAX"))
         if first is None or last is None:
             return 1
         low, up = first, last + 1  # ids below `low` were created before `moment`; `answer` at or after
         answer = up
         while low < up:
             middle = (low + up) // 2
-            rows = self.query("SELECT id, created_at FROM messages WHERE id >= ? AND id < ? ORDER BY id LIMIT 1",
+            rows = self.query(f"SELECT id, created_at FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 1",
                               (middle, up))
             if not rows:
                 up = middle

@@ -113,13 +113,19 @@ class SmppStore(StoreBase):
     def smpp_receipts_due(self, since: float) -> list[int]:
         """Messages final since `since` that came over SMPP asking for a receipt and have a waiting row, or no
         receipt row at all (for `queue_smpp_receipts(..., recover=True)` at start)."""
+        # Not by reading every message: those with a waiting row are found from the outbox (per user, by its
+        # index), and a row can only be missing for a message submitted just before a crash, so those are sought
+        # among the messages created since `since` (an id range).
         statuses = ", ".join("?" * len(RECEIPT_STATUSES))
+        final = (f"m.smpp_user_id IS NOT NULL AND m.request_report = 1 AND m.status IN ({statuses}) "
+                 "AND m.updated_at >= ?")
         rows = self.query(
-            f"SELECT m.id FROM messages m WHERE m.smpp_user_id IS NOT NULL AND m.request_report = 1 "
-            f"AND m.status IN ({statuses}) AND m.updated_at >= ? AND (EXISTS (SELECT 1 FROM smpp_outbox o "
-            f"WHERE o.message_id = m.id AND o.kind = 'receipt' AND o.status = 'waiting') OR NOT EXISTS "
-            f"(SELECT 1 FROM smpp_outbox o WHERE o.message_id = m.id AND o.kind = 'receipt')) ORDER BY m.id",
-            (*RECEIPT_STATUSES, since))
+            f"SELECT m.id FROM messages m WHERE m.id IN (SELECT o.message_id FROM smpp_outbox o "
+            "WHERE o.user_id IN (SELECT id FROM smpp_users) AND o.status = 'waiting' AND o.kind = 'receipt') "
+            f"AND {final} UNION SELECT m.id FROM messages m WHERE m.id >= ? AND {final} AND NOT EXISTS "
+            "(SELECT 1 FROM smpp_outbox o INDEXED BY smpp_outbox_message WHERE o.message_id = m.id "
+            "AND o.kind = 'receipt') ORDER BY 1",
+            (*RECEIPT_STATUSES, since, self.first_id_created(since), *RECEIPT_STATUSES, since))
         return [row["id"] for row in rows]
 
     # --- inbound SMS ---------------------------------------------------------------------------------------------
@@ -135,9 +141,10 @@ class SmppStore(StoreBase):
             if inbound is None:
                 return 0
             users = conn.execute(
-                "SELECT u.id FROM smpp_users u WHERE u.receive_inbound = 1 AND u.disabled = 0 AND (? = 0 OR "
-                "u.created_at <= ?) AND NOT EXISTS (SELECT 1 FROM smpp_outbox o WHERE o.user_id = u.id "
-                "AND o.kind = 'inbound' AND o.inbox_id = ?)", (int(recover), inbound["received_at"], inbox_id)
+                "SELECT smpp_users.id FROM smpp_users WHERE receive_inbound = 1 AND disabled = 0 AND (? = 0 OR "
+                "created_at <= ?) AND NOT EXISTS (SELECT 1 FROM smpp_outbox o INDEXED BY smpp_outbox_inbox "
+                "WHERE o.inbox_id = ? AND o.user_id = smpp_users.id AND o.kind = 'inbound')",
+                (int(recover), inbound["received_at"], inbox_id)
             ).fetchall()
             if not users:
                 return 0
@@ -150,10 +157,10 @@ class SmppStore(StoreBase):
         """Inbound messages received since `since` that a user taking inbound SMS (and existing then) has no
         deliver_sm of yet (for `queue_smpp_inbound(..., recover=True)` at start)."""
         rows = self.query(
-            "SELECT i.id FROM inbox i WHERE i.received_at >= ? AND EXISTS (SELECT 1 FROM smpp_users u "
-            "WHERE u.receive_inbound = 1 AND u.disabled = 0 AND u.created_at <= i.received_at AND NOT EXISTS "
-            "(SELECT 1 FROM smpp_outbox o WHERE o.user_id = u.id AND o.kind = 'inbound' AND o.inbox_id = i.id)) "
-            "ORDER BY i.id", (since,))
+            "SELECT i.id FROM inbox i INDEXED BY inbox_received WHERE i.received_at >= ? AND EXISTS (SELECT 1 "
+            "FROM smpp_users WHERE receive_inbound = 1 AND disabled = 0 AND smpp_users.created_at <= i.received_at "
+            "AND NOT EXISTS (SELECT 1 FROM smpp_outbox o INDEXED BY smpp_outbox_inbox WHERE o.inbox_id = i.id "
+            "AND o.user_id = smpp_users.id AND o.kind = 'inbound')) ORDER BY i.id", (since,))
         return [row["id"] for row in rows]
 
     # --- the outbox ----------------------------------------------------------------------------------------------
@@ -186,20 +193,22 @@ class SmppStore(StoreBase):
     def smpp_pending_counts(self) -> dict[int, dict[str, int]]:
         """Per user id, its pending rows by kind ({"receipt": n, "inbound": n})."""
         counts: dict[int, dict[str, int]] = {}
-        for row in self.query("SELECT user_id, kind, COUNT(*) AS n FROM smpp_outbox WHERE status = 'pending' "
-                              "GROUP BY user_id, kind"):
+        # per user through (user_id, status, id): the delivered rows of a week are not read
+        for row in self.query("SELECT user_id, kind, COUNT(*) AS n FROM smpp_outbox WHERE user_id IN "
+                              "(SELECT id FROM smpp_users) AND status = 'pending' GROUP BY user_id, kind"):
             counts.setdefault(row["user_id"], {"receipt": 0, "inbound": 0})[row["kind"]] = row["n"]
         return counts
 
     def purge_smpp_outbox(self, older_than: float) -> int:
         """Drop rows finished (delivered, failed, done) before `older_than`, and waiting rows of messages that are
         gone. Returns how many."""
+        below = self.first_id_created(older_than, "smpp_outbox")  # a row finished then was created before
         with self.transaction() as conn:
-            finished = conn.execute("DELETE FROM smpp_outbox WHERE status IN ('delivered', 'failed', 'done') "
-                                    "AND COALESCE(delivered_at, created_at) < ?", (older_than,)).rowcount
-            orphans = conn.execute("DELETE FROM smpp_outbox WHERE status = 'waiting' AND created_at < ? AND NOT "
-                                   "EXISTS (SELECT 1 FROM messages m WHERE m.id = smpp_outbox.message_id)",
-                                   (older_than,)).rowcount
+            finished = conn.execute("DELETE FROM smpp_outbox WHERE id < ? AND status IN ('delivered', 'failed', "
+                                    "'done') AND COALESCE(delivered_at, created_at) < ?", (below, older_than)).rowcount
+            orphans = conn.execute("DELETE FROM smpp_outbox WHERE id < ? AND status = 'waiting' AND created_at < ? "
+                                   "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = smpp_outbox.message_id)",
+                                   (below, older_than)).rowcount
             return finished + orphans
 
     # --- parts of concatenated submits (migration 10) ------------------------------------------------------------

@@ -83,8 +83,12 @@ class WebhookStore(StoreBase):
         params = [value for _, value in filters if value is not None]
         where = "".join(f" AND {clause}" for clause in clauses)
         order = "ASC" if after is not None else "DESC"
-        rows = [dict(row) for row in self.query(f"SELECT * FROM webhook_deliveries WHERE webhook_id = ?{where} "
-                                                f"ORDER BY id {order} LIMIT ?", (webhook_id, *params, limit))]
+        # pending and dead deliveries are few: found through (status, next_attempt_at), not by reading every one of
+        # the subscription's (a week of delivered ones) for the few of that status
+        index = "webhook_deliveries_due" if status in ("pending", "dead") else "webhook_deliveries_hook"
+        rows = [dict(row) for row in self.query(f"SELECT * FROM webhook_deliveries INDEXED BY {index} "
+                                                f"WHERE webhook_id = ?{where} ORDER BY id {order} LIMIT ?",
+                                                (webhook_id, *params, limit))]
         return rows[::-1] if after is not None else rows
 
     def webhook_delivery_counts(self, webhook_id: int) -> dict[str, int]:
