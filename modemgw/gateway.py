@@ -1007,19 +1007,24 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
         if concat is not None:
             key_material += f"|{concat.bits}:{concat.reference}:{concat.total}:{concat.sequence}"
         dedupe_key = hashlib.sha256(key_material.encode()).hexdigest()
-        if concat is None or concat.total == 1:
-            body = user_data.text if user_data.text is not None else user_data.payload.hex()
-            return self._store_inbound(modem_id, sender, body, sent_at, dedupe_key, 1, False)
-        # 8- and 16-bit references are separate name spaces
-        reference = concat.reference | (0x10000 if concat.bits == 16 else 0)
-        parts = self.store.insert_inbound_part(modem_id, sender, reference,
-                                               concat.total, concat.sequence, user_data.encoding,
-                                               user_data.payload, sent_at, dedupe_key)
-        if parts is None:
-            return None
-        return self._assemble(modem_id, parts, partial=False)
+        # One durable transaction for the SMS (its last part, the parts it consumes, the assembled message) and
+        # its recorders' outbox rows: the modem forgets the SMS next, and a failed commit must leave the parts held
+        # for the retry (a part already marked seen by an earlier commit would be dropped as a duplicate).
+        with self.store.transaction(durable=True):
+            if concat is None or concat.total == 1:
+                body = user_data.text if user_data.text is not None else user_data.payload.hex()
+                data = self._record_inbound(modem_id, sender, body, sent_at, dedupe_key, 1, False)
+            else:
+                # 8- and 16-bit references are separate name spaces
+                reference = concat.reference | (0x10000 if concat.bits == 16 else 0)
+                parts = self.store.insert_inbound_part(modem_id, sender, reference,
+                                                       concat.total, concat.sequence, user_data.encoding,
+                                                       user_data.payload, sent_at, dedupe_key)
+                data = None if parts is None else self._record_inbound(*self._assembled(modem_id, parts, False))
+        return None if data is None else self._inbound_recorded(data)
 
-    def _assemble(self, modem_id: int, parts: list[dict], partial: bool) -> int | None:
+    def _assembled(self, modem_id: int, parts: list[dict], partial: bool) -> tuple:
+        """The arguments of `_record_inbound` for a concatenated message from its parts (in order)."""
         encoding = parts[0]["encoding"]
         payload = b"".join(part["payload"] for part in parts)
         body = pdu.decode_payload(encoding, payload)
@@ -1030,24 +1035,27 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
             missing = [seq for seq in range(1, parts[0]["total"] + 1) if seq not in have]
             body += f" [parts {', '.join(map(str, missing))} of {parts[0]['total']} never arrived]"
         key = hashlib.sha256(("assembled|" + "|".join(part["dedupe_key"] for part in parts)).encode()).hexdigest()
-        return self._store_inbound(modem_id or parts[0]["modem_id"], parts[0]["sender"], body, parts[0]["sent_at"],
-                                   key, len(parts), partial)
+        return (modem_id or parts[0]["modem_id"], parts[0]["sender"], body, parts[0]["sent_at"], key, len(parts),
+                partial)
 
-    def _store_inbound(self, modem_id: int, sender: str, body: str, sent_at: float | None, dedupe_key: str,
-                       parts: int, partial: bool) -> int | None:
-        # durable: the modem forgets the SMS next; its webhook deliveries and SMPP deliver_sm in the same commit
-        # (the recorders); its rules after the commit (a rule may take 0.5 s), the other listeners after its rules
-        with self.store.transaction(durable=True):
-            inbox_id = self.store.insert_inbound(modem_id, sender, body, sent_at, dedupe_key, parts, partial)
-            data = {"id": inbox_id, "from": sender, "body": body, "modem_id": modem_id, "partial": partial}
-            if inbox_id is not None:
-                self._notify(self._recorders, "inbound.received", data)
+    def _record_inbound(self, modem_id: int, sender: str, body: str, sent_at: float | None, dedupe_key: str,
+                        parts: int, partial: bool) -> dict | None:
+        """Inside the caller's durable transaction: store an inbound SMS, and its recorders' outbox rows (webhook
+        deliveries, SMPP deliver_sm) in the same commit. The event's data; None for a duplicate."""
+        inbox_id = self.store.insert_inbound(modem_id, sender, body, sent_at, dedupe_key, parts, partial)
         if inbox_id is None:
             return None
-        self._keywords(sender, body)
-        self.apply_inbound_rules(inbox_id, modem_id, sender, body)
+        data = {"id": inbox_id, "from": sender, "body": body, "modem_id": modem_id, "partial": partial}
+        self._notify(self._recorders, "inbound.received", data)
+        return data
+
+    def _inbound_recorded(self, data: dict) -> int:
+        """After the commit: STOP/START, the inbound rules (a rule may take 0.5 s: never under the write lock),
+        then the other listeners. The inbox id."""
+        self._keywords(data["from"], data["body"])
+        self.apply_inbound_rules(data["id"], data["modem_id"], data["from"], data["body"])
         self._notify(self._listeners, "inbound.received", data)
-        return inbox_id
+        return data["id"]
 
     def _keywords(self, sender: str, body: str) -> None:
         word = body.strip().strip(".!").upper()
@@ -1062,14 +1070,13 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
             self.store.log_event("optout.removed", number=number, keyword=word)
 
     def flush_stale_inbound(self) -> list[int]:
-        """Store incomplete concatenated messages whose missing parts are overdue, flagged partial."""
+        """Store incomplete concatenated messages whose missing parts are overdue, flagged partial (the parts
+        taken and the messages stored in one transaction: a failure keeps the parts for the next run)."""
         older_than = time.time() - self.settings.inbound_assembly_timeout
-        stored = []
-        for parts in self.store.stale_inbound_groups(older_than):
-            inbox_id = self._assemble(parts[0]["modem_id"], parts, partial=True)
-            if inbox_id is not None:
-                stored.append(inbox_id)
-        return stored
+        with self.store.transaction(durable=True):
+            recorded = [self._record_inbound(*self._assembled(parts[0]["modem_id"], parts, True))
+                        for parts in self.store.stale_inbound_groups(older_than)]
+        return [self._inbound_recorded(data) for data in recorded if data is not None]
 
     # --- housekeeping ----------------------------------------------------------------------------------
 

@@ -648,7 +648,7 @@ class InboundRules:
         return None
 
     def apply_inbound_rules(self, inbox_id: int, modem_id: int | None, sender: str, body: str) -> None:
-        """Evaluate the rules for a stored inbound message (called by `Gateway._store_inbound` after STOP/START).
+        """Evaluate the rules for a stored inbound message (called by `Gateway._inbound_recorded` after STOP/START).
         Never raises for one bad rule: every background path survives a single bad item."""
         try:
             if self._is_keyword(body):

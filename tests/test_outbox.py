@@ -4,6 +4,7 @@ webhook. The store's transactions nest as savepoints, and wake-ups wait for the 
 
 import datetime as dt
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -174,3 +175,109 @@ def test_an_inbound_sms_and_its_webhook_delivery_commit_together_before_its_rule
     assert len(inserted) >= 2 and not any(inserted[0] < n < inserted[-1] for n in commits), statements
     [row] = store.query("SELECT event FROM webhook_deliveries")
     assert row[0] == "inbound.received" and inbox_id is not None
+
+
+def full_after(store: Store, pages: int) -> None:
+    """The database file may grow by `pages` pages more: then writes fail with SQLITE_FULL (a full disk)."""
+    conn = store.connection()
+    conn.execute("VACUUM")
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0] + pages}")
+
+
+def test_a_concatenated_sms_whose_commit_fails_is_stored_by_the_retry(tmp_path):
+    """The last part, the parts it completes and the assembled SMS with its webhook deliveries are one commit: when
+    it fails (the disk is full), the parts are still held and the worker's retry of the same part stores the SMS
+    (when the last part's commit stood alone, the retry found it seen and dropped it: the SMS was lost)."""
+    moment = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+    def part(seq: int) -> pdu.Deliver:
+        deliver = pdu.decode(pdu.encode_deliver("+447700900555", f"part {seq} " + "x" * 120, timestamp=moment,
+                                                concat=pdu.Concat(7, 2, seq)).hex)
+        assert isinstance(deliver, pdu.Deliver)
+        return deliver
+
+    for slack in range(0, 12, 2):  # the SQLITE_FULL falls on one statement or another of the transaction
+        store = Store(tmp_path / f"c{slack}.db")
+        gateway = Gateway(store)
+        modem = store.attach_modem("356938030000005", "8944010000000000001", label="a")
+        sender = WebhookSender(store, lambda message_id: {"id": message_id})
+        gateway.subscribe(sender.on_event, recorder=True)
+        for number in range(60):  # many subscriptions: the webhook rows make the transaction large
+            webhooks.create_webhook(store, f"http://127.0.0.1:9/{number}/" + "p" * 1500, ["inbound.received"])
+        assert gateway.handle_inbound(modem["id"], part(1)) is None
+        full_after(store, slack)
+        try:
+            first = gateway.handle_inbound(modem["id"], part(2))
+        except StoreError as error:
+            assert error.kind == "full", error
+            first = None
+        store.connection().execute("PRAGMA max_page_count = 1073741823")  # space again
+        retried = gateway.handle_inbound(modem["id"], part(2))
+        assert (first is None) != (retried is None), (slack, first, retried)  # stored once, by one or the other
+        assert store.query("SELECT COUNT(*) FROM inbox")[0][0] == 1
+        assert store.query("SELECT COUNT(*) FROM inbox_parts")[0][0] == 0
+        assert store.query("SELECT COUNT(*) FROM webhook_deliveries")[0][0] == 60
+        store.close()
+
+
+def test_a_full_disk_under_a_recorder_fails_the_report_as_full_and_keeps_nothing_of_it(tmp_path):
+    """SQLite rolls the whole transaction back on SQLITE_FULL, also inside a recorder's savepoint: the report is
+    refused with kind "full" (the worker keeps it and retries), nothing of it is committed, nobody is woken."""
+    store = Store(tmp_path / "f.db")
+    gateway = Gateway(store)
+    modem = store.attach_modem("356938030000005", "8944010000000000001", label="a")
+    sender = WebhookSender(store, lambda message_id: {"id": message_id, "status": "delivered", "body": "p" * 3000})
+    woken: list[int] = []
+    sender.wake = lambda: woken.append(1)  # type: ignore[method-assign]
+    gateway.subscribe(sender.on_event, recorder=True)
+    for number in range(40):
+        webhooks.create_webhook(store, f"http://127.0.0.1:9/{number}", ["message.delivered"])
+    message_id = sent_message(store, gateway, modem)
+    woken.clear()
+    full_after(store, 6)
+    with pytest.raises(StoreError) as refused:
+        gateway.handle_report(modem["id"], delivered_report())
+    assert refused.value.kind == "full"
+    assert store.message(message_id)["status"] == "sent"
+    assert not store.query("SELECT 1 FROM webhook_deliveries WHERE event = 'message.delivered'")
+    assert woken == []
+    store.connection().execute("PRAGMA max_page_count = 1073741823")
+    assert gateway.handle_report(modem["id"], delivered_report())["status"] == "delivered"  # the retry
+    assert store.query("SELECT COUNT(*) FROM webhook_deliveries WHERE event = 'message.delivered'")[0][0] == 40
+    assert woken == [1]  # once, after the commit of the report and its 40 deliveries
+
+
+def test_wake_ups_run_after_the_write_lock_is_released(tmp_path):
+    store = Store(tmp_path / "w.db")
+    seen: list[tuple[bool, int]] = []
+
+    def wake() -> None:
+        # is the lock free for another thread? (this thread holds an RLock re-entrantly: ask from another one)
+        free: list[bool] = []
+
+        def try_lock() -> None:
+            free.append(store._write_lock.acquire(timeout=0.5))
+            if free[0]:
+                store._write_lock.release()
+
+        probe = threading.Thread(target=try_lock)
+        probe.start()
+        probe.join()
+        seen.append((free[0], store.connection().execute("PRAGMA synchronous").fetchone()[0]))
+
+    for durable in (False, True):
+        with store.transaction(durable=durable) as conn:
+            conn.execute("INSERT INTO settings (name, value) VALUES (?, '1')", (f"w{durable}",))
+            store.after_commit(wake)
+    assert seen == [(True, 1), (True, 1)]  # lock free, synchronous back to NORMAL (1)
+
+
+def test_a_nested_health_check_or_bookkeeping_write_leaves_the_transaction_alone(tmp_path):
+    store = Store(tmp_path / "h.db")
+    with pytest.raises(StoreError), store.transaction() as conn:
+        conn.execute("INSERT INTO settings (name, value) VALUES ('a', '1')")
+        assert store._write_if_free("INSERT INTO settings (name, value) VALUES ('free', '1')") is False
+        assert conn.in_transaction
+        conn.execute("INSERT INTO settings (name, value) VALUES ('b', '1')")
+        raise StoreError("the block fails")
+    assert not store.query("SELECT 1 FROM settings WHERE name IN ('a', 'b', 'free')")

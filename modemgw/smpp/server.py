@@ -369,14 +369,19 @@ class SmppServer:
     def _queue_receipts(self, message_id: int, recover: bool = False) -> None:
         queued = self.store.queue_smpp_receipts(message_id, receipts.receipts, time.time(), recover=recover)
         if queued:
-            self.count("receipts_queued", queued)
-            self.store.after_commit(self.wake)  # a recorder: maybe inside the event's transaction
+            # a recorder: maybe inside the event's transaction, which may yet roll back (and be retried)
+            self.store.after_commit(lambda: self._queued("receipts_queued", queued))
 
     def _queue_inbound(self, inbox_id: int, recover: bool = False) -> None:
         queued = self.store.queue_smpp_inbound(inbox_id, receipts.inbound, time.time(), recover=recover)
         if queued:
-            self.count("inbound_queued", queued)
-            self.store.after_commit(self.wake)  # a recorder: maybe inside the event's transaction
+            # a recorder: maybe inside the event's transaction, which may yet roll back (and be retried)
+            self.store.after_commit(lambda: self._queued("inbound_queued", queued))
+
+    def _queued(self, counter: str, count: int) -> None:
+        """Rows committed to the outbox: counted, and the outbox thread woken."""
+        self.count(counter, count)
+        self.wake()
 
     def catch_up(self) -> None:
         """Queue what a crash may have left out: receipts of messages that became final, and inbound SMS that

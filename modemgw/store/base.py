@@ -191,18 +191,22 @@ class StoreBase:
         if not durable:
             with self._transaction() as conn:
                 yield conn
-            return
-        with self._write_lock:
-            conn = self.connection()
-            try:
-                conn.execute("PRAGMA synchronous=FULL")
-            except sqlite3.Error as error:
-                raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
-            try:
-                with self._transaction(durable=True) as same:
-                    yield same
-            finally:
-                self._normal_sync(conn)
+        else:
+            with self._write_lock:
+                conn = self.connection()
+                try:
+                    conn.execute("PRAGMA synchronous=FULL")
+                except sqlite3.Error as error:
+                    raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
+                try:
+                    with self._transaction(durable=True) as same:
+                        yield same
+                finally:
+                    self._normal_sync(conn)
+        # committed: the wake-ups run with the write lock released (and the sync back to NORMAL)
+        callbacks, self._local.committed = getattr(self._local, "committed", []), []
+        for callback in callbacks:
+            self._run_after_commit(callback)
 
     @contextmanager
     def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -212,10 +216,13 @@ class StoreBase:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as error:
                 raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
-            self._local.depth, self._local.durable, self._local.after = 1, durable, []
+            self._local.depth, self._local.durable, self._local.after, self._local.broken = 1, durable, [], None
             try:
                 try:
                     yield conn
+                    if self._local.broken is not None:  # SQLite ended it inside a nested block: no COMMIT
+                        self._rollback(conn)
+                        raise self._local.broken
                 except sqlite3.Error as error:
                     self._rollback(conn)
                     raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
@@ -231,19 +238,17 @@ class StoreBase:
                     raise self._write_failed(StoreError.from_sqlite(
                         error, f"database {self.path}: commit failed: {error}")) from None
                 self._write_worked()
-                after = self._local.after
+                self._local.committed = self._local.after
             finally:
-                self._local.depth, self._local.after = 0, []
-        for callback in after:
-            self._run_after_commit(callback)
+                self._local.depth, self._local.after, self._local.broken = 0, [], None
 
     @contextmanager
     def _savepoint(self) -> Iterator[sqlite3.Connection]:
         """A transaction nested in this thread's open one (`transaction`)."""
         conn = self.connection()
         if not conn.in_transaction:  # SQLite rolled the enclosing one back (disk full, I/O error): stop its writer
-            raise self._write_failed(StoreError(f"database {self.path}: the enclosing transaction was rolled back",
-                                                "io"))
+            raise self._local.broken or self._write_failed(StoreError(
+                f"database {self.path}: the enclosing transaction was rolled back", "io"))
         depth = self._local.depth
         name, registered = f"nested_{depth}", len(self._local.after)
         try:
@@ -256,16 +261,23 @@ class StoreBase:
             conn.execute(f"RELEASE {name}")
         except BaseException as error:
             del self._local.after[registered:]  # what the rolled-back block meant to do after the commit
+            failure = (StoreError.from_sqlite(error, f"database {self.path}: {error}")
+                       if isinstance(error, sqlite3.Error) else error if isinstance(error, StoreError) else None)
             if conn.in_transaction:
                 try:
                     conn.execute(f"ROLLBACK TO {name}")
                     conn.execute(f"RELEASE {name}")
-                except sqlite3.Error as failed:
+                except sqlite3.Error as failed:  # the enclosing transaction must not commit the block's writes
                     log.warning("database %s: rollback to a savepoint failed: %s", self.path, failed)
-            if isinstance(error, sqlite3.Error):
-                raise self._write_failed(StoreError.from_sqlite(error, f"database {self.path}: {error}")) from None
-            if isinstance(error, StoreError):
-                self._write_failed(error)
+                    self._local.broken = self._local.broken or StoreError.from_sqlite(
+                        failed, f"database {self.path}: rollback to a savepoint failed: {failed}")
+            elif self._local.broken is None:  # SQLite rolled the whole transaction back (SQLITE_FULL, IOERR, ...)
+                self._local.broken = failure or StoreError(
+                    f"database {self.path}: the transaction was rolled back: {error}", "io")
+            if failure is not None:
+                self._write_failed(failure)
+            if isinstance(error, sqlite3.Error) and failure is not None:
+                raise failure from None
             raise
         finally:
             self._local.depth = depth
@@ -343,6 +355,8 @@ class StoreBase:
     def _write_if_free(self, sql: str, params: Any = (), wait_ms: int = 100) -> bool:
         """One write statement, unless the database stays busy for `wait_ms` or fails: for bookkeeping that must
         never hold up or fail a request (when a key or a user was last seen). False when nothing was written."""
+        if getattr(self._local, "depth", 0):
+            return False  # inside this thread's transaction: its own BEGIN would end the enclosing one
         try:
             conn = self.connection()
         except StoreError:
@@ -407,6 +421,8 @@ class StoreBase:
 
     def _probe(self) -> tuple[str, str] | None:
         """(kind, what is wrong), or None when the database reads and would take a write now."""
+        if getattr(self._local, "depth", 0):
+            raise RuntimeError("health() inside a transaction of the same thread")
         try:
             self.query("SELECT count(*) FROM sqlite_master")
             conn = self.connection()
