@@ -281,3 +281,30 @@ def test_a_nested_health_check_or_bookkeeping_write_leaves_the_transaction_alone
         conn.execute("INSERT INTO settings (name, value) VALUES ('b', '1')")
         raise StoreError("the block fails")
     assert not store.query("SELECT 1 FROM settings WHERE name IN ('a', 'b', 'free')")
+
+
+def test_the_outcomes_that_came_in_together_are_recorded_in_one_commit(tmp_path):
+    """The sender records every outcome its workers handed back meanwhile in one transaction, and frees each
+    delivery's place in flight only after the commit (until then its row still says pending)."""
+    from modemgw.webhooks import _Job, _Outcome
+
+    store = Store(tmp_path / "r.db")
+    sender = WebhookSender(store, lambda message_id: {"id": message_id})
+    hook = webhooks.create_webhook(store, "http://127.0.0.1:9/hook", ["*"])
+    store.add_webhook_deliveries("message.sent", None, [(hook["id"], hook["url"], f"evt_{n}", "{}")
+                                                        for n in range(3)], time.time())
+    lane = sender._lanes[0]
+    rows = store.due_webhook_deliveries(time.time() + 1, False, 0, set(), 10)
+    assert len(rows) == 3 and all(row["payload"] == "{}" for row in rows)
+    jobs = [_Job(row, "secret", True, ("http", "127.0.0.1", 9), lane) for row in rows]
+    for job in jobs:
+        lane.in_flight[job.row["id"]] = job.destination
+        sender._outcomes.put(_Outcome(job, 200))
+    in_flight_at_commit: list[int] = []
+    conn = store.connection()
+    conn.set_trace_callback(lambda sql: in_flight_at_commit.append(len(lane.in_flight)) if sql == "COMMIT" else None)
+    sender._record_outcomes()
+    conn.set_trace_callback(None)
+    assert in_flight_at_commit == [3]  # one commit, with all three still held in flight
+    assert lane.in_flight == {}
+    assert [row[0] for row in store.query("SELECT status FROM webhook_deliveries")] == ["delivered"] * 3
