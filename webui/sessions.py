@@ -357,7 +357,9 @@ def session_cookies(response):
         response.delete_cookie(LOGIN_CSRF_COOKIE, **options)
     elif g.get("drop_session_cookie"):
         response.delete_cookie(SESSION_COOKIE, **options)
-    if g.get("new_login_csrf") and not g.get("new_session_token"):
+    # only with a page (the login form carries the token): a logged-out page's poll answered 401 at the same
+    # moment would set a token of its own over the form's, and the login would fail its CSRF check
+    if g.get("new_login_csrf") and not g.get("new_session_token") and response.mimetype == "text/html":
         response.set_cookie(LOGIN_CSRF_COOKIE, g.csrf_token, **options)
     if request.endpoint != "ui.static":
         response.headers["Cache-Control"] = "no-store"
