@@ -71,17 +71,13 @@ class Pool:
 
     def stop(self) -> None:
         """Stop every worker at once: sends in flight get `shutdown_grace` to finish, then every port is closed
-        under whatever is still running; a worker with no send in flight (a silent modem at start-up, a settle
-        loop, a health check) has its port closed at once. All within a few seconds."""
+        under whatever is still running (a silent modem, a start-up settle loop), all within a few seconds."""
         if self.watcher is not None:
             self.watcher.stop()
         self.alarm.stop()
         workers = list(self.workers)
         for worker in workers:
             worker.stop()
-        for worker in workers:
-            if not worker.sending:  # nothing in flight to finish (a silent modem at start-up, a health check)
-                worker.abort()
         deadline = time.monotonic() + self.settings.shutdown_grace
         for worker in workers:
             if worker.is_alive():

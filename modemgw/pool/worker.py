@@ -68,7 +68,6 @@ class ModemWorker(threading.Thread):
         self.failures = 0
         self.recent: list[bool] = []      # outcomes of recent sends, for health-weighted dispatch
         self._stopping = False
-        self.sending = False  # inside _send: a shutdown gives it its grace (Pool.stop)
         self._prefetched: Claimed | None = None  # claimed while the last send was in flight, not yet at the modem
         self._backoff = pool.settings.reconnect_min
         self._concat_ref = random.randrange(256)
@@ -372,13 +371,6 @@ class ModemWorker(threading.Thread):
     # --- sending: what happened goes to the gateway, which decides what becomes of the message ----------
 
     def _send(self, session: _Attached, claimed: Claimed) -> None:
-        self.sending = True
-        try:
-            self._send_parts(session, claimed)
-        finally:
-            self.sending = False
-
-    def _send_parts(self, session: _Attached, claimed: Claimed) -> None:
         in_flight: int | None = None  # the part whose PDU may be on its way to the modem
         try:
             reference = claimed.concat_ref
