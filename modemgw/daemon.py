@@ -7,6 +7,7 @@ The control socket (`<data>/modemgw.sock`, mode 0600) lets local administrators'
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import os
@@ -177,14 +178,18 @@ class Daemon:
             (self.gateway.flush_stale_inbound, 30, "inbound"),
             (self.gateway.prune, self.config.gateway.retention.interval_minutes * 60, "retention"),  # small batches
             (self.gateway.purge_rules_data, 86400, "rules-retention"),
+            (self.gateway.roll_up_statistics, 3600, "statistics"),  # medians of ended periods (store/stats.py)
             (memory.trim, memory.TRIM_SECONDS, "memory"),  # freed memory back to the system (modemgw/memory.py)
         ]
         unknown = set(self.intervals) - {name for _, _, name in jobs}
         if unknown:
             raise ValueError(f"no scheduled job named {', '.join(sorted(unknown))}; the jobs are "
                              f"{', '.join(name for _, _, name in jobs)}")
+        soon = {"statistics": 60}  # first run a minute after the start, not an hour: an upgraded database has none
         for function, seconds, name in jobs:
-            scheduler.add_job(self._guard(function), "interval", seconds=self.intervals.get(name, seconds), id=name)
+            seconds = self.intervals.get(name, seconds)
+            first = dt.datetime.now() + dt.timedelta(seconds=min(seconds, soon.get(name, seconds)))
+            scheduler.add_job(self._guard(function), "interval", seconds=seconds, id=name, next_run_time=first)
         scheduler.start()
         return scheduler
 

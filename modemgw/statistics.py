@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import math
 import time
 from collections import Counter, defaultdict
@@ -154,31 +155,30 @@ class Statistics:
                              f"most {MAX_DAYS} (two years): choose a later 'since' or an earlier 'until'", "since")
         first, after = period_start(first, period), next_period(period_start(last, period), period)
         modems = [self.store.modem(modem_id)] if modem_id is not None else self.store.modems()
-        start, end = _midnight(first), _midnight(after)
+        start = _midnight(first)
+        bounds = [first]  # the periods' starts, then the day after the last
+        while bounds[-1] < after:
+            bounds.append(next_period(bounds[-1], period))
+        days = [day.isoformat() for day in bounds]
+        spans = list(itertools.pairwise(days))
 
-        statuses: dict[tuple[str, Any], Counter] = defaultdict(Counter)  # not a new Counter per row and key
-        for row in self.store.stats_counts(period, start, end, modem_id):
-            for key in (("period", row["period"]), ("sim", row["modem_id"]), ("all", None)):
-                statuses[key][row["status"]] += row["count"]
+        statuses: dict[tuple[str, Any], Counter] = defaultdict(Counter)
         segments: Counter = Counter()
-        for row in self.store.stats_segments(period, start, end, modem_id):
-            for key in (("period", row["period"]), ("sim", row["modem_id"]), ("all", None)):
-                segments[key] += row["segments"]
-        medians = {(row["kind"], row["key"]): row["median"]
-                   for row in self.store.stats_medians(period, start, end, modem_id)}
+        for key, counts in self.store.stats_counts(period, first.isoformat(), after.isoformat(), modem_id).items():
+            keys = (key, ("all", None)) if key[0] == "sim" else (key,)
+            for each in keys:
+                statuses[each].update(counts)
+                segments[each] += counts.get("segment", 0)
+        medians = self.store.stats_medians(period, spans, modem_id)
 
         nothing: Counter = Counter()
 
         def numbers(key: tuple[str, Any]) -> dict[str, Any]:
             return _numbers(statuses.get(key, nothing), segments[key], medians.get(key))
 
-        periods = []
-        day = first
-        while day < after:
-            following = next_period(day, period)
-            periods.append({"start": day.isoformat(), "end": (following - dt.timedelta(days=1)).isoformat(),
-                            "label": period_label(day, period), **numbers(("period", day.isoformat()))})
-            day = following
+        periods = [{"start": start, "end": (following - dt.timedelta(days=1)).isoformat(),
+                    "label": period_label(day, period), **numbers(("period", start))}
+                   for day, following, start in zip(bounds[:-1], bounds[1:], days[:-1], strict=True)]
         sims = [{"modem_id": modem["id"], "label": modem["label"] or f"modem {modem['id']}",
                  **numbers(("sim", modem["id"]))} for modem in modems]
         known = {modem["id"] for modem in modems}
@@ -189,6 +189,25 @@ class Statistics:
         return {"period": period, "since": first.isoformat(), "until": (after - dt.timedelta(days=1)).isoformat(),
                 "modem_id": modem_id, "timezone": time.strftime("%Z", time.localtime(start)) or "local",
                 "totals": numbers(("all", None)), "periods": periods, "sims": sims}
+
+    def roll_up_statistics(self, today: dt.date | None = None) -> int:
+        """Keep the delivery-time medians of the periods that ended more than two days ago (a report comes
+        late now and then: a kept median it changes is forgotten, and kept again at the next roll-up), so that
+        reports over long ranges read them instead of every day's delivery times (modemgw/store/stats.py). For the
+        scheduler (hourly). Returns how many periods it kept. Raises StoreError."""
+        first = self.store.first_delivery_day()
+        if first is None:
+            return 0
+        horizon = (today or dt.date.today()) - dt.timedelta(days=2)  # periods that ended before this day
+        kept = 0
+        for period in PERIODS:
+            spans = []
+            day = period_start(dt.date.fromisoformat(first), period)
+            while next_period(day, period) <= horizon:
+                spans.append((day.isoformat(), next_period(day, period).isoformat()))
+                day = next_period(day, period)
+            kept += self.store.roll_up_medians(period, spans)
+        return kept
 
     def sent_by_hour(self, now: float, hours: int = 24) -> list[dict[str, Any]]:
         """Messages sent in each of the last `hours` clock hours (local time), oldest first, the last one being

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import itertools
 import re
+import sqlite3
 import time
 
 import pytest
@@ -106,6 +107,63 @@ def test_per_day_and_per_sim_the_numbers_are_those_of_the_messages(gateway):
     assert [row["label"] for row in result["periods"][-1:]] == [
         f"{('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')[TODAY.weekday()]} {TODAY.day} "
         f"{TODAY.strftime('%b')} {TODAY.year}"]
+
+
+def test_kept_medians_give_the_same_reports_and_a_late_report_or_pruning_forgets_them(tmp_path):
+    from modemgw.settings import GatewaySettings, RetentionSettings
+
+    store = Store(tmp_path / "modemgw.db")
+    gateway = Gateway(store, GatewaySettings(retention=RetentionSettings(messages_days=60)))
+    sims = {"a": store.attach_modem("356938030000005", "8944010000000000001", label="a")["id"],
+            "b": store.attach_modem("356938030000013", "8944010000000000002", label="b")["id"]}
+    for days, sim, took in ((75, "b", 300), (40, "a", 5), (20, "b", 12), (10, "b", 7), (10, "b", 31), (10, "b", 90),
+                            (9, "a", 4), (2, "a", 10), (1, "b", 20)):  # oldest first: ids grow with time
+        at = noon(days) + took
+        report(store, sent(store, sims[sim], sim, at), sims[sim], at + took)
+    asks = [{"period": period, "since": TODAY - dt.timedelta(days=100), "modem_id": modem_id}
+            for period in ("day", "week", "month") for modem_id in (None, sims["a"], sims["b"])]
+    before = [gateway.statistics(today=TODAY, **ask) for ask in asks]
+
+    assert gateway.roll_up_statistics(today=TODAY) > 0
+    assert gateway.roll_up_statistics(today=TODAY) == 0  # all kept already
+    kept = {(row["period"], row["start"], row["modem_id"]): row["median"]
+            for row in store.query("SELECT * FROM stats_medians")}
+    ten = (TODAY - dt.timedelta(days=10)).isoformat()
+    assert kept[("day", ten, -1)] == kept[("day", ten, sims["b"])] == 31
+    assert ("day", ten, sims["a"]) not in kept  # a SIM without deliveries that day has no median
+    assert max(start for period, start, _ in kept if period == "day") <= (TODAY - dt.timedelta(days=3)).isoformat()
+    assert all(TODAY.isoformat() >= start for _, start, _ in kept)
+    assert [gateway.statistics(today=TODAY, **ask) for ask in asks] == before  # the same with the kept medians
+
+    def median_of(day: str, **ask) -> float | None:
+        result = gateway.statistics(today=TODAY, since=TODAY - dt.timedelta(days=100), **ask)
+        return next(row["median_delivery_seconds"] for row in result["periods"] if row["start"] == day)
+
+    # the report reads the kept median (here made up, to tell it from one worked out)
+    with sqlite3.connect(tmp_path / "modemgw.db") as conn:
+        conn.execute("UPDATE stats_medians SET median = 999 WHERE period = 'day' AND start = ? AND modem_id = -1",
+                     (ten,))
+    assert median_of(ten) == 999 and median_of(ten, modem_id=sims["b"]) == 31
+    # a report that comes days late changes that day: its kept medians (day, week, month) are forgotten
+    late = sent(store, sims["b"], "b", noon(10) + 600)
+    report(store, late, sims["b"], time.time())
+    assert median_of(ten) == median_of(ten, modem_id=sims["b"]) == (31 + 90) / 2
+    day = TODAY - dt.timedelta(days=10)
+    around = (("day", ten), ("week", (day - dt.timedelta(days=day.weekday())).isoformat()),
+              ("month", day.replace(day=1).isoformat()))
+    assert not [row for row in store.query("SELECT period, start FROM stats_medians") if tuple(row) in around]
+    again = [(period, start, -1) for period, start in around if (period, start, -1) in kept]
+    assert ("day", ten, -1) in again and gateway.roll_up_statistics(today=TODAY) == len(again)  # kept again
+    assert median_of(ten) == (31 + 90) / 2
+
+    # pruning the messages of 75 days ago forgets that day's median too
+    old = (TODAY - dt.timedelta(days=75)).isoformat()
+    assert store.query("SELECT median FROM stats_medians WHERE period = 'day' AND start = ? AND modem_id = -1",
+                       (old,))[0][0] == 300
+    assert gateway.prune()["deleted"]["messages"] >= 1
+    assert not store.query("SELECT * FROM stats_medians WHERE period = 'day' AND start = ?", (old,))
+    assert median_of(old) is None
+    store.close()
 
 
 def test_one_sim_only(gateway):
