@@ -33,7 +33,7 @@ from pathlib import Path
 
 from common import options, percentiles, report, temporary_directory, terminate, track
 
-from modemgw import auth, users
+from modemgw import auth, memory, users
 from modemgw.store import Store
 from modemgw.store.seed import seed_messages
 
@@ -292,6 +292,7 @@ def main() -> None:
 
         app = create_app(daemon)
         app.config.update(TESTING=True)
+        memory.settle()  # as `modemgw serve` does once started
         load_before = os.getloadavg()[0]
         rows = time_queries(app, key, f, runs)
         load_after = os.getloadavg()[0]

@@ -358,6 +358,9 @@ def _run_daemon(daemon, banner) -> None:
     watchdog = None
     try:
         daemon.pool.wait_until(lambda: stop.is_set() or _all_online(daemon), 15)
+        from modemgw import memory
+
+        memory.settle()  # what start-up made, out of the garbage collector's way
         banner(daemon)
         sys.stdout.flush()
         systemd.notify("READY=1", f"STATUS={daemon.summary()}")

@@ -84,3 +84,16 @@ def test_a_modems_worker_keeps_a_small_page_cache(start_daemon):
     worker.tasks.put(Call(lambda modem: cache_kib(daemon.store.connection()), done))  # on the worker's thread
     assert done.result(10) == SMALL_CACHE_KIB
     assert cache_kib(daemon.store.connection()) > SMALL_CACHE_KIB  # this thread's: the usual one
+
+
+def test_settling_moves_what_start_up_made_out_of_the_collectors_way():
+    """`memory.settle()` (run by `modemgw serve` and `demo` once started) freezes what exists, so that a full
+    collection no longer walks it; in a process of its own (freezing this one would keep the tests' garbage)."""
+    import subprocess
+    import sys
+
+    script = ("import gc, flask; from modemgw import memory; before = len(gc.get_objects()); memory.settle(); "
+              "print(before, len(gc.get_objects()), gc.get_freeze_count())")
+    before, after, frozen = map(int, subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                                    check=True, timeout=60).stdout.split())
+    assert before > 10_000 and frozen >= before // 2 and after < 100
