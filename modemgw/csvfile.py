@@ -158,6 +158,8 @@ def guard(cell: str) -> str:
     a tab or a carriage return gets a leading apostrophe, as Excel itself writes it, unless it is a plain number
     (`plain_number`: a phone number in E.164 or an amount stays as it is, so that scripts read it unchanged).
     The one rule of every CSV export (messages, contacts, statistics, compose's rejected rows)."""
+    if cell[:1] not in FORMULA_STARTS and cell[:1] != "'":  # most cells: nothing to look at further
+        return cell
     return f"'{cell}" if _needs_guard(cell) else cell
 
 

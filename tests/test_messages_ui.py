@@ -419,3 +419,19 @@ def test_a_past_time_is_refused_on_the_scheduled_pages_and_send_now_sends(ui, ap
     # 1 message, or 2 while the alarm has not yet queued the one sent now above
     assert re.search(rf"Batch {submission}: [12] messages? sent now \(they leave as soon as a SIM can", now), now
     assert gateway.message(other)["due_at"] == pytest.approx(time.time(), abs=5)
+
+
+def test_the_scheduled_list_shows_a_page_of_batches_and_leads_to_the_rest(ui, app):
+    from webui.messages import BATCHES_PAGE
+
+    gateway = app.extensions["modemgw"].gateway
+    batches = [gateway.submit(f"Batch {index}", numbers(1, 7300 + index), send_at=time.time() + LATER + index * 60)
+               for index in range(BATCHES_PAGE + 3)]
+    first = ui.get("/ui/scheduled").get_data(as_text=True)
+    shown = [batch["submission_id"] for batch in batches if f'id="batch-title-{batch["submission_id"]}"' in first]
+    assert shown == [batch["submission_id"] for batch in batches[:BATCHES_PAGE]]  # the earliest due first
+    assert f'href="/ui/scheduled?offset={BATCHES_PAGE}" rel="next">Later →</a>' in first
+    rest = ui.get(f"/ui/scheduled?offset={BATCHES_PAGE}").get_data(as_text=True)
+    assert [batch["submission_id"] for batch in batches if f'id="batch-title-{batch["submission_id"]}"' in rest] == \
+        [batch["submission_id"] for batch in batches[BATCHES_PAGE:]]
+    assert 'rel="prev">← Earlier</a>' in rest and "Later →" not in rest
