@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("modemgw.daemon")
 
 
-# Requests served at once. An API request takes milliseconds, so six serve hundreds a second; each thread keeps a
-# database connection (~1 MB of a Pi's memory), so not more (#19: RSS <= 60 MB).
+# Requests served at once. An API request takes milliseconds, so six serve hundreds a second. Each request borrows a
+# database connection from the store's pool (app.py `LentConnections`): idle threads keep none (#19: RSS <= 60 MB).
 HTTP_THREADS = 6
 
 class Daemon:
@@ -167,7 +167,7 @@ class Daemon:
         retention. Scheduled sends and retries are woken by the pool's alarm at their exact time."""
         from apscheduler.executors.pool import ThreadPoolExecutor as JobThreads
 
-        # three threads, not APScheduler's ten: each thread that runs a job keeps a database connection (~1 MB)
+        # three threads, not APScheduler's ten (each ~100 KB); they borrow database connections (`_guard`)
         scheduler = BackgroundScheduler(executors={"default": JobThreads(3)},
                                         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         jobs = [
@@ -193,11 +193,11 @@ class Daemon:
         scheduler.start()
         return scheduler
 
-    @staticmethod
-    def _guard(function):
+    def _guard(self, function):
         def run() -> None:
             try:
-                function()
+                with self.store.lent():  # a job's thread borrows a connection (store/base.py POOL_IDLE)
+                    function()
             except StoreError as error:
                 log.error("%s: %s", function.__name__, error)
         run.__name__ = function.__name__

@@ -97,3 +97,81 @@ def test_settling_moves_what_start_up_made_out_of_the_collectors_way():
     before, after, frozen = map(int, subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                                     check=True, timeout=60).stdout.split())
     assert before > 10_000 and frozen >= before // 2 and after < 100
+
+
+def test_threads_that_use_the_database_now_and_then_share_a_few_connections(tmp_path):
+    """`Store.lent()`: a thread borrows a pooled connection for a block and hands it back; the next borrower, on
+    another thread, gets the same warm one; at most POOL_IDLE stay idle; a thread with its own keeps it."""
+    from modemgw.store.base import POOL_IDLE
+
+    store = Store(tmp_path / "modemgw.db")
+    used: list = []
+
+    def borrow(hold: threading.Event | None = None, ready: threading.Barrier | None = None) -> None:
+        with store.lent():
+            used.append(store.connection())
+            store.query("SELECT COUNT(*) FROM messages")
+            if ready is not None:
+                ready.wait(10)
+                hold.wait(10)
+
+    for _ in range(3):  # one after another: the same connection each time
+        thread = threading.Thread(target=borrow)
+        thread.start()
+        thread.join()
+    assert len(used) == 3 and used[0] is used[1] is used[2]
+    hold, ready = threading.Event(), threading.Barrier(POOL_IDLE + 3)
+    threads = [threading.Thread(target=borrow, args=(hold, ready)) for _ in range(POOL_IDLE + 2)]
+    for thread in threads:
+        thread.start()
+    ready.wait(10)  # all borrowing at once: each its own connection
+    assert len({id(conn) for conn in used[3:]}) == POOL_IDLE + 2
+    hold.set()
+    for thread in threads:
+        thread.join()
+    assert len(store._idle) == POOL_IDLE  # the others were closed
+    mine = store.connection()
+    with store.lent():
+        assert store.connection() is mine  # a thread with its own connection keeps it
+    store.close()
+    assert store._idle == []
+
+
+def test_the_gateways_http_threads_keep_no_connection_between_requests(start_daemon):
+    """Six waitress threads served 24 requests at once: afterwards at most POOL_IDLE connections are left of theirs
+    (the open connections of this process counted before and after; the file's descriptors say nothing: SQLite
+    keeps a closed connection's open while another connection of the process holds a lock)."""
+    import gc
+    import sqlite3
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modemgw.store.base import POOL_IDLE
+
+    daemon = start_daemon(modems=0, http=True)
+
+    def open_connections() -> int:
+        gc.collect()
+        count = 0
+        for thing in gc.get_objects():
+            if isinstance(thing, sqlite3.Connection):
+                try:
+                    thing.total_changes  # a closed connection raises
+                except sqlite3.ProgrammingError:
+                    continue
+                count += 1
+        return count
+
+    def health(_) -> int:  # reads the database; 503 with no modem online
+        try:
+            return urllib.request.urlopen(daemon.url + "health", timeout=10).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    before = open_connections()
+    with ThreadPoolExecutor(8) as requests:
+        answers = list(requests.map(health, range(24)))
+    assert answers == [503] * 24
+    # a request hands its connection back once waitress has written the answer: a moment after the client read it
+    assert daemon.wait_until(lambda: open_connections() <= before + POOL_IDLE, 5), open_connections() - before

@@ -1,7 +1,9 @@
-"""The store's foundation: one connection per thread, short write transactions, reads, the event log, and the
+"""The store's foundation: a connection per thread, short write transactions, reads, the event log, and the
 database's health. The subject modules (messages, dispatch, inbox, modems, admin, webhooks) build on `StoreBase`.
 
-One connection per thread (WAL, synchronous=NORMAL, a busy timeout); every state change is one short
+A connection per thread (WAL, synchronous=NORMAL, a busy timeout), its own or, for a thread that uses the database
+now and then, one lent from a small pool for a block (`lent`: an HTTP request, a scheduled job); every state
+change is one short
 transaction, synced to the disk (synchronous=FULL for that commit) when something outside is told about it or
 acts on it next: `transaction(durable=True)`. The schema is versioned SQL (`schema.py`), applied when a store
 opens.
@@ -90,6 +92,10 @@ UNSETTLED = "status NOT IN ('sent', 'delivered')"
 STATUSES = ("queued", "scheduled", "sending", "sent", "delivered", "undelivered", "failed", "expired", "canceled")
 
 SMALL_CACHE_KIB = 128  # the page cache of a thread that reads a few rows at a time (`StoreBase.small_cache`)
+# Connections kept for the threads that use the database now and then and borrow one (`StoreBase.lent`): HTTP
+# requests and scheduled jobs. Each connection costs ~1 MB (its schema, compiled statements and triggers, page
+# cache): the six HTTP threads and three job threads kept nine of them, mostly idle, on a 60 MB budget.
+POOL_IDLE = 2
 
 # A message's routine steps, in the order they happen: told from its rows, not kept in the event log.
 ROUTINE_EVENTS = ("message.created", "message.sending", "part.sent", "message.sent", "part.report",
@@ -114,6 +120,8 @@ class StoreBase:
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._write_failure: WriteFailure | None = None
+        self._idle: list[sqlite3.Connection] = []  # the pool of `lent`: warm connections, the last returned on top
+        self._pool_lock = threading.Lock()
         _create_private(self.path)
         try:
             migrate(self.connection(), self.path)
@@ -148,6 +156,31 @@ class StoreBase:
                 raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
             self._local.conn = conn
         return conn
+
+    @contextmanager
+    def lent(self) -> Iterator[None]:
+        """Within the block, this thread's connection is one of the store's pool (made when none is idle), handed
+        back at the end: for threads that use the database now and then (an HTTP request, a scheduled job), so that
+        a few warm connections serve them all instead of one each (~1 MB apiece). A thread that has a connection of
+        its own keeps using it (a modem's worker, the webhook sender, a test's thread). Not for a block that leaves
+        a transaction open: a connection handed back inside one is closed (rolled back), never lent on."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with self._pool_lock:
+            self._local.conn = self._idle.pop() if self._idle else None  # None: `connection()` opens one
+        try:
+            yield
+        finally:
+            conn, self._local.conn = getattr(self._local, "conn", None), None
+            if conn is not None:
+                if not conn.in_transaction:
+                    with self._pool_lock:
+                        if len(self._idle) < POOL_IDLE:
+                            self._idle.append(conn)
+                            conn = None
+                if conn is not None:
+                    conn.close()
 
     def small_cache(self) -> None:
         """This thread reads only a few rows at a time (a modem's worker: the claim, its counters): its connection
@@ -377,10 +410,15 @@ class StoreBase:
         return True
 
     def close(self) -> None:
+        """Close this thread's connection and the pool's idle ones (others close with their threads)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     @property
     def schema_version(self) -> int:
