@@ -124,6 +124,9 @@ def queries(f: dict) -> list[tuple[str, str, str]]:
         ("API messages, cursor deep (10 %)", "api", f"/api/v1/messages?cursor={f['deep']}"),
         ("API messages, limit=500", "api", "/api/v1/messages?limit=500"),
         ("API messages, q=<text> (search)", "api", "/api/v1/messages?q=dispatched"),
+        # filters no index serves, matching nothing: a page reads one window of ids (Gateway.message_page)
+        ("API messages, q=<text found nowhere>", "api", "/api/v1/messages?q=zebra%20crossing"),
+        ("API messages, api_key_id=<a key that sent none>", "api", "/api/v1/messages?api_key_id=999999"),
         ("API message detail", "api", f"/api/v1/messages/{f['middle']}"),
         ("API inbox", "api", "/api/v1/inbox"),
         ("API inbox, from=<number>", "api", f"/api/v1/inbox?from={sender}"),
@@ -149,6 +152,7 @@ def queries(f: dict) -> list[tuple[str, str, str]]:
         ("UI messages, client_ref", "ui", f"/ui/messages?client_ref={f['client_ref']}"),
         ("UI messages, sender key:1", "ui", "/ui/messages?sender=key:1"),
         ("UI messages, q=<text> (search)", "ui", "/ui/messages?q=dispatched"),
+        ("UI messages, q=<text found nowhere>", "ui", "/ui/messages?q=zebra%20crossing"),
         ("UI messages, older page (deep)", "ui", f"/ui/messages?before={f['deep']}"),
         ("UI message", "ui", f"/ui/messages/{f['middle']}"),
         ("UI messages CSV export, first chunk", "csv", "/ui/messages/export.csv"),

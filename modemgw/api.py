@@ -275,7 +275,11 @@ def _message_filters(args) -> dict[str, Any]:
 def list_messages():
     limit, cursor = _page_args(request.args)
     filters = _message_filters(request.args)
-    return _page(functools.partial(_gateway().messages, **filters), limit, cursor, message_view)
+    rows, scanned_to = _gateway().message_page(limit + 1, before=cursor, **filters)
+    data = [message_view(row) for row in rows[:limit]]
+    # a search reads a window of messages per request: a page may be short (even empty) with more to read below
+    following = data[-1]["id"] if len(rows) > limit else scanned_to
+    return {"data": data, "next_cursor": following}
 
 
 @api.get("/messages/<id:message_id>")

@@ -24,6 +24,7 @@ from modemgw.scheduling import Scheduling
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
 from modemgw.statistics import Statistics
 from modemgw.store import Claimed, Duplicate, NotFound, Store, StoreError
+from modemgw.store.messages import SCANNED
 from modemgw.templates import TemplateLibrary
 
 if TYPE_CHECKING:
@@ -107,6 +108,9 @@ MAX_LABEL = 40  # characters of a modem's label or group (API and web UI alike)
 MAX_LIMIT = 1_000_000_000  # the largest rate limit or quota a modem may be given
 MODEM_FIELDS = ("enabled", "label", "group", "rate_per_minute", "quota_day", "quota_month")
 SECRET_FIELDS = {"password", "pin", "puk", "secret", "token", "key", "api_key"}  # never written to the audit log
+# Message ids a page of a list with a filter no index serves reads at most (`Gateway.message_page`): ~20 ms for a
+# text search on the development machine, ~5 ms for an API key.
+SCAN_WINDOW = 10_000
 MAX_AT_COMMAND = 512  # characters of one AT command line from the API, the UI or the console
 
 
@@ -256,6 +260,8 @@ def _contact_fields(contact: dict) -> dict:
 
 class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules, Alerts, Retention):
     """Business rules over the store. Thread-safe: every call uses the calling thread's connection."""
+
+    scan_window = SCAN_WINDOW  # ids a page of a search reads at most (`message_page`; tests make it small)
 
     def __init__(self, store: Store, settings: GatewaySettings | None = None):
         self.store = store
@@ -700,6 +706,30 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
         """Up to `limit` messages, newest first, with ids below `before`; filters: status, client_ref, modem_id,
         recipient, since, until."""
         return self.store.recent_messages(limit, before=before, **filters)
+
+    def message_page(self, limit: int, *, before: int | None = None, after: int | None = None,
+                     **filters: Any) -> tuple[list[dict], int | None]:
+        """A page of `messages` (newest first; with `after`, the `limit` messages just above that id), and where
+        a search stopped: with a filter no index serves (a text, an API key, a web UI user), a page reads at
+        most `scan_window` (SCAN_WINDOW) message ids, so that a search matching nothing answers in milliseconds,
+        not a second or more over a million messages. Returns (rows, scanned_to): `scanned_to` is set when the
+        window ended before `limit` rows were found and messages remain beyond it: the cursor to go on from (ids
+        below it; with `after`, above it). The API's `next_cursor` and the web UI's "Search older" are that
+        cursor."""
+        if not any(filters.get(name) is not None for name in SCANNED):
+            return self.store.recent_messages(limit, before=before, after=after, **filters), None
+        ids = self.store.message_id_range()
+        if ids is None:
+            return [], None
+        lowest, highest = ids
+        if after is not None:
+            top = after + self.scan_window
+            rows = self.store.recent_messages(limit, after=after, before=top + 1, **filters)
+            return rows, top if len(rows) < limit and top < highest else None
+        start = highest + 1 if before is None else min(before, highest + 1)
+        floor = max(lowest, start - self.scan_window)
+        rows = self.store.recent_messages(limit, before=start, from_id=floor, **filters)
+        return rows, floor if len(rows) < limit and floor > lowest else None
 
     def inbox(self, limit: int, *, before: int | None = None, sender: str | None = None) -> list[dict]:
         """Up to `limit` inbound messages, newest first, with ids below `before` (from `sender` when given)."""

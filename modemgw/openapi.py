@@ -423,7 +423,8 @@ def document() -> dict:
         _query("user_id", {"type": "integer"}, "sent by this web UI user"),
         _query("q", {"type": "string", "maxLength": 100}, "text in the number or the body, or an exact client_ref"),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (default 50)"),
-        _query("cursor", {"type": "integer"}, "next_cursor of the previous page"),
+        _query("cursor", {"type": "integer"}, "next_cursor of the previous page (with q, api_key_id or user_id a "
+               "page reads at most 10,000 messages: it may be short, even empty, while next_cursor is set)"),
     ]
     paths = {
         "/health": {"get": _op("Liveness, a modem summary and the database's health", None, {

@@ -435,3 +435,48 @@ def test_the_scheduled_list_shows_a_page_of_batches_and_leads_to_the_rest(ui, ap
     assert [batch["submission_id"] for batch in batches if f'id="batch-title-{batch["submission_id"]}"' in rest] == \
         [batch["submission_id"] for batch in batches[BATCHES_PAGE:]]
     assert 'rel="prev">← Earlier</a>' in rest and "Later →" not in rest
+
+
+def test_a_search_reads_a_window_of_messages_per_page_and_finds_the_rest_by_its_cursor(ui, client, app):
+    """A filter no index serves (a text, an API key, a user) reads at most `scan_window` message ids per page
+    (`Gateway.message_page`; 10,000 in the gateway, 10 here): a search that matches nothing in the window answers
+    with a short or empty page and a cursor, and following the cursors finds every match once, in order: the API,
+    the web UI's "Search older messages" and the CSV export alike."""
+    gateway = app.extensions["modemgw"].gateway
+    gateway.scan_window = 10
+    ids = [gateway.send(SubmitRequest("needle in the hay" if index in (2, 13, 14) else f"hay {index}",
+                                      f"+4477009{7400 + index:05d}", send_at=time.time() + LATER))["messages"][0]["id"]
+           for index in range(35)]
+    needles = [ids[14], ids[13], ids[2]]  # newest first
+
+    def pages(path: str, cursor: int | None = None) -> list[dict]:
+        found, requests = [], 0
+        while True:
+            status, _, page = client.call("GET", path + (f"&cursor={cursor}" if cursor else ""))
+            assert status == 200 and len(page["data"]) <= 2
+            found.append(page)
+            requests += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+            assert requests < 10, found
+
+    found = pages("/api/v1/messages?q=needle&limit=2")
+    assert [row["id"] for page in found for row in page["data"]] == needles
+    assert found[0]["data"] == [] and found[0]["next_cursor"] == ids[-1] + 1 - 10  # the newest 10 hold none
+    assert [row["id"] for page in pages("/api/v1/messages?q=hay&limit=2", cursor=ids[3])
+            for row in page["data"]] == [ids[2], ids[1], ids[0]]  # a page full before the window ends: as before
+
+    page = ui.get("/ui/messages?q=needle").get_data(as_text=True)
+    assert "No message matches these filters." in page and 'id="searched"' in page
+    shown = []
+    for _ in range(5):  # each page searched ten more: "Search older messages" goes on where it stopped
+        shown += [int(number) for number in re.findall(r'data-message-id="(\d+)"', page)]
+        older = re.search(r'<a href="(/ui/messages\?before=\d+[^"]*)">Search older messages</a>', page)
+        if older is None:
+            break
+        page = ui.get(older.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert shown == needles and 'id="searched"' not in page  # the last page: nothing older to search
+
+    export = ui.get("/ui/messages/export.csv?q=needle").get_data(as_text=True)
+    assert [int(row["id"]) for row in csv.DictReader(io.StringIO(export[1:]))] == needles

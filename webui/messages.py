@@ -202,26 +202,31 @@ def messages():
     args = request.args
     filters, problems = list_filters(args)
     before, after = _whole(args.get("before")), _whole(args.get("after"))
-    older = newer = None
+    older = newer = searched_to = None
     if after is not None:
-        rows = gateway().messages(PAGE_SIZE + 1, after=after, **filters)
-        if len(rows) <= PAGE_SIZE:  # the newest page: shown whole, as the first page
+        rows, scanned_to = gateway().message_page(PAGE_SIZE + 1, after=after, **filters)
+        if len(rows) <= PAGE_SIZE:  # the newest page (or a search's window ended): shown as the first page
             return redirect(url_for("ui.messages", **_kept_args(args)))
         rows = rows[-PAGE_SIZE:]
         newer, older = rows[0]["id"], rows[-1]["id"]
     else:
-        rows = gateway().messages(PAGE_SIZE + 1, before=before, **filters)
+        rows, scanned_to = gateway().message_page(PAGE_SIZE + 1, before=before, **filters)
         if len(rows) > PAGE_SIZE:
             rows = rows[:PAGE_SIZE]
             older = rows[-1]["id"]
+        elif scanned_to is not None:  # a search read its window: older messages are left to search
+            older = searched_to = scanned_to
         if before is not None and rows:
             newer = rows[0]["id"]
         elif before is not None:
             newer = before - 1  # an empty page past the end: back to the rows above its cursor
     keys, users = senders()
     modems = gateway().modems_now()
+    # when the oldest message searched was created (the first at or above the window's end: ids may have gaps)
+    edge = [] if searched_to is None else gateway().messages(1, after=searched_to - 1)
+    searched = edge[0]["created_at"] if edge else None
     return render_template("messages.html", rows=rows, args=args, kept=_kept_args(args), problems=problems,
-                           older=older, newer=newer, labels=sim_labels(), keys=keys, users=users,
+                           older=older, newer=newer, searched=searched, labels=sim_labels(), keys=keys, users=users,
                            statuses=STATUSES, settled=SETTLED, modems=modems,
                            names={modem["id"]: modem["label"] or f"modem {modem['id']}" for modem in modems})
 
@@ -259,22 +264,25 @@ def messages_export():
     """Every message the list's filters match (not just a page), newest first, as CSV: read EXPORT_PAGE rows at
     a time while it streams, so a long list costs no memory."""
     filters, _ = list_filters(request.args)
-    first = gateway().messages(EXPORT_PAGE, **filters)  # before streaming: a database error is still a page
+    first, scanned_to = gateway().message_page(EXPORT_PAGE, **filters)  # a database error is still a page here
 
     def lines() -> Iterator[str]:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
-        rows = first
+        rows, below, started = first, scanned_to, True
         while True:
             for row in rows:
                 writer.writerow(_csv_cells(row))
-            yield ("\ufeff" if rows is first else "") + out.getvalue()
+            yield ("\ufeff" if started else "") + out.getvalue()
+            started = False
             out.seek(0)
             out.truncate()
-            if len(rows) < EXPORT_PAGE:
+            if len(rows) == EXPORT_PAGE:
+                below = rows[-1]["id"]
+            elif below is None:  # the last rows, or a search's last window
                 return
-            rows = gateway().messages(EXPORT_PAGE, before=rows[-1]["id"], **filters)
+            rows, below = gateway().message_page(EXPORT_PAGE, before=below, **filters)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Response(stream_with_context(lines()), mimetype="text/csv",

@@ -14,6 +14,10 @@ import sqlite_utils
 from modemgw.store.base import STATUSES, UNSETTLED, StoreBase, inserted_id
 from modemgw.store.errors import Conflict, Duplicate, NotFound, StoreError
 
+# The filters of `recent_messages` that no index serves (a text search, the API key, the web UI user): a list that
+# has one reads the messages one by one, and one that matches nothing read all of a million (1-2 s).
+SCANNED = ("search", "api_key_id", "user_id")
+
 FINAL_STATUSES = ("sent", "delivered", "undelivered", "failed", "expired", "canceled")
 # A submission's messages: the run of ids it recorded (migration 13), read by primary key. A submission without
 # messages (or none) has no run: nothing matches.
@@ -84,15 +88,16 @@ class MessageStore(StoreBase):
                         client_ref: str | None = None, modem_id: int | None = None, recipient: str | None = None,
                         since: float | None = None, until: float | None = None,
                         search: str | None = None, after: int | None = None, api_key_id: int | None = None,
-                        user_id: int | None = None) -> list[dict]:
+                        user_id: int | None = None, from_id: int | None = None) -> list[dict]:
         """At most `limit` messages, newest first, with ids below `before` (a page's cursor; or, with `after`,
-        the `limit` messages just above that id: the newer page), matching every filter given: `since` <=
-        created_at < `until`; sent with the API key `api_key_id` or by the web UI user `user_id`; `search` finds
-        text in the recipient or the body, or an exact client_ref."""
+        the `limit` messages just above that id: the newer page) and not below `from_id`, matching every filter
+        given: `since` <= created_at < `until`; sent with the API key `api_key_id` or by the web UI user `user_id`;
+        `search` finds text in the recipient or the body, or an exact client_ref. No index serves the filters of
+        SCANNED: the caller bounds the ids read (`Gateway.message_page`)."""
         # A time range is an id range (ids grow with created_at), found by `first_id_created`: the list then reads
         # by the primary key or (status, id), (modem_id, id), (recipient, id) whatever the range. `+created_at`
         # still holds every row to the range exactly, without letting the planner pick the time index instead.
-        filters = [("id < ?", before), ("id > ?", after), ("client_ref = ?", client_ref),
+        filters = [("id < ?", before), ("id > ?", after), ("id >= ?", from_id), ("client_ref = ?", client_ref),
                    ("modem_id = ?", modem_id), ("recipient = ?", recipient),
                    ("id >= ?", None if since is None else self.first_id_created(since)),
                    ("+created_at >= ?", since), ("id < ?", None if until is None else self.first_id_created(until)),
@@ -113,6 +118,11 @@ class MessageStore(StoreBase):
         rows = self.query(f"SELECT * FROM messages {where} ORDER BY id {order} LIMIT ?", (*params, limit))
         found = [dict(row) for row in rows]
         return found[::-1] if after is not None else found
+
+    def message_id_range(self) -> tuple[int, int] | None:
+        """The lowest and highest message id (two reads at the primary key's ends), or None with no message."""
+        low, high = (self.query(f"SELECT {end}(id) FROM messages")[0][0] for end in ("MIN", "MAX"))
+        return None if low is None or high is None else (low, high)
 
     def callback_url(self, message_id: int) -> str | None:
         """The message's own callback URL (None: it has none, or there is no such message)."""
