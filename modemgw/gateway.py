@@ -1135,17 +1135,18 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
         """How many messages wait in the queue now."""
         return self.store.queue_depth()
 
-    def counts_by_modem(self, since: float) -> dict[int | None, dict[str, int]]:
-        """Per modem row id, the messages created since `since` that were sent (sent, delivered or undelivered),
-        delivered, and failed (failed or undelivered)."""
+    def counts_by_modem(self, day: dt.date | None = None) -> dict[int | None, dict[str, int]]:
+        """Per modem row id, the messages that left it on `day` (default today, local time: the statistics' day)
+        and are now sent (sent, delivered or undelivered), delivered, and failed (a failed send that day, or
+        undelivered)."""
         counts: dict[int | None, dict[str, int]] = {}
-        for row in self.store.status_counts_by_modem(since):
+        for row in self.store.day_counts_by_modem((day or dt.date.today()).isoformat()):
             bucket = counts.setdefault(row["modem_id"], {"sent": 0, "delivered": 0, "failed": 0})
-            if row["status"] in ("sent", "delivered", "undelivered"):
+            if row["kind"] in ("sent", "delivered", "undelivered"):
                 bucket["sent"] += row["count"]
-            if row["status"] == "delivered":
+            if row["kind"] == "delivered":
                 bucket["delivered"] += row["count"]
-            if row["status"] in ("failed", "undelivered"):
+            if row["kind"] in ("failed", "undelivered"):
                 bucket["failed"] += row["count"]
         return counts
 

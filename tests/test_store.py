@@ -295,8 +295,10 @@ def test_dashboard_counts_and_send_times(store):
     a = modem(store)
     sent, _ = submit(store, row(), row())
     send(store, sent, a, 1)
-    counts = {(item["modem_id"], item["status"]): item["count"] for item in store.status_counts_by_modem(0)}
-    assert counts == {(a, "sent"): 1, (None, "queued"): 1}
+    counts = {(item["modem_id"], item["kind"]): item["count"]
+              for item in store.day_counts_by_modem(time.strftime("%Y-%m-%d"))}
+    assert counts == {(a, "sent"): 1}  # the queued one left no SIM
+    assert store.day_counts_by_modem("2000-01-01") == []
     assert store.sent_per_hour_since(time.time() - 60, 1) == {0: 1} and store.sent_per_hour_since(time.time(), 1) == {}
 
 

@@ -19,11 +19,6 @@ SIGNAL_BARS = (-105, -95, -85, -75, -65)  # dBm at which the 1st to 5th bar ligh
 
 # --- dashboard --------------------------------------------------------------------------------------------
 
-def _today_start() -> float:
-    now = time.localtime()
-    return time.mktime((now.tm_year, now.tm_mon, now.tm_mday, 0, 0, 0, 0, 0, -1))
-
-
 def _modem_card(modem: dict, today: dict[str, int]) -> dict:
     """A modem (as `Gateway.modems_now` shows it) on the dashboard and the modems page."""
     signal = modem["signal_dbm"]
@@ -44,7 +39,7 @@ def _quota_text(used: int, quota: int | None) -> str:
 
 
 def _dashboard_data() -> dict:
-    per_modem = gateway().counts_by_modem(_today_start())
+    per_modem = gateway().counts_by_modem()
     modems = [_modem_card(modem, per_modem.get(modem["id"], {"sent": 0, "delivered": 0, "failed": 0}))
               for modem in gateway().modems_now()]
     totals = {name: sum(bucket[name] for bucket in per_modem.values()) for name in ("sent", "delivered", "failed")}

@@ -142,12 +142,6 @@ class MessageStore(StoreBase):
                 counts[status] = count
         return counts
 
-    def status_counts_by_modem(self, since: float) -> list[dict]:
-        """{"modem_id", "status", "count"} for the messages created since `since`."""
-        return [dict(row) for row in self.query("SELECT modem_id, status, COUNT(*) AS count FROM messages NOT "
-                                                "INDEXED WHERE id >= ? AND +created_at >= ? GROUP BY modem_id, status",
-                                                (self.first_id_created(since), since))]
-
     def cancel(self, message_id: int) -> str:
         """Cancel a message not yet sending; returns its status afterwards. Raises NotFound."""
         with self.transaction() as conn:

@@ -232,6 +232,15 @@ class StatsStore(StoreBase):
         """The first local day (YYYY-MM-DD) with a delivery time kept, or None."""
         return self.query("SELECT MIN(day) FROM stats_took")[0][0]
 
+    def day_counts_by_modem(self, day: str) -> list[dict]:
+        """{"modem_id" (None: no SIM), "kind", "count"} of one local day (YYYY-MM-DD) from `stats_daily`: the
+        messages that left each SIM that day (sent, delivered, undelivered) and those that failed that day: a few
+        rows, where counting the day's messages read every one of them (tens of thousands on a busy day, on every
+        poll of the dashboard)."""
+        return [dict(row) for row in self.query(
+            "SELECT NULLIF(modem_id, 0) AS modem_id, kind, count FROM stats_daily WHERE day = ? "
+            "AND kind IN ('sent', 'delivered', 'undelivered', 'failed') AND count != 0", (day,))]
+
     def sent_per_hour_since(self, start: float, hours: int) -> dict[int, int]:
         """{hour index: messages sent}: hour i is [start + i h, start + (i + 1) h), for `hours` hours. A message
         counts in the hour its first part left a SIM (one of the modems known: the parts' (modem_id, sent_at)
