@@ -339,6 +339,22 @@ def test_the_dashboard_says_what_its_chart_and_its_quotas_count(ui, app):
     assert re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', svg)[:2] == ["0", "1"]
 
 
+def test_the_dashboard_counts_what_left_each_sim_today(ui, app):
+    """"sent today" is what left a SIM today (the statistics' day), read from `stats_daily`: a message sent
+    yesterday and delivered today is not in it; one that failed today is."""
+    daemon = app.extensions["modemgw"]
+    sims = known_traffic(daemon.store)  # today: sim-a refused one (failed); yesterday and before: sent
+    report(daemon.store, sent(daemon.store, sims["a"], "sim-a", time.time() - 5), sims["a"], time.time())
+    sent(daemon.store, sims["b"], "b", time.time() - 3, segments=2)
+    late = sent(daemon.store, sims["b"], "b", noon(1))
+    report(daemon.store, late, sims["b"], time.time())  # sent yesterday, delivered today
+    data = ui.get("/ui/dashboard.json").get_json()
+    assert data["totals"] == {"sent": 2, "delivered": 1, "failed": 1}
+    cards = {card["id"]: card["today"] for card in data["modems"]}
+    assert cards == {sims["a"]: {"sent": 1, "delivered": 1, "failed": 1}, sims["b"]: {"sent": 1, "delivered": 0,
+                                                                                      "failed": 0}}
+
+
 # --- the charts ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("maximum, ticks", [
