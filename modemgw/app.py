@@ -127,8 +127,6 @@ class LentConnections:
         self.app, self.store = app, store
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
-        from werkzeug.wsgi import ClosingIterator
-
         scope = self.store.lent()
         scope.__enter__()
         try:
@@ -136,7 +134,26 @@ class LentConnections:
         except BaseException:
             scope.__exit__(None, None, None)
             raise
-        return ClosingIterator(answer, [lambda: scope.__exit__(None, None, None)])
+        return _Closing(answer, lambda: scope.__exit__(None, None, None))
+
+
+class _Closing:
+    """A WSGI answer that runs `done` when the server closes it, even when the answer's own close() raises (a
+    teardown function's error must not leave the request's connection lent to its thread for good)."""
+
+    def __init__(self, answer: Any, done: Callable[[], Any]):
+        self.answer, self.done = answer, done
+
+    def __iter__(self) -> Any:
+        return iter(self.answer)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.answer, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.done()
 
 
 def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:

@@ -358,9 +358,6 @@ def _run_daemon(daemon, banner) -> None:
     watchdog = None
     try:
         daemon.pool.wait_until(lambda: stop.is_set() or _all_online(daemon), 15)
-        from modemgw import memory
-
-        memory.settle()  # what start-up made, out of the garbage collector's way
         banner(daemon)
         sys.stdout.flush()
         systemd.notify("READY=1", f"STATUS={daemon.summary()}")
@@ -396,7 +393,7 @@ def serve(config_path, data_dir, listen, simulate, sim_send_latency, sim_report_
     if not config.modems and not simulate and not config.pool.ports:
         raise click.ClickException("no modems configured: add [[modem]] entries to the config, or run with "
                                    "--simulate N to try it without hardware")
-    daemon = Daemon(config, simulate=simulate, sim_send_latency=sim_send_latency,
+    daemon = Daemon(config, simulate=simulate, sim_send_latency=sim_send_latency, settle=True,
                     sim_report_delay=sim_report_delay, sim_profile=sim_profile)
     _run_daemon(daemon, _banner)
 
@@ -450,7 +447,7 @@ def demo(config_path: Path | None, listen: str | None, data_dir: Path | None, mo
         config.email.listen = email_listen  # [email]'s defaults: loopback clients only, <number>@sms.local
     config.gateway.default_region = config.gateway.default_region or "GB"
     config.gateway.callback_private_destinations = True  # a demo's callbacks go to a receiver on this machine
-    daemon = Daemon(config, simulate=modems, sim_send_latency=0.3, sim_report_delay=1.0)
+    daemon = Daemon(config, simulate=modems, sim_send_latency=0.3, sim_report_delay=1.0, settle=True)
     _run_daemon(daemon, _demo_banner)
 
 

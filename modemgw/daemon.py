@@ -41,8 +41,10 @@ class Daemon:
 
     def __init__(self, config: configuration.Config, simulate: int = 0, sim_send_latency: float = 0.5,
                  sim_report_delay: float = 2.0, sim_profile: str = "generic", http: bool = True,
-                 webhook_schedule: tuple[float, ...] | None = None, intervals: dict[str, float] | None = None):
+                 webhook_schedule: tuple[float, ...] | None = None, intervals: dict[str, float] | None = None,
+                 settle: bool = False):
         self.config = config
+        self.settle = settle  # freeze what start-up made (memory.settle): `serve` and `demo`, not tests
         self.intervals = dict(intervals or {})  # seconds between runs of scheduled jobs, by name (tests shorten them)
         self.simulate = simulate
         self.sim_send_latency, self.sim_report_delay, self.sim_profile = sim_send_latency, sim_report_delay, sim_profile
@@ -100,6 +102,11 @@ class Daemon:
         self.mail = MailSender(self.store, self.config.smtp)  # [smtp]: inbound rules' e-mails (the mail outbox)
         self.gateway.attach_outboxes(self.mail, self.webhooks.wake)
         self.mail.start()
+        if self.settle:  # before the ports open: a link's objects (gone with its modem) must stay collectable
+            if self.http_enabled:
+                import modemgw.app  # noqa: F401  # its modules (the web UI's too) are start-up's
+                import webui  # noqa: F401
+            memory.settle()
         self.pool.start()
         self.scheduler = self._schedule()
         self._serve_control()

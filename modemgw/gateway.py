@@ -722,8 +722,15 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
         if ids is None:
             return [], None
         lowest, highest = ids
+        # a time range is an id range: the windows go over it only
+        if filters.get("since") is not None:
+            lowest = max(lowest, self.store.first_id_created(filters["since"]))
+        if filters.get("until") is not None:
+            highest = min(highest, self.store.first_id_created(filters["until"]) - 1)
+        if lowest > highest:
+            return [], None
         if after is not None:
-            top = after + self.scan_window
+            top = min(after + self.scan_window, highest)
             rows = self.store.recent_messages(limit, after=after, before=top + 1, **filters)
             return rows, top if len(rows) < limit and top < highest else None
         start = highest + 1 if before is None else min(before, highest + 1)

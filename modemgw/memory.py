@@ -69,11 +69,13 @@ __all__ = ["ARENAS", "TRIM_SECONDS", "limit_arenas", "trim"]
 
 
 def settle() -> None:
-    """Once start-up is done (`modemgw serve`, `demo`): collect once, then move what start-up made (modules, the web
+    """Once start-up has made what lives as long as the process (`modemgw serve`, `demo`: `Daemon(settle=True)`,
+    before the modems' ports open): collect once, then move what start-up made (modules, the web
     app, templates, settings: ~50,000 objects) out of the cyclic garbage collector's view (`gc.freeze`). A full
     collection walked all of them: a pause of ~30 ms for every thread now and then, a send or a request among them
-    (measured at a million messages stored: benchmarks/million.py); now it walks what came since (~1 ms). What
-    start-up made lives as long as the process, so nothing collectable is kept. Not for tests that start many
+    (measured at a million messages stored: benchmarks/million.py); now it walks what came since (~1 ms). What is
+    frozen is never collected: only what lives as long as the process may be there (not a port's link, which
+    goes with its modem). Not for tests that start many
     daemons in one process: each would freeze the one before it."""
     gc.collect()
     gc.freeze()

@@ -198,11 +198,14 @@ class Statistics:
         first = self.store.first_delivery_day()
         if first is None:
             return 0
-        horizon = (today or dt.date.today()) - dt.timedelta(days=2)  # periods that ended before this day
+        today = today or dt.date.today()
+        horizon = today - dt.timedelta(days=2)  # periods that ended before this day
+        # no further back than a report reaches (a Pi without a clock may have filed a send under 1970)
+        oldest = max(dt.date.fromisoformat(first), today - dt.timedelta(days=MAX_DAYS + 31))
         kept = 0
         for period in PERIODS:
             spans = []
-            day = period_start(dt.date.fromisoformat(first), period)
+            day = period_start(oldest, period)
             while next_period(day, period) <= horizon:
                 spans.append((day.isoformat(), next_period(day, period).isoformat()))
                 day = next_period(day, period)

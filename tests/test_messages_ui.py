@@ -466,6 +466,11 @@ def test_a_search_reads_a_window_of_messages_per_page_and_finds_the_rest_by_its_
     assert found[0]["data"] == [] and found[0]["next_cursor"] == ids[-1] + 1 - 10  # the newest 10 hold none
     assert [row["id"] for page in pages("/api/v1/messages?q=hay&limit=2", cursor=ids[3])
             for row in page["data"]] == [ids[2], ids[1], ids[0]]  # a page full before the window ends: as before
+    # a time range is an id range: the windows start at its newest and end at its oldest
+    created = {row["id"]: row["created_at"] for row in client.call("GET", "/api/v1/messages?limit=100")[2]["data"]}
+    within = pages(f"/api/v1/messages?q=needle&limit=2&until={created[ids[20]]}&since={created[ids[10]]}")
+    assert [row["id"] for row in within[0]["data"]] == [ids[14], ids[13]]  # no empty window above the range
+    assert all(page["data"] == [] for page in within[1:]) and len(within) <= 2  # and none below it
 
     page = ui.get("/ui/messages?q=needle").get_data(as_text=True)
     assert "No message matches these filters." in page and 'id="searched"' in page
@@ -477,6 +482,14 @@ def test_a_search_reads_a_window_of_messages_per_page_and_finds_the_rest_by_its_
             break
         page = ui.get(older.group(1).replace("&amp;", "&")).get_data(as_text=True)
     assert shown == needles and 'id="searched"' not in page  # the last page: nothing older to search
+    # "← Newer" from a window's page goes one window up, not back to the newest page
+    first = ui.get(f"/ui/messages?q=needle&before={ids[-1] + 1 - 20}").get_data(as_text=True)  # the 3rd window
+    newer = re.search(r'<a href="(/ui/messages\?after=\d+[^"]*)" rel="prev">', first)
+    assert newer, first
+    answer = ui.get(newer.group(1).replace("&amp;", "&"))
+    assert answer.status_code == 200 and "No message matches these filters." in answer.get_data(as_text=True)
+    assert ui.get(f"/ui/messages?q=needle&after={2**63 - 1}").status_code in (200, 302)  # no overflow
+    assert ui.get("/ui/messages?q=needle&after=9999999999999999999").status_code in (200, 302)
 
     export = ui.get("/ui/messages/export.csv?q=needle").get_data(as_text=True)
     assert [int(row["id"]) for row in csv.DictReader(io.StringIO(export[1:]))] == needles

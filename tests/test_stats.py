@@ -166,6 +166,33 @@ def test_kept_medians_give_the_same_reports_and_a_late_report_or_pruning_forgets
     store.close()
 
 
+def test_kept_months_and_the_days_around_them_add_up_alike(gateway):
+    """A range from the middle of a month to the middle of another: the medians per SIM and over all merge the kept
+    times of the whole month between with the day rows of both ends, where the same time may come twice."""
+    store = gateway.store
+    sim = store.attach_modem("356938030000005", "8944010000000000001", label="a")["id"]
+    this_month = TODAY.replace(day=1)
+    start = (this_month - dt.timedelta(days=80)).replace(day=15)  # three months back, mid-month
+    middle = (start.replace(day=28) + dt.timedelta(days=10)).replace(day=10)  # the whole month after it
+    end = (middle.replace(day=28) + dt.timedelta(days=10)).replace(day=5)  # and a day of the month after that
+    for day, took, count in ((start + dt.timedelta(days=5), 10, 5), (middle, 50, 3), (end, 10, 1)):
+        for _ in range(count):
+            at = time.mktime(day.timetuple()) + 12 * 3600
+            report(store, sent(store, sim, "a", at), sim, at + took)
+
+    def medians() -> list:
+        return [(result["totals"]["median_delivery_seconds"], [row["median_delivery_seconds"] for row in
+                                                               result["sims"]])
+                for result in (gateway.statistics(period, since=start, until=end + dt.timedelta(days=3),
+                                                  today=TODAY, modem_id=modem_id)
+                               for period in ("day", "week", "month") for modem_id in (None, sim))]
+
+    before = medians()
+    assert before[0] == (10.0, [10.0])  # six of 10 s, three of 50 s
+    assert gateway.roll_up_statistics(today=TODAY) > 0
+    assert medians() == before
+
+
 def test_one_sim_only(gateway):
     sims = known_traffic(gateway.store)
     result = gateway.statistics(modem_id=sims["b"], today=TODAY)

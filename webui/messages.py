@@ -134,7 +134,7 @@ def sender_of(message: dict, keys: dict[int, str], users: dict[int, str]) -> str
 
 def _whole(value: str | None) -> int | None:
     """A row id from the query string, or None (absent, or not a sensible id: it matches nothing anyway)."""
-    if value and len(value) <= 19 and value.isascii() and value.isdigit():
+    if value and len(value) <= 19 and value.isascii() and value.isdigit() and int(value) < 2**63:  # SQLite's
         return int(value)
     return None
 
@@ -205,10 +205,14 @@ def messages():
     older = newer = searched_to = None
     if after is not None:
         rows, scanned_to = gateway().message_page(PAGE_SIZE + 1, after=after, **filters)
-        if len(rows) <= PAGE_SIZE:  # the newest page (or a search's window ended): shown as the first page
+        if len(rows) <= PAGE_SIZE and scanned_to is None:  # the newest page: shown whole, as the first page
             return redirect(url_for("ui.messages", **_kept_args(args)))
-        rows = rows[-PAGE_SIZE:]
-        newer, older = rows[0]["id"], rows[-1]["id"]
+        if scanned_to is not None:  # a search's window ended: the matches in it, and newer ones to search above it
+            rows = rows[-PAGE_SIZE:]
+            newer, older = scanned_to, after + 1
+        else:
+            rows = rows[-PAGE_SIZE:]
+            newer, older = rows[0]["id"], rows[-1]["id"]
     else:
         rows, scanned_to = gateway().message_page(PAGE_SIZE + 1, before=before, **filters)
         if len(rows) > PAGE_SIZE:

@@ -122,6 +122,7 @@ class StoreBase:
         self._write_failure: WriteFailure | None = None
         self._idle: list[sqlite3.Connection] = []  # the pool of `lent`: warm connections, the last returned on top
         self._pool_lock = threading.Lock()
+        self._pool_closed = False  # after close(): a connection handed back is closed, not kept
         _create_private(self.path)
         try:
             migrate(self.connection(), self.path)
@@ -176,7 +177,7 @@ class StoreBase:
             if conn is not None:
                 if not conn.in_transaction:
                     with self._pool_lock:
-                        if len(self._idle) < POOL_IDLE:
+                        if len(self._idle) < POOL_IDLE and not self._pool_closed:
                             self._idle.append(conn)
                             conn = None
                 if conn is not None:
@@ -410,13 +411,14 @@ class StoreBase:
         return True
 
     def close(self) -> None:
-        """Close this thread's connection and the pool's idle ones (others close with their threads)."""
+        """Close this thread's connection and the pool's idle ones (others close with their threads); from now on
+        a lent connection handed back is closed too."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
         with self._pool_lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle, self._pool_closed = self._idle, [], True
         for conn in idle:
             conn.close()
 

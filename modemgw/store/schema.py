@@ -696,9 +696,11 @@ MIGRATIONS: list[str] = [
         DELETE FROM stats_medians WHERE period = 'month' AND start = date(NEW.day, 'start of month');
     END;
     CREATE TRIGGER stats_medians_changed AFTER UPDATE ON stats_took BEGIN
-        DELETE FROM stats_medians WHERE period = 'day' AND start = NEW.day;
-        DELETE FROM stats_medians WHERE period = 'week' AND start = date(NEW.day, 'weekday 0', '-6 days');
-        DELETE FROM stats_medians WHERE period = 'month' AND start = date(NEW.day, 'start of month');
+        DELETE FROM stats_medians WHERE period = 'day' AND start IN (OLD.day, NEW.day);
+        DELETE FROM stats_medians WHERE period = 'week' AND start IN (date(OLD.day, 'weekday 0', '-6 days'),
+                                                                      date(NEW.day, 'weekday 0', '-6 days'));
+        DELETE FROM stats_medians WHERE period = 'month' AND start IN (date(OLD.day, 'start of month'),
+                                                                       date(NEW.day, 'start of month'));
     END;
     CREATE TRIGGER stats_medians_deleted AFTER DELETE ON stats_took BEGIN
         DELETE FROM stats_medians WHERE period = 'day' AND start = OLD.day;

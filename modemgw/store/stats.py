@@ -138,7 +138,7 @@ class StatsStore(StoreBase):
         missing = [(start, end) for start, end in periods if start not in kept]
         histograms: dict[str, dict[int, int]] = defaultdict(dict)
         for start, took, count in self._took_rows(_DAY_PERIOD[period].format("day"), _runs(missing), modem_id):
-            histograms[start][took] = count
+            histograms[start][took] = histograms[start].get(took, 0) + count  # a period may span two runs
         medians.update({("period", start): _median(counts) for start, counts in histograms.items()
                         if start not in kept})
         # per SIM and over all: the kept times of whole months, the day rows of the rest
@@ -146,7 +146,7 @@ class StatsStore(StoreBase):
                   if row[2] <= after}
         per_sim: dict[Any, dict[int, int]] = defaultdict(dict)
         for sim, took, count in self._took_rows("NULLIF(modem_id, 0)", _gaps(first, after, months), modem_id):
-            per_sim[sim][took] = count
+            per_sim[sim][took] = per_sim[sim].get(took, 0) + count  # the same time may come from two gaps
         for sims in months.values():
             for sim, times in sims.items():
                 if modem_id is None or sim == modem_id:
@@ -206,6 +206,8 @@ class StatsStore(StoreBase):
         todo = [(start, end) for start, end in periods if start not in kept]
         done = 0
         while todo:
+            if done:
+                time.sleep(budget / 4)  # the write lock is free a moment: a send waiting for it goes first
             with self.transaction() as conn:
                 began = time.monotonic()
                 while todo and time.monotonic() - began < budget:
