@@ -156,6 +156,15 @@ class _Closing:
             self.done()
 
 
+def preload() -> None:
+    """Import what `create_app` imports lazily (the API, the web UI, metrics, the OpenAPI document), so a daemon that
+    freezes start-up's objects (`memory.settle`) freezes these modules too rather than leaving them to the collector."""
+    import importlib
+
+    for module in ("modemgw.api", "modemgw.auth", "webui", "modemgw.metrics", "modemgw.openapi"):
+        importlib.import_module(module)
+
+
 def create_app(daemon: Any = None, test_config: dict | None = None) -> Flask:
     """The WSGI application over a running `Daemon` (its gateway, store and pool)."""
     from modemgw.api import api, compat, register_errors

@@ -104,8 +104,9 @@ class Daemon:
         self.mail.start()
         if self.settle:  # before the ports open: a link's objects (gone with its modem) must stay collectable
             if self.http_enabled:
-                import modemgw.app  # noqa: F401  # its modules (the web UI's too) are start-up's
-                import webui  # noqa: F401
+                from modemgw.app import preload
+
+                preload()  # its modules (the web UI's too) are start-up's
             memory.settle()
         self.pool.start()
         self.scheduler = self._schedule()
