@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import sqlite_utils
-
 from modemgw.store.base import STATUSES, UNSETTLED, StoreBase, inserted_id
 from modemgw.store.errors import Conflict, Duplicate, NotFound, StoreError
 
@@ -56,7 +54,12 @@ class MessageStore(StoreBase):
                 row["submission_id"] = submission_id
             before = conn.execute("SELECT IFNULL(MAX(id), 0) FROM messages").fetchone()[0]
             try:
-                sqlite_utils.Database(conn).table("messages").insert_all(rows, batch_size=1000)
+                # every key any row has; a row without one stores NULL there (the keys are ours, never a caller's)
+                columns = list(dict.fromkeys(column for row in rows for column in row))
+                if columns:
+                    marks = ", ".join("?" * len(columns))
+                    conn.executemany(f"INSERT INTO messages ({', '.join(columns)}) VALUES ({marks})",
+                                     ([row.get(column) for column in columns] for row in rows))
             except sqlite3.Error as error:
                 raise StoreError.from_sqlite(error, f"cannot store messages: {error}") from None
             ids = [row[0] for row in conn.execute("SELECT id FROM messages WHERE id > ? AND submission_id = ? "
