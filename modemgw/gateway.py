@@ -66,7 +66,7 @@ class SubmitRequest:
     smpp_user_id: int | None = None       # the SMPP user who sent it (its delivery receipt goes back there)
 
 
-@dataclass
+@dataclass(slots=True)  # a campaign makes thousands at once: no __dict__ each
 class Entry:
     """One recipient as given: the raw number, the fields its placeholders take, the line of the file or list
     it came from (1-based), and where it came from ("to", "recipients", "group <name>", "contact <id>")."""
@@ -571,6 +571,7 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
                                                                                route_group),
                 "reply_to": reply["id"] if reply is not None else None, "user_id": submission.user_id,
                 "smpp_user_id": submission.smpp_user_id,
+                "submission_id": None,  # the store's, when it inserts (a key added then would regrow every dict)
             })
             meta.append(entry)
         if not rows and not skipped and not rejected:
