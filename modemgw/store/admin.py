@@ -27,9 +27,9 @@ class AdminStore(StoreBase):
 
     def api_keys(self) -> list[dict]:
         """Every API key, without its hash."""
-        return [dict(row) for row in self.query("SELECT id, name, prefix, scopes, grp, rate_per_minute, created_at, "
+        return self.query_dicts("SELECT id, name, prefix, scopes, grp, rate_per_minute, created_at, "
                                                 "last_used_at, revoked_at, allow_query_token FROM api_keys "
-                                                "ORDER BY id")]
+                                                "ORDER BY id")
 
     def api_key_by_prefix(self, prefix: str) -> dict | None:
         """The key whose prefix this is, with its hash, or None."""
@@ -52,8 +52,8 @@ class AdminStore(StoreBase):
 
     def users(self) -> list[dict]:
         """Every web UI user, without password hashes."""
-        return [dict(row) for row in self.query("SELECT id, username, role, disabled, created_at, last_login_at "
-                                                "FROM users ORDER BY id")]
+        return self.query_dicts("SELECT id, username, role, disabled, created_at, last_login_at "
+                                                "FROM users ORDER BY id")
 
     def user(self, user_id: int) -> dict:
         """One user, with its password hash. Raises NotFound."""
@@ -144,9 +144,9 @@ class AdminStore(StoreBase):
         """The stored sessions of one user (of every user when None), last used first; stale ones included (the
         caller knows the timeouts)."""
         where, params = ("WHERE user_id = ?", (user_id,)) if user_id is not None else ("", ())
-        return [dict(row) for row in self.query(
+        return self.query_dicts(
             f"SELECT token_hash, user_id, created_at, last_seen_at, expires_at FROM sessions {where} "
-            "ORDER BY last_seen_at DESC, created_at DESC", params)]
+            "ORDER BY last_seen_at DESC, created_at DESC", params)
 
     def end_user_sessions(self, user_id: int, prefix: str | None = None, keep: str | None = None) -> int:
         """End a user's sessions now: those whose token hash starts with `prefix` (every one when None), all but

@@ -386,6 +386,17 @@ class StoreBase:
         except sqlite3.Error as error:
             raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
 
+    def query_dicts(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """Rows of one read as dicts. `dict(row)` of a `sqlite3.Row` finds each column by a case-insensitive scan of
+        the names: for 500 messages of ~35 columns that was 10 ms of a 20 ms API page; zip is 6x faster. Raises
+        StoreError."""
+        try:
+            cursor = self.connection().execute(sql, params)
+            names = [column[0] for column in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        except sqlite3.Error as error:
+            raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
+
     def _write_if_free(self, sql: str, params: Any = (), wait_ms: int = 100) -> bool:
         """One write statement, unless the database stays busy for `wait_ms` or fails: for bookkeeping that must
         never hold up or fail a request (when a key or a user was last seen). False when nothing was written."""

@@ -216,7 +216,7 @@ class BookStore(StoreBase):
 
     def groups(self) -> list[dict]:
         """Every group in name order (any case), with its member counts."""
-        return [dict(row) for row in self.query(f"{_GROUP_SELECT} GROUP BY g.id ORDER BY g.name COLLATE NOCASE")]
+        return self.query_dicts(f"{_GROUP_SELECT} GROUP BY g.id ORDER BY g.name COLLATE NOCASE")
 
     def group(self, group_id: int) -> dict:
         """One group, with its member counts. Raises NotFound."""

@@ -77,8 +77,8 @@ class InboxStore(StoreBase):
         clauses = [clause for clause, value in filters if value is not None]
         params: list[Any] = [value for _, value in filters if value is not None]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return [dict(row) for row in self.query(f"SELECT * FROM inbox {where} ORDER BY id DESC LIMIT ?",
-                                                (*params, limit))]
+        return self.query_dicts(f"SELECT * FROM inbox {where} ORDER BY id DESC LIMIT ?",
+                                                (*params, limit))
 
     def inbox_message(self, inbox_id: int) -> dict:
         """One inbound message. Raises NotFound."""
@@ -97,25 +97,25 @@ class InboxStore(StoreBase):
         """One row per conversation, (our SIM, their number), latest first: {"modem_id", "label" (the SIM's modem,
         or None), "sender", "total", "unread", "last" (received_at), "latest" (the body of the newest)}."""
         # `conversations` (migration 12) is kept by triggers on inbox: the newest are read by their index
-        return [dict(row) for row in self.query(
+        return self.query_dicts(
             "SELECT NULLIF(c.modem_id, 0) AS modem_id, c.sender, c.total, c.unread, c.last, c.newest, "
             "m.label AS label, m.number AS our_number, "
             "(SELECT body FROM inbox i2 WHERE i2.id = c.newest) AS latest FROM conversations c "
-            "LEFT JOIN modems m ON m.id = NULLIF(c.modem_id, 0) ORDER BY c.last DESC LIMIT ?", (limit,))]
+            "LEFT JOIN modems m ON m.id = NULLIF(c.modem_id, 0) ORDER BY c.last DESC LIMIT ?", (limit,))
 
     def inbox_from(self, sender: str, modem_id: int | None = None) -> list[dict]:
         """Every inbound message from `sender` (to the SIM `modem_id` when given), oldest first."""
         if modem_id is None:
-            return [dict(row) for row in self.query("SELECT * FROM inbox WHERE sender = ? ORDER BY id", (sender,))]
-        return [dict(row) for row in self.query("SELECT * FROM inbox WHERE modem_id = ? AND sender = ? ORDER BY id",
-                                                (modem_id, sender))]
+            return self.query_dicts("SELECT * FROM inbox WHERE sender = ? ORDER BY id", (sender,))
+        return self.query_dicts("SELECT * FROM inbox WHERE modem_id = ? AND sender = ? ORDER BY id",
+                                                (modem_id, sender))
 
     def conversation_messages(self, recipient: str, modem_id: int, limit: int = 100) -> list[dict]:
         """The newest `limit` messages to `recipient` that left from the SIM `modem_id` or were meant to (a reply
         that another SIM sent because this one could not), newest first."""
-        return [dict(row) for row in self.query(
+        return self.query_dicts(
             "SELECT * FROM messages WHERE recipient = ? AND (modem_id = ? OR prefer_modem_id = ?) "
-            "ORDER BY id DESC LIMIT ?", (recipient, modem_id, modem_id, limit))]
+            "ORDER BY id DESC LIMIT ?", (recipient, modem_id, modem_id, limit))
 
     def last_inbound_sims(self, senders: list[str], since: float) -> dict[str, int]:
         """For each of `senders` that wrote to us since `since`, the SIM (modem row id) of its latest message."""

@@ -77,15 +77,14 @@ class MessageStore(StoreBase):
         if not rows:
             raise NotFound(f"no message {message_id}")
         message = dict(rows[0])
-        message["parts"] = [dict(row) for row in self.query("SELECT * FROM parts WHERE message_id = ? ORDER BY seq",
-                                                            (message_id,))]
+        message["parts"] = self.query_dicts("SELECT * FROM parts WHERE message_id = ? ORDER BY seq",
+                                                            (message_id,))
         return message
 
     def messages(self, ids: list[int]) -> list[dict]:
         """The messages of these ids (without parts), in id order."""
-        rows = self.query("SELECT * FROM messages WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-                          (json.dumps(ids),))
-        return [dict(row) for row in rows]
+        return self.query_dicts("SELECT * FROM messages WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                                (json.dumps(ids),))
 
     def recent_messages(self, limit: int, *, before: int | None = None, status: str | None = None,
                         client_ref: str | None = None, modem_id: int | None = None, recipient: str | None = None,
@@ -118,8 +117,7 @@ class MessageStore(StoreBase):
             params += [f"%{search}%", f"%{search}%", search]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "ASC" if after is not None else "DESC"
-        rows = self.query(f"SELECT * FROM messages {where} ORDER BY id {order} LIMIT ?", (*params, limit))
-        found = [dict(row) for row in rows]
+        found = self.query_dicts(f"SELECT * FROM messages {where} ORDER BY id {order} LIMIT ?", (*params, limit))
         return found[::-1] if after is not None else found
 
     def message_id_range(self) -> tuple[int, int] | None:
@@ -184,7 +182,7 @@ class MessageStore(StoreBase):
 
     def optouts(self) -> list[dict]:
         """The opt-out list, newest first."""
-        return [dict(row) for row in self.query("SELECT * FROM optouts ORDER BY created_at DESC")]
+        return self.query_dicts("SELECT * FROM optouts ORDER BY created_at DESC")
 
     # --- scheduled batches, edits and deletion (issue #16) ----------------------------------------------------
     # A batch is one submission: its messages share `submission_id`. Only scheduled messages are edited here
@@ -194,13 +192,13 @@ class MessageStore(StoreBase):
         """Submissions that still have scheduled messages, the earliest due first: {"submission_id", "count",
         "first_due", "last_due", "created_at", "first_id", and the first scheduled message's "body",
         "recipient", "api_key_id", "user_id"}."""
-        rows = self.query(
+        rows = self.query_dicts(
             "SELECT s.*, m.body, m.recipient, m.api_key_id, m.user_id FROM (SELECT submission_id, COUNT(*) AS count, "
             "MIN(due_at) AS first_due, MAX(due_at) AS last_due, MIN(created_at) AS created_at, MIN(id) AS first_id "
             f"FROM messages WHERE status = 'scheduled' AND {UNSETTLED} GROUP BY submission_id) s "
             "JOIN messages m ON m.id = s.first_id ORDER BY s.first_due, s.submission_id LIMIT ? OFFSET ?",
             (limit, offset))
-        return [dict(row) for row in rows]
+        return rows
 
     def scheduled_batch(self, submission_id: int) -> dict:
         """One submission's scheduled messages summed up as in `scheduled_batches` (count 0 and no body when none
@@ -222,9 +220,8 @@ class MessageStore(StoreBase):
 
     def batch_messages(self, submission_id: int, limit: int, after: int | None = None) -> list[dict]:
         """Up to `limit` scheduled messages of a submission, by id, with ids above `after` (a page's cursor)."""
-        rows = self.query(f"SELECT * FROM messages WHERE {_OF_SUBMISSION} AND status = 'scheduled' "
-                          "AND id > ? ORDER BY id LIMIT ?", (*_of_submission(submission_id), after or 0, limit))
-        return [dict(row) for row in rows]
+        return self.query_dicts(f"SELECT * FROM messages WHERE {_OF_SUBMISSION} AND status = 'scheduled' "
+                                "AND id > ? ORDER BY id LIMIT ?", (*_of_submission(submission_id), after or 0, limit))
 
     def reschedule_batch(self, submission_id: int, due_at: float) -> list[int]:
         """Every scheduled message of a submission is due at `due_at` (its validity counted from then); their

@@ -93,7 +93,7 @@ class ModemStore(StoreBase):
 
     def modems(self) -> list[dict]:
         """Every modem's row, in id order."""
-        return [dict(row) for row in self.query("SELECT * FROM modems ORDER BY id")]
+        return self.query_dicts("SELECT * FROM modems ORDER BY id")
 
     def sent_in_window(self, modem_id: int, since: float) -> list[float]:
         """Send times of parts since `since` (to rebuild a per-minute window after a restart)."""

@@ -35,7 +35,7 @@ class SmppStore(StoreBase):
 
     def smpp_users(self) -> list[dict]:
         """Every SMPP user (without its password hash), by system_id."""
-        return [dict(row) for row in self.query(f"SELECT {USER_COLUMNS} FROM smpp_users ORDER BY system_id")]
+        return self.query_dicts(f"SELECT {USER_COLUMNS} FROM smpp_users ORDER BY system_id")
 
     def smpp_user_by_system_id(self, system_id: str) -> dict | None:
         """The user of that system_id, with its password hash (for a bind), or None."""

@@ -239,9 +239,9 @@ class StatsStore(StoreBase):
         messages that left each SIM that day (sent, delivered, undelivered) and those that failed that day: a few
         rows, where counting the day's messages read every one of them (tens of thousands on a busy day, on every
         poll of the dashboard)."""
-        return [dict(row) for row in self.query(
+        return self.query_dicts(
             "SELECT NULLIF(modem_id, 0) AS modem_id, kind, count FROM stats_daily WHERE day = ? "
-            "AND kind IN ('sent', 'delivered', 'undelivered', 'failed') AND count != 0", (day,))]
+            "AND kind IN ('sent', 'delivered', 'undelivered', 'failed') AND count != 0", (day,))
 
     def sent_per_hour_since(self, start: float, hours: int) -> dict[int, int]:
         """{hour index: messages sent}: hour i is [start + i h, start + (i + 1) h), for `hours` hours. A message

@@ -19,7 +19,7 @@ class TemplateStore(StoreBase):
 
     def templates(self) -> list[dict]:
         """Every saved template, by name (case-insensitive), then id. Raises StoreError."""
-        return [dict(row) for row in self.query("SELECT * FROM templates ORDER BY name COLLATE NOCASE, id")]
+        return self.query_dicts("SELECT * FROM templates ORDER BY name COLLATE NOCASE, id")
 
     def template(self, template_id: int) -> dict:
         """One template. Raises NotFound, StoreError."""

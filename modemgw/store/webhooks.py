@@ -39,7 +39,7 @@ class WebhookStore(StoreBase):
 
     def webhooks(self) -> list[dict]:
         """Every subscription, oldest first."""
-        return [dict(row) for row in self.query("SELECT * FROM webhooks ORDER BY id")]
+        return self.query_dicts("SELECT * FROM webhooks ORDER BY id")
 
     def update_webhook(self, webhook_id: int, *, url: str | None = None, events: list[str] | None = None,
                        enabled: bool | None = None, now: float | None = None) -> tuple[dict, int]:
@@ -86,9 +86,9 @@ class WebhookStore(StoreBase):
         # pending and dead deliveries are few: found through (status, next_attempt_at), not by reading every one of
         # the subscription's (a week of delivered ones) for the few of that status
         index = "webhook_deliveries_due" if status in ("pending", "dead") else "webhook_deliveries_hook"
-        rows = [dict(row) for row in self.query(f"SELECT * FROM webhook_deliveries INDEXED BY {index} "
+        rows = self.query_dicts(f"SELECT * FROM webhook_deliveries INDEXED BY {index} "
                                                 f"WHERE webhook_id = ?{where} ORDER BY id {order} LIMIT ?",
-                                                (webhook_id, *params, limit))]
+                                                (webhook_id, *params, limit))
         return rows[::-1] if after is not None else rows
 
     def webhook_delivery_counts(self, webhook_id: int) -> dict[str, int]:
@@ -109,10 +109,10 @@ class WebhookStore(StoreBase):
     def attempted_webhook_deliveries(self, webhook_id: int, limit: int = 50) -> list[dict]:
         """A subscription's latest `limit` deliveries that were tried at least once, newest first (what tells
         whether its receiver is failing: `modemgw.webhooks.failure_streak`)."""
-        return [dict(row) for row in self.query(
+        return self.query_dicts(
             "SELECT id, url, event, status, attempts, last_status_code, last_error, created_at, next_attempt_at, "
             "delivered_at FROM webhook_deliveries WHERE webhook_id = ? AND attempts > 0 ORDER BY id DESC LIMIT ?",
-            (webhook_id, limit))]
+            (webhook_id, limit))
 
     # --- the outbox: its writers (modemgw.webhooks) --------------------------------------------------------------
 
