@@ -133,6 +133,8 @@ def plain_number(cell: str) -> bool:
     cell as a formula can at most do arithmetic with it: no function, no reference, no command can be in it.
     One pass over the characters, no regular expression."""
     body = cell[1:] if cell[:1] in ("+", "-") else cell
+    if body.isascii() and body.isdigit():  # most: a number in E.164
+        return True
     if not body or not body[0].isascii() or not (body[0].isdigit() or body[0] == "("):
         return False
     if not (body[-1].isascii() and (body[-1].isdigit() or body[-1] == ")")):
