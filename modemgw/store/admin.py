@@ -28,8 +28,8 @@ class AdminStore(StoreBase):
     def api_keys(self) -> list[dict]:
         """Every API key, without its hash."""
         return self.query_dicts("SELECT id, name, prefix, scopes, grp, rate_per_minute, created_at, "
-                                                "last_used_at, revoked_at, allow_query_token FROM api_keys "
-                                                "ORDER BY id")
+                                "last_used_at, revoked_at, allow_query_token FROM api_keys "
+                                "ORDER BY id")
 
     def api_key_by_prefix(self, prefix: str) -> dict | None:
         """The key whose prefix this is, with its hash, or None."""
@@ -53,7 +53,7 @@ class AdminStore(StoreBase):
     def users(self) -> list[dict]:
         """Every web UI user, without password hashes."""
         return self.query_dicts("SELECT id, username, role, disabled, created_at, last_login_at "
-                                                "FROM users ORDER BY id")
+                                "FROM users ORDER BY id")
 
     def user(self, user_id: int) -> dict:
         """One user, with its password hash. Raises NotFound."""

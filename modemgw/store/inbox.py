@@ -78,7 +78,7 @@ class InboxStore(StoreBase):
         params: list[Any] = [value for _, value in filters if value is not None]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return self.query_dicts(f"SELECT * FROM inbox {where} ORDER BY id DESC LIMIT ?",
-                                                (*params, limit))
+                                (*params, limit))
 
     def inbox_message(self, inbox_id: int) -> dict:
         """One inbound message. Raises NotFound."""
@@ -108,7 +108,7 @@ class InboxStore(StoreBase):
         if modem_id is None:
             return self.query_dicts("SELECT * FROM inbox WHERE sender = ? ORDER BY id", (sender,))
         return self.query_dicts("SELECT * FROM inbox WHERE modem_id = ? AND sender = ? ORDER BY id",
-                                                (modem_id, sender))
+                                (modem_id, sender))
 
     def conversation_messages(self, recipient: str, modem_id: int, limit: int = 100) -> list[dict]:
         """The newest `limit` messages to `recipient` that left from the SIM `modem_id` or were meant to (a reply

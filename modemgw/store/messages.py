@@ -78,7 +78,7 @@ class MessageStore(StoreBase):
             raise NotFound(f"no message {message_id}")
         message = dict(rows[0])
         message["parts"] = self.query_dicts("SELECT * FROM parts WHERE message_id = ? ORDER BY seq",
-                                                            (message_id,))
+                                            (message_id,))
         return message
 
     def messages(self, ids: list[int]) -> list[dict]:

@@ -87,8 +87,8 @@ class WebhookStore(StoreBase):
         # the subscription's (a week of delivered ones) for the few of that status
         index = "webhook_deliveries_due" if status in ("pending", "dead") else "webhook_deliveries_hook"
         rows = self.query_dicts(f"SELECT * FROM webhook_deliveries INDEXED BY {index} "
-                                                f"WHERE webhook_id = ?{where} ORDER BY id {order} LIMIT ?",
-                                                (webhook_id, *params, limit))
+                                f"WHERE webhook_id = ?{where} ORDER BY id {order} LIMIT ?",
+                                (webhook_id, *params, limit))
         return rows[::-1] if after is not None else rows
 
     def webhook_delivery_counts(self, webhook_id: int) -> dict[str, int]:
