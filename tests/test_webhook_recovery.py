@@ -104,7 +104,10 @@ def test_the_outbox_moves_only_what_it_should(tmp_path):
         pending = {item["id"]: item for item in store.deliveries_for_webhook(hook["id"], status="pending")}
         assert pending[waiting["id"]]["next_attempt_at"] == now + 4 and pending[waiting["id"]]["attempts"] == 5
         assert pending[due["id"]]["next_attempt_at"] == now  # due earlier already: it keeps its place
-        assert store.webhook_delivery_counts(hook["id"]) == {"pending": 2, "delivered": 1, "dead": 1}
+        assert store.webhook_delivery_counts(hook["id"]) == {"pending": 2, "delivered": 1, "dead": 1, "more": 0}
+        # beyond `most` deliveries the count stops (the page says "3+"): pending and dead stay exact
+        assert store.webhook_delivery_counts(hook["id"], most=3) == {"pending": 2, "delivered": 0, "dead": 1, "more": 1}
+        assert store.webhook_delivery_counts(hook["id"], most=4)["more"] == 0
         assert store.redeliver_dead_webhook_deliveries(hook["id"], now + 5) == 1
         again = {item["id"]: item for item in store.deliveries_for_webhook(hook["id"])}[dead["id"]]
         assert (again["status"], again["attempts"], again["url"]) == ("pending", 0, "http://192.0.2.9/fixed")

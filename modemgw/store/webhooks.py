@@ -18,6 +18,8 @@ def _payload(stored: bytes | str | None) -> str | None:
     return zlib.decompress(stored).decode()
 
 
+COUNT_AT_MOST = 10_000  # deliveries a webhook's page counts exactly; beyond, "10,000+" (webhook_delivery_counts)
+
 class WebhookStore(StoreBase):
     """Webhook subscriptions and the delivery outbox."""
 
@@ -91,19 +93,23 @@ class WebhookStore(StoreBase):
                                 (webhook_id, *params, limit))
         return rows[::-1] if after is not None else rows
 
-    def webhook_delivery_counts(self, webhook_id: int) -> dict[str, int]:
-        """How many deliveries of a subscription are in each status (pending, delivered, dead; 0 when none).
-        Raises NotFound (no such subscription)."""
+    def webhook_delivery_counts(self, webhook_id: int, most: int = COUNT_AT_MOST) -> dict[str, int]:
+        """How many deliveries of a subscription are in each status (pending, delivered, dead; 0 when none), and
+        "more": 1 when the subscription has more than `most` deliveries, then "delivered" is a lower bound (what
+        `most` less the pending and dead leaves): counting a month of deliveries to the last one read ~90,000
+        index entries (10 ms) on every view of the webhook's page. Raises NotFound (no such subscription)."""
         self.webhook(webhook_id)
         # pending and dead are few: counted through (status, next_attempt_at); delivered is the rest of the
         # subscription's, counted in its (webhook_id, id) index alone: no row of the table is read
-        counts = {"pending": 0, "delivered": 0, "dead": 0}
+        counts = {"pending": 0, "delivered": 0, "dead": 0, "more": 0}
         for row in self.query("SELECT status, COUNT(*) FROM webhook_deliveries INDEXED BY webhook_deliveries_due "
                               "WHERE status IN ('pending', 'dead') AND webhook_id = ? GROUP BY status", (webhook_id,)):
             counts[row[0]] = row[1]
-        total = self.query("SELECT COUNT(*) FROM webhook_deliveries INDEXED BY webhook_deliveries_hook "
-                           "WHERE webhook_id = ?", (webhook_id,))[0][0]
-        counts["delivered"] = total - counts["pending"] - counts["dead"]
+        total = self.query("SELECT COUNT(*) FROM (SELECT 1 FROM webhook_deliveries INDEXED BY webhook_deliveries_hook "
+                           "WHERE webhook_id = ? LIMIT ?)", (webhook_id, most + 1))[0][0]
+        if total > most:
+            total, counts["more"] = most, 1
+        counts["delivered"] = max(0, total - counts["pending"] - counts["dead"])
         return counts
 
     def attempted_webhook_deliveries(self, webhook_id: int, limit: int = 50) -> list[dict]:
