@@ -22,7 +22,7 @@ from modemgw.retention import Retention
 from modemgw.rules import InboundRules
 from modemgw.scheduling import Scheduling
 from modemgw.settings import MAX_RECIPIENTS, GatewaySettings, Route
-from modemgw.statistics import Statistics
+from modemgw.statistics import HOUR_SETTLES, Statistics
 from modemgw.store import Claimed, Duplicate, NotFound, Store, StoreError
 from modemgw.store.messages import SCANNED
 from modemgw.templates import TemplateLibrary
@@ -999,6 +999,8 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
                                         handed=handed)
             if last:
                 events.append(("message.sent", {"id": claimed.id, "modem_id": modem_id}))
+        if time.time() - now > HOUR_SETTLES:  # recorded late: the dashboard may have counted that hour already
+            self._forget_hour(now)
 
     def message_sent(self, claimed: Claimed, modem_id: int, now: float) -> None:
         """Every part of `claimed` has its +CMGS, the last ones from before (recovered after a crash): the message

@@ -35,6 +35,7 @@ PERIODS = ("day", "week", "month")
 MAX_DAYS = 731          # the longest range a report covers (two years): its queries stay bounded
 MAX_HOURS = 24 * 7      # the longest hourly series the dashboard may ask for
 HOUR_SETTLES = 60       # seconds after an hour ends when its count no longer changes (a send's commit comes late)
+CLOCK_STEP = 5          # seconds the wall clock may move against the monotonic one before remembered hours go
 _HOURS_LOCK = threading.Lock()  # the remembered hours of `sent_by_hour` (requests of several threads)
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
@@ -250,7 +251,20 @@ class Statistics:
         parts (50 ms at 33,000 a day). Only the hours not remembered yet, the one in progress among them, are
         counted. A count stays what it was if retention prunes those messages later (they were sent)."""
         remembered: dict[int, int] = self.__dict__.setdefault("_sent_hours", {})
+        clock = self.__dict__.setdefault("_sent_hours_clock", [time.time() - time.monotonic()])
+        offset = time.time() - time.monotonic()
+        if abs(offset - clock[0]) > CLOCK_STEP:  # the clock was set (back or on): sends may land in known hours
+            remembered.clear()
+        clock[0] = offset
         return remembered
+
+    def _forget_hour(self, at: float) -> None:
+        """A send recorded late (`Gateway.part_sent`: its commit waited, e.g. for a full disk): the remembered hour
+        it falls in is counted again at the next view."""
+        with _HOURS_LOCK:
+            remembered = self._hours_sent()
+            for hour in [hour for hour in remembered if hour <= at < hour + 3600]:
+                del remembered[hour]
 
 
 # --- CSV ---------------------------------------------------------------------------------------------------------

@@ -263,10 +263,16 @@ def test_sent_by_hour_remembers_the_hours_that_ended_and_counts_the_current_one(
     first = [hour["sent"] for hour in gateway.sent_by_hour(now)]
     assert first[-4] == 1 and first[-1] == 1 and sum(first) == 2
     sent(store, a, "a", hour_start + 2)  # the hour in progress: counted again
-    sent(store, a, "a", hour_start - 3 * 3600 + 20)  # a past hour (no send can land there): remembered, not read
+    sent(store, a, "a", hour_start - 3 * 3600 + 20)  # written to a past hour behind the gateway's back: not read
     second = [hour["sent"] for hour in gateway.sent_by_hour(now + 1)]
     assert second[-1] == 2 and second[-4] == 1 and sum(second) == 3
     assert [hour["sent"] for hour in gateway.sent_by_hour(now, hours=168)][-4] == 1  # a longer series reuses them
+    # a send recorded late through the gateway (its commit waited, e.g. for a full disk) makes its hour count again
+    late = submit(store, hour_start - 3 * 3600 + 30)
+    claimed = store.claim_next(a, "a", None, [], hour_start - 3 * 3600 + 30)
+    assert claimed.id == late
+    gateway.part_sent(claimed, 1, a, 9, hour_start - 3 * 3600 + 30, last=True)
+    assert [hour["sent"] for hour in gateway.sent_by_hour(now + 2)][-4] == 3
 
 
 # --- the API -------------------------------------------------------------------------------------------------
