@@ -6,6 +6,7 @@ proxy on 127.0.0.1 names the client's address), the CLI through click's runner, 
 import json
 import re
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 import webui
 from modemgw import auth
 from modemgw.cli import main
+from modemgw.store import StoreError
 from tests.support import PASSWORD, Client, attempt, browser, csrf_token, log_in, running_daemon
 
 OFFICE = "198.51.100.7"   # the admin's desk, as the trusted proxy names it
@@ -132,6 +134,38 @@ def test_a_login_while_another_program_holds_the_database_waits_briefly_for_its_
     assert answer.status_code == 302 and "/ui/login" not in answer.headers["Location"]
     assert took < 6, f"the login waited {took:.1f} s for its audit entry"
     assert any("audit entry login.success by user alice" in record.getMessage() for record in caplog.records)
+
+
+
+def test_an_entry_waits_briefly_also_behind_a_write_of_its_own_gateway_stuck_on_another_program(daemon):
+    """A scheduled job of the gateway that waits (up to 10 s) for another program's lock holds the gateway's own
+    write lock meanwhile: an audit entry waited behind it, and a login took 15.7 s (seen in CI)."""
+    blocker = sqlite3.connect(daemon.data_dir / "modemgw.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    outcome: list[str] = []
+
+    def job() -> None:  # what `expire` does every 10 s: a write of this process, waiting for the blocker
+        try:
+            with daemon.store.transaction() as conn:
+                conn.execute("SELECT 1")
+            outcome.append("written")
+        except StoreError as error:
+            outcome.append(error.kind)
+
+    stuck = threading.Thread(target=job)
+    stuck.start()
+    try:
+        time.sleep(0.3)  # the job holds the gateway's write lock and waits in SQLite's busy handler
+        started = time.monotonic()
+        with pytest.raises(StoreError) as refused:
+            daemon.store.add_audit("test.entry", "user alice")
+        took = time.monotonic() - started
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        stuck.join(15)
+    assert refused.value.kind == "locked" and took < 4, f"the entry waited {took:.1f} s"
+    assert outcome == ["written"]  # the job goes on once the other program lets go
 
 
 # --- users and sessions ----------------------------------------------------------------------------------------
