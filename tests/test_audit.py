@@ -155,7 +155,11 @@ def test_an_entry_waits_briefly_also_behind_a_write_of_its_own_gateway_stuck_on_
     stuck = threading.Thread(target=job)
     stuck.start()
     try:
-        time.sleep(0.3)  # the job holds the gateway's write lock and waits in SQLite's busy handler
+        lock, waiting, deadline = daemon.store._write_lock, threading.Event(), time.monotonic() + 5
+        while lock.acquire(blocking=False):  # until the job holds the gateway's lock (and waits in SQLite's)
+            lock.release()
+            assert time.monotonic() < deadline, "the job never took the gateway's write lock"
+            waiting.wait(0.01)
         started = time.monotonic()
         with pytest.raises(StoreError) as refused:
             daemon.store.add_audit("test.entry", "user alice")
