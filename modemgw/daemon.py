@@ -186,7 +186,7 @@ class Daemon:
             (self.gateway.flush_stale_inbound, 30, "inbound"),
             (self.gateway.prune, self.config.gateway.retention.interval_minutes * 60, "retention"),  # small batches
             (self.gateway.purge_rules_data, 86400, "rules-retention"),
-            (self.gateway.roll_up_statistics, 3600, "statistics"),  # medians of ended periods (store/stats.py)
+            (self.gateway.roll_up_statistics, 3600, "statistics"),  # ended periods kept (store/stats.py)
             (memory.trim, memory.TRIM_SECONDS, "memory"),  # freed memory back to the system (modemgw/memory.py)
         ]
         unknown = set(self.intervals) - {name for _, _, name in jobs}

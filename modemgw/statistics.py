@@ -23,7 +23,6 @@ import itertools
 import math
 import threading
 import time
-from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from modemgw.csvfile import guard
@@ -122,14 +121,16 @@ def _midnight(day: dt.date) -> float:
     return time.mktime(day.timetuple())
 
 
-def _numbers(statuses: Counter, segments: int, median: float | None) -> dict[str, Any]:
-    """A row's numbers from its messages' statuses (see the module's docstring)."""
-    delivered, undelivered, no_report = statuses["delivered"], statuses["undelivered"], statuses["sent"]
+def _numbers(counts: dict[str, int], median: float | None) -> dict[str, Any]:
+    """A row's numbers from its counts ({status or "segment": count}; see the module's docstring)."""
+    get = counts.get
+    delivered, undelivered, no_report = get("delivered", 0), get("undelivered", 0), get("sent", 0)
     sent = delivered + undelivered + no_report
-    return {"sent": sent, "delivered": delivered, "failed": statuses["failed"] + undelivered,
-            "expired": statuses["expired"], "no_report": no_report,
+    return {"sent": sent, "delivered": delivered, "failed": get("failed", 0) + undelivered,
+            "expired": get("expired", 0), "no_report": no_report,
             "delivery_rate": round(delivered / sent, 4) if sent else None,
-            "median_delivery_seconds": round(median, 1) if median is not None else None, "segments": segments}
+            "median_delivery_seconds": round(median, 1) if median is not None else None,
+            "segments": get("segment", 0)}
 
 
 class Statistics:
@@ -166,19 +167,17 @@ class Statistics:
         days = [day.isoformat() for day in bounds]
         spans = list(itertools.pairwise(days))
 
-        statuses: dict[tuple[str, Any], Counter] = defaultdict(Counter)
-        segments: Counter = Counter()
-        for key, counts in self.store.stats_counts(period, first.isoformat(), after.isoformat(), modem_id).items():
-            keys = (key, ("all", None)) if key[0] == "sim" else (key,)
-            for each in keys:
-                statuses[each].update(counts)
-                segments[each] += counts.get("segment", 0)
-        medians = self.store.stats_medians(period, spans, modem_id)
-
-        nothing: Counter = Counter()
+        counted, medians = self.store.stats_report(period, spans, modem_id)
+        total: dict[str, int] = {}
+        for key, counts in counted.items():
+            if key[0] == "sim":
+                for kind, count in counts.items():
+                    total[kind] = total.get(kind, 0) + count
+        counted[("all", None)] = total
+        nothing: dict[str, int] = {}
 
         def numbers(key: tuple[str, Any]) -> dict[str, Any]:
-            return _numbers(statuses.get(key, nothing), segments[key], medians.get(key))
+            return _numbers(counted.get(key, nothing), medians.get(key))
 
         periods = [{"start": start, "end": (following - dt.timedelta(days=1)).isoformat(),
                     "label": period_label(day, period), **numbers(("period", start))}
@@ -186,7 +185,7 @@ class Statistics:
         sims = [{"modem_id": modem["id"], "label": modem["label"] or f"modem {modem['id']}",
                  **numbers(("sim", modem["id"]))} for modem in modems]
         known = {modem["id"] for modem in modems}
-        for key in sorted((key for key in statuses.keys() | segments.keys() if key[0] == "sim"
+        for key in sorted((key for key in counted if key[0] == "sim"
                            and key[1] not in known), key=lambda key: (key[1] is not None, key[1] or 0)):
             sims.append({"modem_id": key[1], "label": NO_SIM if key[1] is None else f"modem {key[1]} (removed)",
                          **numbers(key)})
@@ -195,11 +194,11 @@ class Statistics:
                 "totals": numbers(("all", None)), "periods": periods, "sims": sims}
 
     def roll_up_statistics(self, today: dt.date | None = None) -> int:
-        """Keep the delivery-time medians of the periods that ended more than two days ago (a report comes
-        late now and then: a kept median it changes is forgotten, and kept again at the next roll-up), so that
-        reports over long ranges read them instead of every day's delivery times (modemgw/store/stats.py). For the
-        scheduler (hourly). Returns how many periods it kept. Raises StoreError."""
-        first = self.store.first_delivery_day()
+        """Keep the counts and delivery-time medians of the periods that ended more than two days ago (a report
+        comes late now and then: a kept period it changes is forgotten, and kept again at the next roll-up), so that
+        reports over long ranges read them instead of every day's rows (modemgw/store/stats.py). For the scheduler
+        (hourly). Returns how many periods it kept. Raises StoreError."""
+        first = self.store.first_stats_day()
         if first is None:
             return 0
         today = today or dt.date.today()
@@ -213,7 +212,7 @@ class Statistics:
             while next_period(day, period) <= horizon:
                 spans.append((day.isoformat(), next_period(day, period).isoformat()))
                 day = next_period(day, period)
-            kept += self.store.roll_up_medians(period, spans)
+            kept += self.store.roll_up_periods(period, spans)
         return kept
 
     def sent_by_hour(self, now: float, hours: int = 24) -> list[dict[str, Any]]:

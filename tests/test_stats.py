@@ -127,7 +127,7 @@ def test_kept_medians_give_the_same_reports_and_a_late_report_or_pruning_forgets
     assert gateway.roll_up_statistics(today=TODAY) > 0
     assert gateway.roll_up_statistics(today=TODAY) == 0  # all kept already
     kept = {(row["period"], row["start"], row["modem_id"]): row["median"]
-            for row in store.query("SELECT * FROM stats_medians")}
+            for row in store.query("SELECT * FROM stats_periods")}
     ten = (TODAY - dt.timedelta(days=10)).isoformat()
     assert kept[("day", ten, -1)] == kept[("day", ten, sims["b"])] == 31
     assert ("day", ten, sims["a"]) not in kept  # a SIM without deliveries that day has no median
@@ -141,9 +141,37 @@ def test_kept_medians_give_the_same_reports_and_a_late_report_or_pruning_forgets
 
     # the report reads the kept median (here made up, to tell it from one worked out)
     with sqlite3.connect(tmp_path / "modemgw.db") as conn:
-        conn.execute("UPDATE stats_medians SET median = 999 WHERE period = 'day' AND start = ? AND modem_id = -1",
+        conn.execute("UPDATE stats_periods SET median = 999 WHERE period = 'day' AND start = ? AND modem_id = -1",
                      (ten,))
     assert median_of(ten) == 999 and median_of(ten, modem_id=sims["b"]) == 31
+    # ... and its kept counts (made up too), and the SIM totals add up the kept month's counts
+    with sqlite3.connect(tmp_path / "modemgw.db") as conn:
+        conn.execute("UPDATE stats_periods SET sent = 70, segment = 71 WHERE period = 'day' AND start = ? "
+                     "AND modem_id = -1", (ten,))
+    made_up = gateway.statistics(today=TODAY, since=TODAY - dt.timedelta(days=100))
+    assert [(row["no_report"], row["sent"], row["segments"]) for row in made_up["periods"]
+            if row["start"] == ten] == [(70, 73, 71)]
+    month = (TODAY - dt.timedelta(days=40)).replace(day=1)
+    if month.month != (TODAY - dt.timedelta(days=10)).month and month != TODAY.replace(day=1):
+        with sqlite3.connect(tmp_path / "modemgw.db") as conn:
+            conn.execute("UPDATE stats_periods SET delivered = 50 WHERE period = 'month' AND start = ? "
+                         "AND modem_id = ?", (month.isoformat(), sims["a"]))
+        whole = gateway.statistics(today=TODAY, since=month, until=TODAY)
+        assert next(row["delivered"] for row in whole["sims"] if row["modem_id"] == sims["a"]) == 50 + 2
+        with sqlite3.connect(tmp_path / "modemgw.db") as conn:
+            conn.execute("DELETE FROM stats_periods WHERE period = 'month' AND start = ?", (month.isoformat(),))
+    # a report that says "undelivered", days late, changes that day's counts alone: its kept periods go too
+    nine = (TODAY - dt.timedelta(days=9)).isoformat()
+    assert ("day", nine, -1) in kept
+    undelivered = sent(store, sims["a"], "a", noon(9) + 60)
+    assert not store.query("SELECT * FROM stats_periods WHERE period = 'day' AND start = ?", (nine,))
+    assert gateway.roll_up_statistics(today=TODAY) >= 1
+    report(store, undelivered, sims["a"], time.time(), outcome="failed")
+    assert not store.query("SELECT * FROM stats_periods WHERE period = 'day' AND start = ?", (nine,))
+    by_day = {row["start"]: row for row in gateway.statistics(today=TODAY, since=TODAY - dt.timedelta(days=100),
+                                                             modem_id=sims["a"])["periods"]}
+    assert (by_day[nine]["sent"], by_day[nine]["delivered"], by_day[nine]["failed"]) == (2, 1, 1)
+    assert gateway.roll_up_statistics(today=TODAY) >= 1  # kept again
     # a report that comes days late changes that day: its kept medians (day, week, month) are forgotten
     late = sent(store, sims["b"], "b", noon(10) + 600)
     report(store, late, sims["b"], time.time())
@@ -151,17 +179,17 @@ def test_kept_medians_give_the_same_reports_and_a_late_report_or_pruning_forgets
     day = TODAY - dt.timedelta(days=10)
     around = (("day", ten), ("week", (day - dt.timedelta(days=day.weekday())).isoformat()),
               ("month", day.replace(day=1).isoformat()))
-    assert not [row for row in store.query("SELECT period, start FROM stats_medians") if tuple(row) in around]
+    assert not [row for row in store.query("SELECT period, start FROM stats_periods") if tuple(row) in around]
     again = [(period, start, -1) for period, start in around if (period, start, -1) in kept]
     assert ("day", ten, -1) in again and gateway.roll_up_statistics(today=TODAY) == len(again)  # kept again
     assert median_of(ten) == (31 + 90) / 2
 
     # pruning the messages of 75 days ago forgets that day's median too
     old = (TODAY - dt.timedelta(days=75)).isoformat()
-    assert store.query("SELECT median FROM stats_medians WHERE period = 'day' AND start = ? AND modem_id = -1",
+    assert store.query("SELECT median FROM stats_periods WHERE period = 'day' AND start = ? AND modem_id = -1",
                        (old,))[0][0] == 300
     assert gateway.prune()["deleted"]["messages"] >= 1
-    assert not store.query("SELECT * FROM stats_medians WHERE period = 'day' AND start = ?", (old,))
+    assert not store.query("SELECT * FROM stats_periods WHERE period = 'day' AND start = ?", (old,))
     assert median_of(old) is None
     store.close()
 

@@ -22,7 +22,7 @@ TABLES = {"modems", "submissions", "messages", "parts", "events", "inbox", "inbo
           "sticky", "api_keys", "users", "webhooks", "webhook_deliveries", "settings", "sessions", "audit",
           "inbound_rules", "autoreplies", "alert_notifications", "mail_outbox", "smpp_users", "smpp_outbox",
           "smpp_parts", "contacts", "contact_groups", "group_members", "templates", "stats_daily", "conversations",
-          "webhook_payloads", "stats_took", "stats_medians"}
+          "webhook_payloads", "stats_took", "stats_periods"}
 
 
 @pytest.fixture
