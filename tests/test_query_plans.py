@@ -22,11 +22,12 @@ from modemgw.store import Store
 from modemgw.store.seed import seed_messages
 
 # Tables that stay small whatever the traffic (a scan of them is cheap), and indexes a plan may walk in order from
-# one end: a partial index of the queued messages (the claim), and the conversations by their latest message (the
-# list stops at its LIMIT).
+# one end: a partial index of the queued messages (the claim), the conversations by their latest message (the
+# list stops at its LIMIT), and the partial index of the scheduled messages by batch (it holds only those: Scheduled
+# sums them all up, never the history).
 SMALL = {"modems", "webhooks", "users", "api_keys", "settings", "sticky", "optouts", "sqlite_master",
          "smpp_users"}
-ORDERED = {"messages_queue", "conversations_last"}
+ORDERED = {"messages_queue", "conversations_last", "messages_batches"}
 
 
 @pytest.fixture(scope="module")

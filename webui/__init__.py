@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Flask, Response, current_app, g, make_response, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, make_response, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from modemgw.app import is_machine_path
@@ -59,6 +61,34 @@ def when(value: float | None) -> str:
 @ui.app_template_filter("when")
 def when_filter(value):
     return when(value)
+
+
+_PLACEHOLDERS = ("MODEMGW0PLACEHOLDER", 918273645546372819)  # path parts url_for leaves as they are (text, ids)
+_PATH_SAFE = "!$&'()*+,/:;=@"  # what werkzeug's converters leave unquoted in a path part (BaseConverter.to_url)
+_QUERY_SAFE = "!$'()*,/:;?@"  # ... and in the query string (werkzeug.routing.rules._urlencode)
+
+
+def row_links(endpoint: str, name: str) -> Callable[..., str]:
+    """url_for(endpoint, **{name: value}, **query) for the rows of a long list, built once: werkzeug's url_for
+    takes ~40 µs, which was half of a 200-row page (the inbox's conversations: 9 of 20 ms at a million
+    messages). The link of a row is the URL built for a placeholder with the row's value quoted in its place, as
+    url_for quotes it (tests/test_ui_links.py holds them equal); query arguments that are None are left out, as
+    url_for leaves them."""
+    for placeholder in _PLACEHOLDERS:
+        try:
+            built = url_for(endpoint, **{name: placeholder})
+            break
+        except ValueError:  # a converter of numbers (an id) refuses the text
+            continue
+    else:
+        raise ValueError(f"{endpoint}: no placeholder fits its '{name}'")
+    before, _, after = built.partition(str(placeholder))
+
+    def link(value: Any, **query: Any) -> str:
+        url = f"{before}{quote(str(value), safe=_PATH_SAFE)}{after}"
+        arguments = [(key, str(item)) for key, item in query.items() if item is not None]
+        return f"{url}?{urlencode(arguments, safe=_QUERY_SAFE)}" if arguments else url
+    return link
 
 
 def audit(action: str, target: str | None = None, detail: dict | None = None, ok: bool = True,

@@ -6,7 +6,7 @@ from flask import abort, g, redirect, render_template, request, url_for
 
 from modemgw.gateway import SubmitError, SubmitRequest
 from modemgw.store import StoreError
-from webui import gateway, storage_message, ui
+from webui import gateway, row_links, storage_message, ui
 from webui.sessions import login_required, notice
 
 # --- inbox ------------------------------------------------------------------------------------------------
@@ -22,7 +22,8 @@ def inbox():
     conversations = gateway().conversations(200)
     senders = [c["sender"] for c in conversations]
     return render_template("inbox.html", conversations=conversations, names=gateway().contact_names(senders),
-                           opted_out=gateway().optouts_among(senders))
+                           opted_out=gateway().optouts_among(senders),
+                           link=row_links("ui.conversation", "number"))
 
 
 def _reply(number: str, sim: int | None, thread: list[dict], body: str, labels: dict) -> None:

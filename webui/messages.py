@@ -250,16 +250,19 @@ def message_statuses():
     return jsonify(statuses={str(key): value for key, value in statuses.items()}, settled=list(SETTLED))
 
 
-def _csv_cells(row: dict) -> list[str]:
+# The export's columns that hold text from people or the network: each is guarded against formulas. The others are
+# numbers, None (csv writes ""), ISO times, the gateway's own words (status, encoding) or true/false.
+_CSV_TEXT = frozenset({"to", "body", "client_ref", "report", "error_reason", "callback_url"})
+
+
+def _csv_cells(row: dict) -> list:
+    """A message's CSV cells, in CSV_COLUMNS order: its API view (`message_view`), flattened."""
     view = message_view(row)
-    error = view.pop("error") or {}
-    view["error_code"], view["error_reason"] = error.get("code"), error.get("reason")
-    cells = []
-    for column in CSV_COLUMNS:
-        value = view[column]
-        cells.append("" if value is None else "true" if value is True else "false" if value is False else
-                     str(value) if type(value) is int else csvfile.guard(str(value)))  # a number runs nothing
-    return cells
+    error = view["error"]
+    view["error_code"], view["error_reason"] = (error["code"], error["reason"]) if error else (None, None)
+    view["possible_duplicate"] = "true" if view["possible_duplicate"] else "false"
+    return [csvfile.guard(str(view[column])) if column in _CSV_TEXT and view[column] is not None else view[column]
+            for column in CSV_COLUMNS]
 
 
 @ui.get("/ui/messages/export.csv")

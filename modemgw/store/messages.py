@@ -195,7 +195,7 @@ class MessageStore(StoreBase):
         rows = self.query_dicts(
             "SELECT s.*, m.body, m.recipient, m.api_key_id, m.user_id FROM (SELECT submission_id, COUNT(*) AS count, "
             "MIN(due_at) AS first_due, MAX(due_at) AS last_due, MIN(created_at) AS created_at, MIN(id) AS first_id "
-            f"FROM messages WHERE status = 'scheduled' AND {UNSETTLED} GROUP BY submission_id) s "
+            "FROM messages INDEXED BY messages_batches WHERE status = 'scheduled' GROUP BY submission_id) s "
             "JOIN messages m ON m.id = s.first_id ORDER BY s.first_due, s.submission_id LIMIT ? OFFSET ?",
             (limit, offset))
         return rows

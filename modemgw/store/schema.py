@@ -747,6 +747,13 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     {_PERIOD_TRIGGERS}
     """,
+    # 18: Scheduled's batches from an index alone (#19). Summing up the scheduled messages per submission read each
+    # one's row (3,000 scheduled in 250 batches: 7 ms of a 17 ms page at a million messages); this index holds what
+    # the sums need, in submission order (2.3 ms). Only scheduled messages have entries: a message sent at once
+    # writes nothing more.
+    """
+    CREATE INDEX messages_batches ON messages(submission_id, due_at, created_at) WHERE status = 'scheduled';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
