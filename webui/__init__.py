@@ -76,7 +76,8 @@ def row_links(endpoint: str, name: str) -> Callable[..., str]:
     url_for leaves them."""
     for placeholder in _PLACEHOLDERS:
         try:
-            built = url_for(endpoint, **{name: placeholder})
+            values: dict[str, Any] = {name: placeholder}
+            built = url_for(endpoint, **values)
             break
         except ValueError:  # a converter of numbers (an id) refuses the text
             continue

@@ -24,6 +24,7 @@ and choose the period from `PERIODS`; the period's SQL is taken from a fixed tab
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections import defaultdict
@@ -47,7 +48,7 @@ _COLUMNS = ", ".join(_KINDS)  # the count columns of `stats_periods`, in the ord
 @dataclass
 class _Kept:
     """A period a roll-up kept (`StatsStore._kept`)."""
-    end: str  # the day after it (months read with every SIM; "" otherwise)
+    end: str  # the day after it (when read with every SIM; "" otherwise)
     median: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
     sims: dict[int, tuple[dict[str, int], dict[int, int]]] = field(default_factory=dict)  # modem id: counts, times
@@ -91,12 +92,20 @@ def _next_month(start: str) -> str:
     return f"{year + month // 12:04d}-{month % 12 + 1:02d}-01"
 
 
-def _gaps(first: str, after: str, months: dict[str, Any]) -> list[tuple[str, str]]:
-    """The runs of days in [first, after) outside the months (starting at the keys of `months`) fully inside it."""
+def _period_end(period: str, start: str) -> str:
+    """The day (YYYY-MM-DD) after the period of `period` that starts at `start`."""
+    if period == "month":
+        return _next_month(start)
+    return (dt.date.fromisoformat(start) + dt.timedelta(days=7 if period == "week" else 1)).isoformat()
+
+
+def _gaps(first: str, after: str, spans: dict[str, str]) -> list[tuple[str, str]]:
+    """The runs of days in [first, after) outside the spans ({start: end}, not overlapping) that lie fully inside
+    it."""
     gaps: list[tuple[str, str]] = []
     cursor = first
-    for start in sorted(months):
-        end = _next_month(start)
+    for start in sorted(spans):
+        end = spans[start]
         if start < first or end > after:
             continue
         if cursor < start:
@@ -155,18 +164,24 @@ class StatsStore(StoreBase):
             if start not in kept:
                 histograms[start][took] = histograms[start].get(took, 0) + count  # a period may span two runs
         medians.update({("period", start): _median(times) for start, times in histograms.items()})
-        # per SIM and over all: the kept counts and times of whole months, the day rows of the rest
-        months = {start: row.sims for start, row in self._kept("month", first, after, None, every_sim=True).items()
+        # per SIM and over all: kept months, then kept weeks in the days between them (a year's first, partial month), then the days left
+        covers = {start: row for start, row in self._kept("month", first, after, None, every_sim=True).items()
                   if row.end <= after}
-        gaps = _gaps(first, after, months)
+        gaps = _gaps(first, after, {start: row.end for start, row in covers.items()})
+        for gap_first, gap_after in gaps:
+            if _period_end("week", gap_first) <= _period_end("day", gap_after):  # room for a whole week, maybe
+                covers.update({start: row for start, row in self._kept("week", gap_first, gap_after, None,
+                                                                        every_sim=True).items()
+                               if row.end <= gap_after})
+        gaps = _gaps(first, after, {start: row.end for start, row in covers.items()})
         per_sim: dict[Any, dict[str, int]] = defaultdict(dict)
         for sim, found in self._count_rows("NULLIF(modem_id, 0)", "modem_id", gaps, modem_id):
             _add(per_sim[sim], found)
         times_per_sim: dict[Any, dict[int, int]] = defaultdict(dict)
         for sim, took, count in self._took_rows("NULLIF(modem_id, 0)", gaps, modem_id):
             times_per_sim[sim][took] = times_per_sim[sim].get(took, 0) + count  # the same time may come from two gaps
-        for sims in months.values():
-            for sim, (sim_counts, times) in sims.items():
+        for row in covers.values():
+            for sim, (sim_counts, times) in row.sims.items():
                 if modem_id is None or sim == modem_id:
                     _add(per_sim[sim or None], sim_counts)
                     _add(times_per_sim[sim or None], times)
@@ -184,13 +199,14 @@ class StatsStore(StoreBase):
               every_sim: bool = False) -> dict[str, _Kept]:
         """{start: _Kept} of the periods of `period` starting in [first, after) that a roll-up kept (those with a
         row for all SIMs): the counts and median of all SIMs, or of `modem_id` (none when it had nothing then);
-        with `every_sim` (months), each SIM's counts and times too (what `stats_report` merges)."""
+        with `every_sim` (months and weeks), each SIM's counts and times too (what `stats_report` merges)."""
         target = ALL_SIMS if modem_id is None else modem_id
         sims = "" if every_sim else " AND modem_id IN (?, ?)"
         rows = self.query(f"SELECT start, modem_id, median, took, {_COLUMNS} FROM stats_periods WHERE period = ? "
                           f"AND start >= ? AND start < ?{sims}",
                           (period, first, after, *(() if every_sim else (ALL_SIMS, target))))
-        found = {row[0]: _Kept(end=_next_month(row[0]) if every_sim else "") for row in rows if row[1] == ALL_SIMS}
+        found = {row[0]: _Kept(end=_period_end(period, row[0]) if every_sim else "") for row in rows
+                 if row[1] == ALL_SIMS}
         for start, sim, median, took, *numbers in rows:
             row = found.get(start)
             if row is None:
@@ -264,7 +280,7 @@ class StatsStore(StoreBase):
                         _add(total, counts[sim])
                         rows.append((period, start, sim, *(counts[sim].get(kind, 0) for kind in _KINDS),
                                      _median(times[sim]) if times[sim] else None,
-                                     json.dumps(times[sim]) if period == "month" and times[sim] else None))
+                                     json.dumps(times[sim]) if period != "day" and times[sim] else None))
                     rows.append((period, start, ALL_SIMS, *(total.get(kind, 0) for kind in _KINDS),
                                  _median(everyone) if everyone else None, None))
                     conn.executemany(f"INSERT OR REPLACE INTO stats_periods (period, start, modem_id, {_COLUMNS}, "
