@@ -315,6 +315,38 @@ def test_submits_beyond_the_users_throughput_are_throttled(smpp_daemon, raw):
     assert daemon.smpp.metrics()["submits"]["throttled"] >= 2
 
 
+def test_a_user_disabled_deleted_or_given_a_new_password_is_unbound_while_bound(smpp_daemon, raw):
+    """`modemgw smpp-users` changes the database from another process: the server's check of its bound sessions
+    unbinds the users that may no longer bind, and leaves the others bound with their new throughput."""
+    daemon = smpp_daemon(modems=0)
+    daemon.smpp.accounts_every = 0.05
+    ids = {name: add_user(daemon, name, throughput=5) for name in ("off", "gone", "newpass", "stays")}
+    clients = {name: raw(daemon) for name in ids}
+    for name, client in clients.items():
+        assert client.bind(system_id=name, command_id=0x09) == 0  # transceivers
+    assert eventually(lambda: len(daemon.smpp.sessions()) == 4)
+    # the new throughput first: the check that unbinds the last of the others has seen it too
+    accounts.change_account(daemon.store, ids["stays"], throughput=1)
+    accounts.change_account(daemon.store, ids["off"], disabled=True)
+    accounts.delete_account(daemon.store, ids["gone"])
+    accounts.change_account(daemon.store, ids["newpass"], password="other1")
+    for name in ("off", "gone", "newpass"):
+        command_id, _, _, _ = clients[name].read()
+        assert command_id == 0x00000006, name  # unbind, from the server
+        with pytest.raises((EOFError, ConnectionResetError)):
+            clients[name].read()  # then the connection closes
+    assert eventually(lambda: [session["system_id"] for session in daemon.smpp.sessions()] == ["stays"])
+    assert daemon.smpp.metrics()["sessions"] == {("stays", "transceiver"): 1}
+    # the one left bound submits at its new throughput: a burst of 1, then ESME_RTHROTTLED
+    clients["stays"].send(b"".join(struct.pack(">IIII", 16 + len(body), 0x04, 0, sequence) + body
+                                   for sequence, body in ((sequence, submit_body(text=b"n%d" % sequence))
+                                                          for sequence in (20, 21, 22))))
+    statuses = {sequence: status for _, status, sequence, _ in (clients["stays"].read() for _ in range(3))}
+    assert statuses[20] == 0 and 0x58 in (statuses[21], statuses[22])  # (a refusal may be answered first)
+    again = raw(daemon)
+    assert again.bind(system_id="off") == 0x0D and again.bind(system_id="newpass") == 0x0E
+
+
 def test_malformed_pdus_get_generic_nack_and_the_session_goes_on(smpp_daemon, raw):
     daemon = smpp_daemon(modems=0)
     add_user(daemon)

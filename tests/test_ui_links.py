@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from flask import url_for
 
 from webui import row_links

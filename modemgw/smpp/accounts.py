@@ -7,6 +7,7 @@ with the same slow scheme as the web UI's passwords (werkzeug's), and binds chec
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -84,8 +85,9 @@ def find_account(store: Store, system_id: str) -> dict:
 def change_account(store: Store, user_id: int, *, password: str | None = None, throughput: int | None = None,
                    no_limit: bool = False, receive_inbound: bool | None = None, disabled: bool | None = None) -> None:
     """Change an SMPP user: a new password, a throughput (or `no_limit`), whether it takes inbound SMS, disabled
-    or enabled (None: unchanged). Sessions bound already keep their throughput until they bind again. Raises
-    AccountError, NotFound."""
+    or enabled (None: unchanged). A running server unbinds the sessions of a user disabled or given a new password
+    within seconds, and applies a new throughput to them (SmppServer._check_accounts). Raises AccountError,
+    NotFound."""
     changes: dict[str, object] = {}
     if password is not None:
         changes["password_hash"] = _password_hash(password)
@@ -125,8 +127,23 @@ def check_bind(store: Store, system_id: str, password: str) -> dict:
             raise BindRefused(f"wrong password for SMPP user {system_id!r}", "password")
     if user["disabled"]:
         raise BindRefused(f"SMPP user {system_id!r} is disabled", "disabled")
-    return {key: value for key, value in user.items() if key != "password_hash"}
+    return _without_hash(user)
+
+
+def _without_hash(user: dict) -> dict:
+    """A user's row as the server keeps it: the password hash replaced by its `credential` (a fingerprint that
+    tells a new password from the one a session bound with, and cannot be checked against a password)."""
+    row = {key: value for key, value in user.items() if key != "password_hash"}
+    row["credential"] = hashlib.sha256(user["password_hash"].encode()).hexdigest()[:16]
+    return row
+
+
+def current_accounts(store: Store) -> dict[int, dict]:
+    """{user id: the user as `check_bind` gives it} for every SMPP user: what the server compares its bound
+    sessions with (a user disabled, deleted or given a new password by `modemgw smpp-users`, another process).
+    Raises StoreError."""
+    return {user["id"]: _without_hash(user) for user in store.smpp_users_with_hashes()}
 
 
 __all__ = ["MAX_PASSWORD", "MAX_SYSTEM_ID", "AccountError", "BindRefused", "add_account", "change_account",
-           "check_bind", "delete_account", "find_account", "list_accounts"]
+           "check_bind", "current_accounts", "delete_account", "find_account", "list_accounts"]

@@ -29,7 +29,7 @@ from dataclasses import asdict
 from modemgw import config as configuration
 from modemgw.gateway import Gateway, SubmitError, SubmitRequest
 from modemgw.settings import SmppSettings
-from modemgw.smpp import pdu, receipts
+from modemgw.smpp import accounts, pdu, receipts
 from modemgw.smpp.session import InFlight, Session
 from modemgw.store import Conflict, NotFound, StoreError
 
@@ -39,6 +39,9 @@ MAX_ATTEMPTS = 10  # a deliver_sm the client refuses this often leaves the queue
 CATCH_UP = 7 * 86400  # at start, receipts and inbound SMS of the last week that were never queued are
 KEEP_FINISHED = 7 * 86400  # delivered outbox rows are kept this long (the web UI and status count the pending)
 PURGE_EVERY = 3600.0
+# How often the users of the bound sessions are compared with the database: `modemgw smpp-users` (another process)
+# may have disabled or deleted one, or given it a new password, and its sessions must not go on sending.
+ACCOUNTS_EVERY = 5.0
 MAX_ASSEMBLIES = 200  # concatenated submits being assembled at once (all users); more: ESME_RMSGQFUL
 # submit errors by the request's field at fault (Gateway.send's SubmitError.field)
 FIELD_STATUS = {"to": pdu.ESME_RINVDSTADR, "body": pdu.ESME_RINVMSGLEN, "validity": pdu.ESME_RINVEXPIRY,
@@ -62,6 +65,7 @@ class SmppServer:
         self._running = False
         self._paused: dict[int, float] = {}  # user id -> monotonic time its deliveries may go again
         self._threads: list[threading.Thread] = []
+        self.accounts_every = ACCOUNTS_EVERY  # seconds (tests make it short)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -426,15 +430,18 @@ class SmppServer:
             self.catch_up()
         except StoreError as error:
             log.error("SMPP: catching up on receipts and inbound SMS failed: %s", error)
-        next_purge = time.monotonic()
+        next_purge = next_accounts = time.monotonic()
         while self._running:
             with self._wake:
                 if not self._dirty:
-                    self._wake.wait(max(0.0, self._next_deadline(next_purge) - time.monotonic()))
+                    self._wake.wait(max(0.0, self._next_deadline(next_purge, next_accounts) - time.monotonic()))
                 self._dirty = False
             if not self._running:
                 return
             try:
+                if time.monotonic() >= next_accounts:
+                    next_accounts = time.monotonic() + self.accounts_every
+                    self._check_accounts()
                 self._expire_flights()
                 self._flush_assemblies()
                 self._deliver()
@@ -448,8 +455,11 @@ class SmppServer:
             except Exception:
                 log.exception("SMPP outbox failed")
 
-    def _next_deadline(self, next_purge: float) -> float:
+    def _next_deadline(self, next_purge: float, next_accounts: float) -> float:
         deadlines = [next_purge]
+        with self._lock:
+            if any(session.user is not None for session in self._sessions):  # no session bound: no check to make
+                deadlines.append(next_accounts)
         try:
             oldest = self.store.smpp_parts_oldest()
         except StoreError:
@@ -461,6 +471,28 @@ class SmppServer:
             for session in self._sessions:
                 deadlines += [flight.sent_at + self.settings.resend_timeout for flight in session.in_flight.values()]
         return min(deadlines)
+
+    def _check_accounts(self) -> None:
+        """Unbind the sessions whose user was disabled, deleted or given a new password since it bound (with an
+        unbind PDU, as when the server stops: the client's next bind is refused, or takes the new password), and
+        apply a new throughput to the others at once. Raises StoreError."""
+        with self._lock:
+            bound = [session for session in self._sessions if session.user is not None and not session.closed]
+        if not bound:
+            return
+        users = accounts.current_accounts(self.store)
+        for session in bound:
+            assert session.user is not None
+            user = users.get(session.user["id"])
+            reason = ("was deleted" if user is None else "was disabled" if user["disabled"]
+                      else "has a new password" if user["credential"] != session.user.get("credential") else None)
+            if reason is not None:
+                log.warning("SMPP %s: user %s %s: its %s session is unbound", session.peer,
+                            session.user["system_id"], reason, session.bind_type)
+                self.count("sessions_unbound_by_account")
+                session.unbind()
+            elif user is not None and user != session.user:
+                session.user = user  # a new throughput applies to the next submit_sm
 
     def _expire_flights(self) -> None:
         now = time.monotonic()

@@ -37,6 +37,10 @@ class SmppStore(StoreBase):
         """Every SMPP user (without its password hash), by system_id."""
         return self.query_dicts(f"SELECT {USER_COLUMNS} FROM smpp_users ORDER BY system_id")
 
+    def smpp_users_with_hashes(self) -> list[dict]:
+        """Every SMPP user with its password hash (for the server's check of its bound sessions)."""
+        return self.query_dicts("SELECT * FROM smpp_users")
+
     def smpp_user_by_system_id(self, system_id: str) -> dict | None:
         """The user of that system_id, with its password hash (for a bind), or None."""
         rows = self.query("SELECT * FROM smpp_users WHERE system_id = ?", (system_id,))

@@ -164,7 +164,8 @@ class StatsStore(StoreBase):
             if start not in kept:
                 histograms[start][took] = histograms[start].get(took, 0) + count  # a period may span two runs
         medians.update({("period", start): _median(times) for start, times in histograms.items()})
-        # per SIM and over all: kept months, then kept weeks in the days between them (a year's first, partial month), then the days left
+        # per SIM and over all: kept months, then kept weeks in the days between them (a year's first, partial
+        # month), then the day rows left
         covers = {start: row for start, row in self._kept("month", first, after, None, every_sim=True).items()
                   if row.end <= after}
         gaps = _gaps(first, after, {start: row.end for start, row in covers.items()})
