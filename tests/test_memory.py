@@ -71,19 +71,63 @@ def test_a_simulated_modem_keeps_its_last_records_only():
     assert len(records) == KEPT_RECORDS and records[-1] == -1 and records[0] == KEPT_RECORDS + 1
 
 
-def test_a_modems_worker_keeps_a_small_page_cache(start_daemon):
-    """A worker reads a few rows at a time (its claims and counters): its connection's cache is the small one."""
+def test_the_modem_workers_share_one_connection(start_daemon):
+    """Each connection keeps the statements it compiled (~380 KiB for a worker's): the workers share one."""
     from concurrent.futures import Future
 
     from modemgw.pool.tasks import Call
-    from modemgw.store.base import SMALL_CACHE_KIB
 
-    daemon = start_daemon(modems=1)
-    [worker] = daemon.pool.workers
-    done: Future = Future()
-    worker.tasks.put(Call(lambda modem: cache_kib(daemon.store.connection()), done))  # on the worker's thread
-    assert done.result(10) == SMALL_CACHE_KIB
-    assert cache_kib(daemon.store.connection()) > SMALL_CACHE_KIB  # this thread's: the usual one
+    daemon = start_daemon(modems=2)
+    store = daemon.store
+
+    def on_the_workers_thread(modem) -> int:
+        with store._sharing():
+            return id(store.connection())
+
+    seen = []
+    for worker in daemon.pool.workers:
+        done: Future = Future()
+        worker.tasks.put(Call(on_the_workers_thread, done))
+        seen.append(done.result(10))
+    assert seen[0] == seen[1] and id(store.connection()) != seen[0]  # this thread's: its own
+
+
+def test_threads_that_share_the_connection_take_turns(tmp_path):
+    """Reads and transactions of threads sharing the connection never mix: each holds it for its length (a read
+    in a thread's own transaction sees its writes), and every write commits."""
+    store = Store(tmp_path / "modemgw.db")
+    errors: list[BaseException] = []
+
+    def work(number: int) -> None:
+        store.share_connection()
+        try:
+            for step in range(40):
+                with store.transaction(durable=step % 10 == 0) as conn:
+                    conn.execute("INSERT INTO settings (name, value) VALUES (?, ?)", (f"t{number}-{step}", "x"))
+                    assert store.query("SELECT value FROM settings WHERE name = ?", (f"t{number}-{step}",))
+                    if step == 5:
+                        raise ValueError("rolled back")
+        except ValueError:
+            pass
+        except BaseException as error:  # reported below
+            errors.append(error)
+        try:
+            for step in range(6, 40):
+                with store.transaction() as conn:
+                    conn.execute("INSERT INTO settings (name, value) VALUES (?, ?)", (f"u{number}-{step}", "y"))
+                assert store.query_dicts("SELECT COUNT(*) AS n FROM settings")[0]["n"] >= step - 6
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(number,)) for number in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    counts = store.query("SELECT SUM(name LIKE 't%'), SUM(name LIKE 'u%') FROM settings")[0]
+    assert tuple(counts) == (6 * 5, 6 * 34)  # steps 0-4 of each thread, then 6-39; step 5 rolled back
+    store.close()
 
 
 def test_settling_moves_what_start_up_made_out_of_the_collectors_way():

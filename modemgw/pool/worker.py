@@ -158,7 +158,7 @@ class ModemWorker(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.pool.store.small_cache()
+            self.pool.store.share_connection()
         except StoreError as error:  # the first transaction meets it again, and is handled there
             log.debug("%s: %s", self.label, error)
         while not self._stopping:

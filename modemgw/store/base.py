@@ -2,8 +2,8 @@
 database's health. The subject modules (messages, dispatch, inbox, modems, admin, webhooks) build on `StoreBase`.
 
 A connection per thread (WAL, synchronous=NORMAL, a busy timeout), its own or, for a thread that uses the database
-now and then, one lent from a small pool for a block (`lent`: an HTTP request, a scheduled job); every state
-change is one short
+now and then, one lent from a small pool for a block (`lent`: an HTTP request, a scheduled job), or, for the modem
+workers, one they share, one read or transaction at a time (`share_connection`); every state change is one short
 transaction, synced to the disk (synchronous=FULL for that commit) when something outside is told about it or
 acts on it next: `transaction(durable=True)`. The schema is versioned SQL (`schema.py`), applied when a store
 opens.
@@ -91,7 +91,6 @@ def _new_database(conn: sqlite3.Connection) -> None:
 UNSETTLED = "status NOT IN ('sent', 'delivered')"
 STATUSES = ("queued", "scheduled", "sending", "sent", "delivered", "undelivered", "failed", "expired", "canceled")
 
-SMALL_CACHE_KIB = 128  # the page cache of a thread that reads a few rows at a time (`StoreBase.small_cache`)
 # Connections kept for the threads that use the database now and then and borrow one (`StoreBase.lent`): HTTP
 # requests and scheduled jobs. Each connection costs ~1 MB (its schema, compiled statements and triggers, page
 # cache): the six HTTP threads and three job threads kept nine of them, mostly idle, on a 60 MB budget.
@@ -123,6 +122,8 @@ class StoreBase:
         self._idle: list[sqlite3.Connection] = []  # the pool of `lent`: warm connections, the last returned on top
         self._pool_lock = threading.Lock()
         self._pool_closed = False  # after close(): a connection handed back is closed, not kept
+        self._shared: sqlite3.Connection | None = None  # the modem workers' one connection (`share_connection`)
+        self._share_lock = threading.RLock()
         _create_private(self.path)
         try:
             migrate(self.connection(), self.path)
@@ -133,30 +134,65 @@ class StoreBase:
     # --- connections and transactions --------------------------------------------------------------------
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use. Raises StoreError."""
+        """This thread's connection, opened on first use (for a thread that shares, the shared one: only inside
+        `_sharing`, which the store's reads and transactions enter). Raises StoreError."""
+        if getattr(self._local, "shares", False):
+            if not getattr(self._local, "share_depth", 0):
+                raise RuntimeError("a thread that shares the workers' connection used it outside _sharing()")
+            if self._shared is None:
+                self._shared = self._open()
+            return self._shared
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-            except sqlite3.Error as error:
-                raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
-            conn.row_factory = sqlite3.Row
-            try:
-                if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
-                    _new_database(conn)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA busy_timeout=10000")
-                conn.execute("PRAGMA foreign_keys=ON")
-                # Each thread's connection has its own page cache: SQLite's default (2 MiB) times ~25 threads
-                # (workers, HTTP, jobs, webhooks) was up to 50 MB of RSS on a 60 MB budget. The OS caches the file
-                # anyway; 512 KiB keeps a query's working set (benchmarks/footprint.py, modemgw/memory.py).
-                conn.execute("PRAGMA cache_size = -512")
-            except sqlite3.Error as error:
-                conn.close()
-                raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
-            self._local.conn = conn
+            self._local.conn = conn = self._open()
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection, set up. Raises StoreError."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        except sqlite3.Error as error:
+            raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
+        conn.row_factory = sqlite3.Row
+        try:
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                _new_database(conn)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            # Each thread's connection has its own page cache: SQLite's default (2 MiB) times ~25 threads
+            # (workers, HTTP, jobs, webhooks) was up to 50 MB of RSS on a 60 MB budget. The OS caches the file
+            # anyway; 512 KiB keeps a query's working set (benchmarks/footprint.py, modemgw/memory.py).
+            conn.execute("PRAGMA cache_size = -512")
+        except sqlite3.Error as error:
+            conn.close()
+            raise StoreError.from_sqlite(error, f"cannot open database {self.path}: {error}") from None
+        return conn
+
+    def share_connection(self) -> None:
+        """This thread (a modem's worker) uses, from now on, the one connection the store keeps for such threads,
+        one thread at a time (`_sharing`: each read and each transaction holds it for its length, never across a
+        modem's reply). A connection keeps every statement it compiled, with the triggers they fire: ~380 KiB for
+        a worker's claim, records and reports (sqlite3_db_status), ~500 KiB with its schema; with 8 modems, one
+        instead of eight was ~3 MB less while draining (benchmarks/footprint.py). Writes queue on the write lock
+        anyway, and a worker's reads are a few rows."""
+        if getattr(self._local, "conn", None) is not None:
+            return  # it has its own already (a test's thread that also plays a worker)
+        self._local.shares = True
+
+    @contextmanager
+    def _sharing(self) -> Iterator[None]:
+        """Within the block, this thread holds the shared connection (when it shares one; else nothing)."""
+        if not getattr(self._local, "shares", False):
+            yield
+            return
+        with self._share_lock:
+            self._local.share_depth = getattr(self._local, "share_depth", 0) + 1
+            try:
+                yield
+            finally:
+                self._local.share_depth -= 1
 
     @contextmanager
     def lent(self) -> Iterator[None]:
@@ -165,7 +201,7 @@ class StoreBase:
         a few warm connections serve them all instead of one each (~1 MB apiece). A thread that has a connection of
         its own keeps using it (a modem's worker, the webhook sender, a test's thread). Not for a block that leaves
         a transaction open: a connection handed back inside one is closed (rolled back), never lent on."""
-        if getattr(self._local, "conn", None) is not None:
+        if getattr(self._local, "conn", None) is not None or getattr(self._local, "shares", False):
             yield
             return
         with self._pool_lock:
@@ -182,14 +218,6 @@ class StoreBase:
                             conn = None
                 if conn is not None:
                     conn.close()
-
-    def small_cache(self) -> None:
-        """This thread reads only a few rows at a time (a modem's worker: the claim, its counters): its connection
-        keeps a 128 KiB page cache, not 512 KiB. With 16 modems, 6 MB less on a Pi. Raises StoreError."""
-        try:
-            self.connection().execute(f"PRAGMA cache_size = -{SMALL_CACHE_KIB}")
-        except sqlite3.Error as error:
-            raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
 
     @contextmanager
     def transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -216,6 +244,11 @@ class StoreBase:
         event's outbox rows (webhook deliveries, SMPP receipts) in the commit that records the event itself: a
         crash cannot come between them. A durable nested block needs a durable enclosing one (SQLite cannot change
         the sync of a transaction under way): RuntimeError otherwise, a bug of the caller."""
+        with self._sharing(), self._transaction_here(durable) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction_here(self, durable: bool) -> Iterator[sqlite3.Connection]:
         if getattr(self._local, "depth", 0):
             if durable and not self._local.durable:
                 raise RuntimeError("a durable write nested in a transaction that is not durable")
@@ -335,13 +368,17 @@ class StoreBase:
     def _normal_sync(self, conn: sqlite3.Connection) -> None:
         """Back to synchronous=NORMAL after a durable commit (a connection dropped by a failed rollback is
         closed already: it needs nothing)."""
-        if conn is not getattr(self._local, "conn", None):
+        if conn is not self._held():
             return
         try:
             if not conn.in_transaction:
                 conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as error:
             log.warning("database %s: cannot set synchronous=NORMAL again: %s", self.path, error)
+
+    def _held(self) -> sqlite3.Connection | None:
+        """The connection this thread works with now (its own, the shared one, or None), without opening one."""
+        return self._shared if getattr(self._local, "shares", False) else getattr(self._local, "conn", None)
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         """End a failed transaction. SQLite may have rolled it back by itself (SQLITE_FULL, IOERR, BUSY can):
@@ -355,7 +392,10 @@ class StoreBase:
         except sqlite3.Error as error:
             log.warning("database %s: rollback failed: %s", self.path, error)
         if conn.in_transaction:
-            self._local.conn = None
+            if conn is self._shared:
+                self._shared = None
+            elif conn is getattr(self._local, "conn", None):
+                self._local.conn = None
             try:
                 conn.close()
             except sqlite3.Error as error:
@@ -382,7 +422,8 @@ class StoreBase:
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """Rows of one read. Raises StoreError."""
         try:
-            return self.connection().execute(sql, params).fetchall()
+            with self._sharing():
+                return self.connection().execute(sql, params).fetchall()
         except sqlite3.Error as error:
             raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
 
@@ -391,15 +432,21 @@ class StoreBase:
         the names: for 500 messages of ~35 columns that was 10 ms of a 20 ms API page; zip is 6x faster. Raises
         StoreError."""
         try:
-            cursor = self.connection().execute(sql, params)
-            names = [column[0] for column in cursor.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            with self._sharing():
+                cursor = self.connection().execute(sql, params)
+                names = [column[0] for column in cursor.description or ()]
+                rows = cursor.fetchall()
+            return [dict(zip(names, row, strict=True)) for row in rows]
         except sqlite3.Error as error:
             raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
 
     def _write_if_free(self, sql: str, params: Any = (), wait_ms: int = 100) -> bool:
         """One write statement, unless the database stays busy for `wait_ms` or fails: for bookkeeping that must
         never hold up or fail a request (when a key or a user was last seen). False when nothing was written."""
+        with self._sharing():
+            return self._write_here(sql, params, wait_ms)
+
+    def _write_here(self, sql: str, params: Any, wait_ms: int) -> bool:
         if getattr(self._local, "depth", 0):
             return False  # inside this thread's transaction: its own BEGIN would end the enclosing one
         try:
@@ -428,6 +475,10 @@ class StoreBase:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        with self._share_lock:
+            shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.close()
         with self._pool_lock:
             idle, self._idle, self._pool_closed = self._idle, [], True
         for conn in idle:
@@ -437,7 +488,8 @@ class StoreBase:
     def schema_version(self) -> int:
         """The number of migrations applied (`len(MIGRATIONS)` once the store is open). Raises StoreError."""
         try:
-            return schema_version(self.connection())
+            with self._sharing():
+                return schema_version(self.connection())
         except sqlite3.Error as error:
             raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
 
@@ -472,6 +524,10 @@ class StoreBase:
 
     def _probe(self) -> tuple[str, str] | None:
         """(kind, what is wrong), or None when the database reads and would take a write now."""
+        with self._sharing():
+            return self._probe_here()
+
+    def _probe_here(self) -> tuple[str, str] | None:
         if getattr(self._local, "depth", 0):
             raise RuntimeError("health() inside a transaction of the same thread")
         try:

@@ -189,6 +189,10 @@ class RetentionStore(StoreBase):
     def pages(self) -> dict:
         """{"page_size", "page_count", "freelist_count", "auto_vacuum" ("none", "full" or "incremental")}.
         Raises StoreError."""
+        with self._sharing():
+            return self._pages_here()
+
+    def _pages_here(self) -> dict:
         conn = self.connection()
         try:
             values = {name: conn.execute(f"PRAGMA {name}").fetchone()[0]
@@ -213,6 +217,10 @@ class RetentionStore(StoreBase):
         which otherwise keeps its largest size) waiting at most `busy_ms` for readers. This gateway's writers wait
         meanwhile (the write lock), so call it when nothing is being sent. {"busy": whether it could not finish,
         "log_frames", "checkpointed_frames"}. Raises StoreError."""
+        with self._sharing():
+            return self._checkpoint_here(truncate, busy_ms)
+
+    def _checkpoint_here(self, truncate: bool = False, busy_ms: int = 100) -> dict:
         conn = self.connection()
         mode = "TRUNCATE" if truncate else "PASSIVE"
         with self._write_lock:
@@ -229,6 +237,10 @@ class RetentionStore(StoreBase):
         database's size free on its file system, and holds the database for as long as it takes (seconds to
         minutes): run it while the gateway is stopped. {"before_bytes", "after_bytes", "auto_vacuum"}. Raises
         StoreError."""
+        with self._sharing():
+            return self._vacuum_here()
+
+    def _vacuum_here(self) -> dict:
         before = self.file_sizes()
         conn = self.connection()
         with self._write_lock:
