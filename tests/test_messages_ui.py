@@ -353,6 +353,25 @@ def form_token(ui, path):
     return csrf_token(ui.get(path).get_data(as_text=True))
 
 
+def test_the_export_streams_every_message_once_across_pages_and_chunks(ui, client):
+    """1,234 messages: three database pages of EXPORT_PAGE, sent in chunks of EXPORT_CHUNK; each row once, newest
+    first, one header, one byte-order mark."""
+    from webui.messages import EXPORT_CHUNK, EXPORT_PAGE
+
+    gateway = client.test_client.application.extensions["modemgw"].gateway
+    result = gateway.send(SubmitRequest("Reminder", [f"+4477009{index:05d}" for index in range(1234)],
+                                        send_at=time.time() + LATER))
+    ids = sorted((message["id"] for message in result["messages"]), reverse=True)
+    answer = ui.get("/ui/messages/export.csv", buffered=False)
+    chunks = list(answer.response)
+    text = "".join(chunk.decode() if isinstance(chunk, bytes) else chunk for chunk in chunks)
+    assert len([chunk for chunk in chunks if chunk]) >= 1234 // EXPORT_CHUNK and 2 * EXPORT_PAGE < 1234
+    assert text.count("\ufeff") == 1 and text.startswith("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(text[1:])))
+    assert [int(row["id"]) for row in rows] == ids
+    assert sum(1 for line in text.splitlines() if line.lstrip("\ufeff").startswith("id,")) == 1
+
+
 def test_the_export_is_the_apis_list_cell_for_cell_and_formulas_stay_guarded(ui, client):
     """The README's promise: the same rows as GET /api/v1/messages. Numbers (recipients, amounts) are written as
     they are; only a text a spreadsheet could run gets its apostrophe."""
