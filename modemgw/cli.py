@@ -316,6 +316,13 @@ def _data_option(function):
                              "/var/lib/modemgw.")(function)
 
 
+def _demo_data_option(function):
+    return click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Data directory (database, control socket); default the demo's own, "
+                             "$XDG_DATA_HOME/modemgw/demo (~/.local/share/modemgw/demo), never the installed "
+                             "gateway's.")(function)
+
+
 def _config_option(function):
     return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         help="TOML configuration file (see docs and deploy/ for a commented example).")(function)
@@ -417,7 +424,7 @@ def _banner(daemon) -> None:
 @_config_option
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="HTTP address (default 127.0.0.1:8080, or the config's [http] listen).")
-@_data_option
+@_demo_data_option
 @click.option("--modems", type=click.IntRange(1, 16), default=3, show_default=True)
 @click.option("--email", "email_listen", default=None, metavar="HOST:PORT",
               help="Also run the e-mail to SMS server there (e.g. 127.0.0.1:2525): mail to <number>@sms.local from "

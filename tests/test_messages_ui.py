@@ -456,6 +456,20 @@ def test_the_scheduled_list_shows_a_page_of_batches_and_leads_to_the_rest(ui, ap
     assert 'rel="prev">← Earlier</a>' in rest and "Later →" not in rest
 
 
+def test_a_long_batch_text_is_cut_at_300_characters_on_every_screen_with_a_link_to_the_whole(ui, app):
+    """The list shows the same part of a long text on a phone as on a desktop (it was cut by height, so a phone
+    showed a third of what a desktop did, with no sign of the cut), and links to the batch for the rest."""
+    gateway = app.extensions["modemgw"].gateway
+    long_text = "".join(f"word{index} " for index in range(80)).strip()  # ~550 characters
+    long = gateway.submit(long_text, numbers(1, 7600), send_at=time.time() + LATER)["submission_id"]
+    short = gateway.submit("See you at 10:00", numbers(1, 7700), send_at=time.time() + LATER)["submission_id"]
+    page = ui.get("/ui/scheduled").get_data(as_text=True)
+    assert f'<p class="batch-body">{long_text[:300]}… <a href="/ui/scheduled/{long}">whole text</a></p>' in page
+    assert long_text[300:310] not in page
+    assert '<p class="batch-body">See you at 10:00</p>' in page and short
+    assert long_text in ui.get(f"/ui/scheduled/{long}").get_data(as_text=True)
+
+
 def test_a_search_reads_a_window_of_messages_per_page_and_finds_the_rest_by_its_cursor(ui, client, app):
     """A filter no index serves (a text, an API key, a user) reads at most `scan_window` message ids per page
     (`Gateway.message_page`; 10,000 in the gateway, 10 here): a search that matches nothing in the window answers
