@@ -470,6 +470,30 @@ def test_a_long_batch_text_is_cut_at_300_characters_on_every_screen_with_a_link_
     assert long_text in ui.get(f"/ui/scheduled/{long}").get_data(as_text=True)
 
 
+def test_a_delivery_held_behind_an_earlier_one_of_its_message_says_it_is_due(ui, app):
+    """A message's webhook deliveries go in order: the second waits while the first is retried, its own time long
+    past. The webhook page said "next attempt" at that past time; it says the delivery is due, after the earlier."""
+    from tests.support import eventually
+
+    daemon = app.extensions["modemgw"]
+    hook = daemon.gateway.create_webhook("http://127.0.0.1:9/hook", ["message.sent", "message.delivered"])
+    [message] = daemon.gateway.submit("Held", "+447700900321", send_at=time.time() + LATER)["messages"]
+    for event in ("message.sent", "message.delivered"):
+        daemon.store.add_webhook_deliveries(event, message["id"], [(hook["id"], hook["url"], f"e-{event}", "{}")],
+                                            time.time())
+    daemon.webhooks.wake()  # as the gateway does after it queues an event's deliveries
+
+    def by_event() -> dict:
+        return {row["event"]: row for row in daemon.store.deliveries_for_webhook(hook["id"])}
+
+    assert eventually(lambda: by_event()["message.sent"]["attempts"] >= 1)  # port 9: refused, retried later
+    held = by_event()["message.delivered"]
+    assert held["attempts"] == 0 and held["next_attempt_at"] < time.time()
+    page = ui.get(f"/ui/webhooks/{hook['id']}").get_data(as_text=True)
+    row = page[page.index(f'<tr data-delivery="{held["id"]}">'):]
+    assert "due now (a message's deliveries go in order: after its earlier ones)" in row[:row.index("</tr>")]
+
+
 def test_a_search_reads_a_window_of_messages_per_page_and_finds_the_rest_by_its_cursor(ui, client, app):
     """A filter no index serves (a text, an API key, a user) reads at most `scan_window` message ids per page
     (`Gateway.message_page`; 10,000 in the gateway, 10 here): a search that matches nothing in the window answers

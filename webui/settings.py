@@ -5,6 +5,7 @@ in a cookie."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import g, redirect, render_template, request, url_for
@@ -334,7 +335,7 @@ def webhook_page(webhook_id: int):
     return render_template("webhook.html", hook=hook, failing=failing, events=webhooks.EVENTS,
                            chosen=form.getlist("events") if form else hook["events"].split(","),
                            url_value=form.get("url", "") if form else hook["url"], confirm_delete=confirm_delete,
-                           statuses=webhooks.DELIVERY_STATUSES, page_size=DELIVERY_PAGE,
+                           statuses=webhooks.DELIVERY_STATUSES, page_size=DELIVERY_PAGE, now=time.time(),
                            **_delivery_log(webhook_id, request.args)), status
 
 
