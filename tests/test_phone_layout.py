@@ -261,6 +261,25 @@ def paths(daemon, site) -> list[str]:
     return shown
 
 
+# A visible field's hint (its placeholder) cut short: the text measured in the field's font against its width.
+PLACEHOLDERS = """() => {
+  const canvas = document.createElement("canvas").getContext("2d");
+  const cut = [];
+  for (const field of document.querySelectorAll("input[placeholder], textarea[placeholder]")) {
+    const box = field.getBoundingClientRect();
+    if (!box.width || field.type === "hidden" || getComputedStyle(field).visibility === "hidden") continue;
+    if (field.tagName === "TEXTAREA") continue;  // a textarea wraps its hint
+    const style = getComputedStyle(field);
+    canvas.font = style.font;
+    const room = field.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const need = canvas.measureText(field.placeholder).width;
+    if (need > room + 1) cut.push(`${JSON.stringify(field.placeholder)} of #${field.id || field.name} needs ` +
+                                  `${need.toFixed(0)} px, has ${room.toFixed(0)}`);
+  }
+  return cut;
+}"""
+
+
 def check(page, where: str) -> tuple[list[str], collections.Counter]:
     """What is wrong with the page as shown (sideways scroll, a control off-screen, a label away from its
     input), and the role and name of every visible control."""
@@ -285,6 +304,7 @@ def check(page, where: str) -> tuple[list[str], collections.Counter]:
             problems.append(f"{where}: {item['role']} {item['name']!r} shows only after {place['scrolled']} "
                             "scrolls sideways")
     problems += [f"{where}: label {text}" for text in page.evaluate(LABELS)]
+    problems += [f"{where}: placeholder {text}" for text in page.evaluate(PLACEHOLDERS)]
     return problems, shown
 
 
