@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from modemgw.store.base import StoreBase, _busy_timeout
+from modemgw.store.base import StoreBase, _busy_timeout, sharing
 from modemgw.store.errors import StoreError
 
 MAX_DETAIL = 4000  # characters of one entry's detail JSON
@@ -19,6 +19,7 @@ AUDIT_PATIENCE_MS = 2000
 class AuditStore(StoreBase):
     """Table `audit` (migration 7): append-only, read newest first."""
 
+    @sharing  # a modem worker's entry: the shared connection before the write lock, as everywhere
     def add_audit(self, action: str, actor: str, source: str | None = None, target: str | None = None,
                   detail: dict | None = None, ok: bool = True, now: float | None = None) -> int:
         """Append one entry; its id. Waits at most AUDIT_PATIENCE_MS for another program's lock. Raises
@@ -27,20 +28,19 @@ class AuditStore(StoreBase):
         # the patience covers this process's writers too: one of them (a scheduled job) may be the one waiting
         # up to 10 s for another program's lock, holding ours meanwhile
         started = time.monotonic()
-        with self._sharing():  # (a modem worker's: the shared connection before the write lock, as everywhere)
-            if not self._write_lock.acquire(timeout=AUDIT_PATIENCE_MS / 1000):
-                raise StoreError(f"database {self.path}: another write of this gateway held it for "
-                                 f"{AUDIT_PATIENCE_MS / 1000:g} s", "locked")
-            try:
-                left = max(1, AUDIT_PATIENCE_MS - int(1000 * (time.monotonic() - started)))
-                with _busy_timeout(self.connection(), left), self.transaction() as conn:
-                    cursor = conn.execute("INSERT INTO audit (at, actor, source, action, target, detail, ok) "
-                                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                          (now or time.time(), actor[:200], (source or "")[:200] or None,
-                                           action[:100], (target or "")[:200] or None, text, 1 if ok else 0))
-                    return int(cursor.lastrowid or 0)
-            finally:
-                self._write_lock.release()
+        if not self._write_lock.acquire(timeout=AUDIT_PATIENCE_MS / 1000):
+            raise StoreError(f"database {self.path}: another write of this gateway held it for "
+                             f"{AUDIT_PATIENCE_MS / 1000:g} s", "locked")
+        try:
+            left = max(1, AUDIT_PATIENCE_MS - int(1000 * (time.monotonic() - started)))
+            with _busy_timeout(self.connection(), left), self.transaction() as conn:
+                cursor = conn.execute("INSERT INTO audit (at, actor, source, action, target, detail, ok) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                      (now or time.time(), actor[:200], (source or "")[:200] or None, action[:100],
+                                       (target or "")[:200] or None, text, 1 if ok else 0))
+                return int(cursor.lastrowid or 0)
+        finally:
+            self._write_lock.release()
 
     def audit_entries(self, limit: int = 100, *, before: int | None = None, action: str | None = None,
                       actor: str | None = None, since: float | None = None, until: float | None = None,

@@ -11,6 +11,7 @@ opens.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from modemgw.store.errors import UNHEALTHY_KINDS, StoreError
 from modemgw.store.schema import migrate, schema_version
@@ -100,6 +101,22 @@ POOL_IDLE = 2
 ROUTINE_EVENTS = ("message.created", "message.sending", "part.sent", "message.sent", "part.report",
                   "message.delivered", "message.undelivered")
 FINAL_REPORTS = ("delivered", "failed")  # a part's report that is kept in its row (a pending one is logged)
+
+
+_Store = TypeVar("_Store", bound="StoreBase")
+_Args = ParamSpec("_Args")
+_Result = TypeVar("_Result")
+
+
+def sharing(method: Callable[Concatenate[_Store, _Args], _Result]) -> Callable[Concatenate[_Store, _Args], _Result]:
+    """A store method that holds the modem workers' shared connection for its length when its thread shares one
+    (`StoreBase.share_connection`): for a method that takes the write lock itself or uses `connection()` directly,
+    so that the shared connection is always taken before the write lock."""
+    @functools.wraps(method)
+    def holding(self: _Store, *args: _Args.args, **kwargs: _Args.kwargs) -> _Result:
+        with self._sharing():
+            return method(self, *args, **kwargs)
+    return holding
 
 
 def inserted_id(cursor: sqlite3.Cursor) -> int:
@@ -196,11 +213,11 @@ class StoreBase:
 
     @contextmanager
     def lent(self) -> Iterator[None]:
-        """Within the block, this thread's connection is one of the store's pool (made when none is idle), handed
-        back at the end: for threads that use the database now and then (an HTTP request, a scheduled job), so that
-        a few warm connections serve them all instead of one each (~1 MB apiece). A thread that has a connection of
-        its own keeps using it (a modem's worker, the webhook sender, a test's thread). Not for a block that leaves
-        a transaction open: a connection handed back inside one is closed (rolled back), never lent on."""
+        """Within the block, this thread's connection is one of the store's pool (made when none is idle), handed back
+        at the end: for threads that use the database now and then (an HTTP request, a scheduled job), so that a few
+        warm connections serve them all instead of one each (~1 MB apiece). A thread that has a connection of its own
+        keeps using it (the webhook sender, a test's thread), and a modem's worker its shared one. Not for a block that
+        leaves a transaction open: a connection handed back inside one is closed (rolled back), never lent on."""
         if getattr(self._local, "conn", None) is not None or getattr(self._local, "shares", False):
             yield
             return
@@ -440,13 +457,10 @@ class StoreBase:
         except sqlite3.Error as error:
             raise StoreError.from_sqlite(error, f"database {self.path}: {error}") from None
 
+    @sharing
     def _write_if_free(self, sql: str, params: Any = (), wait_ms: int = 100) -> bool:
         """One write statement, unless the database stays busy for `wait_ms` or fails: for bookkeeping that must
         never hold up or fail a request (when a key or a user was last seen). False when nothing was written."""
-        with self._sharing():
-            return self._write_here(sql, params, wait_ms)
-
-    def _write_here(self, sql: str, params: Any, wait_ms: int) -> bool:
         if getattr(self._local, "depth", 0):
             return False  # inside this thread's transaction: its own BEGIN would end the enclosing one
         try:
@@ -522,12 +536,9 @@ class StoreBase:
                 "free_bytes": free,
                 "last_write_failure": {"at": failure.at, "error": failure.error} if failure else None}
 
+    @sharing
     def _probe(self) -> tuple[str, str] | None:
         """(kind, what is wrong), or None when the database reads and would take a write now."""
-        with self._sharing():
-            return self._probe_here()
-
-    def _probe_here(self) -> tuple[str, str] | None:
         if getattr(self._local, "depth", 0):
             raise RuntimeError("health() inside a transaction of the same thread")
         try:

@@ -24,7 +24,7 @@ import os
 import sqlite3
 from typing import Any
 
-from modemgw.store.base import UNSETTLED, StoreBase, _busy_timeout
+from modemgw.store.base import UNSETTLED, StoreBase, _busy_timeout, sharing
 from modemgw.store.errors import StoreError
 from modemgw.store.messages import FINAL_STATUSES as FINAL
 
@@ -186,13 +186,10 @@ class RetentionStore(StoreBase):
 
     # --- the file: freed pages, the write-ahead log, VACUUM -----------------------------------------------------
 
+    @sharing
     def pages(self) -> dict:
         """{"page_size", "page_count", "freelist_count", "auto_vacuum" ("none", "full" or "incremental")}.
         Raises StoreError."""
-        with self._sharing():
-            return self._pages_here()
-
-    def _pages_here(self) -> dict:
         conn = self.connection()
         try:
             values = {name: conn.execute(f"PRAGMA {name}").fetchone()[0]
@@ -212,15 +209,12 @@ class RetentionStore(StoreBase):
                 conn.execute("PRAGMA incremental_vacuum(1)")   # Python's execute steps a row-less statement once
             return before - conn.execute("PRAGMA freelist_count").fetchone()[0]
 
+    @sharing
     def checkpoint(self, truncate: bool = False, busy_ms: int = 100) -> dict:
         """Copy the write-ahead log into the database: PASSIVE (never waits), or TRUNCATE (empties the log file,
         which otherwise keeps its largest size) waiting at most `busy_ms` for readers. This gateway's writers wait
         meanwhile (the write lock), so call it when nothing is being sent. {"busy": whether it could not finish,
         "log_frames", "checkpointed_frames"}. Raises StoreError."""
-        with self._sharing():
-            return self._checkpoint_here(truncate, busy_ms)
-
-    def _checkpoint_here(self, truncate: bool = False, busy_ms: int = 100) -> dict:
         conn = self.connection()
         mode = "TRUNCATE" if truncate else "PASSIVE"
         with self._write_lock:
@@ -231,16 +225,13 @@ class RetentionStore(StoreBase):
                 raise StoreError.from_sqlite(error, f"database {self.path}: checkpoint: {error}") from None
         return {"busy": bool(busy), "log_frames": log_frames, "checkpointed_frames": done}
 
+    @sharing
     def vacuum(self) -> dict:
         """Rewrite the whole database compactly (VACUUM) with auto_vacuum = INCREMENTAL, so that from then on
         pruning gives freed pages back to the file system; then empty the write-ahead log. Needs about the
         database's size free on its file system, and holds the database for as long as it takes (seconds to
         minutes): run it while the gateway is stopped. {"before_bytes", "after_bytes", "auto_vacuum"}. Raises
         StoreError."""
-        with self._sharing():
-            return self._vacuum_here()
-
-    def _vacuum_here(self) -> dict:
         before = self.file_sizes()
         conn = self.connection()
         with self._write_lock:

@@ -722,7 +722,7 @@ MIGRATIONS: list[str] = [
     # 17: the counts of ended periods kept too (#19). A year's statistics by day still added up ~7,300 `stats_daily`
     # rows twice (per day, and per SIM): ~11 ms of a 33 ms report at a million messages. `stats_periods` replaces
     # `stats_medians`: for each period that has ended (day, week, month) and each SIM (-1: all SIMs; 0: none), its
-    # counts, its median and (months) its delivery times, written by the scheduler's roll-up
+    # counts, its median and (weeks, months) its delivery times, written by the scheduler's roll-up
     # (modemgw/store/stats.py). The triggers forget a kept period when its counts (`stats_daily`) or times
     # (`stats_took`) change: a late report, a message that fails days after, pruning. On the send path they find
     # nothing to forget (today is never kept): a read, no page written. The roll-up keeps the periods again.

@@ -125,21 +125,20 @@ class StatsStore(StoreBase):
 
     def stats_report(self, period: str, periods: list[tuple[str, str]], modem_id: int | None = None
                      ) -> tuple[dict[tuple[str, Any], dict[str, int]], dict[tuple[str, Any], float]]:
-        """(counts, medians) of `periods` ([start, end) local dates, in order, adjoining: the whole periods of
-        `period` a report covers), optionally of one SIM.
+        """(counts, medians) of `periods` ([start, end) local dates, in order, adjoining: the whole periods of `period`
+        a report covers), optionally of one SIM.
 
-        counts: {("period", start) | ("sim", modem id, None for none): {kind: count}}, kind a counted status (see
-        the module's docstring for which moment counts) or "segment"; only kinds with a count, and a key without
-        any is left out. medians: {("period", start) | ("sim", modem id) | ("all", None): median seconds from sent
-        to delivered} of the messages delivered that were sent then; a key without deliveries is left out. The
-        medians come from the delivery times `stats_took` keeps per day and SIM (to two significant figures, so
-        the medians are too).
+        counts: {("period", start) | ("sim", modem id, None for none): {kind: count}}, kind a counted status (see the
+        module's docstring for which moment counts) or "segment"; only kinds with a count, and a key without any is left
+        out. medians: {("period", start) | ("sim", modem id) | ("all", None): median seconds from sent to delivered} of
+        the messages delivered that were sent then; a key without deliveries is left out. The medians come from the
+        delivery times `stats_took` keeps per day and SIM (to two significant figures, so the medians are too).
 
-        What a roll-up kept (`roll_up_periods`: periods that ended) is read rather than worked out again: each
-        period's counts and median, and for the numbers per SIM and over all, the counts and times of the whole
-        months in the range. The rest (this month, the range's first days, a period a late report changed) is
-        added up from the day rows, in SQL: one row per period or SIM leaves the database (a year by day is 365
-        rows, not the ~7,000 of its days, kinds and SIMs)."""
+        What a roll-up kept (`roll_up_periods`: periods that ended) is read rather than worked out again: each period's
+        counts and median, and for the numbers per SIM and over all, the counts and times of the whole months in the
+        range, and of the whole weeks in the days between them. The rest (this month, the range's first days, a period a
+        late report changed) is added up from the day rows, in SQL: one row per period or SIM leaves the database (a
+        year by day is 365 rows, not the ~7,000 of its days, kinds and SIMs)."""
         if period not in _DAY_PERIOD:
             raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
         if not periods:
@@ -170,7 +169,7 @@ class StatsStore(StoreBase):
                   if row.end <= after}
         gaps = _gaps(first, after, {start: row.end for start, row in covers.items()})
         for gap_first, gap_after in gaps:
-            if _period_end("week", gap_first) <= _period_end("day", gap_after):  # room for a whole week, maybe
+            if _period_end("week", gap_first) <= gap_after:  # long enough to hold a whole week
                 covers.update({start: row for start, row in self._kept("week", gap_first, gap_after, None,
                                                                         every_sim=True).items()
                                if row.end <= gap_after})
@@ -244,11 +243,11 @@ class StatsStore(StoreBase):
         return rows
 
     def roll_up_periods(self, period: str, periods: list[tuple[str, str]], budget: float = 0.02) -> int:
-        """Keep the counts and delivery-time medians of `periods` ([start, end) local dates that ended: their day
-        rows no longer change but for a late report, a late failure or pruning, and a trigger of migration 17
-        forgets what was kept when they do) in `stats_periods`, for each SIM (with its times, which months'
-        reports merge) and for all SIMs, where not kept yet. Each transaction works at most about `budget` seconds,
-        so sends never wait long on it. Returns how many periods it kept."""
+        """Keep the counts and delivery-time medians of `periods` ([start, end) local dates that ended: their day rows
+        no longer change but for a late report, a late failure or pruning, and a trigger of migration 17 forgets what
+        was kept when they do) in `stats_periods`, for each SIM (with its times, which the reports of longer ranges
+        merge, for weeks and months) and for all SIMs, where not kept yet. Each transaction works at most about `budget`
+        seconds, so sends never wait long on it. Returns how many periods it kept."""
         if period not in _DAY_PERIOD:
             raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
         kept = {row[0] for row in self.query(
