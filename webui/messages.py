@@ -251,19 +251,14 @@ def message_statuses():
     return jsonify(statuses={str(key): value for key, value in statuses.items()}, settled=list(SETTLED))
 
 
-# The export's columns that hold text from people or the network: each is guarded against formulas. The others are
-# numbers, None (csv writes ""), ISO times, the gateway's own words (status, encoding) or true/false.
-_CSV_TEXT = frozenset({"to", "body", "client_ref", "report", "error_reason", "callback_url"})
-
-
 def _csv_cells(row: dict) -> list:
-    """A message's CSV cells, in CSV_COLUMNS order: its API view (`message_view`), flattened."""
+    """A message's CSV cells, in CSV_COLUMNS order: its API view (`message_view`), flattened. Every text is guarded
+    against formulas (a new column is too); numbers and None (an empty cell) go to csv as they are."""
     view = message_view(row)
     error = view["error"]
     view["error_code"], view["error_reason"] = (error["code"], error["reason"]) if error else (None, None)
     view["possible_duplicate"] = "true" if view["possible_duplicate"] else "false"
-    return [csvfile.guard(str(view[column])) if column in _CSV_TEXT and view[column] is not None else view[column]
-            for column in CSV_COLUMNS]
+    return [csvfile.guard(value) if type(value) is str else value for value in map(view.__getitem__, CSV_COLUMNS)]
 
 
 @ui.get("/ui/messages/export.csv")
