@@ -78,6 +78,7 @@ def test_a_webhook_is_edited_tested_disabled_and_deleted_on_its_page(browser, da
     page.get_by_role("button", name=f"Redeliver delivery {deliveries(daemon, hook['id'])[0]['id']}").click()
     status, headers, body = fixed.next()
     assert status == 200 and headers["X-Modemgw-Event"] == "message.sent"
+    page.wait_for_load_state()  # the Redeliver form's own page first: a reload during it lost the page (CI)
     page.reload()
     expect(row.locator("td[data-label=Result]")).to_contain_text("HTTP 200")
     expect(row.get_by_role("link", name=f"message {message['id']}")).to_be_visible()
