@@ -352,20 +352,29 @@ class ModemWorker(threading.Thread):
         self._quota_reported = False
         return None
 
-    def _set_state(self, state: str, reason: str | None = None) -> None:
+    def _set_state(self, state: str, reason: str | None = None, fields: dict | None = None) -> None:
+        """`fields`: more of the row (what a health check saw) written in the same commit as the state."""
         if state != self.state:
             self.state = state
             if self.modem_id is not None and state in ("ready", "faulted", "searching"):
-                self._record_state(self.modem_id, "online" if state == "ready" else state, reason)
+                self._record_state(self.modem_id, "online" if state == "ready" else state, reason, fields)
+                fields = None
             self.pool.changed()
+        if fields and self.modem_id is not None:
+            self.row = self.pool.store.update_modem(self.modem_id, **fields)
 
-    def _record_state(self, modem_id: int, state: str, reason: str | None) -> None:
+    def _record_state(self, modem_id: int, state: str, reason: str | None, fields: dict | None = None) -> None:
         """Write the modem's state (and why) to its row, unless the row says so already: busy -> ready after each
-        burst of sends, or the same outage noticed twice, must not cost a write (an SD card's wear)."""
+        burst of sends, or the same outage noticed twice, must not cost a write (an SD card's wear). `fields` go in
+        the same commit, so that the row never shows the one without the other (a lost registration, searching)."""
         recorded = self._recorded
         if recorded is not None and recorded[0] == state and reason in (None, recorded[1]):
+            if fields:
+                self.row = self.pool.store.update_modem(modem_id, **fields)
             return
-        self.pool.store.set_modem_state(modem_id, state, reason)
+        fields = fields or {}
+        self.pool.store.set_modem_state(modem_id, state, reason, fields)
+        self.row = {**self.row, **fields, "state": state}
         self._recorded = (state, reason)
 
     # --- sending: what happened goes to the gateway, which decides what becomes of the message ----------
@@ -605,12 +614,13 @@ class ModemWorker(threading.Thread):
         status = session.modem.network_status()
         self.seen = seen = Observed(status.signal.dbm, status.registration.state, status.operator, time.time())
         changes = health_changes(self.row, seen)
+        if not status.registration.registered and self.searching_since is None:
+            self._lose_network(session, status.registration.state, changes)  # the row's health and state: one commit
+            return
         if changes:  # only what changed is written: an idle gateway writes nothing (SD cards wear out)
             self.row = self.pool.store.update_modem(session.modem_id, **changes)
         else:  # a read: the counters others keep (delivered_total, ...) for health-weighted dispatch
             self.row = self.pool.store.modem(session.modem_id)
-        if not status.registration.registered:
-            self._lose_network(session, status.registration.state)
 
     def _registration_urc(self, session: _Attached, urc: at.Urc) -> None:
         """`+CREG: <stat>[,<lac>,<ci>]` (after AT+CREG=1): lost, stop taking messages at once; while searching,
@@ -620,7 +630,7 @@ class ModemWorker(threading.Thread):
             return
         registration = at.parse_creg(urc.line, reply=False)
         if not registration.registered and urc.name == "+CREG":
-            self._lose_network(session, registration.state)
+            self._lose_network(session, registration.state, {"registration": registration.state})
 
     def _network_refused(self, session: _Attached, error: CmsError) -> None:
         """A send refused for the network's sake (no service, network timeout, no SMSC): search if the SIM has lost
@@ -636,10 +646,13 @@ class ModemWorker(threading.Thread):
         self._pause = min(self.pool.settings.network_check_max, self._pause * 2)
         self.pool.wake(1, exclude=self)
 
-    def _lose_network(self, session: _Attached, state: str) -> None:
+    def _lose_network(self, session: _Attached, state: str, seen: dict | None = None) -> None:
         """No network: stop taking messages and wait for registration with the port open and nothing reset (a
-        reset would not bring the network back, and on real hardware drops the modem off USB)."""
+        reset would not bring the network back, and on real hardware drops the modem off USB). `seen`: what the
+        check that found it saw, written in the commit that records the searching state."""
         if self.searching_since is not None:
+            if seen:
+                self.row = self.pool.store.update_modem(session.modem_id, **seen)
             return
         self._give_back(f"no network ({state})")
         settings = self.pool.settings
@@ -650,7 +663,7 @@ class ModemWorker(threading.Thread):
         reason = f"no network ({state})"
         log.warning("%s: %s; messages wait for it or go to other modems", self.label, reason)
         self.pool.busy(self)
-        self._set_state("searching", reason)
+        self._set_state("searching", reason, seen)
         self.pool.gateway.emit("modem.offline", {"modem_id": self.modem_id, "label": self.label, "reason": reason})
         if session.modem.raw("AT+CREG=1").final != "OK":  # a URC when it registers again (else: checks alone)
             log.info("%s: AT+CREG=1 refused; registration is checked every %.0f-%.0f s", self.label,

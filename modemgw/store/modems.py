@@ -74,10 +74,13 @@ class ModemStore(StoreBase):
                 return before
             return dict(conn.execute("SELECT * FROM modems WHERE id = ?", (modem_id,)).fetchone())
 
-    def set_modem_state(self, modem_id: int, state: str, error: str | None = None) -> None:
-        """A modem's state (and its last error); a change of state is logged as an event."""
+    def set_modem_state(self, modem_id: int, state: str, error: str | None = None, fields: dict | None = None) -> None:
+        """A modem's state (and its last error); a change of state is logged as an event. `fields`: more of the row
+        (as `update_modem`), in the same commit. Raises ValueError (a field that is not a modem's)."""
         with self.transaction() as conn:
             previous = conn.execute("SELECT state FROM modems WHERE id = ?", (modem_id,)).fetchone()
+            self._update_modem(conn, modem_id, {name: value for name, value in (fields or {}).items()
+                                                if name not in ("state", "last_error", "last_seen")})
             conn.execute("UPDATE modems SET state = ?, last_error = COALESCE(?, last_error), last_seen = ? "
                          "WHERE id = ?", (state, error, time.time(), modem_id))
             if previous is not None and previous["state"] != state:
