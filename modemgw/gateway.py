@@ -390,10 +390,12 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
                    "smart_encoding": smart_encoding, "request_report": request_report, "callback_url": callback_url,
                    "groups": submission.groups, "contacts": submission.contacts, "template": submission.template,
                    "reply_to": submission.reply_to, "prefer_sim": submission.prefer_sim}
-        body_hash = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
             raise SubmitError("Idempotency-Key must be 1 to 255 characters", "idempotency_key")
         key = _scoped(idempotency_key, api_key_id)
+        # only a replay compares requests: without a key there is nothing to hash (or to keep: insert_messages)
+        body_hash = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest() if key \
+            else ""
         if key:
             previous = self.store.find_submission(key)
             if previous is not None:

@@ -196,3 +196,19 @@ def test_a_message_given_back_keeps_no_trace_of_the_claim(tmp_path):
     assert (after["status"], after["attempts"], after["claimed_at"], after["pinned_modem_id"]) == ("queued", 0, None,
                                                                                                    None)
     assert [event["kind"] for event in gateway.message(message_id)["timeline"]] == ["message.created"]
+
+
+def test_only_a_submission_with_an_idempotency_key_keeps_its_result(tmp_path):
+    """A replay answers with the first request's result, compared by the request's hash: nothing else reads them,
+    so a submission without a key keeps neither (they were ~230 bytes of each single message's storage)."""
+    store = Store(tmp_path / "r.db")
+    gateway = Gateway(store)
+    plain = gateway.submit("Hello", ["+447700900123", "+447700900124"])
+    keyed = gateway.submit("Hello", "+447700900125", idempotency_key="order-7")
+    rows = {row["id"]: row for row in store.query_dicts("SELECT id, body_hash, result FROM submissions")}
+    assert (rows[plain["submission_id"]]["body_hash"], rows[plain["submission_id"]]["result"]) == ("", None)
+    assert len(rows[keyed["submission_id"]]["body_hash"]) == 64
+    assert json.loads(rows[keyed["submission_id"]]["result"]) == keyed
+    replay = gateway.submit("Hello", "+447700900125", idempotency_key="order-7")
+    assert replay == keyed | {"idempotent_replay": True}
+    assert plain["messages"][1]["to"] == "+447700900124"  # the answer itself is whole either way

@@ -41,7 +41,11 @@ class MessageStore(StoreBase):
                         api_key_id: int | None, result_for: Callable[[int, list[int]], dict]) -> dict:
         """Insert a submission, its messages and its result (`result_for(submission id, message ids)`) in one
         transaction, and return the result. Raises Duplicate when another submission has `idempotency_key`
-        already, StoreError (e.g. the disk is full): either way nothing was stored."""
+        already, StoreError (e.g. the disk is full): either way nothing was stored. The result and `body_hash` are
+        kept only with an idempotency key (a replay answers with them; nothing else reads them): without one they
+        were ~200 bytes of every single message's storage and a 5,000-recipient submit's 460 KB of JSON."""
+        if not idempotency_key:
+            body_hash = ""
         now = time.time()
         with self.transaction(durable=True) as conn:  # answered 202 / 250 / submit_sm_resp next
             try:
@@ -66,7 +70,8 @@ class MessageStore(StoreBase):
                                                   "ORDER BY id", (before, submission_id))]
             result = result_for(submission_id, ids)
             conn.execute("UPDATE submissions SET result = ?, first_id = ?, last_id = ? WHERE id = ?",
-                         (json.dumps(result), ids[0] if ids else None, ids[-1] if ids else None, submission_id))
+                         (json.dumps(result) if idempotency_key else None, ids[0] if ids else None,
+                          ids[-1] if ids else None, submission_id))
             return result
 
     # --- queries ---------------------------------------------------------------------------------------
