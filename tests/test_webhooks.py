@@ -12,13 +12,14 @@ import ssl
 import subprocess
 import threading
 import time
+import zlib
 
 import pytest
 
 from modemgw import auth, webhooks
 from modemgw.daemon import Daemon
 from modemgw.gateway import SubmitError
-from modemgw.store import Store
+from modemgw.store import Store, webhooks as store_webhooks
 from tests.support import Client, Receiver, daemon_config, eventually, require
 
 FAST_RETRIES = (0.05, 0.05, 0.05, 0.05)
@@ -498,3 +499,40 @@ def test_https_keeps_the_name_for_sni_and_the_certificate_while_connecting_to_th
         webhooks.post(f"https://other.example.test:{port}/hook", b"{}", {}, resolver=resolver, tls=context)
     with pytest.raises(webhooks.DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):  # the system's CAs by default
         webhooks.post(f"https://hooks.example.test:{port}/hook", b"{}", {}, resolver=resolver)
+
+
+def test_payloads_go_out_byte_exact_whichever_way_they_were_stored(outbox, httpserver):
+    """Payloads are kept compressed with a preset dictionary (a message's delivered payload: 673 bytes of JSON, 321
+    compressed alone, ~115 with it). Each stored form an earlier version left (text, zlib alone) goes out as it was
+    written; one coded with a dictionary this version lacks (a newer gateway's) ends dead with the reason, not
+    retried for hours."""
+    receiver = Receiver(httpserver)
+    assert zlib.adler32(store_webhooks.PAYLOAD_DICTIONARY_1) == 3617788187  # stored payloads name it: never change it
+    message = {"id": 7, "to": "+447700900123", "body": "Grüße, 你好 €5", "status": "delivered", "segments": 1,
+               "encoding": "ucs2", "priority": 0, "client_ref": "order-7", "modem_id": 1,
+               "created_at": "2026-12-02T11:25:31.123456Z", "send_at": None, "expires_at": None,
+               "sent_at": "2026-12-02T11:25:31.623456Z", "delivered_at": "2026-12-02T11:25:33.123456Z",
+               "report": "delivered", "error": None, "possible_duplicate": False, "attempts": 1, "callback_url": None,
+               "preferred_modem_id": None, "reply_to": None}
+    texts = [json.dumps({"event": "message.delivered", "timestamp": "2026-12-02T11:25:33.223456Z", "message_id": 7,
+                         "status": "delivered", "message": message, "n": n, "event_id": f"evt_{n:024x}"},
+                        ensure_ascii=False) for n in range(4)]
+    coded = store_webhooks.compress_payload(texts[2])
+    assert len(coded) < len(zlib.compress(texts[2].encode(), 9)) / 2
+    stored = [texts[0], zlib.compress(texts[1].encode(), 6), coded,
+              coded[:2] + (12345).to_bytes(4, "big") + coded[6:]]  # the last names a dictionary nobody has
+    ids = []
+    for n, payload in enumerate(stored):
+        ids.append(add_delivery(outbox, receiver.url, message_id=10 + n))
+        with outbox.transaction() as conn:
+            conn.execute("UPDATE webhook_payloads SET payload = ? WHERE delivery_id = ?", (payload, ids[-1]))
+    sender = sender_for(outbox)
+    try:
+        arrived = sorted(receiver.next(timeout=5)[2].decode() for _ in range(3))
+        assert arrived == sorted(texts[:3])
+        assert eventually(lambda: delivery(outbox, ids[3])["status"] == "dead", 10)
+    finally:
+        sender.stop()
+    assert "payload cannot be read" in delivery(outbox, ids[3])["last_error"]
+    assert delivery(outbox, ids[3])["attempts"] <= 1
+    assert receiver.arrived.empty()

@@ -9,12 +9,56 @@ import zlib
 from modemgw.store.base import StoreBase, inserted_id
 from modemgw.store.errors import NotFound
 
+# A preset dictionary for the payloads: the text every payload repeats (the field names of a message's JSON, event
+# names, dates, null and false), so that zlib codes each payload's own values only. A message's delivered payload:
+# 673 bytes of JSON, 321 compressed alone, 115 with this dictionary (a third of what each message kept for its
+# webhook). NEVER CHANGE THIS TEXT: stored payloads name their dictionary by its Adler-32 (zlib's FDICT header),
+# and are read with the one of that checksum. A better dictionary is a new constant added to PAYLOAD_DICTIONARIES
+# (and written from then on): the old one stays for the payloads it coded.
+PAYLOAD_DICTIONARY_1 = (
+    b'{"event": "modem.offline", "timestamp": "2026-01-01T00:00:00.000000Z", "modem": {"modem_id": 1, "label": "", '
+    b'"reason": "no network"}, "event_id": "evt_"} '
+    b'{"event": "inbound.received", "timestamp": "2026-01-01T00:00:00.000000Z", "inbound": {"id": 1, "modem_id": 1, '
+    b'"from": "+", "body": "", "sent_at": "2026-01-01T00:00:00Z", "received_at": "2026-01-01T00:00:00.000000Z"}, '
+    b'"event_id": "evt_"} '
+    b'"message.queued" "message.sending" "message.failed" "message.undelivered" "message.expired" "queued" "failed" '
+    b'"error": {"code": 0, "reason": ""}, "encoding": "ucs2", "report": "undelivered", "possible_duplicate": true, '
+    b'{"event": "message.sent", "timestamp": "2026-01-01T00:00:00.000000Z", "message_id": 1, "status": "sent", '
+    b'"message": {"id": 1, "to": "+", "body": "", "status": "sent", "segments": 1, "encoding": "gsm7", "priority": 0, '
+    b'"client_ref": null, "modem_id": 1, "created_at": "2026-01-01T00:00:00.000000Z", "send_at": null, '
+    b'"expires_at": null, "sent_at": "2026-01-01T00:00:00.000000Z", "delivered_at": null, "report": null, '
+    b'"error": null, "possible_duplicate": false, "attempts": 1, "callback_url": null, "preferred_modem_id": null, '
+    b'"reply_to": null}, "event_id": "evt_"} '
+    b'{"event": "message.delivered", "timestamp": "2026-01-01T00:00:00.000000Z", "message_id": 1, '
+    b'"status": "delivered", "message": {"id": 1, "to": "+", "body": "", "status": "delivered", "segments": 1, '
+    b'"encoding": "gsm7", "priority": 0, "client_ref": null, "modem_id": 1, "created_at": '
+    b'"2026-01-01T00:00:00.000000Z", "send_at": null, "expires_at": null, "sent_at": "2026-01-01T00:00:00.000000Z", '
+    b'"delivered_at": "2026-01-01T00:00:00.000000Z", "report": "delivered", "error": null, "possible_duplicate": '
+    b'false, "attempts": 1, "callback_url": null, "preferred_modem_id": null, "reply_to": null}, "event_id": "evt_'
+)
+PAYLOAD_DICTIONARIES = {zlib.adler32(text): text for text in (PAYLOAD_DICTIONARY_1,)}
+PAYLOAD_DICTIONARY = PAYLOAD_DICTIONARY_1  # the one new payloads are coded with
+PAYLOAD_LEVEL = 6
+
+
+def compress_payload(payload: str) -> bytes:
+    """A payload as `webhook_payloads` keeps it: zlib with the preset dictionary."""
+    coder = zlib.compressobj(PAYLOAD_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, PAYLOAD_DICTIONARY)
+    return coder.compress(payload.encode()) + coder.flush()
+
 
 def _payload(stored: bytes | str | None) -> str | None:
-    """A payload as `webhook_payloads` keeps it: compressed (zlib: a message's JSON halves, and more of them share
-    a page of the write-ahead log), or text as migration 14 moved it there."""
+    """A payload as `webhook_payloads` keeps it: compressed with a preset dictionary (named by its Adler-32 in the
+    zlib header), compressed alone (before the dictionary), or text as migration 14 moved it there. None when it
+    names a dictionary this version does not have (a newer gateway's: the delivery cannot be sent as it was)."""
     if stored is None or isinstance(stored, str):
         return stored
+    if len(stored) >= 6 and stored[1] & 0x20:  # FDICT: the dictionary's Adler-32 follows the two header bytes
+        dictionary = PAYLOAD_DICTIONARIES.get(int.from_bytes(stored[2:6], "big"))
+        if dictionary is None:
+            return None
+        decoder = zlib.decompressobj(zdict=dictionary)
+        return (decoder.decompress(stored) + decoder.flush()).decode()
     return zlib.decompress(stored).decode()
 
 
@@ -133,7 +177,7 @@ class WebhookStore(StoreBase):
                     "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
                     (webhook_id, url, event, event_id, message_id, now, now)))
                 conn.execute("INSERT INTO webhook_payloads (delivery_id, payload) VALUES (?, ?)",
-                             (delivery_id, zlib.compress(payload.encode(), 6)))
+                             (delivery_id, compress_payload(payload)))
 
     def redeliver_webhook_delivery(self, webhook_id: int, delivery_id: int, now: float) -> dict:
         """Send a subscription's delivery again from `now` (attempts start over), to the subscription's URL as it
