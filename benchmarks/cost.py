@@ -1,15 +1,16 @@
 """What one message costs: bytes written to the disk, CPU time and storage, modemgw beside smstools3 and gammu-smsd.
 
-    python benchmarks/cost.py [--quick] [--messages N] [--only modemgw,smsd,gammu] [--idle S] [--out DIR]
+    python benchmarks/cost.py [--quick] [--messages N] [--only modemgw,smsd,gammu,floor] [--idle S] [--out DIR]
 
 On a Raspberry Pi the database lives on an SD card, which wears out with writes; so what matters is what one
 message writes, end to end, with its delivery report. Every gateway meets the same simulated modems (modemgw's
 own simulator behind real ptys, run by this script as peers.py does: 4 modems, 0.1 s per AT+CMGS, a status
 report 0.2 s after each send, routed as each gateway asks with AT+CNMI: sent on at once (+CDS), or stored in
 the modem's "SR" storage, made to hold 1000, and announced with +CDSI) and keeps its data on a file system of
-its own: an ext4 image (default options,
-its journal included; inode tables initialised at mkfs so that no background zeroing is counted) on a loop
-device, mounted for the run. For each gateway:
+its own: an ext4 image (4 KiB blocks as on a Pi's SD card; `--block-size 1024` is what mke2fs makes for an
+image this small, and what runs before 2026-12-02 had; otherwise default options, its journal included; inode
+tables initialised at mkfs so that no background zeroing is counted) on a loop device, mounted for the run. For
+each gateway:
 
 1. start it (modemgw: its database on the image; smsd and gammu-smsd: their spool, sent, inbox, report and
    log folders on the image) and send one warm-up message per modem, until its report is back;
@@ -34,6 +35,11 @@ growth (modemgw: `page_count * page_size` of the database, and its files' size a
 the bytes of the files in their folders). Where modemgw's writes go is read from its WAL while it runs (the
 file is read through a descriptor opened with O_NOATIME, so reading it writes nothing): WAL frames and commits
 per message, and (from sqlite's dbstat after the run) the tables and indexes whose pages those frames were.
+
+Rows `durable floor, 1 sync` and `3 syncs` (`floor`): no gateway, the least any gateway can write per message
+when it makes 1 step (the acknowledgement) or 3 steps (the acknowledgement, the claim before the PDU goes out,
+the report before the modem forgets it) durable: a 200-byte record per step, written in place into a file
+prepared beforehand and fdatasync'd, on an image of its own. A sync writes at least one 4 KiB block.
 
 `--idle S` also measures modemgw with the 4 modems and nothing to send: bytes written at the block device over
 S seconds after a settle and a sync (a full run uses 600). The peers run with benchmarks/peers/*.reports.conf
@@ -86,6 +92,8 @@ class Volume:
 
     open_volumes: list[Volume] = []
 
+    block_size = 4096  # as on a Raspberry Pi's SD card (Raspberry Pi OS: ext4, 4 KiB blocks); `--block-size`
+
     def __init__(self, prefix: str, size_mb: int = IMAGE_MB):
         self.directory = directory = Path(tempfile.mkdtemp(prefix=prefix))
         self.image, self.path = directory / "image.ext4", directory / "mnt"
@@ -94,7 +102,9 @@ class Volume:
         Volume.open_volumes.append(self)
         with open(self.image, "wb") as image:
             image.truncate(size_mb * 2**20)
-        _run(["mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(self.image)])
+        # mke2fs makes 1 KiB blocks on an image this small ("small" in mke2fs.conf) unless told
+        _run(["mkfs.ext4", "-q", "-b", str(Volume.block_size), "-E", "lazy_itable_init=0,lazy_journal_init=0",
+              str(self.image)])
         self.device = _run(["losetup", "--find", "--show", str(self.image)]).strip()
         self.path.mkdir()
         _run(["mount", "-t", "ext4", self.device, str(self.path)])
@@ -526,6 +536,43 @@ def run_idle(seconds: float, settle: float) -> dict:
             "wal_frames": wal.frames, "commits": wal.commits}
 
 
+RECORD = 200  # bytes a durable gateway must make durable at least, per step: a message's row is bigger
+FLOOR_SYNCS = (1, 3)  # the acknowledgement alone; the acknowledgement, the claim before the PDU, the report
+
+
+def run_floor(count: int, syncs: int) -> dict:
+    """The least any gateway can write that makes `syncs` steps of each message durable (the 202, the claim before
+    its PDU goes out, the report before the modem forgets it): a 200-byte record per step, written in place into a
+    file written and synced beforehand (so no step changes the file's size or allocates a block: no metadata, no
+    journal) and fdatasync'd. Each sync writes at least the 4 KiB block that holds its record: no database, page
+    size or file layout can write less per synced step on this file system."""
+    volume = Volume("floor-cost-")
+    try:
+        path = volume.path / "journal"
+        size = count * syncs * RECORD
+        with open(path, "wb") as prepared:
+            prepared.write(b"\0" * size)
+            prepared.flush()
+            os.fsync(prepared.fileno())
+        descriptor = os.open(path, os.O_WRONLY)
+        try:
+            device_before = volume.bytes_written()
+            started = time.process_time()
+            for step in range(count * syncs):
+                os.pwrite(descriptor, step.to_bytes(8, "big") * (RECORD // 8), step * RECORD)
+                os.fdatasync(descriptor)
+            cpu = time.process_time() - started
+            device_bytes = volume.bytes_written() - device_before
+        finally:
+            os.close(descriptor)
+    finally:
+        volume.close()
+    return {"gateway": f"durable floor, {syncs} sync{'s' if syncs > 1 else ''}",
+            "submit": f"{RECORD} bytes synced {syncs}x per message", "messages": count,
+            "device_kib": round(device_bytes / count / KIB, 2), "cpu_ms": round(cpu * 1000 / count, 2),
+            "storage_bytes": RECORD * syncs, "device_bytes_total": device_bytes}
+
+
 def ratios(rows: list[dict]) -> list[dict]:
     """modemgw's figures over each peer's, per measure (below 1: modemgw costs less)."""
     by_name = {row["gateway"]: row for row in rows if "error" not in row}
@@ -552,18 +599,22 @@ def print_table(lines: list[dict]) -> None:
 def main() -> None:
     parser = options(__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=None, help="messages per gateway (default 500; --quick: 40)")
-    parser.add_argument("--only", default=None, help="some of modemgw,smsd,gammu (default: all)")
+    parser.add_argument("--only", default=None, help="some of modemgw,smsd,gammu,floor (default: all)")
+    parser.add_argument("--block-size", type=int, default=4096, choices=(1024, 4096),
+                        help="the images' file system block size (default 4096, as on a Pi's SD card; before "
+                             "2026-12-02 the runs had mke2fs's 1024 for a small image)")
     parser.add_argument("--idle", type=float, default=0.0,
                         help="seconds of idle modemgw measured (default 0: skipped; a full run uses 600)")
     args = parser.parse_args()
     problem = capability_problem()
     if problem:
         raise SystemExit(problem)
+    Volume.block_size = args.block_size
     count = args.messages or (40 if args.quick else 500)
-    wanted = {"modemgw", "smsd", "gammu"} if not args.only else {item.strip() for item in args.only.split(",")}
-    unknown = wanted - {"modemgw", "smsd", "gammu"}
+    wanted = {"modemgw", "smsd", "gammu", "floor"} if not args.only else {item.strip() for item in args.only.split(",")}
+    unknown = wanted - {"modemgw", "smsd", "gammu", "floor"}
     if unknown:
-        raise SystemExit(f"--only: unknown {', '.join(sorted(unknown))}; choose from modemgw, smsd, gammu")
+        raise SystemExit(f"--only: unknown {', '.join(sorted(unknown))}; choose from modemgw, smsd, gammu, floor")
     plan: list[tuple[str, object]] = []
     if "modemgw" in wanted:
         plan += [("modemgw", False), ("modemgw campaign", True)]
@@ -577,6 +628,11 @@ def main() -> None:
                 plan.append((kind.name, kind))
     load_before = os.getloadavg()  # the machine's load, for whoever reads the figures
     rows = []
+    if "floor" in wanted:
+        for syncs in FLOOR_SYNCS:
+            row = run_floor(count, syncs)
+            print(row, flush=True)
+            rows.append(row)
     for name, what in plan:
         try:
             row = run_modemgw(count, what) if isinstance(what, bool) else run_peer(what, count)
@@ -593,7 +649,8 @@ def main() -> None:
     lines = ratios(rows)
     report("cost", rows, ["gateway", "submit", "messages", "device_kib", "process_kib", "cpu_ms", "storage_bytes",
                           "wal_frames", "commits", "run_s"], args.out, quick=args.quick, modems=MODEMS,
-           send_latency_s=SEND_LATENCY, report_delay_s=REPORT_DELAY, load_average_before=load_before,
+           send_latency_s=SEND_LATENCY, report_delay_s=REPORT_DELAY, block_size=Volume.block_size,
+           load_average_before=load_before,
            load_average_after=os.getloadavg(),
            skipped=skipped, ratios=lines, idle=idle)
     if lines:

@@ -72,10 +72,14 @@ def _create_private(path: str) -> None:
 
 # A new database's page size. Every commit appends each page it changed, whole, to the write-ahead log: with
 # SQLite's default of 4096 bytes, one message's life (queued, claimed, sent, its report, its webhook) wrote ~45
-# pages, 180 KiB, to an SD card for ~900 bytes kept. Rows here are small (a message is ~300 bytes), so 1 KiB pages
-# hold them as well and each changed page costs a quarter (benchmarks/cost.py). Reads of a million messages stay
-# within their targets (benchmarks/million.py). Set once, when the file is created; existing files keep theirs.
-PAGE_SIZE = 1024
+# pages, 180 KiB, to an SD card for ~900 bytes kept. Rows here are small (a message is ~170 bytes stored), so small
+# pages hold them as well and each changed page costs less. On ext4 with 4 KiB blocks, as on a Pi's SD card, a
+# message's life wrote 62 KiB at the block device with 1 KiB pages and 48 KiB with 512-byte ones (-23%; 152 KiB
+# with 4 KiB pages); the price: ~6% more file for the same rows, and index keys longer than ~100 bytes (a long
+# webhook URL) spill into an overflow page (benchmarks/cost.py, 2026-12-02). Reads of a million messages stay within
+# their targets, a scan at most ~1.4x slower (benchmarks/million.py). Set once, when the file is created; existing
+# files keep theirs.
+PAGE_SIZE = 512
 
 
 def _new_database(conn: sqlite3.Connection) -> None:
