@@ -546,7 +546,7 @@ def run_floor(count: int, syncs: int) -> dict:
     file written and synced beforehand (so no step changes the file's size or allocates a block: no metadata, no
     journal) and fdatasync'd. Each sync writes at least the 4 KiB block that holds its record: no database, page
     size or file layout can write less per synced step on this file system."""
-    volume = Volume("floor-cost-")
+    volume = Volume("floor-cost-", size_mb=max(32, count * syncs * RECORD // 2**20 * 2))  # small: mkfs is I/O
     try:
         path = volume.path / "journal"
         size = count * syncs * RECORD
