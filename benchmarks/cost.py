@@ -1,6 +1,7 @@
 """What one message costs: bytes written to the disk, CPU time and storage, modemgw beside smstools3 and gammu-smsd.
 
-    python benchmarks/cost.py [--quick] [--messages N] [--only modemgw,smsd,gammu,floor] [--idle S] [--out DIR]
+    python benchmarks/cost.py [--quick] [--messages N] [--only modemgw,smsd,gammu,floor] [--block-size 4096|1024]
+                              [--idle S] [--out DIR]
 
 On a Raspberry Pi the database lives on an SD card, which wears out with writes; so what matters is what one
 message writes, end to end, with its delivery report. Every gateway meets the same simulated modems (modemgw's

@@ -626,6 +626,7 @@ def _echo_storage(storage: dict) -> None:
     """Two lines of `modemgw status`: the database (file and write-ahead log, the disk's free space) and the
     oldest message kept, with what [retention] keeps."""
     from modemgw.retention import describe_bytes, describe_days
+    from modemgw.store.base import PAGE_SIZE
 
     oldest = storage.get("oldest_message_at")
     oldest_text = time.strftime("%Y-%m-%d %H:%M", time.localtime(oldest)) if oldest else "none"
@@ -634,6 +635,9 @@ def _echo_storage(storage: dict) -> None:
     click.echo(f"database: {describe_bytes(total)} ({describe_bytes(storage['wal_bytes'])} of it write-ahead log)"
                f"{f', {describe_bytes(free)} free on its disk' if free is not None else ''}; "
                f"oldest message {oldest_text}")
+    if storage.get("page_size") not in (None, PAGE_SIZE):  # made by an older version
+        click.echo(f"database pages: {storage['page_size']} bytes; new databases have {PAGE_SIZE}, which write less "
+                   "to the SD card per message: `modemgw vacuum` (gateway stopped) converts this one")
     kept = storage.get("retention", {})
     click.echo("retention: " + ", ".join(f"{name} {describe_days(kept.get(key, 0))}" for name, key in (
         ("messages", "messages_days"), ("inbox", "inbox_days"), ("webhook deliveries", "webhook_deliveries_days"),
@@ -1084,13 +1088,15 @@ def _refuse_while_running(config, step: str) -> None:
 @_data_option
 def vacuum_command(config_path, data_dir) -> None:
     """Compact the database (SQLite's VACUUM) and turn on incremental vacuum, so that from then on the hourly
-    pruning gives freed space back to the disk. Stop the gateway first (sudo systemctl stop modemgw): the
-    rewrite holds the database for as long as it takes (minutes for a large one on a Pi), and needs about the
-    database's size free on its disk."""
+    pruning gives freed space back to the disk; a database made by an older version also gets the smaller pages
+    new ones have (each message then writes about a quarter less to the SD card). Stop the gateway first (sudo
+    systemctl stop modemgw): the rewrite holds the database for as long as it takes (minutes for a large one on a
+    Pi), and needs about the database's size free on its disk (twice that when the page size changes)."""
     import shutil
 
     from modemgw.retention import describe_bytes
     from modemgw.store import StoreError
+    from modemgw.store.base import PAGE_SIZE
 
     config = _admin_config(_system_config(config_path), data_dir)
     _refuse_while_running(config, "run modemgw vacuum")
@@ -1100,12 +1106,14 @@ def vacuum_command(config_path, data_dir) -> None:
     size = database.stat().st_size + (database.with_name("modemgw.db-wal").stat().st_size
                                       if database.with_name("modemgw.db-wal").exists() else 0)
     free = shutil.disk_usage(config.data_dir).free
+    gateway = _gateway_for(config_path, data_dir)
+    if gateway.storage_summary()["page_size"] not in (None, PAGE_SIZE):
+        size *= 2  # the rollback journal holds the old pages while the file is rewritten with new ones
     if free < size:
         raise click.ClickException(f"VACUUM needs about {describe_bytes(size)} free beside the database, and "
                                    f"{config.data_dir}'s disk has {describe_bytes(free)}: free space first "
                                    "(journalctl --vacuum-size=50M; old logs), or lower [retention] and let the "
                                    "gateway prune first")
-    gateway = _gateway_for(config_path, data_dir)
     click.echo(f"compacting {database} ({describe_bytes(size)}) ...")
     try:
         result = gateway.vacuum_database()
@@ -1113,8 +1121,10 @@ def vacuum_command(config_path, data_dir) -> None:
         _audit(gateway.store, "database.vacuum", str(database), {"error": str(error)}, ok=False)
         raise click.ClickException(f"{error}: the database is unchanged") from None
     _audit(gateway.store, "database.vacuum", str(database), result)
+    pages = (f"pages of {result['page_size']} bytes" if result["page_size"] == result["page_size_before"] else
+             f"pages of {result['page_size']} bytes (were {result['page_size_before']})")
     click.echo(f"done: {describe_bytes(result['before_bytes'])} before, {describe_bytes(result['after_bytes'])} "
-               f"now; auto_vacuum {result['auto_vacuum']}")
+               f"now; auto_vacuum {result['auto_vacuum']}; {pages}")
 
 
 # --- diagnostics on a port ---------------------------------------------------------------------------------------

@@ -179,10 +179,12 @@ class Retention:
 
     def storage_summary(self) -> dict:
         """What `modemgw status` and the dashboard show: {"database_bytes", "wal_bytes", "free_page_bytes",
-        "auto_vacuum", "disk_free_bytes", "oldest_message_at", "oldest_inbox_at", "retention" (days per subject;
-        0: forever), "last_prune" (the last pass's result, or None)}. Parts that cannot be read are None."""
+        "auto_vacuum", "page_size", "disk_free_bytes", "oldest_message_at", "oldest_inbox_at", "retention" (days
+        per subject; 0: forever), "last_prune" (the last pass's result, or None)}. Parts that cannot be read are
+        None."""
         retention = self.settings.retention
         summary: dict[str, Any] = {**self.store.file_sizes(), "free_page_bytes": None, "auto_vacuum": None,
+                                   "page_size": None,
                                    "disk_free_bytes": self.store.free_bytes(), "oldest_message_at": None,
                                    "oldest_inbox_at": None, "last_prune": getattr(self, "_last_prune", None),
                                    "retention": {"messages_days": retention.messages_days,
@@ -196,12 +198,13 @@ class Retention:
             log.warning("retention: cannot read the database's size and oldest rows: %s", error)
             return summary
         summary.update(free_page_bytes=pages["freelist_count"] * pages["page_size"], auto_vacuum=pages["auto_vacuum"],
-                       oldest_message_at=oldest["message_at"], oldest_inbox_at=oldest["inbox_at"])
+                       page_size=pages["page_size"], oldest_message_at=oldest["message_at"],
+                       oldest_inbox_at=oldest["inbox_at"])
         return summary
 
     def vacuum_database(self) -> dict:
-        """VACUUM (store.vacuum): the whole file rewritten with auto_vacuum = INCREMENTAL. For `modemgw vacuum`,
-        with the gateway stopped. Raises StoreError."""
+        """VACUUM (store.vacuum): the whole file rewritten with auto_vacuum = INCREMENTAL and the page size of new
+        databases. For `modemgw vacuum`, with the gateway stopped. Raises StoreError."""
         return self.store.vacuum()
 
 

@@ -17,13 +17,14 @@ from click.testing import CliRunner
 from playwright import sync_api as playwright_api
 
 import webui
-from modemgw import config as configuration
+from modemgw import cli, config as configuration
 from modemgw.cli import main
 from modemgw.doctor import FAIL, WARN, Doctor
 from modemgw.gateway import Gateway
 from modemgw.retention import WAL_KEPT_BYTES, describe_bytes
 from modemgw.settings import GatewaySettings, RetentionSettings
 from modemgw.store import NotFound, Store
+from modemgw.store.base import PAGE_SIZE
 from tests.support import PASSWORD, daemon_config
 
 DAY = 86400
@@ -254,7 +255,10 @@ def test_the_file_stops_growing_over_fill_and_prune_cycles_and_gives_space_back(
     assert sizes["wal_bytes"] <= WAL_KEPT_BYTES  # a log of the usual size is reused, not truncated
 
 
-def test_an_old_database_reuses_its_pages_and_modemgw_vacuum_compacts_it(tmp_path):
+def test_an_old_database_reuses_its_pages_and_modemgw_vacuum_compacts_it(tmp_path, capsys):
+    """An old database (no incremental vacuum, SQLite's 4 KiB pages) keeps what it has until `modemgw vacuum`:
+    `modemgw status` says what the smaller pages of new databases would save; the vacuum compacts the file, turns
+    on incremental vacuum and gives it those pages (through the rollback journal: not in WAL mode), every row kept."""
     path = tmp_path / "data" / "modemgw.db"
     path.parent.mkdir(mode=0o700)
     with sqlite3.connect(path) as connection:  # made before incremental vacuum: auto_vacuum NONE
@@ -263,16 +267,33 @@ def test_an_old_database_reuses_its_pages_and_modemgw_vacuum_compacts_it(tmp_pat
     pages = fill_and_prune(gateway, 4)
     assert pages[0]["auto_vacuum"] == "none" and pages[3]["page_count"] <= pages[1]["page_count"] * 1.02 + 8, pages
     assert pages[3]["freelist_count"] > 100  # freed, reused, never given back
+    assert pages[3]["page_size"] == 4096
+    gateway.submit("kept through the vacuum", numbers(3))
+    kept = gateway.store.query_dicts("SELECT * FROM messages ORDER BY id")
+    assert len(kept) == 3
+    cli._echo_storage(gateway.storage_summary())
+    assert (f"database pages: 4096 bytes; new databases have {PAGE_SIZE}, which write less to the SD card per "
+            "message: `modemgw vacuum` (gateway stopped) converts this one") in capsys.readouterr().out
     gateway.store.close()
 
     answer = CliRunner().invoke(main, ["vacuum", "--data", str(path.parent)])
 
     assert answer.exit_code == 0, answer.output
     assert "done:" in answer.output and "auto_vacuum incremental" in answer.output
-    after = Store(path).pages()
-    assert after["auto_vacuum"] == "incremental" and after["freelist_count"] == 0
-    assert after["page_count"] < pages[3]["page_count"] - 100
-    assert "database.vacuum" in [entry["action"] for entry in Store(path).audit_entries(5)]
+    assert f"pages of {PAGE_SIZE} bytes (were 4096)" in answer.output
+    store = Store(path)
+    after = store.pages()
+    assert after["auto_vacuum"] == "incremental" and after["freelist_count"] == 0 and after["page_size"] == PAGE_SIZE
+    assert store.connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert after["page_count"] * PAGE_SIZE < pages[3]["page_count"] * 4096 - 100 * 4096
+    assert store.query_dicts("SELECT * FROM messages ORDER BY id") == kept and kept
+    assert "database.vacuum" in [entry["action"] for entry in store.audit_entries(5)]
+    cli._echo_storage(Gateway(store).storage_summary())
+    assert "database pages" not in capsys.readouterr().out
+
+    again = CliRunner().invoke(main, ["vacuum", "--data", str(path.parent)])  # nothing left to convert
+    assert again.exit_code == 0, again.output
+    assert f"pages of {PAGE_SIZE} bytes" in again.output and "(were" not in again.output
 
 
 def test_modemgw_vacuum_refuses_while_the_gateway_runs(start_daemon):
@@ -300,6 +321,7 @@ def test_modemgw_status_shows_the_database_size_oldest_message_and_retention(sta
     assert f"oldest message {time.strftime('%Y-%m-%d %H:%M', time.localtime(created))}" in answer.output
     assert "retention: messages 1 day, inbox forever, webhook deliveries 14 days, audit 365 days" in answer.output
     assert storage["oldest_message_at"] == created and storage["retention"]["messages_days"] == 1
+    assert storage["page_size"] == PAGE_SIZE and "database pages" not in answer.output  # a new database's pages
 
 
 def test_the_dashboard_shows_the_database_card_also_on_a_phone(browser, start_daemon):

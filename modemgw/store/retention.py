@@ -24,7 +24,7 @@ import os
 import sqlite3
 from typing import Any
 
-from modemgw.store.base import UNSETTLED, StoreBase, _busy_timeout, sharing
+from modemgw.store.base import PAGE_SIZE, UNSETTLED, StoreBase, _busy_timeout, sharing
 from modemgw.store.errors import StoreError
 from modemgw.store.messages import FINAL_STATUSES as FINAL
 
@@ -228,16 +228,31 @@ class RetentionStore(StoreBase):
     @sharing
     def vacuum(self) -> dict:
         """Rewrite the whole database compactly (VACUUM) with auto_vacuum = INCREMENTAL, so that from then on
-        pruning gives freed pages back to the file system; then empty the write-ahead log. Needs about the
-        database's size free on its file system, and holds the database for as long as it takes (seconds to
-        minutes): run it while the gateway is stopped. {"before_bytes", "after_bytes", "auto_vacuum"}. Raises
-        StoreError."""
+        pruning gives freed pages back to the file system, and with the page size new databases get (PAGE_SIZE:
+        each page a commit changes is written whole, so a file made with bigger pages writes more per message);
+        then empty the write-ahead log. A new page size needs the rollback journal for the rewrite (SQLite cannot
+        change it in WAL mode): the file goes back to WAL after. Needs about the database's size free on its file
+        system (twice that for a new page size), and holds the database for as long as it takes (seconds to
+        minutes): run it while the gateway is stopped. {"before_bytes", "after_bytes", "auto_vacuum",
+        "page_size_before", "page_size"}. Raises StoreError."""
         before = self.file_sizes()
         conn = self.connection()
         with self._write_lock:
             try:
+                size_before = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-                conn.execute("VACUUM")
+                resize = size_before != PAGE_SIZE
+                if resize:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    # refused (still "wal") while another connection has the file open: then the size stays
+                    resize = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+                if resize:
+                    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+                try:
+                    conn.execute("VACUUM")
+                finally:
+                    if resize:
+                        conn.execute("PRAGMA journal_mode = WAL").fetchone()
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             except sqlite3.Error as error:
                 raise self._write_failed(StoreError.from_sqlite(
@@ -245,7 +260,8 @@ class RetentionStore(StoreBase):
         after = self.file_sizes()
         return {"before_bytes": before["database_bytes"] + before["wal_bytes"],
                 "after_bytes": after["database_bytes"] + after["wal_bytes"],
-                "auto_vacuum": self.pages()["auto_vacuum"]}
+                "auto_vacuum": self.pages()["auto_vacuum"], "page_size_before": size_before,
+                "page_size": self.pages()["page_size"]}
 
     # --- how big, how old ----------------------------------------------------------------------------------
 
