@@ -108,7 +108,7 @@ class Volume:
               str(self.image)])
         self.device = _run(["losetup", "--find", "--show", str(self.image)]).strip()
         self.path.mkdir()
-        _run(["mount", "-t", "ext4", self.device, str(self.path)])
+        _run(["mount", "-t", "ext4", "-o", "noatime", self.device, str(self.path)])  # as Raspberry Pi OS mounts it
         self.mounted = True
 
     def sync(self) -> None:

@@ -194,9 +194,15 @@ class Daemon:
             raise ValueError(f"no scheduled job named {', '.join(sorted(unknown))}; the jobs are "
                              f"{', '.join(name for _, _, name in jobs)}")
         soon = {"statistics": 60}  # first run a minute after the start, not an hour: an upgraded database has none
-        for function, seconds, name in jobs:
+        # Each job up to 2 s after the one before (less for short intervals): jobs of the same interval never run
+        # at the same moment, so no more than two borrow a connection at once and the pool's two (POOL_IDLE) serve
+        # them. Three at once (health, inbound and expire every 30 s) opened and closed a third connection each
+        # time: its schema parsed again and, as root, SQLite's fchown of the log file, a journal commit on an idle
+        # SD card (benchmarks/cost.py --idle: 45 KiB per 2 minutes on 4 KiB blocks).
+        for order, (function, seconds, name) in enumerate(jobs):
             seconds = self.intervals.get(name, seconds)
-            first = dt.datetime.now() + dt.timedelta(seconds=min(seconds, soon.get(name, seconds)))
+            offset = order * min(2.0, seconds / len(jobs))
+            first = dt.datetime.now() + dt.timedelta(seconds=min(seconds, soon.get(name, seconds)) + offset)
             scheduler.add_job(self._guard(function), "interval", seconds=seconds, id=name, next_run_time=first)
         scheduler.start()
         return scheduler
