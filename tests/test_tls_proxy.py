@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -50,7 +51,7 @@ def gateway(tmp_path):
 
 @pytest.fixture
 def nginx(tmp_path, gateway):
-    """nginx with the shipped site on free ports; yields (https port, http port, CA file)."""
+    """nginx with the shipped site on free ports; yields (https port, http port, CA file, its process)."""
     program = require("nginx", "nginx-light")
     openssl = require("openssl", "openssl")
     cert, key = tmp_path / "modemgw.crt", tmp_path / "modemgw.key"
@@ -62,7 +63,8 @@ def nginx(tmp_path, gateway):
     for old, new in (("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
                      ("listen 80;", f"listen 127.0.0.1:{http_port};"),
                      ("/etc/modemgw/tls/modemgw.crt", str(cert)), ("/etc/modemgw/tls/modemgw.key", str(key)),
-                     ("http://127.0.0.1:8080", f"http://127.0.0.1:{gateway.http_port}")):
+                     ("http://127.0.0.1:8080", f"http://127.0.0.1:{gateway.http_port}"),
+                     ("/var/log/nginx/modemgw.access.log", str(tmp_path / "access.log"))):
         assert old in site, f"the shipped configuration no longer has {old!r}"
         site = site.replace(old, new)
     site = "\n".join(line for line in site.splitlines() if "listen [::]" not in line)  # no IPv6 needed here
@@ -78,24 +80,38 @@ def nginx(tmp_path, gateway):
     try:
         assert eventually(lambda: accepts(https_port) or process.poll() is not None, 10) and process.poll() is None, \
             (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else process.stdout.read()
-        yield https_port, http_port, cert
+        yield https_port, http_port, cert, process
     finally:
         process.terminate()
         process.wait(timeout=10)
         process.stdout.close()
 
 
-def test_the_shipped_nginx_site_serves_the_gateway_over_https_only(nginx, gateway):
-    https_port, http_port, cert = nginx
+def test_the_shipped_nginx_site_serves_the_gateway_over_https_only(nginx, gateway, tmp_path):
+    https_port, http_port, cert, process = nginx
     context = ssl.create_default_context(cafile=str(cert))
 
     secure = http.client.HTTPSConnection("localhost", https_port, context=context, timeout=10)
     plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
     try:
         check(secure, plain, gateway)
+        # the access log: the path and the outcome, never the query string (numbers, search words)
+        key = auth.create_key(gateway.store, "log-reader", ("read",))[0]
+        secure.request("GET", "/api/v1/messages?to=%2B447700900123&q=brightorange",
+                       headers={"Authorization": f"Bearer {key}"})
+        response = secure.getresponse()
+        response.read()
+        assert response.status == 200
     finally:
         secure.close()
         plain.close()
+    log = tmp_path / "access.log"
+    process.send_signal(signal.SIGUSR1)  # reopen the logs: what the buffer holds is written first
+    assert eventually(lambda: log.exists() and "GET /api/v1/messages HTTP/1.1\" 200" in log.read_text(), 10), \
+        log.read_text() if log.exists() else "no access log"
+    written = log.read_text()
+    assert "brightorange" not in written and "447700900123" not in written and "?" not in written, written
+    assert "POST /api/v1/messages HTTP/1.1\" 202" in written and "/ui/login" in written
 
 
 def check(secure, plain, gateway):
