@@ -626,7 +626,6 @@ def _echo_storage(storage: dict) -> None:
     """Two lines of `modemgw status`: the database (file and write-ahead log, the disk's free space) and the
     oldest message kept, with what [retention] keeps."""
     from modemgw.retention import describe_bytes, describe_days
-    from modemgw.store.base import PAGE_SIZE
 
     oldest = storage.get("oldest_message_at")
     oldest_text = time.strftime("%Y-%m-%d %H:%M", time.localtime(oldest)) if oldest else "none"
@@ -635,8 +634,9 @@ def _echo_storage(storage: dict) -> None:
     click.echo(f"database: {describe_bytes(total)} ({describe_bytes(storage['wal_bytes'])} of it write-ahead log)"
                f"{f', {describe_bytes(free)} free on its disk' if free is not None else ''}; "
                f"oldest message {oldest_text}")
-    if storage.get("page_size") not in (None, PAGE_SIZE):  # made by an older version
-        click.echo(f"database pages: {storage['page_size']} bytes; new databases have {PAGE_SIZE}, which write less "
+    new_size = storage.get("new_page_size")
+    if storage.get("page_size") not in (None, new_size):  # made by an older version
+        click.echo(f"database pages: {storage['page_size']} bytes; new databases have {new_size}, which write less "
                    "to the SD card per message: `modemgw vacuum` (gateway stopped) converts this one")
     kept = storage.get("retention", {})
     click.echo("retention: " + ", ".join(f"{name} {describe_days(kept.get(key, 0))}" for name, key in (
@@ -1096,7 +1096,6 @@ def vacuum_command(config_path, data_dir) -> None:
 
     from modemgw.retention import describe_bytes
     from modemgw.store import StoreError
-    from modemgw.store.base import PAGE_SIZE
 
     config = _admin_config(_system_config(config_path), data_dir)
     _refuse_while_running(config, "run modemgw vacuum")
@@ -1107,7 +1106,8 @@ def vacuum_command(config_path, data_dir) -> None:
                                       if database.with_name("modemgw.db-wal").exists() else 0)
     free = shutil.disk_usage(config.data_dir).free
     gateway = _gateway_for(config_path, data_dir)
-    if gateway.storage_summary()["page_size"] not in (None, PAGE_SIZE):
+    pages = gateway.storage_summary()
+    if pages["page_size"] not in (None, pages["new_page_size"]):
         size *= 2  # the rollback journal holds the old pages while the file is rewritten with new ones
     if free < size:
         raise click.ClickException(f"VACUUM needs about {describe_bytes(size)} free beside the database, and "

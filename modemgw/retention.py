@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from modemgw.store import StoreError
+from modemgw.store.base import PAGE_SIZE
 
 if TYPE_CHECKING:
     from modemgw.settings import GatewaySettings
@@ -179,12 +180,12 @@ class Retention:
 
     def storage_summary(self) -> dict:
         """What `modemgw status` and the dashboard show: {"database_bytes", "wal_bytes", "free_page_bytes",
-        "auto_vacuum", "page_size", "disk_free_bytes", "oldest_message_at", "oldest_inbox_at", "retention" (days
-        per subject; 0: forever), "last_prune" (the last pass's result, or None)}. Parts that cannot be read are
-        None."""
+        "auto_vacuum", "page_size", "new_page_size" (new databases'), "disk_free_bytes", "oldest_message_at",
+        "oldest_inbox_at", "retention" (days per subject; 0: forever), "last_prune" (the last pass's result, or
+        None)}. Parts that cannot be read are None."""
         retention = self.settings.retention
         summary: dict[str, Any] = {**self.store.file_sizes(), "free_page_bytes": None, "auto_vacuum": None,
-                                   "page_size": None,
+                                   "page_size": None, "new_page_size": PAGE_SIZE,
                                    "disk_free_bytes": self.store.free_bytes(), "oldest_message_at": None,
                                    "oldest_inbox_at": None, "last_prune": getattr(self, "_last_prune", None),
                                    "retention": {"messages_days": retention.messages_days,
