@@ -668,9 +668,9 @@ class WebhookSender(threading.Thread):
             lane.busy[destination].add(row["url"])  # its other deliveries are skipped until it is free
             return
         private = self.callback_private_destinations if lane.callbacks else True
-        if row["payload"] is None:  # lost, or coded with a dictionary this version lacks (a newer gateway wrote it)
+        if row["payload"] is None:  # lost, damaged, or coded with a dictionary this version lacks
             self._record(_Outcome(_Job(row, "", private, destination, lane), permanent=True,
-                                  error="its payload cannot be read (lost, or written by a newer modemgw)"))
+                                  error="its payload cannot be read (lost, damaged, or written by a newer modemgw)"))
             return
         try:
             secret = self._secret(row)

@@ -405,3 +405,27 @@ def test_doctor_warns_when_the_data_directorys_disk_is_nearly_full(small_disk):
                    timeout=30)
     failure = disk_finding()  # 50 MB free
     assert failure.level == FAIL and "the queue cannot grow" in failure.title and "modemgw vacuum" in failure.fix
+
+
+def test_modemgw_vacuum_keeps_the_page_size_while_another_program_has_the_file_open(tmp_path):
+    """Changing the page size needs the file to itself (SQLite leaves WAL mode for it): with a sqlite3 shell open on
+    it, the vacuum still compacts, and the pages stay as they are."""
+    path = tmp_path / "data" / "modemgw.db"
+    path.parent.mkdir(mode=0o700)
+    with sqlite3.connect(path) as connection:  # SQLite's 4 KiB pages: an older modemgw's
+        connection.execute("CREATE TABLE made_before (x)")
+    gateway = gateway_on(path)
+    gateway.submit("kept", numbers(2))
+    gateway.store.close()
+    other = sqlite3.connect(path)
+    try:
+        assert other.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 2
+        answer = CliRunner().invoke(main, ["vacuum", "--data", str(path.parent)])
+    finally:
+        other.close()
+    assert answer.exit_code == 0, answer.output
+    assert "pages of 4096 bytes" in answer.output and "(were" not in answer.output
+    store = Store(path)
+    assert store.pages()["page_size"] == 4096 and store.pages()["auto_vacuum"] == "incremental"
+    assert store.connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.query("SELECT COUNT(*) FROM messages")[0][0] == 2

@@ -102,6 +102,9 @@ def test_the_shipped_nginx_site_serves_the_gateway_over_https_only(nginx, gatewa
         response = secure.getresponse()
         response.read()
         assert response.status == 200
+        for method, path in (("GET", "/ui/inbox/%2B447700900777"), ("DELETE", "/api/v1/optouts/+447700900888")):
+            secure.request(method, path, headers={"Authorization": f"Bearer {key}"})
+            secure.getresponse().read()  # whatever the answer (a login page, a refusal): it is logged
     finally:
         secure.close()
         plain.close()
@@ -111,6 +114,8 @@ def test_the_shipped_nginx_site_serves_the_gateway_over_https_only(nginx, gatewa
         log.read_text() if log.exists() else "no access log"
     written = log.read_text()
     assert "brightorange" not in written and "447700900123" not in written and "?" not in written, written
+    assert "447700900777" not in written and "447700900888" not in written, written
+    assert '"GET /ui/inbox/(number) HTTP/1.1"' in written and '"DELETE /api/v1/optouts/(number) HTTP/1.1"' in written
     assert "POST /api/v1/messages HTTP/1.1\" 202" in written and "/ui/login" in written
 
 

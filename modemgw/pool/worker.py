@@ -638,7 +638,7 @@ class ModemWorker(threading.Thread):
         message would meet the same refusal (a SIM without SMS service, an operator outage)."""
         registration = session.modem.registration()
         if not registration.registered:
-            self._lose_network(session, registration.state)
+            self._lose_network(session, registration.state, {"registration": registration.state})
             return
         self.paused_until = time.monotonic() + self._pause
         log.warning("%s: %s while registered; no sends for %.0f s", self.label, error, self._pause)

@@ -244,15 +244,20 @@ class RetentionStore(StoreBase):
                 resize = size_before != PAGE_SIZE
                 if resize:
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                    # refused (still "wal") while another connection has the file open: then the size stays
-                    resize = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+                    try:  # another process with the file open (a sqlite3 shell) refuses it: the size stays then
+                        with _busy_timeout(conn, 1000):
+                            resize = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+                    except sqlite3.OperationalError:
+                        resize = False
                 if resize:
                     conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+                    conn.execute("PRAGMA synchronous = FULL")  # the rewrite in rollback mode: a power cut mid-way
                 try:
                     conn.execute("VACUUM")
                 finally:
                     if resize:
                         conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                        conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             except sqlite3.Error as error:
                 raise self._write_failed(StoreError.from_sqlite(

@@ -50,16 +50,23 @@ def compress_payload(payload: str) -> bytes:
 def _payload(stored: bytes | str | None) -> str | None:
     """A payload as `webhook_payloads` keeps it: compressed with a preset dictionary (named by its Adler-32 in the
     zlib header), compressed alone (before the dictionary), or text as migration 14 moved it there. None when it
-    names a dictionary this version does not have (a newer gateway's: the delivery cannot be sent as it was)."""
+    names a dictionary this version does not have (a newer gateway's: the delivery cannot be sent as it was), or
+    does not decode whole."""
     if stored is None or isinstance(stored, str):
         return stored
-    if len(stored) >= 6 and stored[1] & 0x20:  # FDICT: the dictionary's Adler-32 follows the two header bytes
-        dictionary = PAYLOAD_DICTIONARIES.get(int.from_bytes(stored[2:6], "big"))
-        if dictionary is None:
-            return None
-        decoder = zlib.decompressobj(zdict=dictionary)
-        return (decoder.decompress(stored) + decoder.flush()).decode()
-    return zlib.decompress(stored).decode()
+    try:
+        if len(stored) >= 6 and stored[1] & 0x20:  # FDICT: the dictionary's Adler-32 follows the two header bytes
+            dictionary = PAYLOAD_DICTIONARIES.get(int.from_bytes(stored[2:6], "big"))
+            if dictionary is None:
+                return None
+            decoder = zlib.decompressobj(zdict=dictionary)
+            text = decoder.decompress(stored) + decoder.flush()
+            if not decoder.eof or decoder.unused_data:  # cut short (or followed by bytes): not what was written
+                return None
+            return text.decode()
+        return zlib.decompress(stored).decode()
+    except (zlib.error, UnicodeDecodeError):  # damaged: its delivery ends dead, the others go on
+        return None
 
 
 COUNT_AT_MOST = 10_000  # deliveries a webhook's page counts exactly; beyond, "10,000+" (webhook_delivery_counts)
