@@ -12,6 +12,13 @@ settings.register_profile("ci", max_examples=150, deadline=None, suppress_health
 settings.register_profile("thorough", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# Playwright's assertions wait as long as the pages' actions do (`support.logged_in_page`: 15 s), not 5 s: a form
+# posted while another test syncs a loop device on the same disk (benchmarks/cost.py) waits for its durable commit.
+# A state that never comes still fails, 10 s later.
+from playwright.sync_api import expect  # noqa: E402
+
+expect.set_options(timeout=15_000)
+
 
 import pytest  # noqa: E402
 
