@@ -573,7 +573,8 @@ class Gateway(AddressBook, TemplateLibrary, Scheduling, Statistics, InboundRules
                                                                                route_group),
                 "reply_to": reply["id"] if reply is not None else None, "user_id": submission.user_id,
                 "smpp_user_id": submission.smpp_user_id,
-                "submission_id": None,  # the store's, when it inserts (a key added then would regrow every dict)
+                # no "submission_id": the store adds it as it inserts, not to the dicts (21 keys: a 22nd doubles
+                # each dict, 464 -> 832 bytes, ~1.8 MB for a 5,000-recipient submit)
             })
             meta.append(entry)
         if not rows and not skipped and not rejected:

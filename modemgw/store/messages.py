@@ -54,16 +54,16 @@ class MessageStore(StoreBase):
             except sqlite3.IntegrityError:
                 raise Duplicate("idempotency key already used") from None
             submission_id = inserted_id(cursor)
-            for row in rows:
-                row["submission_id"] = submission_id
             before = conn.execute("SELECT IFNULL(MAX(id), 0) FROM messages").fetchone()[0]
             try:
-                # every key any row has; a row without one stores NULL there (the keys are ours, never a caller's)
-                columns = list(dict.fromkeys(column for row in rows for column in row))
-                if columns:
-                    marks = ", ".join("?" * len(columns))
-                    conn.executemany(f"INSERT INTO messages ({', '.join(columns)}) VALUES ({marks})",
-                                     ([row.get(column) for column in columns] for row in rows))
+                # every key any row has; a row without one stores NULL there (the keys are ours, never a caller's);
+                # the submission's id goes with the values, not into each row's dict (a key more can double it)
+                columns = [column for column in dict.fromkeys(column for row in rows for column in row)
+                           if column != "submission_id"]
+                if rows:
+                    marks = ", ".join("?" * (len(columns) + 1))
+                    conn.executemany(f"INSERT INTO messages ({', '.join(columns)}, submission_id) VALUES ({marks})",
+                                     ([*(row.get(column) for column in columns), submission_id] for row in rows))
             except sqlite3.Error as error:
                 raise StoreError.from_sqlite(error, f"cannot store messages: {error}") from None
             ids = [row[0] for row in conn.execute("SELECT id FROM messages WHERE id > ? AND submission_id = ? "
