@@ -2,6 +2,7 @@
 with executable_path), on a desktop (1366 px) and on a phone (360 px, mobile emulation): no sideways scroll, the
 chart that shows has its axis tick numbers, readable, and the period form works."""
 
+import itertools
 import re
 import time
 
@@ -78,6 +79,8 @@ def test_the_statistics_page_fits_and_its_charts_have_numbers(browser, daemon, c
     assert page.locator("svg.plot:visible text.xlabel").count() >= 3
     expect(page.locator("table.stats tfoot")).to_contain_text("Total")
     assert no_sideways_scroll(page), page.evaluate("document.documentElement.scrollWidth")
+    tops = sorted(page.locator(".stats-form label").evaluate_all("ls => ls.map(l => l.getBoundingClientRect().top)"))
+    assert all(b - a <= 2 or b - a >= 20 for a, b in itertools.pairwise(tops)), f"labels on a row line up: {tops}"
     page.get_by_label("Period", exact=True).select_option("week")
     page.get_by_role("button", name="Show").click()
     expect(page.get_by_role("heading", name="Per week", exact=True)).to_be_visible()
