@@ -177,6 +177,8 @@ def test_the_confirm_page_fits_a_phone(browser, daemon, tmp_path):
     playwright_api.expect(page.get_by_text("…and 5 more.")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     page.get_by_role("button", name="Back").click()
+    playwright_api.expect(page.get_by_role("button", name="Review…")).to_be_visible()  # the compose page, loaded
+    page.wait_for_load_state()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
 
 
