@@ -3,10 +3,13 @@ confirmation, the delivery log with redeliver), failing webhooks on the dashboar
 and the API's twin `PATCH /api/v1/webhooks/<id>`. Deliveries go to a real local receiver (pytest-httpserver)."""
 
 
+import time
+
 import pytest
 from playwright import sync_api as playwright_api
 
 from modemgw import auth, webhooks
+from modemgw.store.webhooks import COUNT_AT_MOST
 from tests.support import Client, Receiver, logged_in_page, running_daemon
 from webui import when
 
@@ -197,3 +200,47 @@ def test_the_api_patches_a_webhook_and_a_disabled_one_gets_no_new_deliveries(dae
     assert (actor, f"webhook {hook['id']}") in audited(daemon, "webhook.update")
     assert admin.call("DELETE", path)[0] == 204
     assert (actor, f"webhook {hook['id']}") in audited(daemon, "webhook.delete")
+
+
+def test_a_webhook_with_more_than_10000_deliveries_shows_10000_plus_on_a_phone_and_a_laptop(browser, daemon,
+                                                                                             httpserver):
+    receiver = Receiver(httpserver, "/many")
+    hook = webhooks.create_webhook(daemon.store, receiver.url, ["message.sent"])
+    try:
+        # 10,001 delivered, written in one transaction (no store call writes delivered rows): more than the page
+        # counts exactly. Pending and dead stay 0, counted exactly (any of them would lower "delivered" below 10,000)
+        now = time.time()
+        rows = [(hook["id"], receiver.url, f"evt_many_{n}", now - n, now - n) for n in range(COUNT_AT_MOST + 1)]
+        started = time.monotonic()
+        with daemon.store.transaction() as conn:
+            conn.executemany("INSERT INTO webhook_deliveries (webhook_id, url, event, event_id, status, attempts, "
+                             "last_status_code, created_at, delivered_at) VALUES (?, ?, 'message.sent', ?, "
+                             "'delivered', 1, 200, ?, ?)", rows)
+        assert time.monotonic() - started < 2
+        for viewport, phone in (({"width": 360, "height": 740}, True), ({"width": 1366, "height": 800}, False)):
+            page = logged_in_page(browser, daemon, viewport=viewport, is_mobile=phone, has_touch=phone,
+                                  device_scale_factor=2 if phone else 1)
+            page.goto(f"{daemon.url}ui/webhooks/{hook['id']}")
+            counts = page.locator("#delivery-counts")
+            expect(counts).to_have_text("0 pending · 0 dead · 10,000+ delivered")
+            expect(page.locator("#log-status option[value='']")).to_have_text("all (10,000+)")
+            expect(page.locator("#log-status option[value=delivered]")).to_have_text("delivered (10,000+)")
+            expect(page.locator("#log-status option[value=dead]")).to_have_text("dead (0)")
+            expect(counts).to_be_visible()
+            scroll, client = page.evaluate("[document.documentElement.scrollWidth, "
+                                           "document.documentElement.clientWidth]")
+            assert scroll <= client, (viewport, scroll, client)
+            # the words "10,000+ delivered" themselves: on screen, not clipped by the paragraph or the viewport
+            # the words "10,000+ delivered" themselves: laid out, and within the viewport's width
+            left, right, width, height = page.evaluate("""() => {
+                const text = document.getElementById('delivery-counts').firstChild, words = '10,000+ delivered';
+                const range = document.createRange(), at = text.data.indexOf(words);
+                range.setStart(text, at);
+                range.setEnd(text, at + words.length);
+                const box = range.getBoundingClientRect();
+                return [box.left, box.right, box.width, box.height];
+            }""")
+            assert width > 0 and height > 0 and left >= 0 and right <= viewport["width"], (viewport, left, right)
+            page.close()
+    finally:
+        webhooks.delete_webhook(daemon.store, hook["id"])
