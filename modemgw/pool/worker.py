@@ -358,10 +358,7 @@ class ModemWorker(threading.Thread):
             self.state = state
             if self.modem_id is not None and state in ("ready", "faulted", "searching"):
                 self._record_state(self.modem_id, "online" if state == "ready" else state, reason, fields)
-                fields = None
             self.pool.changed()
-        if fields and self.modem_id is not None:
-            self.row = self.pool.store.update_modem(self.modem_id, **fields)
 
     def _record_state(self, modem_id: int, state: str, reason: str | None, fields: dict | None = None) -> None:
         """Write the modem's state (and why) to its row, unless the row says so already: busy -> ready after each
@@ -651,8 +648,6 @@ class ModemWorker(threading.Thread):
         reset would not bring the network back, and on real hardware drops the modem off USB). `seen`: what the
         check that found it saw, written in the commit that records the searching state."""
         if self.searching_since is not None:
-            if seen:
-                self.row = self.pool.store.update_modem(session.modem_id, **seen)
             return
         self._give_back(f"no network ({state})")
         settings = self.pool.settings
